@@ -1,0 +1,1 @@
+"""The `charforge` command line."""

@@ -1,0 +1,40 @@
+"""Entry point of the `charforge` CLI: one typer app, command groups registered from sibling modules.
+
+Every charforge error becomes one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from charforge.errors import CharforgeError
+
+app = typer.Typer(
+    name="charforge",
+    help="Keep a character's CG and BGM in step with how it feels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_commands() -> None:
+    # Each module adds its commands to `app`; importing them here keeps main.py free of command bodies.
+    from charforge.cli import commands_store  # noqa: F401
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one clear line on stderr and return the exit to raise (code 2)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def main() -> None:
+    _register_commands()
+    try:
+        app()
+    except CharforgeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
