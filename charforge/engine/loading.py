@@ -1,0 +1,215 @@
+"""Turn whatever model reference a user has into one light bundle of SD components.
+
+Users arrive with a diffusers folder, a single `.safetensors` checkpoint, a hub id or a pipeline they
+already built. All four become the same `ModelBundle` of stock diffusers/transformers classes, so real
+SD 1.x/2.x checkpoints and charforge's own mini models run through identical code. Only safetensors
+weights are ever read (no pickle), and the bundle carries a content hash of the weights so that stored
+identities can tell when they were made with a different model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charforge.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+_WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass
+class ModelBundle:
+    """The components the sampling loop needs, on one device and dtype, plus where they came from."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler: Any
+    model_hash: str
+    source: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def prediction_type(self) -> str:
+        """epsilon, v_prediction or sample: decides how x0 is recovered from the UNet output."""
+        return self.scheduler.config.get("prediction_type", "epsilon")
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell along one side (8 for SD)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.config.latent_channels
+
+    @property
+    def is_inpainting(self) -> bool:
+        """A 9-channel UNet takes latents + mask + masked-image latents (SD inpainting checkpoints)."""
+        return self.unet.config.in_channels == 9
+
+    @property
+    def default_size(self) -> int:
+        """Native image side in pixels, from the UNet's sample size."""
+        return self.unet.config.sample_size * self.vae_scale_factor
+
+    @property
+    def short_hash(self) -> str:
+        """The 10-hex-digit form Stable Diffusion front ends print as `Model hash`."""
+        return self.model_hash[:10]
+
+
+def default_model_path() -> Path:
+    """The portrait mini model shipped inside the package (used when no --model is given)."""
+    return Path(__file__).resolve().parent.parent / "models" / "portrait-mini"
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """cuda > mps > cpu unless the caller says otherwise."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, dtype: torch.dtype | None = None) -> torch.dtype:
+    """fp16 halves memory and doubles speed on GPUs; CPUs have no fast fp16 kernels, so fp32 there."""
+    if dtype is not None:
+        return dtype
+    return torch.float32 if device.type == "cpu" else torch.float16
+
+
+def load_model(
+    ref: str | os.PathLike | Any,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> ModelBundle:
+    """Load a diffusers folder, a single .safetensors file, a hub id, or adopt a built pipeline."""
+    target_device = pick_device(device)
+    target_dtype = pick_dtype(target_device, dtype)
+    if hasattr(ref, "unet") and hasattr(ref, "vae"):
+        pipe, source, model_hash = ref, f"<{type(ref).__name__}>", _hash_modules(ref)
+    else:
+        pipe, source, model_hash = _load_pipeline(str(ref), target_dtype)
+    for name in _WEIGHT_COMPONENTS:
+        getattr(pipe, name).to(device=target_device, dtype=target_dtype).eval().requires_grad_(False)
+    return ModelBundle(
+        unet=pipe.unet,
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        scheduler=pipe.scheduler,
+        model_hash=model_hash,
+        source=source,
+        device=target_device,
+        dtype=target_dtype,
+    )
+
+
+def _pipeline_class(in_channels: int | None = None):
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+    return StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
+
+
+def _load_pipeline(ref: str, dtype: torch.dtype) -> tuple[Any, str, str]:
+    path = Path(ref).expanduser()
+    common = dict(torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(f"model folder {path} has no model_index.json (expected a diffusers folder)")
+        _refuse_pickle_only(path)
+        try:
+            pipe = _pipeline_class().from_pretrained(path, use_safetensors=True, local_files_only=True, **common)
+        except Exception as exc:  # diffusers raises many types; the user needs one line
+            raise ModelLoadError(f"cannot load model folder {path}: {_first_line(exc)}") from exc
+        return pipe, str(path), _hash_folder(path)
+    if path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        raise ModelLoadError(f"refusing {path.name}: pickle checkpoints are unsafe; convert it to .safetensors")
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        try:
+            pipe = _pipeline_class().from_single_file(str(path), **common)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load checkpoint {path.name}: {_first_line(exc)} "
+                "(single files need their configs from the hub once; offline, use a diffusers folder)"
+            ) from exc
+        return pipe, str(path), _hash_files([path], path.parent)
+    if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
+        raise ModelLoadError(f"model not found: {ref} (pass a diffusers folder, a .safetensors file or a hub id)")
+    return _load_from_hub(ref, common)
+
+
+def _load_from_hub(repo_id: str, common: dict) -> tuple[Any, str, str]:
+    try:
+        pipe = _pipeline_class().from_pretrained(repo_id, use_safetensors=True, **common)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load model '{repo_id}' from the Hugging Face hub ({_first_line(exc)}); "
+            f"if you are offline, download it elsewhere and pass its local diffusers folder, e.g. --model /path/to/{repo_id.split('/')[-1]}"
+        ) from exc
+    folder = Path(pipe._name_or_path) if Path(getattr(pipe, "_name_or_path", "")).is_dir() else None
+    model_hash = _hash_folder(folder) if folder is not None else _hash_modules(pipe)
+    return pipe, repo_id, model_hash
+
+
+def _refuse_pickle_only(path: Path) -> None:
+    for name in _WEIGHT_COMPONENTS:
+        sub = path / name
+        if sub.is_dir() and not any(sub.glob("*.safetensors")):
+            raise ModelLoadError(
+                f"{sub} has no .safetensors weights; charforge never loads pickle weights (convert them first)"
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def _hash_folder(path: Path) -> str:
+    files = sorted(f for name in _WEIGHT_COMPONENTS for f in (path / name).glob("*.safetensors"))
+    return _hash_files(files, path)
+
+
+def _hash_files(files: list[Path], root: Path) -> str:
+    """sha256 over (relative name, bytes) of each weight file; cached per (path, size, mtime)."""
+    total = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _HASH_CACHE:
+            digest = hashlib.sha256()
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+            _HASH_CACHE[key] = digest.hexdigest()
+        total.update(file.relative_to(root).as_posix().encode())
+        total.update(_HASH_CACHE[key].encode())
+    return total.hexdigest()
+
+
+def _hash_modules(pipe: Any) -> str:
+    """For a pipeline built in memory there are no files: hash the tensors themselves."""
+    total = hashlib.sha256()
+    for name in _WEIGHT_COMPONENTS:
+        for key, tensor in sorted(getattr(pipe, name).state_dict().items()):
+            total.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            total.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return total.hexdigest()

@@ -1,0 +1,161 @@
+"""Tiny random Stable-Diffusion components, built in code and saved as real diffusers folders.
+
+Algorithm properties (equality with diffusers pipelines, hooks, inversion round trips) do not need
+trained weights, only the same component classes a real checkpoint uses. Building them here keeps the
+suite offline and every code path a few seconds on CPU. The folders are written once per session with
+`save_pretrained` (safetensors), so loading goes through exactly the path a user's checkpoint takes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Words that become single tokens in the tiny tokenizer, so tests can address them one token each
+# (Prompt-to-Prompt word alignment, attention maps). Anything else still tokenizes, byte by byte.
+TINY_WORDS = (
+    "a", "an", "the", "of", "and", "with", "in", "on", "photo", "portrait", "painting", "girl", "boy",
+    "woman", "man", "cat", "dog", "red", "blue", "green", "black", "white", "long", "short", "hair",
+    "eyes", "outfit", "dress", "smiling", "smile", "sad", "happy", "angry", "crying", "surprised",
+    "face", "background", "forest", "city", "sky", "night", "day", "music", "piano", "calm", "upbeat",
+)
+
+TINY_IMAGE_SIZE = 32  # pixels; the tiny VAE downsamples by 2, so latents are 16x16
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2/CLIP byte-level alphabet: printable bytes map to themselves, the rest to chars above 255."""
+    printable = set(range(33, 127)) | set(range(161, 173)) | set(range(174, 256))
+    symbols, shifted = [], 0
+    for b in range(256):
+        if b in printable:
+            symbols.append(chr(b))
+        else:
+            symbols.append(chr(256 + shifted))
+            shifted += 1
+    return symbols
+
+
+def build_tiny_tokenizer():
+    """A real `CLIPTokenizer` (byte-level BPE, 77 tokens) from an in-memory vocabulary: no download."""
+    from transformers import CLIPTokenizer
+
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for symbol in _byte_symbols():
+        vocab.setdefault(symbol, len(vocab))
+    for symbol in _byte_symbols():
+        vocab.setdefault(symbol + "</w>", len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in TINY_WORDS:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        merged = pieces[0]
+        for piece in pieces[1:]:
+            if (merged, piece) not in merges:
+                merges.append((merged, piece))
+            merged += piece
+            vocab.setdefault(merged, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def build_tiny_components(in_channels: int = 4) -> dict:
+    """Seeded tiny UNet/VAE/CLIP/DDIM in SD-1.x layout (cross-attention in down, mid and up blocks)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=TINY_IMAGE_SIZE // 2,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        sample_size=TINY_IMAGE_SIZE,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return {
+        "unet": unet.eval(),
+        "vae": vae.eval(),
+        "text_encoder": text_encoder.eval(),
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+    }
+
+
+def _save_pipeline(pipeline_cls, components: dict, path: Path) -> Path:
+    pipe = pipeline_cls(**components, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A diffusers folder (model_index.json + safetensors) loadable by `StableDiffusionPipeline.from_pretrained`."""
+    from diffusers import StableDiffusionPipeline
+
+    return _save_pipeline(StableDiffusionPipeline, build_tiny_components(), tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_model_dir(tmp_path_factory) -> Path:
+    """The same layout with a 9-channel inpainting UNet (latents + mask + masked-image latents)."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    return _save_pipeline(
+        StableDiffusionInpaintPipeline, build_tiny_components(in_channels=9), tmp_path_factory.mktemp("tiny-sd-inpaint")
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """The tiny model loaded through charforge's own loader, fp32 on CPU (shared: hooks must restore what they change)."""
+    from charforge.engine import load_model
+
+    return load_model(tiny_model_dir, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_model(tiny_inpaint_model_dir):
+    from charforge.engine import load_model
+
+    return load_model(tiny_inpaint_model_dir, device="cpu", dtype=torch.float32)
