@@ -1,0 +1,161 @@
+"""Opening the workspace database: SQLite in WAL mode, serialised writers, migrations on demand.
+
+Concurrency model. Readers use deferred transactions and see a consistent WAL snapshot without
+blocking anyone. Writers start with BEGIN IMMEDIATE, taking SQLite's single write lock up front
+(waiting up to the busy timeout): a deferred writer that read first and wrote later could be refused
+with "database is locked" when another process committed in between, and no timeout can fix that.
+Lost updates between a read in one transaction and a write in another are caught one level up, by
+the characters' version counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+import charforge
+from charforge.errors import ConflictError, IntegrityError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(charforge.__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_S = 30.0
+
+
+def _make_engine(path: Path, *, immediate: bool, foreign_keys: bool, timeout: float) -> Engine:
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": timeout})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # durable across crashes in WAL mode, far fewer fsyncs
+        cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _busy(exc: OperationalError) -> ConflictError | None:
+    if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+        return ConflictError(
+            f"the workspace database stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s"
+        )
+    return None
+
+
+class Database:
+    """Sessions and migrations for one `charforge.db` file."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        self._timeout = busy_timeout
+        self._reader = _make_engine(self.path, immediate=False, foreign_keys=True, timeout=busy_timeout)
+        self._writer = _make_engine(self.path, immediate=True, foreign_keys=True, timeout=busy_timeout)
+
+    def close(self) -> None:
+        self._reader.dispose()
+        self._writer.dispose()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only snapshot of the database."""
+        with Session(self._reader, expire_on_commit=False) as session:
+            try:
+                with session.begin():
+                    yield session
+            except OperationalError as exc:
+                raise (_busy(exc) or exc) from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction holding the write lock; commits on success, rolls back on any error."""
+        with Session(self._writer, expire_on_commit=False) as session:
+            try:
+                with session.begin():
+                    yield session
+            except OperationalError as exc:
+                raise (_busy(exc) or exc) from exc
+
+    # migrations ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def script() -> ScriptDirectory:
+        return ScriptDirectory(str(MIGRATIONS_DIR))
+
+    @classmethod
+    def head_revision(cls) -> str:
+        head = cls.script().get_current_head()
+        assert head is not None, "the shipped migrations have no head revision"
+        return head
+
+    def current_revision(self) -> str | None:
+        with self._reader.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self, revision: str = "head") -> str | None:
+        self._migrate(lambda cfg: command.upgrade(cfg, revision))
+        return self.current_revision()
+
+    def downgrade(self, revision: str) -> str | None:
+        self._migrate(lambda cfg: command.downgrade(cfg, revision))
+        return self.current_revision()
+
+    def ensure_current(self) -> None:
+        """Bring the schema to head if it is not there yet (cheap when it already is)."""
+        current = self.current_revision()
+        head = self.head_revision()
+        if current == head:
+            return
+        if current is not None and self._unknown(current):
+            raise InvalidInput(
+                f"workspace database {self.path} is at revision {current!r}, which this version of "
+                "charforge does not know (was it made by a newer charforge?)"
+            )
+        log.info("migrating %s from %s to %s", self.path, current or "empty", head)
+        self.upgrade("head")
+
+    def _unknown(self, revision: str) -> bool:
+        try:
+            return self.script().get_revision(revision) is None
+        except CommandError:
+            return True
+
+    def _migrate(self, run: Any) -> None:
+        # Foreign keys must be off while migrating: SQLite batch migrations drop and recreate tables,
+        # and with enforcement on, dropping a parent table would cascade-delete its children's rows.
+        engine = _make_engine(self.path, immediate=True, foreign_keys=False, timeout=self._timeout)
+        try:
+            with engine.begin() as conn:
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+                cfg.attributes["connection"] = conn
+                try:
+                    run(cfg)
+                except CommandError as exc:
+                    raise InvalidInput(f"migration failed: {exc}") from None
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise IntegrityError(f"migration left {len(broken)} rows with dangling references; rolled back")
+        except OperationalError as exc:
+            raise (_busy(exc) or exc) from exc
+        finally:
+            engine.dispose()
