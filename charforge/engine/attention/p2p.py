@@ -1,0 +1,275 @@
+"""Prompt-to-Prompt (Hertz et al. 2022): edit an image by editing its prompt's attention.
+
+Branch 0 is the source prompt, branches 1.. the edited prompts, all denoised together. While the
+cross-attention of a target is replaced by the source's (mapped through the word swap or the token
+alignment), the layout stays the source's and only what the new words describe changes; self-attention
+replacement in the first steps keeps the geometry too. Reweighting scales the attention to chosen
+tokens ("more smiling"), and local blend confines the change to where the edited words attend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+
+from charforge.engine.attention.control import AttentionControl, RowMap, Controller, Layer
+from charforge.engine.attention.store import AttentionStore
+from charforge.engine.attention.tokens import (
+    max_columns,
+    refinement_alignment,
+    replacement_mapper,
+    word_columns,
+)
+from charforge.engine.hooks import StepContext
+from charforge.errors import InvalidInput
+
+# A fraction of the steps (from the start), explicit (start, end) fractions, or per word with "default_".
+StepSpec = Union[float, tuple[float, float], Mapping[str, Union[float, tuple[float, float]]]]
+
+
+def _bounds(spec: float | tuple[float, float]) -> tuple[float, float]:
+    start, end = (0.0, float(spec)) if isinstance(spec, (int, float)) else (float(spec[0]), float(spec[1]))
+    if not 0.0 <= start <= end <= 1.0:
+        raise InvalidInput(f"step window {spec!r} must satisfy 0 <= start <= end <= 1")
+    return start, end
+
+
+def step_window(spec: float | tuple[float, float], num_steps: int) -> torch.Tensor:
+    """Boolean (num_steps,) mask of the steps inside a fractional window, as the paper counts them."""
+    start, end = _bounds(spec)
+    active = torch.zeros(num_steps, dtype=torch.bool)
+    active[int(start * num_steps) : int(end * num_steps)] = True
+    return active
+
+
+def word_schedule(spec: StepSpec, num_steps: int, tokenizer: Any, prompt: str) -> torch.Tensor:
+    """(num_steps, columns) 0/1 weights: when each token of `prompt` takes the source's cross-attention."""
+    columns = max_columns(tokenizer)
+    if not isinstance(spec, Mapping):
+        return step_window(spec, num_steps)[:, None].float().expand(num_steps, columns).clone()
+    schedule = step_window(spec.get("default_", 1.0), num_steps)[:, None].float().repeat(1, columns)
+    for word, window in spec.items():
+        if word == "default_":
+            continue
+        schedule[:, word_columns(tokenizer, prompt, word)] = step_window(window, num_steps)[:, None].float()
+    return schedule
+
+
+class _AttentionEdit(Controller):
+    """Shared schedule logic of replace and refine: which steps take the source's maps."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        source: str,
+        targets: Sequence[str],
+        cross_replace_steps: StepSpec = 0.8,
+        self_replace_steps: float | tuple[float, float] = 0.4,
+        self_max_tokens: int = 16 * 16,
+    ):
+        if not targets:
+            raise InvalidInput("an attention edit needs at least one target prompt")
+        self.tokenizer = tokenizer
+        self.source = source
+        self.targets = list(targets)
+        self.cross_replace_steps = cross_replace_steps
+        self.self_replace_steps = self_replace_steps
+        self.self_max_tokens = self_max_tokens
+        self.cross_alpha = torch.zeros(0)
+        self.self_active = torch.zeros(0, dtype=torch.bool)
+        self._last_step = 0
+        self.plan(1)
+
+    def plan(self, num_steps: int) -> None:
+        """Build the step schedules for a call of `num_steps` (validates the words eagerly)."""
+        self.cross_alpha = torch.stack(
+            [word_schedule(self.cross_replace_steps, num_steps, self.tokenizer, t) for t in self.targets], dim=1
+        )  # (steps, targets, columns)
+        self.self_active = step_window(self.self_replace_steps, num_steps)
+        used = self.cross_alpha.flatten(1).amax(dim=1).bool() | self.self_active
+        self._last_step = int(used.nonzero().max()) + 1 if used.any() else 0
+
+    def begin(self, control: AttentionControl, ctx: StepContext) -> None:
+        self.plan(ctx.num_steps)
+
+    def needs_source(self, step: int, num_steps: int) -> bool:
+        return step < self._last_step
+
+    def wants_probs(self, layer: Layer, step: int, layout: RowMap, tokens: int) -> bool:
+        if not layout.pairs(cond=True) or step >= self.self_active.numel():
+            return False
+        if layer.is_cross:
+            return bool(self.cross_alpha[step].any())
+        return bool(self.self_active[step]) and tokens <= self.self_max_tokens
+
+    def edit_probs(self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor) -> torch.Tensor:
+        probs = probs.clone()
+        for source_row, target_row, branch in layout.pairs(cond=True):
+            if layer.is_cross:
+                alpha = self.cross_alpha[step, branch - 1].to(probs)
+                mapped = self.map_cross(probs[source_row], probs[target_row], branch - 1)
+                probs[target_row] = mapped * alpha + probs[target_row] * (1 - alpha)
+            else:
+                probs[target_row] = probs[source_row]
+        return probs
+
+    def map_cross(self, source: torch.Tensor, target: torch.Tensor, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Replace(_AttentionEdit):
+    """Word swap ("smiling girl" -> "crying girl"): equal word counts, token-to-token mapping."""
+
+    def __init__(self, tokenizer: Any, source: str, targets: Sequence[str], **schedule: Any):
+        self.mappers = torch.stack([replacement_mapper(tokenizer, source, t) for t in targets])
+        super().__init__(tokenizer, source, targets, **schedule)
+
+    def map_cross(self, source: torch.Tensor, target: torch.Tensor, index: int) -> torch.Tensor:
+        return source @ self.mappers[index].to(source)
+
+
+class Refine(_AttentionEdit):
+    """Added words ("girl" -> "smiling girl"): aligned tokens copy the source, new tokens keep their own."""
+
+    def __init__(self, tokenizer: Any, source: str, targets: Sequence[str], **schedule: Any):
+        aligned = [refinement_alignment(tokenizer, source, t) for t in targets]
+        self.indices = torch.stack([a[0] for a in aligned])
+        self.alphas = torch.stack([a[1] for a in aligned])
+        super().__init__(tokenizer, source, targets, **schedule)
+
+    def map_cross(self, source: torch.Tensor, target: torch.Tensor, index: int) -> torch.Tensor:
+        alpha = self.alphas[index].to(source)
+        return source[..., self.indices[index].to(source.device)] * alpha + target * (1 - alpha)
+
+
+class Reweight(Controller):
+    """Per-token equalizer: multiply the cross-attention to chosen tokens by a weight.
+
+    `weights` maps a branch to a (columns,) vector; branch None means every conditional row, which is
+    how plain generation honours "(smiling:1.4)" emphasis. Applied after replace/refine, so an edit
+    can both keep the source layout and push one word harder.
+    """
+
+    stage = 2
+
+    def __init__(self, weights: Mapping[int | None, torch.Tensor], steps: float | tuple[float, float] = 1.0):
+        self.weights = {b: w.float() for b, w in weights.items()}
+        self.steps = steps
+        self.active = step_window(steps, 1)
+
+    @classmethod
+    def from_words(
+        cls, tokenizer: Any, prompt: str, words: Mapping[str, float], branch: int | None = None, **kwargs: Any
+    ) -> "Reweight":
+        weights = torch.ones(max_columns(tokenizer))
+        for word, weight in words.items():
+            weights[word_columns(tokenizer, prompt, word)] = float(weight)
+        return cls({branch: weights}, **kwargs)
+
+    def begin(self, control: AttentionControl, ctx: StepContext) -> None:
+        self.active = step_window(self.steps, ctx.num_steps)
+
+    def wants_probs(self, layer: Layer, step: int, layout: RowMap, tokens: int) -> bool:
+        return layer.is_cross and step < self.active.numel() and bool(self.active[step])
+
+    def edit_probs(self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor) -> torch.Tensor:
+        probs = probs.clone()
+        for row, branch in layout.cond_rows():
+            weights = self.weights.get(branch, self.weights.get(None))
+            if weights is not None:
+                probs[row] = probs[row] * weights.to(probs)
+        return probs
+
+
+class LocalBlend(Controller):
+    """Keep everything outside the edited words' region identical to the source, step by step.
+
+    The mask is the union over branches of where the given words attend (cross-attention averaged over
+    the steps so far, at one resolution), max-pooled to dilate it, normalised and thresholded; after
+    each scheduler step a target row becomes source + mask * (target - source). The mask can be
+    frozen (`freeze`) once the source branch stops being computed; the source latents then come from
+    `ctx.extras["source_latents"]` (the inversion trajectory the source follows).
+    """
+
+    stage = 0
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        prompts: Sequence[str],
+        words: Sequence[str],
+        threshold: float = 0.3,
+        dilation: int = 1,
+        start: float = 0.2,
+        max_tokens: int = 16 * 16,
+    ):
+        self.columns: dict[int, list[int]] = {}
+        for word in words:
+            found = False
+            for branch, prompt in enumerate(prompts):
+                try:
+                    self.columns.setdefault(branch, []).extend(word_columns(tokenizer, prompt, word))
+                    found = True
+                except InvalidInput:
+                    continue
+            if not found:
+                raise InvalidInput(f"blend word '{word}' occurs in none of the prompts")
+        self.threshold = threshold
+        self.dilation = dilation
+        self.start = start
+        self.max_tokens = max_tokens
+        self.store = AttentionStore(cross_max_tokens=max_tokens, self_max_tokens=0, keep_steps=False)
+        self.mask: torch.Tensor | None = None
+        self.frozen = False
+        self.start_step = 0
+
+    def begin(self, control: AttentionControl, ctx: StepContext) -> None:
+        self.store.begin(control, ctx)
+        self.mask, self.frozen = None, False
+        self.start_step = int(self.start * ctx.num_steps)
+
+    def freeze(self) -> None:
+        """Stop updating the mask (the source branch, whose maps it needs, is no longer computed)."""
+        self.frozen = True
+
+    def wants_probs(self, layer: Layer, step: int, layout: RowMap, tokens: int) -> bool:
+        return not self.frozen and layer.is_cross and self.store.wants_probs(layer, step, layout, tokens)
+
+    def edit_probs(self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor) -> torch.Tensor:
+        return self.store.edit_probs(layer, step, layout, probs)
+
+    def _update_mask(self, latent_size: tuple[int, int]) -> None:
+        union = None
+        recorded = {b for (_, b) in self.store.sums}
+        for branch, columns in self.columns.items():
+            if branch not in recorded:
+                continue
+            heat = self.store.average_cross(branch)[..., columns].sum(dim=-1)[None, None]
+            size = 2 * self.dilation + 1
+            heat = F.max_pool2d(heat, size, stride=1, padding=self.dilation)
+            heat = F.interpolate(heat, size=latent_size, mode="nearest")
+            heat = heat / heat.amax().clamp_min(1e-12)
+            mask = heat > self.threshold
+            union = mask if union is None else union | mask
+        if union is not None:
+            self.mask = union[0, 0]
+
+    def step_end(self, control: AttentionControl, ctx: StepContext, latents: torch.Tensor) -> torch.Tensor:
+        if ctx.index < self.start_step:
+            return latents
+        if not self.frozen:
+            self._update_mask(tuple(latents.shape[-2:]))
+        if self.mask is None:
+            return latents
+        source = ctx.extras.get("source_latents")
+        source = latents[0] if source is None else source.to(latents)
+        mask = self.mask.to(latents)
+        blended = latents.clone()
+        blended[1:] = source + mask * (latents[1:] - source)
+        return blended
+
+    def needs_source(self, step: int, num_steps: int) -> bool:
+        return False

@@ -1,0 +1,184 @@
+"""The controlled attention processor on a bare tiny UNet: transparent when idle, exact when editing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import build_tiny_components, build_tiny_tokenizer
+
+from charforge.engine.attention import (
+    AttentionControl,
+    AttentionStore,
+    Controller,
+    MutualSelfAttention,
+    Replace,
+    Reweight,
+    RowMap,
+    unet_layers,
+)
+from charforge.engine.hooks import BatchLayout, StepContext
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return build_tiny_components()["unet"]
+
+
+def _inputs(rows: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    sample = torch.randn(rows, 4, 16, 16, generator=g)
+    text = torch.randn(rows, 77, 32, generator=g)
+    return sample, text
+
+
+def _run(unet, control: AttentionControl | None, sample, text, layout: BatchLayout | None = None, step: int = 0, steps: int = 4):
+    """One UNet call with `control` installed as the loop would install it (and always restored)."""
+    original = dict(unet.attn_processors)
+    if control is not None:
+        ctx = StepContext(
+            index=0, timestep=torch.tensor(500), num_steps=steps, latents=sample[: len(layout.cond_rows)] if layout else sample,
+            scheduler=None, prediction_type="epsilon", guidance_scale=7.5 if layout and layout.uncond_rows else 1.0,
+        )
+        control.on_begin(ctx)
+        ctx.index, ctx.layout = step, layout
+        unet.set_attn_processor({**original, **control.attention_processors(unet)})
+    try:
+        with torch.no_grad():
+            return unet(sample, 500, encoder_hidden_states=text).sample
+    finally:
+        unet.set_attn_processor(original)
+
+
+def test_layers_are_in_execution_order(unet):
+    layers = unet_layers(unet)
+    ordered = sorted(layers.values(), key=lambda l: (l.is_cross, l.index))
+    places = [l.place for l in ordered if not l.is_cross]
+    assert places == sorted(places, key=("down", "mid", "up").index)
+    assert places.count("mid") == 1 and len(places) == 7  # 2 down, 1 mid, 4 up in the tiny UNet
+    assert {l.count for l in layers.values()} == {7}
+
+
+def test_pass_through_store_matches_default_processor(unet):
+    sample, text = _inputs(2)
+    reference = _run(unet, None, sample, text)
+    store = AttentionStore(cross_max_tokens=16 * 16, self_max_tokens=16 * 16)
+    recorded = _run(unet, AttentionControl([store]), sample, text, BatchLayout((), (0, 1)))
+    torch.testing.assert_close(recorded, reference, atol=1e-5, rtol=1e-5)
+    # every layer was seen, both kinds, per branch, with rows summing to one
+    assert len({r.layer.name for r in store.records}) == 14
+    for record in store.records:
+        for value in record.maps.values():
+            torch.testing.assert_close(value.sum(-1), torch.ones(value.shape[0]), atol=1e-4, rtol=0)
+
+
+class _Recorder(Controller):
+    def __init__(self):
+        self.calls = 0
+
+    def wants_probs(self, layer, step, layout, tokens):
+        return False
+
+    def attend(self, *args):
+        self.calls += 1
+        return None
+
+
+def test_idle_controller_is_bit_exact(unet):
+    sample, text = _inputs(2)
+    reference = _run(unet, None, sample, text)
+    recorder = _Recorder()
+    out = _run(unet, AttentionControl([recorder]), sample, text, BatchLayout((), (0, 1)))
+    assert recorder.calls == 14
+    assert torch.equal(out, reference)
+
+
+def test_processors_restored_after_a_call_that_raised(unet):
+    class Boom(Controller):
+        def attend(self, *args):
+            raise RuntimeError("boom")
+
+    before = {k: type(v) for k, v in unet.attn_processors.items()}
+    sample, text = _inputs(1)
+    with pytest.raises(RuntimeError, match="boom"):
+        _run(unet, AttentionControl([Boom()]), sample, text, BatchLayout((), (0,)))
+    assert {k: type(v) for k, v in unet.attn_processors.items()} == before
+
+
+class _AfterEdits(Controller):
+    """Records the probabilities the values are multiplied with (after every editor)."""
+
+    stage = 9
+
+    def __init__(self):
+        self.cross: list[torch.Tensor] = []
+
+    def wants_probs(self, layer, step, layout, tokens):
+        return layer.is_cross
+
+    def edit_probs(self, layer, step, layout, probs):
+        self.cross.append(probs.clone())
+        return probs
+
+
+def test_replace_gives_the_target_the_source_cross_attention(unet):
+    tokenizer = build_tiny_tokenizer()
+    source, target = "a portrait of a smiling girl", "a portrait of a crying girl"
+    sample, _ = _inputs(2)
+    text = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(3))
+    after = _AfterEdits()
+    edit = Replace(tokenizer, source, [target], cross_replace_steps=1.0, self_replace_steps=0.0)
+    _run(unet, AttentionControl([edit, after]), sample, text, BatchLayout((), (0, 1)))
+    assert len(after.cross) == 7
+    for probs in after.cross:  # one-token words: the mapping is the identity
+        torch.testing.assert_close(probs[1], probs[0])
+    # outside the cross-replace window the target keeps its own maps
+    after_late = _AfterEdits()
+    edit_late = Replace(tokenizer, source, [target], cross_replace_steps=0.5, self_replace_steps=0.0)
+    _run(unet, AttentionControl([edit_late, after_late]), sample, text, BatchLayout((), (0, 1)), step=3)
+    assert all((p[1] - p[0]).abs().max() > 1e-3 for p in after_late.cross)
+
+
+def test_replace_with_identical_prompts_and_latents_keeps_rows_equal(unet):
+    tokenizer = build_tiny_tokenizer()
+    prompt = "a portrait of a girl with red hair"
+    sample, text = _inputs(1)
+    batch, texts = torch.cat([sample, sample]), torch.cat([text, text])
+    edit = Replace(tokenizer, prompt, [prompt], cross_replace_steps=1.0, self_replace_steps=1.0)
+    out = _run(unet, AttentionControl([edit]), batch, texts, BatchLayout((), (0, 1)))
+    reference = _run(unet, None, sample, text)
+    torch.testing.assert_close(out[0], reference[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[1], reference[0], atol=1e-5, rtol=1e-5)
+
+
+def test_reweight_of_one_changes_nothing_and_other_weights_do(unet):
+    tokenizer = build_tiny_tokenizer()
+    sample, text = _inputs(1)
+    reference = _run(unet, None, sample, text)
+    layout = BatchLayout((), (0,))
+    same = _run(unet, AttentionControl([Reweight.from_words(tokenizer, "a smiling girl", {"smiling": 1.0})]), sample, text, layout)
+    torch.testing.assert_close(same, reference, atol=1e-5, rtol=1e-5)
+    more = _run(unet, AttentionControl([Reweight.from_words(tokenizer, "a smiling girl", {"smiling": 3.0})]), sample, text, layout)
+    assert (more - reference).abs().max() > 1e-4
+
+
+def test_masactrl_copies_source_appearance_and_is_idle_before_start(unet):
+    sample, text = _inputs(2)
+    layout = BatchLayout((), (0, 1))
+    free = _run(unet, None, sample, text)
+    late = _run(unet, AttentionControl([MutualSelfAttention(start_step=3, start_layer=0)]), sample, text, layout, step=2)
+    assert torch.equal(late, free)
+    mutual = _run(unet, AttentionControl([MutualSelfAttention(start_step=0, start_layer=0)]), sample, text, layout)
+    torch.testing.assert_close(mutual[0], free[0], atol=1e-5, rtol=1e-5)  # the source is never changed
+    assert (mutual[1] - free[1]).abs().max() > 1e-4
+    # an all-foreground mask is the same as no mask
+    masked = _run(
+        unet, AttentionControl([MutualSelfAttention(start_step=0, start_layer=0, mask=torch.ones(16, 16))]), sample, text, layout
+    )
+    torch.testing.assert_close(masked, mutual, atol=1e-5, rtol=1e-5)
+
+
+def test_row_map_follows_the_loop_layout():
+    rows = RowMap.from_layout(BatchLayout(uncond_rows=(1,), cond_rows=(0, 1)))
+    assert rows.branch == (1, 0, 1) and rows.cond == (False, True, True)
+    assert rows.pairs(cond=True) == [(1, 2, 1)]
+    assert rows.pairs(cond=False) == []  # the source has no unconditional row here
