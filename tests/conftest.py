@@ -15,6 +15,9 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine extra threads only
+# oversubscribe (a tiny UNet call goes from ~0.1 s to >1 s). Override with CHARFORGE_TORCH_THREADS.
+torch.set_num_threads(int(os.environ.get("CHARFORGE_TORCH_THREADS", "1")))
 
 # Words that become single tokens in the tiny tokenizer, so tests can address them one token each
 # (Prompt-to-Prompt word alignment, attention maps). Anything else still tokenizes, byte by byte.

@@ -1,6 +1,53 @@
-"""The diffusion engine: model loading, the one sampling loop and the hooks that plug into it."""
+"""The diffusion engine: model loading, the one sampling loop, and the hooks that plug into it.
 
-from charforge.engine.hooks import Hook, StepContext
+It knows nothing of characters, emotions or storage: it takes a model, prompts, tensors and hooks and
+returns tensors and images.
+"""
+
+from charforge.engine.guidance import LossGuidance, colour_loss
+from charforge.engine.hooks import BatchLayout, Hook, StepContext
 from charforge.engine.loading import ModelBundle, default_model_path, load_model
+from charforge.engine.loop import (
+    decode_latents,
+    denoise,
+    encode_images,
+    initial_noise,
+    installed_processors,
+    predict_x0,
+    seeded_generators,
+)
+from charforge.engine.modes import Generation, GenerationParams, LatentBlend, img2img, inpaint, txt2img
+from charforge.engine.outputs import format_parameters, parse_parameters, read_parameters, save_png
+from charforge.engine.prompts import encode_prompts
+from charforge.engine.schedulers import make_scheduler, scheduler_names
 
-__all__ = ["Hook", "ModelBundle", "StepContext", "default_model_path", "load_model"]
+__all__ = [
+    "BatchLayout",
+    "Generation",
+    "GenerationParams",
+    "Hook",
+    "LatentBlend",
+    "LossGuidance",
+    "ModelBundle",
+    "StepContext",
+    "colour_loss",
+    "decode_latents",
+    "default_model_path",
+    "denoise",
+    "encode_images",
+    "encode_prompts",
+    "format_parameters",
+    "img2img",
+    "initial_noise",
+    "inpaint",
+    "installed_processors",
+    "load_model",
+    "make_scheduler",
+    "parse_parameters",
+    "predict_x0",
+    "read_parameters",
+    "save_png",
+    "scheduler_names",
+    "seeded_generators",
+    "txt2img",
+]

@@ -7,10 +7,35 @@ overrides only the methods it needs. New features add hooks, not loops.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """Which image rows went into this step's UNet batch, and where.
+
+    The UNet batch is `uncond_rows` (the unconditional pass of those rows) followed by `cond_rows`.
+    Normally both hold every row; they shrink when hooks skip rows (`Hook.skip_rows`) or drop the
+    unconditional pass of some rows (`Hook.unguided_rows`). Attention processors read this to find,
+    for example, the source and target rows of an edit inside the batch they are given.
+    """
+
+    uncond_rows: tuple[int, ...]
+    cond_rows: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.uncond_rows) + len(self.cond_rows)
+
+    def position(self, row: int, conditional: bool = True) -> int | None:
+        """Index of image `row`'s conditional (or unconditional) pass in the UNet batch, None if absent."""
+        if conditional:
+            return len(self.uncond_rows) + self.cond_rows.index(row) if row in self.cond_rows else None
+        return self.uncond_rows.index(row) if row in self.uncond_rows else None
 
 
 @dataclass
@@ -30,6 +55,8 @@ class StepContext:
     prediction_type: str
     guidance_scale: float
     extras: dict[str, Any] = field(default_factory=dict)
+    timesteps: torch.Tensor | None = None
+    layout: BatchLayout | None = None
 
 
 class Hook:
@@ -48,6 +75,17 @@ class Hook:
     def uncond_embeddings(self, ctx: StepContext) -> torch.Tensor | None:
         """Per-step unconditional embeddings (shape (1 or B, L, D)) replacing the negative prompt's."""
         return None
+
+    def skip_rows(self, ctx: StepContext) -> Iterable[int]:
+        """Rows not denoised this step: left out of the UNet batch, their latents kept as they are.
+
+        Lets an edit stop paying for a source branch that no controller needs any more.
+        """
+        return ()
+
+    def unguided_rows(self, ctx: StepContext) -> Iterable[int]:
+        """Rows that need no unconditional pass this step (their prediction is the conditional one)."""
+        return ()
 
     def before_scheduler_step(
         self, ctx: StepContext, latents: torch.Tensor, noise_pred: torch.Tensor

@@ -128,7 +128,7 @@ def _pipeline_class(in_channels: int | None = None):
 
 def _load_pipeline(ref: str, dtype: torch.dtype) -> tuple[Any, str, str]:
     path = Path(ref).expanduser()
-    common = dict(torch_dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    common = dict(dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(f"model folder {path} has no model_index.json (expected a diffusers folder)")
