@@ -1,0 +1,63 @@
+"""`charforge train portrait-mini` and `charforge eval portrait-mini`: rebuild and measure the shipped default model.
+
+Heavy imports (torch, diffusers) happen inside the commands so `charforge --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charforge.cli.main import app
+from charforge.errors import InvalidInput
+
+train_app = typer.Typer(help="Train charforge's own mini models from procedural data.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure charforge's own mini models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+
+
+@train_app.command("portrait-mini")
+def train_portrait_mini(
+    out: Annotated[Path, typer.Option(help="Run directory: checkpoint, logs, and the exported model in OUT/model.")],
+    minutes: Annotated[float, typer.Option(help="Wall-clock training budget (both phases).")] = 55.0,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
+) -> None:
+    """Train the default portrait model from scratch (or resume), then export a diffusers folder."""
+    if minutes <= 0:
+        raise InvalidInput(f"--minutes must be positive, got {minutes}")
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"--out {out} exists and is not a directory")
+    if not resume and (out / "checkpoint").exists():
+        raise InvalidInput(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    from charforge.mini.recipe import train_portrait_mini as run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    folder = run(out, minutes=minutes, resume=resume, seed=seed)
+    typer.echo(str(folder))
+
+
+@eval_app.command("portrait-mini")
+def eval_portrait_mini(
+    model: Annotated[Optional[Path], typer.Option(help="Diffusers folder (default: the shipped model).")] = None,
+    samples: Annotated[int, typer.Option(help="Generated samples to score.")] = 200,
+    steps: Annotated[int, typer.Option(help="DDIM steps per sample.")] = 25,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Hair-colour and expression accuracy of generated samples on held-out prompts, and VAE PSNR."""
+    if samples <= 0 or steps <= 0:
+        raise InvalidInput("--samples and --steps must be positive")
+    from charforge.mini.evaluate import evaluate
+
+    report = evaluate(model, samples=samples, steps=steps, guidance=guidance)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        typer.echo(f"{key}: {value}")

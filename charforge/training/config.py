@@ -1,0 +1,46 @@
+"""Run settings and component shapes of a latent-diffusion training run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from transformers import CLIPTokenizer
+
+
+@dataclass
+class ModelSpec:
+    """Diffusers/transformers configs of the components to train, plus the (already built) tokenizer."""
+
+    vae_config: dict[str, Any]
+    unet_config: dict[str, Any]
+    text_config: dict[str, Any]
+    scheduler_config: dict[str, Any]
+    tokenizer: CLIPTokenizer
+
+
+@dataclass
+class TrainConfig:
+    """Budgets are wall-clock minutes because the constraint is the machine's time, not an epoch count.
+
+    The learning rate follows a cosine over each phase's budget, so a shorter budget still ends annealed.
+    """
+
+    seed: int = 0
+    minutes: float = 55.0
+    vae_fraction: float = 0.18
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    vae_crop: int | None = 32  # train the (convolutional) VAE on random crops: 4x cheaper at 64x64
+    unet_batch: int = 32
+    unet_lr: float = 6e-4
+    text_lr: float = 3e-4
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    checkpoint_minutes: float = 4.0
+    threads: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,297 @@
+"""Two-phase latent-diffusion training on a wall-clock budget: the VAE first, then UNet + text encoder.
+
+The VAE is trained alone because the UNet needs a fixed latent space; afterwards every training
+image is encoded once (mean and std of its posterior are cached) so the second phase never touches
+pixels. Caption dropout teaches the unconditional branch classifier-free guidance needs, and the
+exported UNet and text encoder are exponential moving averages, which sample far cleaner than the
+raw weights after a short run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from charforge.errors import InvalidInput, NotFound
+from charforge.training.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
+from charforge.training.config import ModelSpec, TrainConfig
+from charforge.training.data import SampleSource, batch, captions
+
+log = logging.getLogger(__name__)
+
+_PHASES = ("vae", "unet", "done")
+
+
+def _cosine(base: float, fraction: float, step: int, warmup: int = 100) -> float:
+    """Cosine decay over the phase's time budget to 5% of base, after a short linear warm-up."""
+    f = min(max(fraction, 0.0), 1.0)
+    return base * min(1.0, (step + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * f)))
+
+
+class LatentDiffusionTrainer:
+    """Train an SD-architecture model on `source` into `run_dir`; `export()` writes the diffusers folder."""
+
+    def __init__(self, spec: ModelSpec, source: SampleSource, config: TrainConfig, run_dir: str | Path) -> None:
+        if len(source) == 0:
+            raise InvalidInput("the sample source is empty")
+        self.spec, self.source, self.cfg = spec, source, config
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoint"
+        torch.manual_seed(config.seed)
+        self.vae = AutoencoderKL(**spec.vae_config)
+        self.unet = UNet2DConditionModel(**spec.unet_config)
+        self.text_encoder = CLIPTextModel(CLIPTextConfig(**spec.text_config))
+        self.scheduler = DDIMScheduler(**spec.scheduler_config)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.phase = "vae"
+        self.step = 0
+        self.elapsed = 0.0  # seconds spent in the current phase (survives resumes)
+        self.history: list[dict[str, Any]] = []
+        self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+        self.unet_opt = torch.optim.AdamW([
+            {"params": list(self.unet.parameters()), "lr": config.unet_lr},
+            {"params": list(self.text_encoder.parameters()), "lr": config.text_lr},
+        ], weight_decay=1e-2)
+        self.ema_unet = EMAModel(self.unet.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
+        self.ema_text = EMAModel(self.text_encoder.parameters(), decay=config.ema_decay, use_ema_warmup=True,
+                                 power=3 / 4)
+        self._latents: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._ids: torch.Tensor | None = None
+
+    # --- budgets ----------------------------------------------------------------------------------
+
+    def _budget(self, phase: str) -> float:
+        total = self.cfg.minutes * 60.0
+        return total * self.cfg.vae_fraction if phase == "vae" else total * (1 - self.cfg.vae_fraction)
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        vae_opt, vae_opt_meta = optimizer_tensors(self.vae_opt)
+        unet_opt, unet_opt_meta = optimizer_tensors(self.unet_opt)
+        tensors = {
+            "vae": self.vae.state_dict(),
+            "unet": self.unet.state_dict(),
+            "text_encoder": self.text_encoder.state_dict(),
+            "ema_unet": {str(i): p for i, p in enumerate(self.ema_unet.shadow_params)},
+            "ema_text": {str(i): p for i, p in enumerate(self.ema_text.shadow_params)},
+            "vae_opt": vae_opt,
+            "unet_opt": unet_opt,
+            "rng": {"gen": self.gen.get_state()},
+        }
+        meta = {
+            "phase": self.phase, "step": self.step, "elapsed": self.elapsed,
+            "ema_unet_steps": self.ema_unet.optimization_step, "ema_text_steps": self.ema_text.optimization_step,
+            "scaling_factor": self.vae.config.scaling_factor, "vae_opt": vae_opt_meta, "unet_opt": unet_opt_meta,
+            "config": self.cfg.to_dict(), "history": self.history[-2000:],
+        }
+        save_checkpoint(self.ckpt_dir, tensors, meta)
+        self.spec.tokenizer.save_pretrained(str(self.run_dir / "tokenizer"))
+        (self.run_dir / "spec.json").write_text(json.dumps({
+            "vae_config": self.spec.vae_config, "unet_config": self.spec.unet_config,
+            "text_config": self.spec.text_config, "scheduler_config": self.spec.scheduler_config,
+        }, indent=2, default=list), encoding="utf-8")
+        log.info("checkpoint saved: phase=%s step=%d", self.phase, self.step)
+
+    def resume(self) -> bool:
+        """Load the last checkpoint of `run_dir` if there is one; False when starting fresh."""
+        try:
+            tensors, meta = load_checkpoint(self.ckpt_dir)
+        except NotFound:
+            return False
+        self.vae.load_state_dict(tensors["vae"])
+        self.vae.register_to_config(scaling_factor=meta["scaling_factor"])
+        self.unet.load_state_dict(tensors["unet"])
+        self.text_encoder.load_state_dict(tensors["text_encoder"])
+        for ema, key, steps in ((self.ema_unet, "ema_unet", "ema_unet_steps"), (self.ema_text, "ema_text", "ema_text_steps")):
+            ema.shadow_params = [tensors[key][str(i)] for i in range(len(ema.shadow_params))]
+            ema.optimization_step = meta[steps]
+        load_optimizer(self.vae_opt, tensors["vae_opt"], meta["vae_opt"])
+        load_optimizer(self.unet_opt, tensors["unet_opt"], meta["unet_opt"])
+        self.gen.set_state(tensors["rng"]["gen"])
+        self.phase, self.step, self.elapsed = meta["phase"], meta["step"], meta["elapsed"]
+        self.history = meta.get("history", [])
+        log.info("resumed at phase=%s step=%d (%.0fs into the phase)", self.phase, self.step, self.elapsed)
+        return True
+
+    # --- phases -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        torch.set_num_threads(self.cfg.threads)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.phase == "vae":
+            self._train_vae()
+            self.phase, self.step, self.elapsed = "unet", 0, 0.0
+            self.save()
+        if self.phase == "unet":
+            self._train_unet()
+            self.phase = "done"
+            self.save()
+
+    def _loop(self, phase: str, train_step) -> None:
+        budget = self._budget(phase)
+        last_ckpt = time.monotonic()
+        bar = tqdm(total=round(budget), initial=min(round(self.elapsed), round(budget)), unit="s",
+                   desc=f"train {phase}", mininterval=5.0)
+        while self.elapsed < budget:
+            t0 = time.monotonic()
+            loss = train_step(self.elapsed / budget)
+            dt = time.monotonic() - t0
+            self.elapsed += dt
+            self.step += 1
+            bar.n = min(int(self.elapsed), bar.total)
+            bar.set_postfix(step=self.step, loss=f"{loss:.4f}")
+            if self.step % 50 == 0:
+                self.history.append({"phase": phase, "step": self.step, "elapsed": round(self.elapsed, 1),
+                                     "loss": round(loss, 5)})
+                log.info("%s step %d loss %.5f (%.0fs)", phase, self.step, loss, self.elapsed)
+            if time.monotonic() - last_ckpt > self.cfg.checkpoint_minutes * 60:
+                self.save()
+                last_ckpt = time.monotonic()
+        bar.close()
+
+    def _train_vae(self) -> None:
+        self.vae.train()
+        stale = self.run_dir / "latents.safetensors"
+        if stale.exists():  # encoded by a VAE state newer than this checkpoint's
+            stale.unlink()
+
+        def step(fraction: float) -> float:
+            for group in self.vae_opt.param_groups:
+                group["lr"] = _cosine(self.cfg.vae_lr, fraction, self.step)
+            idx = torch.randint(len(self.source), (self.cfg.vae_batch,), generator=self.gen)
+            x, _ = batch(self.source, idx)
+            x = self._crop(x)
+            posterior = self.vae.encode(x).latent_dist
+            recon = self.vae.decode(posterior.sample(generator=self.gen)).sample
+            loss = F.mse_loss(recon, x) + self.cfg.kl_weight * posterior.kl().mean()
+            self.vae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.vae_opt.step()
+            return float(loss.detach())
+
+        self._loop("vae", step)
+        self._encode_dataset()
+
+    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.cfg.vae_crop
+        if not size or size >= min(x.shape[-2:]):
+            return x
+        top, left = (int(torch.randint(0, d - size + 1, (1,), generator=self.gen)) for d in x.shape[-2:])
+        return x[..., top:top + size, left:left + size]
+
+    @torch.no_grad()
+    def _encode_dataset(self) -> None:
+        """Cache every image's posterior (mean, std) and set the VAE's scaling factor to unit latent std."""
+        path = self.run_dir / "latents.safetensors"
+        if path.is_file():
+            cached = load_file(str(path))
+            self._latents = (cached["mean"], cached["std"])
+            self.vae.register_to_config(scaling_factor=float(cached["scaling_factor"]))
+            return
+        self.vae.eval()
+        means, stds = [], []
+        n, chunk = len(self.source), 64
+        for start in tqdm(range(0, n, chunk), desc="encode latents", mininterval=5.0):
+            x, _ = batch(self.source, torch.arange(start, min(n, start + chunk)))
+            dist = self.vae.encode(x).latent_dist
+            means.append(dist.mean.half())
+            stds.append(dist.std.half())
+        mean, std = torch.cat(means), torch.cat(stds)
+        scaling = float(1.0 / mean.float().std())
+        self.vae.register_to_config(scaling_factor=scaling)
+        save_file({"mean": mean.contiguous(), "std": std.contiguous(), "scaling_factor": torch.tensor(scaling)}, str(path))
+        self._latents = (mean, std)
+        log.info("encoded %d images; scaling factor %.4f", n, scaling)
+
+    def _caption_ids(self) -> torch.Tensor:
+        texts = captions(self.source) + [""]
+        tok = self.spec.tokenizer
+        return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                   return_tensors="pt").input_ids
+
+    def _train_unet(self) -> None:
+        if self._latents is None:
+            self._encode_dataset()
+        ids = self._caption_ids()
+        empty, ids = ids[-1], ids[:-1]
+        mean, std = self._latents
+        sf = self.vae.config.scaling_factor
+        self.unet.train()
+        self.text_encoder.train()
+        self.vae.requires_grad_(False)
+        n_train = self.scheduler.config.num_train_timesteps
+
+        def step(fraction: float) -> float:
+            self.unet_opt.param_groups[0]["lr"] = _cosine(self.cfg.unet_lr, fraction, self.step)
+            self.unet_opt.param_groups[1]["lr"] = _cosine(self.cfg.text_lr, fraction, self.step)
+            b = self.cfg.unet_batch
+            idx = torch.randint(len(mean), (b,), generator=self.gen)
+            z = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=self.gen)) * sf
+            noise = torch.randn(z.shape, generator=self.gen)
+            t = torch.randint(0, n_train, (b,), generator=self.gen)
+            noisy = self.scheduler.add_noise(z, noise, t)
+            drop = torch.rand(b, generator=self.gen) < self.cfg.caption_dropout
+            tokens = torch.where(drop[:, None], empty[None], ids[idx])
+            hidden = self.text_encoder(tokens)[0]
+            pred = self.unet(noisy, t, hidden).sample
+            loss = F.mse_loss(pred, noise)
+            self.unet_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(self.unet.parameters()) + list(self.text_encoder.parameters()), 1.0)
+            self.unet_opt.step()
+            self.ema_unet.step(self.unet.parameters())
+            self.ema_text.step(self.text_encoder.parameters())
+            return float(loss.detach())
+
+        self._loop("unet", step)
+
+    # --- export -----------------------------------------------------------------------------------
+
+    def pipeline(self, use_ema: bool = True) -> StableDiffusionPipeline:
+        """A StableDiffusionPipeline of copies of the current weights (EMA by default)."""
+        unet, text = copy.deepcopy(self.unet).eval(), copy.deepcopy(self.text_encoder).eval()
+        if use_ema:
+            self.ema_unet.copy_to(unet.parameters())
+            self.ema_text.copy_to(text.parameters())
+        return StableDiffusionPipeline(
+            vae=copy.deepcopy(self.vae).eval(), text_encoder=text, tokenizer=self.spec.tokenizer, unet=unet,
+            scheduler=DDIMScheduler(**self.spec.scheduler_config), safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+    def export(self, folder: str | Path, use_ema: bool = True) -> Path:
+        """Write a diffusers folder that `StableDiffusionPipeline.from_pretrained(folder)` loads offline."""
+        folder = Path(folder)
+        self.pipeline(use_ema).save_pretrained(str(folder), safe_serialization=True)
+        log.info("exported %s", folder)
+        return folder
+
+
+def load_run(run_dir: str | Path, source: SampleSource) -> LatentDiffusionTrainer:
+    """Rebuild a trainer from a run directory alone (spec.json + tokenizer + checkpoint), e.g. to export it."""
+    run_dir = Path(run_dir)
+    spec_path = run_dir / "spec.json"
+    if not spec_path.is_file():
+        raise NotFound(f"{run_dir} is not a training run (no spec.json)")
+    raw = json.loads(spec_path.read_text(encoding="utf-8"))
+    _, meta = load_checkpoint(run_dir / "checkpoint")
+    cfg = TrainConfig(**meta["config"])
+    spec = ModelSpec(raw["vae_config"], raw["unet_config"], raw["text_config"], raw["scheduler_config"],
+                     CLIPTokenizer.from_pretrained(str(run_dir / "tokenizer")))
+    trainer = LatentDiffusionTrainer(spec, source, cfg, run_dir)
+    trainer.resume()
+    return trainer
