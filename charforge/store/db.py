@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,10 @@ class Database:
     def script() -> ScriptDirectory:
         return ScriptDirectory(str(MIGRATIONS_DIR))
 
-    @classmethod
-    def head_revision(cls) -> str:
-        head = cls.script().get_current_head()
+    @staticmethod
+    @cache  # the shipped scripts do not change while the process runs; every open asks for the head
+    def head_revision() -> str:
+        head = Database.script().get_current_head()
         assert head is not None, "the shipped migrations have no head revision"
         return head
 
@@ -139,7 +141,7 @@ class Database:
         except CommandError:
             return True
 
-    def _migrate(self, run: Any) -> None:
+    def _migrate(self, run: Callable[[Config], None]) -> None:
         # Foreign keys must be off while migrating: SQLite batch migrations drop and recreate tables,
         # and with enforcement on, dropping a parent table would cascade-delete its children's rows.
         engine = _make_engine(self.path, immediate=True, foreign_keys=False, timeout=self._timeout)
