@@ -35,7 +35,19 @@ def fail(message: str) -> typer.Exit:
 def main() -> None:
     _register_commands()
     try:
-        app()
+        code = app(standalone_mode=False)
     except CharforgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(2)
+    except typer.exceptions.TyperException as exc:
+        # Usage errors (bad option value, unknown command): one line, not click's framed box.
+        # A bare group invocation ("no args is help") is also a TyperException whose help is
+        # already printed: it is a successful call.
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(0)
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    sys.exit(code if isinstance(code, int) else 0)
