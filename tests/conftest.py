@@ -162,3 +162,17 @@ def tiny_inpaint_model(tiny_inpaint_model_dir):
     from charforge.engine import load_model
 
     return load_model(tiny_inpaint_model_dir, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def mini_model():
+    """The shipped portrait mini model (trained VAE and UNet), for properties a random VAE cannot show.
+
+    Skips while the model has not been trained into the package yet.
+    """
+    from charforge.engine import default_model_path, load_model
+
+    path = default_model_path()
+    if not (path / "model_index.json").is_file():
+        pytest.skip(f"shipped mini model not present at {path}")
+    return load_model(path, device="cpu", dtype=torch.float32)
