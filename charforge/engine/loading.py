@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,9 +106,13 @@ def load_model(
     if hasattr(ref, "unet") and hasattr(ref, "vae"):
         pipe, source, model_hash = ref, f"<{type(ref).__name__}>", _hash_modules(ref)
     else:
-        pipe, source, model_hash = _load_pipeline(str(ref), target_dtype)
+        with _quiet_loading():
+            pipe, source, model_hash = _load_pipeline(str(ref), target_dtype)
     for name in _WEIGHT_COMPONENTS:
-        getattr(pipe, name).to(device=target_device, dtype=target_dtype).eval().requires_grad_(False)
+        module = getattr(pipe, name)
+        if module.device != target_device or module.dtype != target_dtype:
+            module.to(device=target_device, dtype=target_dtype)
+        module.eval().requires_grad_(False)
     return ModelBundle(
         unet=pipe.unet,
         vae=pipe.vae,
@@ -118,6 +124,23 @@ def load_model(
         device=target_device,
         dtype=target_dtype,
     )
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Loading takes seconds; diffusers' and transformers' per-component bars would bury the one error line."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    states = [(lib, lib.is_progress_bar_enabled()) for lib in (diffusers_logging, transformers_logging)]
+    for lib, _ in states:
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, enabled in states:
+            if enabled:
+                lib.enable_progress_bar()
 
 
 def _pipeline_class(in_channels: int | None = None):
