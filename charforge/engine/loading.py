@@ -128,18 +128,21 @@ def load_model(
 
 @contextmanager
 def _quiet_loading() -> Iterator[None]:
-    """Loading takes seconds; diffusers' and transformers' per-component bars would bury the one error line."""
+    """Loading takes seconds; per-component bars and warnings would bury the one line that matters."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    states = [(lib, lib.is_progress_bar_enabled()) for lib in (diffusers_logging, transformers_logging)]
-    for lib, _ in states:
+    libraries = (diffusers_logging, transformers_logging)
+    states = [(lib, lib.is_progress_bar_enabled(), lib.get_verbosity()) for lib in libraries]
+    for lib in libraries:
         lib.disable_progress_bar()
+        lib.set_verbosity_error()  # their "will try the cache" warnings precede our own clear error
     try:
         yield
     finally:
-        for lib, enabled in states:
-            if enabled:
+        for lib, bars, verbosity in states:
+            lib.set_verbosity(verbosity)
+            if bars:
                 lib.enable_progress_bar()
 
 
@@ -183,9 +186,12 @@ def _load_from_hub(repo_id: str, common: dict) -> tuple[Any, str, str]:
     try:
         pipe = _pipeline_class().from_pretrained(repo_id, use_safetensors=True, **common)
     except Exception as exc:
+        reason = _first_line(exc)
+        if any(word in reason.lower() for word in ("offline", "cache", "connect", "resolve")):
+            reason = "the hub is unreachable and it is not in the local cache"
         raise ModelLoadError(
-            f"cannot load model '{repo_id}' from the Hugging Face hub ({_first_line(exc)}); "
-            f"if you are offline, download it elsewhere and pass its local diffusers folder, e.g. --model /path/to/{repo_id.split('/')[-1]}"
+            f"cannot load model '{repo_id}' ({reason}); download it where the hub is reachable and pass its "
+            f"local diffusers folder, e.g. --model /path/to/{repo_id.split('/')[-1]}"
         ) from exc
     folder = Path(pipe._name_or_path) if Path(getattr(pipe, "_name_or_path", "")).is_dir() else None
     model_hash = _hash_folder(folder) if folder is not None else _hash_modules(pipe)
@@ -203,7 +209,8 @@ def _refuse_pickle_only(path: Path) -> None:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    line = text.splitlines()[0]
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _hash_folder(path: Path) -> str:
