@@ -189,9 +189,9 @@ class LocalBlend(Controller):
 
     The mask is the union over branches of where the given words attend (cross-attention averaged over
     the steps so far, at one resolution), max-pooled to dilate it, normalised and thresholded; after
-    each scheduler step a target row becomes source + mask * (target - source). The mask can be
-    frozen (`freeze`) once the source branch stops being computed; the source latents then come from
-    `ctx.extras["source_latents"]` (the inversion trajectory the source follows).
+    each scheduler step a target row becomes source + mask * (target - source), row 0 being the
+    source. Once the source branch is no longer computed (an edit stops paying for it when no
+    controller reads its attention) the mask is frozen: the source's maps stop changing anyway.
     """
 
     stage = 0
@@ -206,6 +206,8 @@ class LocalBlend(Controller):
         start: float = 0.2,
         max_tokens: int = 16 * 16,
     ):
+        if not words:
+            raise InvalidInput("local blend needs at least one word")
         self.columns: dict[int, list[int]] = {}
         for word in words:
             found = False
@@ -220,7 +222,6 @@ class LocalBlend(Controller):
         self.threshold = threshold
         self.dilation = dilation
         self.start = start
-        self.max_tokens = max_tokens
         self.store = AttentionStore(cross_max_tokens=max_tokens, self_max_tokens=0, keep_steps=False)
         self.mask: torch.Tensor | None = None
         self.frozen = False
@@ -230,10 +231,6 @@ class LocalBlend(Controller):
         self.store.begin(control, ctx)
         self.mask, self.frozen = None, False
         self.start_step = int(self.start * ctx.num_steps)
-
-    def freeze(self) -> None:
-        """Stop updating the mask (the source branch, whose maps it needs, is no longer computed)."""
-        self.frozen = True
 
     def wants_probs(self, layer: Layer, step: int, layout: RowMap, tokens: int) -> bool:
         return not self.frozen and layer.is_cross and self.store.wants_probs(layer, step, layout, tokens)
@@ -258,18 +255,16 @@ class LocalBlend(Controller):
             self.mask = union[0, 0]
 
     def step_end(self, control: AttentionControl, ctx: StepContext, latents: torch.Tensor) -> torch.Tensor:
+        source_computed = ctx.layout is None or 0 in ctx.layout.cond_rows
+        if not source_computed and self.mask is not None:
+            self.frozen = True
         if ctx.index < self.start_step:
             return latents
         if not self.frozen:
             self._update_mask(tuple(latents.shape[-2:]))
         if self.mask is None:
             return latents
-        source = ctx.extras.get("source_latents")
-        source = latents[0] if source is None else source.to(latents)
         mask = self.mask.to(latents)
         blended = latents.clone()
-        blended[1:] = source + mask * (latents[1:] - source)
+        blended[1:] = latents[:1] + mask * (latents[1:] - latents[:1])
         return blended
-
-    def needs_source(self, step: int, num_steps: int) -> bool:
-        return False
