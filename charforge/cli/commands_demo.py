@@ -1,0 +1,30 @@
+"""`charforge demo`: the README's main job."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from charforge.cli.main import app
+from charforge.cli.workspace import JsonOpt, WorkspaceOpt, echo_json, open_forge
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option("--model", help="Model folder, .safetensors file or hub id.")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=200, help="Denoising steps.")] = 25,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import the sample cast and render its contact sheet into the workspace."""
+    from charforge.demo import run_demo
+
+    with open_forge(ctx, workspace) as forge:
+        result = run_demo(forge, model_ref=model, steps=steps)
+    if json_out:
+        echo_json({"sheet": str(result.sheet), "imported": result.imported, "characters": result.characters})
+    else:
+        typer.echo(f"cast: {', '.join(result.characters)}")
+        typer.echo(f"contact sheet: {result.sheet}")
