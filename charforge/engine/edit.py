@@ -35,6 +35,7 @@ from charforge.engine.inversion import (
     inversion_schedulers,
     source_embeddings,
 )
+from charforge.engine.hooks import Hook
 from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import decode_latents, denoise
 from charforge.engine.prompts import encode_prompts
@@ -64,13 +65,15 @@ def edit(
     source_prompt: str | None = None,
     shortcut: bool = True,
     decode_source: bool = False,
+    hooks: Sequence[Hook] = (),
     progress: bool = False,
 ) -> EditResult:
     """Redraw the inverted image with `target_prompt` (one or several), steered by `controllers`.
 
     `source_prompt` defaults to the prompt the image was inverted with (null-text embeddings and
     direct offsets were fitted to it). `shortcut=False` computes the source branch in full every
-    step, for comparisons; the result is the same up to floating-point error.
+    step, for comparisons; the result is the same up to floating-point error. `hooks` run after the
+    edit's own (previews, extra latent callbacks).
     """
     check_model(model, inversion)
     targets = [target_prompt] if isinstance(target_prompt, str) else list(target_prompt)
@@ -84,9 +87,9 @@ def edit(
         uncond = encode_prompts(model, [source])
     control = AttentionControl(controllers) if controllers else None
     follow = FollowInversion(inversion, needs_source=control.needs_source if control else None, shortcut=shortcut)
-    hooks = [follow, control] if control else [follow]
+    own: list[Hook] = [follow, control] if control else [follow]
     start = inversion.x_T.to(model.device, model.dtype).expand(len(targets) + 1, -1, -1, -1).clone()
-    latents = denoise(model, scheduler, start, cond, uncond, inversion.guidance, hooks, progress=progress)
+    latents = denoise(model, scheduler, start, cond, uncond, inversion.guidance, [*own, *hooks], progress=progress)
     with torch.no_grad():
         rows = latents if decode_source else latents[1:]
         pixels = (decode_latents(model, rows) / 2 + 0.5).clamp(0, 1)

@@ -57,7 +57,8 @@ def replacement_mapper(tokenizer: Any, source: str, target: str) -> torch.Tensor
     Prompts must have the same number of whitespace-separated words. Equal words map token to token;
     a swapped word whose token count differs spreads each source token's attention evenly over the
     new word's tokens, which keeps the attention mass of the word (rows of M sum to one). Columns after
-    the prompt (EOS and padding) map in order, so they keep their role even when lengths differ.
+    the prompt (EOS and padding) map in order, so they keep their role even when lengths differ; the
+    last padding columns of the shorter prompt then have no partner and map to nothing.
     """
     source_chunks, target_chunks = _chunk_ids(tokenizer, source), _chunk_ids(tokenizer, target)
     if len(source_chunks) != len(target_chunks):
