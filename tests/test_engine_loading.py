@@ -90,3 +90,29 @@ def test_a_folder_that_is_not_a_diffusers_model(tmp_path):
 
 def test_default_model_is_the_shipped_portrait_model():
     assert default_model_path().parts[-3:] == ("charforge", "models", "portrait-mini")
+
+
+@pytest.fixture(scope="module")
+def tiny_single_file(tiny_model, tmp_path_factory):
+    """The tiny model as one original-layout .safetensors file, like checkpoints users download."""
+    from ldm_format import to_ldm_checkpoint
+
+    path = tmp_path_factory.mktemp("single") / "tiny-sd.safetensors"
+    save_file(to_ldm_checkpoint(tiny_model.unet, tiny_model.vae, tiny_model.text_encoder), path)
+    return path
+
+
+def test_single_safetensors_file_loads_the_same_model(tiny_single_file, tiny_model, tiny_model_dir):
+    bundle = load_model(tiny_single_file, device="cpu", config=tiny_model_dir)
+    for name in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(bundle, name).state_dict(), getattr(tiny_model, name).state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    assert bundle.source == str(tiny_single_file) and len(bundle.model_hash) == 64
+
+
+def test_single_file_without_reachable_configs_says_what_to_do(tiny_single_file):
+    with pytest.raises(ModelLoadError) as info:
+        load_model(tiny_single_file, device="cpu")
+    message = str(info.value)
+    assert "tiny-sd.safetensors" in message and "--config" in message and "\n" not in message

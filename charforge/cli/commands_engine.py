@@ -37,6 +37,9 @@ def generate(
     ] = None,
     mask: Annotated[Optional[Path], typer.Option(help="White = repaint; same size as --image.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available).")] = None,
+    config: Annotated[
+        Optional[str], typer.Option(help="For a single-file --model: diffusers folder or hub id with its configs.")
+    ] = None,
 ) -> None:
     """Generate one image and save it as a PNG carrying its parameters."""
     from charforge.engine.schedulers import SCHEDULERS
@@ -71,7 +74,7 @@ def generate(
         if not (default / "model_index.json").is_file():
             raise ModelLoadError(f"the default model is not installed at {default}; pass --model FOLDER|FILE|HUB_ID")
         model = str(default)
-    bundle = load_model(model, device=device)
+    bundle = load_model(model, device=device, config=config)
     common = dict(
         negative=negative, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler, width=width, height=height
     )

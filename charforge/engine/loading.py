@@ -99,15 +99,21 @@ def load_model(
     ref: str | os.PathLike | Any,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    *,
+    config: str | os.PathLike | None = None,
 ) -> ModelBundle:
-    """Load a diffusers folder, a single .safetensors file, a hub id, or adopt a built pipeline."""
+    """Load a diffusers folder, a single .safetensors file, a hub id, or adopt a built pipeline.
+
+    A single-file checkpoint holds weights only; its component configs come from the hub (cached
+    after the first time) unless `config` names a diffusers folder or hub id of the same architecture.
+    """
     target_device = pick_device(device)
     target_dtype = pick_dtype(target_device, dtype)
     if hasattr(ref, "unet") and hasattr(ref, "vae"):
         pipe, source, model_hash = ref, f"<{type(ref).__name__}>", _hash_modules(ref)
     else:
         with _quiet_loading():
-            pipe, source, model_hash = _load_pipeline(str(ref), target_dtype)
+            pipe, source, model_hash = _load_pipeline(str(ref), target_dtype, config)
     for name in _WEIGHT_COMPONENTS:
         module = getattr(pipe, name)
         if module.device != target_device or module.dtype != target_dtype:
@@ -152,7 +158,7 @@ def _pipeline_class(in_channels: int | None = None):
     return StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
 
 
-def _load_pipeline(ref: str, dtype: torch.dtype) -> tuple[Any, str, str]:
+def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | None) -> tuple[Any, str, str]:
     path = Path(ref).expanduser()
     common = dict(dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if path.is_dir():
@@ -169,12 +175,17 @@ def _load_pipeline(ref: str, dtype: torch.dtype) -> tuple[Any, str, str]:
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
+        if config is not None:
+            common["config"] = str(config)
         try:
             pipe = _pipeline_class().from_single_file(str(path), **common)
         except Exception as exc:
+            reason = _first_line(exc)
+            if config is None and any(word in reason.lower() for word in ("offline", "cache", "connect", "resolve")):
+                reason = "its component configs are not cached and the hub is unreachable"
             raise ModelLoadError(
-                f"cannot load checkpoint {path.name}: {_first_line(exc)} "
-                "(single files need their configs from the hub once; offline, use a diffusers folder)"
+                f"cannot load checkpoint {path.name} ({reason}); pass a diffusers folder of the same "
+                "architecture as its config (CLI: --config FOLDER), or use a diffusers folder as the model"
             ) from exc
         return pipe, str(path), _hash_files([path], path.parent)
     if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
