@@ -116,3 +116,9 @@ def test_single_file_without_reachable_configs_says_what_to_do(tiny_single_file)
         load_model(tiny_single_file, device="cpu")
     message = str(info.value)
     assert "tiny-sd.safetensors" in message and "--config" in message and "\n" not in message
+
+
+def test_no_reference_means_the_default_model(monkeypatch, tmp_path):
+    monkeypatch.setattr("charforge.engine.loading.default_model_path", lambda: tmp_path / "portrait-mini")
+    with pytest.raises(ModelLoadError, match="default model is not installed at .*portrait-mini"):
+        load_model()

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from charforge.cli.main import app
-from charforge.errors import InvalidInput, ModelLoadError, NotFound
+from charforge.errors import InvalidInput, NotFound
 
 
 @app.command("generate")
@@ -67,13 +67,7 @@ def generate(
         )
 
     from charforge.engine import img2img, inpaint, load_model, save_png, txt2img
-    from charforge.engine.loading import default_model_path
 
-    if model is None:
-        default = default_model_path()
-        if not (default / "model_index.json").is_file():
-            raise ModelLoadError(f"the default model is not installed at {default}; pass --model FOLDER|FILE|HUB_ID")
-        model = str(default)
     bundle = load_model(model, device=device, config=config)
     common = dict(
         negative=negative, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler, width=width, height=height

@@ -96,19 +96,24 @@ def pick_dtype(device: torch.device, dtype: torch.dtype | None = None) -> torch.
 
 
 def load_model(
-    ref: str | os.PathLike | Any,
+    ref: str | os.PathLike | Any | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     *,
     config: str | os.PathLike | None = None,
 ) -> ModelBundle:
-    """Load a diffusers folder, a single .safetensors file, a hub id, or adopt a built pipeline.
+    """Load a diffusers folder, a single .safetensors file, a hub id, or adopt a built pipeline
+    (None: the shipped default model).
 
     A single-file checkpoint holds weights only; its component configs come from the hub (cached
     after the first time) unless `config` names a diffusers folder or hub id of the same architecture.
     """
     target_device = pick_device(device)
     target_dtype = pick_dtype(target_device, dtype)
+    if ref is None:
+        ref = default_model_path()
+        if not (ref / "model_index.json").is_file():
+            raise ModelLoadError(f"the default model is not installed at {ref}; pass a model folder, file or hub id")
     if hasattr(ref, "unet") and hasattr(ref, "vae"):
         pipe, source, model_hash = ref, f"<{type(ref).__name__}>", _hash_modules(ref)
     else:
