@@ -209,8 +209,10 @@ class _Painter:
         if label is not None:
             self.l.rounded_rectangle(box, radius=radius, fill=_LABEL[label])
 
-    def line(self, pts, fill, width: int) -> None:
+    def line(self, pts, fill, width: int, label: str | None = None) -> None:
         self.d.line(pts, fill=fill, width=width, joint="curve")
+        if label is not None:
+            self.l.line(pts, fill=_LABEL[label], width=width, joint="curve")
 
 
 def _curve(x0: float, x1: float, y: float, bend: float, n: int = 16) -> list[tuple[float, float]]:
@@ -366,20 +368,20 @@ def _draw_marks(p: _Painter, expression: str, i: float) -> None:
         length = 14 + 44 * i
         for side in (-1, 1):
             x, y = cx + side * 30, cy + 18
-            p.rect((x - 4, y, x + 4, y + length), _TEAR, radius=4)
+            p.rect((x - 4, y, x + 4, y + length), _TEAR, "face", radius=4)
     elif expression == "anger":
         x, y, s = cx + 44, cy + 30, 8 + 8 * i
         for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
             p.line([(x + dx * s * 0.3, y + dy * s), (x + dx * s * 0.3, y + dy * s * 0.3),
-                    (x + dx * s, y + dy * s * 0.3)], (220, 20, 20), 5)
+                    (x + dx * s, y + dy * s * 0.3)], (220, 20, 20), 5, "face")
     elif expression == "fear":
         for k in range(3):
             y = cy + 24 + 7 * k
             _blend_rect(p, (cx - 52, y, cx - 30, y + 3), (90, 90, 200), 0.4 + 0.5 * i)
             _blend_rect(p, (cx + 30, y, cx + 52, y + 3), (90, 90, 200), 0.4 + 0.5 * i)
         x, y = cx + 58, cy - 24
-        p.polygon([(x, y - 10 - 8 * i), (x - 7, y + 4), (x + 7, y + 4)], (150, 210, 255))
-        p.ellipse((x - 7, y - 4, x + 7, y + 10), (150, 210, 255))
+        p.polygon([(x, y - 10 - 8 * i), (x - 7, y + 4), (x + 7, y + 4)], (150, 210, 255), "face")
+        p.ellipse((x - 7, y - 4, x + 7, y + 10), (150, 210, 255), "face")
     elif expression == "disgust":
         _blend_ellipse(p, (cx - 40, cy + 26, cx + 40, cy + 58), (90, 170, 60), 0.25 + 0.45 * i)
 

@@ -1,0 +1,1 @@
+"""charforge-mini: the procedural portrait world the default model is trained on and measured against."""

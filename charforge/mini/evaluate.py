@@ -1,0 +1,105 @@
+"""Quality figures of a portrait model: does a sample show the hair colour and expression its prompt asked for?
+
+Prompts come from identities held out of training, so the figures measure composition, not recall.
+Samples use the plain diffusers StableDiffusionPipeline (DDIM, classifier-free guidance), i.e. what
+any SD tool would produce from the shipped folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from charforge.errors import ModelLoadError
+from charforge.mini.classifier import HEADS, accuracy, load_classifier, render_set
+
+log = logging.getLogger(__name__)
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "portrait-mini"
+EVAL_SEED = 2024  # prompts of the evaluation (held-out identities)
+VAE_SEED = 4242  # renders of the PSNR measurement (held-out identities)
+
+
+def load_pipeline(model: str | Path | None = None):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    folder = Path(model) if model is not None else SHIPPED
+    if not (folder / "model_index.json").is_file():
+        raise ModelLoadError(f"{folder} is not a diffusers model folder (no model_index.json)")
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2), over the whole batch."""
+    mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).mean())
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def vae_psnr(pipe, count: int = 200) -> float:
+    images, _ = render_set(VAE_SEED, count, held_out=True)
+    recon = []
+    for start in range(0, count, 50):
+        x = images[start:start + 50]
+        recon.append(pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample)
+    return psnr(torch.cat(recon), images)
+
+
+@torch.no_grad()
+def generate(pipe, prompts: list[str], *, steps: int, guidance: float, seed: int, batch: int = 20) -> torch.Tensor:
+    out = []
+    for start in tqdm(range(0, len(prompts), batch), desc="generate", mininterval=5.0):
+        chunk = prompts[start:start + batch]
+        gen = torch.Generator().manual_seed(seed + start)
+        images = pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, generator=gen,
+                      output_type="pt").images
+        out.append(images * 2 - 1)
+    return torch.cat(out)
+
+
+def evaluate(model: str | Path | None = None, *, samples: int = 200, steps: int = 25, guidance: float = 5.0,
+             seed: int = 0) -> dict[str, Any]:
+    """Figures of the issue's "done when": hair-colour and expression accuracy, VAE PSNR (dB)."""
+    pipe = load_pipeline(model)
+    judge = load_classifier()
+    _, portraits = render_set(EVAL_SEED, samples, held_out=True, min_intensity=0.3)
+    prompts = [p.caption() for p in portraits]
+    t0 = time.monotonic()
+    images = generate(pipe, prompts, steps=steps, guidance=guidance, seed=seed)
+    seconds = time.monotonic() - t0
+    acc = accuracy(judge, images, portraits)
+    real_images, real_portraits = render_set(EVAL_SEED + 1, samples, held_out=True)
+    judge_acc = accuracy(judge, real_images, real_portraits)
+    report = {
+        "samples": samples, "steps": steps, "guidance": guidance,
+        "hair_colour_accuracy": round(acc["hair_colour"], 3),
+        "expression_accuracy": round(acc["expression"], 3),
+        **{f"{name}_accuracy": round(acc[name], 3) for name in HEADS if name not in ("hair_colour", "expression")},
+        "vae_psnr_db": round(vae_psnr(pipe), 2),
+        "classifier_accuracy_on_renders": {k: round(v, 3) for k, v in judge_acc.items()},
+        "seconds_per_sample": round(seconds / samples, 3),
+    }
+    log.info("evaluation: %s", report)
+    return report
+
+
+def contact_sheet(images: torch.Tensor, columns: int = 10) -> np.ndarray:
+    """Tile N x 3 x H x W images in [-1, 1] into one uint8 picture (for eyeballing a run)."""
+    n, _, h, w = images.shape
+    rows = math.ceil(n / columns)
+    sheet = np.full((rows * h, columns * w, 3), 255, dtype=np.uint8)
+    pix = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    for i in range(n):
+        r, c = divmod(i, columns)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = pix[i]
+    return sheet
