@@ -31,7 +31,9 @@ def generate(
     scheduler: Annotated[str, typer.Option(help="ddim, dpm++, euler, euler-a, lms or lcm.")] = "ddim",
     width: Annotated[Optional[int], typer.Option(help="Width in pixels (multiple of the VAE factor).")] = None,
     height: Annotated[Optional[int], typer.Option(help="Height in pixels (multiple of the VAE factor).")] = None,
-    image: Annotated[Optional[Path], typer.Option(help="Start from this image (img2img, or inpaint with --mask).")] = None,
+    image: Annotated[
+        Optional[Path], typer.Option(help="Start from this image (img2img, or inpaint with --mask).")
+    ] = None,
     strength: Annotated[
         Optional[float], typer.Option(help="How much of the image to redraw, in (0, 1] (default 0.75; 1 with --mask).")
     ] = None,
@@ -42,10 +44,9 @@ def generate(
     ] = None,
 ) -> None:
     """Generate one image and save it as a PNG carrying its parameters."""
-    from charforge.engine.schedulers import SCHEDULERS
+    from charforge.engine.schedulers import scheduler_key
 
-    if scheduler.strip().lower() not in SCHEDULERS:
-        raise InvalidInput(f"unknown scheduler '{scheduler}' (choose from {', '.join(SCHEDULERS)})")
+    scheduler_key(scheduler)
     if steps < 1:
         raise InvalidInput(f"--steps must be at least 1, got {steps}")
     for name, value in (("--width", width), ("--height", height)):
@@ -75,7 +76,8 @@ def generate(
     if source is None:
         result = txt2img(bundle, prompt, progress=True, **common)
     elif mask_image is None:
-        result = img2img(bundle, source, prompt, strength=0.75 if strength is None else strength, progress=True, **common)
+        strength = 0.75 if strength is None else strength
+        result = img2img(bundle, source, prompt, strength=strength, progress=True, **common)
     else:
         strength = 1.0 if strength is None else strength
         result = inpaint(bundle, source, mask_image, prompt, strength=strength, progress=True, **common)

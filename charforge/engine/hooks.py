@@ -79,7 +79,8 @@ class Hook:
     def skip_rows(self, ctx: StepContext) -> Iterable[int]:
         """Rows not denoised this step: left out of the UNet batch, their latents kept as they are.
 
-        Lets an edit stop paying for a source branch that no controller needs any more.
+        Lets an edit stop paying for a source branch that no controller needs any more. Skip a row
+        for good: multistep schedulers (dpm++, lms) keep no history for the steps a row sat out.
         """
         return ()
 

@@ -124,6 +124,7 @@ def load_model(
         if module.device != target_device or module.dtype != target_dtype:
             module.to(device=target_device, dtype=target_dtype)
         module.eval().requires_grad_(False)
+    log.info("loaded %s on %s/%s (weights sha256 %s)", source, target_device, target_dtype, model_hash[:10])
     return ModelBundle(
         unet=pipe.unet,
         vae=pipe.vae,

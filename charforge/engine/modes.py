@@ -23,7 +23,7 @@ from charforge.engine.loop import (
     seeded_generators,
 )
 from charforge.engine.prompts import encode_prompts
-from charforge.engine.schedulers import make_scheduler
+from charforge.engine.schedulers import make_scheduler, scheduler_key
 from charforge.errors import InvalidInput
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
@@ -94,7 +94,8 @@ def txt2img(
     sched = make_scheduler(req.scheduler, model.scheduler.config)
     sched.set_timesteps(req.steps, device=model.device)
     generators = seeded_generators(req.seeds)
-    shape = (len(req.prompts), model.latent_channels, req.height // model.vae_scale_factor, req.width // model.vae_scale_factor)
+    factor = model.vae_scale_factor
+    shape = (len(req.prompts), model.latent_channels, req.height // factor, req.width // factor)
     latents = initial_noise(model, shape, generators) * sched.init_noise_sigma
     return _run(model, req, sched, latents, generators, hooks, eta, progress, mode="txt2img")
 
@@ -178,7 +179,9 @@ def inpaint(
         latents = noise * sched.init_noise_sigma if full_strength else sched.add_noise(source, noise, start)
         masked_latents = encode_images(model, pixels * (mask_pixels < 0.5), generators)
         extra = torch.cat([latent_mask, masked_latents], dim=1)
-        return _run(model, req, sched, latents, generators, hooks, eta, progress, "inpaint", strength, timesteps, extra)
+        return _run(
+            model, req, sched, latents, generators, hooks, eta, progress, "inpaint", strength, timesteps, extra
+        )
 
     source = encode_images(model, pixels, generators)
     noise = initial_noise(model, tuple(source.shape), generators)
@@ -246,14 +249,14 @@ def _request(model, prompt, negative, seed, steps, guidance, scheduler, width, h
         raise InvalidInput(f"steps must be at least 1, got {steps}")
     if guidance < 0:
         raise InvalidInput(f"guidance must be >= 0, got {guidance}")
-    make_scheduler(scheduler, model.scheduler.config)  # validates the name before any work
+    scheduler = scheduler_key(scheduler)
     width = width or model.default_size
     height = height or model.default_size
     factor = model.vae_scale_factor
     for name, value in (("width", width), ("height", height)):
         if value <= 0 or value % factor:
             raise InvalidInput(f"{name} {value} is not a positive multiple of {factor} (the model's VAE factor)")
-    return _Request(prompts, negatives, seeds, steps, float(guidance), scheduler.strip().lower(), width, height)
+    return _Request(prompts, negatives, seeds, steps, float(guidance), scheduler, width, height)
 
 
 def _broadcast(value, count: int, what: str) -> list:

@@ -35,15 +35,20 @@ def scheduler_names() -> list[str]:
     return list(SCHEDULERS)
 
 
-def make_scheduler(name: str, base_config: Any) -> Any:
-    """A fresh scheduler of kind `name` carrying the model's noise schedule."""
+def scheduler_key(name: str) -> str:
+    """The canonical name for `name`, or one clear error listing the choices."""
     key = name.strip().lower()
     if key not in SCHEDULERS:
         raise InvalidInput(f"unknown scheduler '{name}' (choose from {', '.join(SCHEDULERS)})")
-    cls, _ = SCHEDULERS[key]
+    return key
+
+
+def make_scheduler(name: str, base_config: Any) -> Any:
+    """A fresh scheduler of kind `name` carrying the model's noise schedule."""
+    cls, _ = SCHEDULERS[scheduler_key(name)]
     return cls.from_config(base_config)
 
 
 def sampler_label(name: str) -> str:
     """The A1111-style sampler name written into PNG parameters."""
-    return SCHEDULERS[name.strip().lower()][1]
+    return SCHEDULERS[scheduler_key(name)][1]
