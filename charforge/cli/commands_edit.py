@@ -1,0 +1,201 @@
+"""`charforge invert`, `charforge edit`, `charforge attention`: inversion and attention control by hand.
+
+These are the engine's debugging and power-user tools: invert a picture and check how well it comes
+back (PSNR), redraw it with another prompt, and look at where a word attends. Inputs are checked
+before the model is loaded; heavy imports stay inside the commands so `charforge --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charforge.cli.commands_engine import _open_image
+from charforge.cli.main import app
+from charforge.errors import InvalidInput, ModelLoadError, NotFound
+
+METHOD_HELP = "ddim, null-text, negative-prompt or direct (default: direct)."
+ModelOption = Annotated[
+    Optional[str], typer.Option(help="Diffusers folder, .safetensors file or hub id (default: the shipped portrait model).")
+]
+DeviceOption = Annotated[Optional[str], typer.Option(help="cpu, cuda, mps (default: best available).")]
+
+
+def _check_common(method: str, steps: int, guidance: float) -> None:
+    from charforge.engine.inversion import METHODS
+
+    if method not in METHODS:
+        raise InvalidInput(f"unknown --method '{method}' (choose from {', '.join(METHODS)})")
+    if steps < 1:
+        raise InvalidInput(f"--steps must be at least 1, got {steps}")
+    if guidance < 1:
+        raise InvalidInput(f"--guidance must be >= 1, got {guidance}")
+
+
+def _check_png(out: Path) -> None:
+    if out.suffix.lower() != ".png":
+        raise InvalidInput(f"--out must end in .png, got {out.name}")
+    if not out.parent.is_dir():
+        raise NotFound(f"output folder does not exist: {out.parent}")
+
+
+def _load(model: Optional[str], device: Optional[str]):
+    from charforge.engine import load_model
+    from charforge.engine.loading import default_model_path
+
+    if model is None:
+        default = default_model_path()
+        if not (default / "model_index.json").is_file():
+            raise ModelLoadError(f"the default model is not installed at {default}; pass --model FOLDER|FILE|HUB_ID")
+        model = str(default)
+    return load_model(model, device=device)
+
+
+def _to_image(pixels):
+    from diffusers.image_processor import VaeImageProcessor
+
+    return VaeImageProcessor.numpy_to_pil(pixels.permute(0, 2, 3, 1).float().cpu().numpy())[0]
+
+
+def _parse_reweights(items: list[str]) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for item in items:
+        word, sep, value = item.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = None
+        if not sep or not word.strip() or weight is None or weight < 0:
+            raise InvalidInput(f"--reweight expects WORD=FACTOR with a factor >= 0, got '{item}'")
+        weights[word.strip()] = weight
+    return weights
+
+
+@app.command("invert")
+def invert_command(
+    image: Annotated[Path, typer.Argument(help="The picture to invert.")],
+    prompt: Annotated[str, typer.Option(help="A description of the picture.")],
+    out: Annotated[Path, typer.Option(help="Folder for inversion.safetensors/.json and reconstruction.png.")],
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "direct",
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 50,
+    guidance: Annotated[float, typer.Option(help="Guidance the inversion is made for (edits use it too).")] = 7.5,
+    negative: Annotated[str, typer.Option(help="Negative prompt used when redrawing.")] = "",
+    model: ModelOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Invert IMAGE, save the inversion, redraw it and print the reconstruction PSNR."""
+    _check_common(method, steps, guidance)
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"--out must be a folder, {out} is a file")
+    if not out.parent.is_dir():
+        raise NotFound(f"output folder's parent does not exist: {out.parent}")
+    picture = _open_image(image, "IMAGE", "RGB")
+
+    from charforge.engine.inversion import invert, prepare_image, psnr, reconstruct
+
+    bundle = _load(model, device)
+    inversion = invert(bundle, picture, prompt, method, steps=steps, guidance=guidance, negative_prompt=negative, progress=True)
+    inversion.save(out)
+    pixels = reconstruct(bundle, inversion, progress=True)
+    _to_image(pixels).save(out / "reconstruction.png")
+    target = (prepare_image(bundle, picture) / 2 + 0.5).clamp(0, 1)
+    typer.echo(f"{out}  reconstruction PSNR {psnr(pixels, target):.2f} dB ({method}, {steps} steps, guidance {guidance})")
+
+
+@app.command("edit")
+def edit_command(
+    image: Annotated[Path, typer.Argument(help="The picture to edit, or a folder written by `charforge invert`.")],
+    prompt: Annotated[str, typer.Option(help="A description of the picture (the source prompt).")],
+    to: Annotated[str, typer.Option(help="The same description, edited (the target prompt).")],
+    out: Annotated[Path, typer.Option(help="Output .png.")],
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "direct",
+    steps: Annotated[int, typer.Option(help="DDIM steps (ignored for an inversion folder).")] = 50,
+    guidance: Annotated[float, typer.Option(help="Guidance (ignored for an inversion folder).")] = 7.5,
+    blend: Annotated[list[str], typer.Option(help="Only change where this word attends (repeatable).")] = [],  # noqa: B006
+    reweight: Annotated[list[str], typer.Option(help="WORD=FACTOR: strengthen a target word (repeatable).")] = [],  # noqa: B006
+    masactrl: Annotated[bool, typer.Option(help="Mutual self-attention for pose/gesture changes.")] = False,
+    cross_steps: Annotated[float, typer.Option(help="Fraction of steps the target copies cross-attention.")] = 0.6,
+    self_steps: Annotated[float, typer.Option(help="Fraction of steps the target copies self-attention.")] = 0.4,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Redraw IMAGE with the --to prompt, keeping what the prompts share."""
+    _check_common(method, steps, guidance)
+    _check_png(out)
+    weights = _parse_reweights(reweight)
+    for name, value in (("--cross-steps", cross_steps), ("--self-steps", self_steps)):
+        if not 0 <= value <= 1:
+            raise InvalidInput(f"{name} must be in [0, 1], got {value}")
+    from_folder = image.is_dir()
+    picture = None if from_folder else _open_image(image, "IMAGE", "RGB")
+
+    from charforge.engine.edit import edit, prompt_edit_controllers
+    from charforge.engine.inversion import InversionResult, invert
+
+    if from_folder:
+        inversion = InversionResult.load(image)
+        if inversion.prompt != prompt:
+            raise InvalidInput(f"--prompt differs from the prompt the folder was inverted with ('{inversion.prompt}')")
+    bundle = _load(model, device)
+    controllers = prompt_edit_controllers(  # before inverting: unknown words fail in milliseconds
+        bundle.tokenizer, prompt, to, blend_words=blend, reweight=weights, masactrl=masactrl,
+        steps=inversion.steps if from_folder else steps, cross_replace_steps=cross_steps, self_replace_steps=self_steps,
+    )  # fmt: skip
+    if not from_folder:
+        inversion = invert(bundle, picture, prompt, method, steps=steps, guidance=guidance, progress=True)
+    result = edit(bundle, inversion, to, controllers, progress=True)
+    result.images[0].save(out)
+    typer.echo(str(out))
+
+
+@app.command("attention")
+def attention_command(
+    image_or_prompt: Annotated[str, typer.Argument(help="An image file (with --prompt) or a prompt to generate from.")],
+    word: Annotated[str, typer.Option(help="The word whose cross-attention to show.")],
+    out: Annotated[Path, typer.Option(help="Output .png (the map laid over the picture).")],
+    prompt: Annotated[Optional[str], typer.Option(help="Description of the image (image mode).")] = None,
+    steps: Annotated[int, typer.Option(help="Sampling steps.")] = 30,
+    seed: Annotated[int, typer.Option(help="Seed (prompt mode).")] = 0,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """Show where WORD attends: in a generated picture, or in a given image described by --prompt."""
+    _check_png(out)
+    if steps < 1:
+        raise InvalidInput(f"--steps must be at least 1, got {steps}")
+    as_path = Path(image_or_prompt)
+    image_mode = as_path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp") or as_path.is_file()
+    if image_mode and prompt is None:
+        raise InvalidInput("an image needs --prompt describing it (the word is looked up in that prompt)")
+    text = prompt if image_mode else image_or_prompt
+    picture = _open_image(as_path, "IMAGE", "RGB") if image_mode else None
+
+    from charforge.engine.attention import AttentionControl, AttentionStore, render_map, word_columns
+
+    bundle = _load(model, device)
+    word_columns(bundle.tokenizer, text, word)  # fails fast, naming the word, before any sampling
+    store = AttentionStore(self_max_tokens=0)
+    if image_mode:
+        from charforge.engine.inversion import (
+            FollowInversion,
+            invert,
+            inversion_schedulers,
+            source_embeddings,
+        )
+        from charforge.engine.loop import denoise
+
+        inversion = invert(bundle, picture, text, "ddim", steps=steps, guidance=1.0, progress=True)
+        scheduler, _ = inversion_schedulers(bundle, steps)
+        cond, uncond = source_embeddings(bundle, inversion)
+        hooks = [FollowInversion(inversion), AttentionControl([store])]
+        denoise(bundle, scheduler, inversion.x_T, cond, uncond, 1.0, hooks, progress=True)
+        base = picture
+    else:
+        from charforge.engine.modes import txt2img
+
+        base = txt2img(bundle, text, seed=seed, steps=steps, hooks=[AttentionControl([store])], progress=True).images[0]
+    heat = store.word_map(bundle.tokenizer, text, word)
+    render_map(heat, base.size, base).save(out)
+    typer.echo(str(out))
