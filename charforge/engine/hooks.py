@@ -44,7 +44,8 @@ class StepContext:
 
     `latents` has one row per image in the batch (the unconditional half of classifier-free guidance
     is internal to the loop). `extras` is a scratch dict that hooks may use to talk to each other
-    within a call (for example a local-blend mask computed by an attention store).
+    within a call (for example a local-blend mask computed by an attention store). `timesteps` is the
+    call's whole schedule; `layout` is (re)computed after `on_step_begin` and before the UNet call.
     """
 
     index: int
