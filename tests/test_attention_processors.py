@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_tiny_components, build_tiny_tokenizer
+from conftest import build_tiny_tokenizer
 
 from charforge.engine.attention import (
     AttentionControl,
@@ -16,12 +16,14 @@ from charforge.engine.attention import (
     RowMap,
     unet_layers,
 )
+from charforge.engine.attention.control import ControlledAttnProcessor
 from charforge.engine.hooks import BatchLayout, StepContext
+from charforge.engine.modes import txt2img
 
 
 @pytest.fixture(scope="module")
-def unet():
-    return build_tiny_components()["unet"]
+def unet(tiny_model):
+    return tiny_model.unet  # shared: every call below restores its processors
 
 
 def _inputs(rows: int, seed: int = 0):
@@ -58,14 +60,16 @@ def test_layers_are_in_execution_order(unet):
     assert {l.count for l in layers.values()} == {7}
 
 
-def test_pass_through_store_matches_default_processor(unet):
-    sample, text = _inputs(2)
+@pytest.mark.parametrize("layout", [BatchLayout((), (0, 1)), BatchLayout((0, 1), (0, 1))], ids=["cond", "guided"])
+def test_pass_through_store_matches_default_processor(unet, layout):
+    sample, text = _inputs(layout.size)
     reference = _run(unet, None, sample, text)
     store = AttentionStore(cross_max_tokens=16 * 16, self_max_tokens=16 * 16)
-    recorded = _run(unet, AttentionControl([store]), sample, text, BatchLayout((), (0, 1)))
+    recorded = _run(unet, AttentionControl([store]), sample, text, layout)
     torch.testing.assert_close(recorded, reference, atol=1e-5, rtol=1e-5)
-    # every layer was seen, both kinds, per branch, with rows summing to one
+    # every layer was seen, both kinds, per branch (conditional rows only), with rows summing to one
     assert len({r.layer.name for r in store.records}) == 14
+    assert all(set(r.maps) == {0, 1} for r in store.records)
     for record in store.records:
         for value in record.maps.values():
             torch.testing.assert_close(value.sum(-1), torch.ones(value.shape[0]), atol=1e-4, rtol=0)
@@ -92,16 +96,23 @@ def test_idle_controller_is_bit_exact(unet):
     assert torch.equal(out, reference)
 
 
-def test_processors_restored_after_a_call_that_raised(unet):
+def test_processors_restored_after_a_loop_call_also_one_that_raised(tiny_model):
     class Boom(Controller):
-        def attend(self, *args):
-            raise RuntimeError("boom")
+        def __init__(self, at_step):
+            self.at_step = at_step
 
-    before = {k: type(v) for k, v in unet.attn_processors.items()}
-    sample, text = _inputs(1)
+        def attend(self, layer, step, *args):
+            if step == self.at_step and layer.place == "up":
+                raise RuntimeError("boom")
+            return None
+
+    before = dict(tiny_model.unet.attn_processors)
+    txt2img(tiny_model, "a girl", steps=2, hooks=[AttentionControl([Boom(at_step=99)])])
+    assert dict(tiny_model.unet.attn_processors) == before
     with pytest.raises(RuntimeError, match="boom"):
-        _run(unet, AttentionControl([Boom()]), sample, text, BatchLayout((), (0,)))
-    assert {k: type(v) for k, v in unet.attn_processors.items()} == before
+        txt2img(tiny_model, "a girl", steps=2, hooks=[AttentionControl([Boom(at_step=1)])])
+    after = dict(tiny_model.unet.attn_processors)
+    assert after == before and not any(isinstance(p, ControlledAttnProcessor) for p in after.values())
 
 
 class _AfterEdits(Controller):

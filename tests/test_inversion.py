@@ -8,6 +8,7 @@ classes) and invert unit-variance latents directly, since the tiny random VAE's 
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -29,7 +30,9 @@ from charforge.errors import IntegrityError, InvalidInput, NotFound, StaleIdenti
 PROMPT = "a portrait of a smiling girl with red hair"
 
 
+@functools.lru_cache(maxsize=None)
 def smooth_tiny_model(prediction_type: str = "epsilon", scheduler=None):
+    """Shared by the inversion and edit tests (nothing here mutates it)."""
     components = build_tiny_components()
     with torch.no_grad():
         components["unet"].conv_out.weight.mul_(0.1)

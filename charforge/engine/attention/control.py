@@ -98,7 +98,7 @@ class Controller:
     def edit_probs(
         self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor
     ) -> torch.Tensor:
-        """probs: (rows, heads, queries, keys). Return them, changed or not."""
+        """probs: (rows, heads, queries, keys), conditional rows only, owned by the call (edit in place)."""
         return probs
 
     def attend(
@@ -289,7 +289,29 @@ class AttentionControl(Hook):
         editors = [c for c in self.controllers if c.wants_probs(layer, step, layout, tokens)]
         if not editors:
             return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
-        scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale  # softmax in fp32, as upcast_softmax does
+        cond = [r for r, c in enumerate(layout.cond) if c]
+        if mask is not None or len(cond) == len(layout.cond):
+            return self._explicit(editors, layer, step, layout, query, key, value, mask, scale)
+        # controllers only read and edit conditional rows: the unconditional ones keep the fused kernel
+        out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+        only_cond = RowMap(tuple(layout.branch[r] for r in cond), (True,) * len(cond))
+        out[cond] = self._explicit(editors, layer, step, only_cond, query[cond], key[cond], value[cond], None, scale)
+        return out
+
+    @staticmethod
+    def _explicit(
+        editors: list[Controller],
+        layer: Layer,
+        step: int,
+        layout: RowMap,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None,
+        scale: float,
+    ) -> torch.Tensor:
+        """Materialised attention: softmax(q k^T) in fp32 (as upcast_softmax does), edited, times v."""
+        scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale
         if mask is not None:
             scores = scores + mask
         probs = scores.softmax(dim=-1)

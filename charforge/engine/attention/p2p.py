@@ -106,7 +106,6 @@ class _AttentionEdit(Controller):
         return bool(self.self_active[step]) and tokens <= self.self_max_tokens
 
     def edit_probs(self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor) -> torch.Tensor:
-        probs = probs.clone()
         for source_row, target_row, branch in layout.pairs(cond=True):
             if layer.is_cross:
                 alpha = self.cross_alpha[step, branch - 1].to(probs)
@@ -176,7 +175,6 @@ class Reweight(Controller):
         return layer.is_cross and step < self.active.numel() and bool(self.active[step])
 
     def edit_probs(self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor) -> torch.Tensor:
-        probs = probs.clone()
         for row, branch in layout.cond_rows():
             weights = self.weights.get(branch, self.weights.get(None))
             if weights is not None:
