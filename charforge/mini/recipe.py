@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from charforge.errors import InvalidInput
 from charforge.mini.architecture import scheduler_config, text_config, unet_config, vae_config
 from charforge.mini.dataset import PortraitSource
 from charforge.mini.tokenizer import build_tokenizer
@@ -28,22 +29,66 @@ def portrait_spec(tokenizer_dir: str | Path) -> ModelSpec:
                      scheduler_config(), tok)
 
 
-def recipe_config(seed: int, minutes: float) -> TrainConfig:
+def recipe_config(seed: int, minutes: float, decoder_minutes: float = 0.0) -> TrainConfig:
     # small VAE batches: on 2 CPU cores the autoencoder is limited by optimizer steps, not by data
     return TrainConfig(seed=seed, minutes=minutes, vae_fraction=0.25, vae_batch=8, vae_lr=1e-3,
-                       unet_lr=8e-4, text_lr=4e-4)
+                       unet_lr=8e-4, text_lr=4e-4, decoder_minutes=decoder_minutes, decoder_lr=1e-3)
 
 
 def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = False, seed: int = 0,
-                        dataset_size: int = DATASET_SIZE) -> Path:
+                        decoder_minutes: float = 0.0, dataset_size: int = DATASET_SIZE) -> Path:
     """Train (or resume) in `out`, export to `out/model`, return that folder."""
     out = Path(out)
     source = PortraitSource(DATA_SEED + seed, dataset_size)
     if resume and (out / "spec.json").is_file():
         trainer = load_run(out, source)
-        trainer.cfg.minutes = minutes  # a resumed run may be given more (or less) time
+        # a resumed run may be given more (or less) time
+        trainer.cfg.minutes, trainer.cfg.decoder_minutes = minutes, decoder_minutes
+        trainer.cfg.decoder_lr = recipe_config(seed, minutes).decoder_lr
     else:
         spec = portrait_spec(out / "tokenizer")
-        trainer = LatentDiffusionTrainer(spec, source, recipe_config(seed, minutes), out)
+        trainer = LatentDiffusionTrainer(spec, source, recipe_config(seed, minutes, decoder_minutes), out)
     trainer.run()
     return trainer.export(out / "model")
+
+
+def branch_decoder_run(main_run: str | Path, branch: str | Path, decoder_minutes: float, seed: int = 0,
+                       dataset_size: int = DATASET_SIZE) -> Path:
+    """Run the decoder phase in a copy of `main_run` taken once its VAE phase is over.
+
+    The decoder phase depends only on the VAE phase's result (the encoder and the cached latents), not
+    on the UNet, so it can run beside the UNet phase in a second process; `graft_decoder` then joins
+    the two. This is how the shipped model fitted its decoder phase into the hour.
+    """
+    import json
+    import shutil
+
+    main_run, branch = Path(main_run), Path(branch)
+    state = json.loads((main_run / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+    if state["phase"] == "vae":
+        raise InvalidInput(f"{main_run} is still in its VAE phase; branch once the UNet phase has started")
+    branch.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoint", "tokenizer"):
+        shutil.copytree(main_run / name, branch / name, dirs_exist_ok=True)
+    for name in ("spec.json", "latents.safetensors"):
+        shutil.copy2(main_run / name, branch / name)
+    state.update(phase="decoder", step=0, elapsed=0.0)
+    (branch / "checkpoint" / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    trainer = load_run(branch, PortraitSource(DATA_SEED + seed, dataset_size))
+    trainer.cfg.decoder_minutes, trainer.cfg.decoder_lr = decoder_minutes, recipe_config(seed, 1.0).decoder_lr
+    trainer.run()
+    return branch
+
+
+def graft_decoder(main_run: str | Path, branch: str | Path, folder: str | Path, seed: int = 0) -> Path:
+    """Export `main_run` with the VAE fine-tuned in `branch` (same encoder, better decoder)."""
+    from safetensors.torch import load_file
+
+    trainer = load_run(main_run, PortraitSource(DATA_SEED + seed, 1))
+    vae = load_file(str(Path(branch) / "checkpoint" / "vae.safetensors"))
+    encoder_keys = [k for k in vae if k.startswith(("encoder.", "quant_conv."))]
+    current = trainer.vae.state_dict()
+    if any(not vae[k].equal(current[k]) for k in encoder_keys):
+        raise InvalidInput(f"{branch} does not share {main_run}'s encoder; it is not a decoder branch of it")
+    trainer.vae.load_state_dict(vae)
+    return trainer.export(folder)

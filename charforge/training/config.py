@@ -33,12 +33,16 @@ class TrainConfig:
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
     vae_crop: int | None = 32  # train the (convolutional) VAE on random crops: 4x cheaper at 64x64
+    decoder_minutes: float = 0.0  # optional last phase, on top of `minutes`: decoder-only fine-tune
+    decoder_batch: int = 8
+    decoder_lr: float = 5e-4
     unet_batch: int = 32
     unet_lr: float = 6e-4
     text_lr: float = 3e-4
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
     checkpoint_minutes: float = 4.0
+    max_steps: int | None = None  # per phase, on top of the time budget (smoke runs, tests)
     threads: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 

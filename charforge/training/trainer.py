@@ -32,7 +32,7 @@ from charforge.training.data import SampleSource, batch, captions
 
 log = logging.getLogger(__name__)
 
-_PHASES = ("vae", "unet", "done")
+_PHASES = ("vae", "unet", "decoder", "done")
 
 
 def _cosine(base: float, fraction: float, step: int, warmup: int = 100) -> float:
@@ -61,6 +61,8 @@ class LatentDiffusionTrainer:
         self.elapsed = 0.0  # seconds spent in the current phase (survives resumes)
         self.history: list[dict[str, Any]] = []
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+        # the decoder phase sharpens pictures without moving the latent space the UNet has learnt
+        self.decoder_opt = torch.optim.AdamW(self._decoder_parameters(), lr=config.decoder_lr, weight_decay=0.0)
         self.unet_opt = torch.optim.AdamW([
             {"params": list(self.unet.parameters()), "lr": config.unet_lr},
             {"params": list(self.text_encoder.parameters()), "lr": config.text_lr},
@@ -71,17 +73,25 @@ class LatentDiffusionTrainer:
         self._latents: tuple[torch.Tensor, torch.Tensor] | None = None
         self._ids: torch.Tensor | None = None
 
+    def _decoder_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.vae.decoder.parameters()) + list(self.vae.post_quant_conv.parameters())
+
     # --- budgets ----------------------------------------------------------------------------------
 
     def _budget(self, phase: str) -> float:
         total = self.cfg.minutes * 60.0
-        return total * self.cfg.vae_fraction if phase == "vae" else total * (1 - self.cfg.vae_fraction)
+        if phase == "vae":
+            return total * self.cfg.vae_fraction
+        if phase == "decoder":
+            return self.cfg.decoder_minutes * 60.0
+        return total * (1 - self.cfg.vae_fraction)
 
     # --- checkpoints ------------------------------------------------------------------------------
 
     def save(self) -> None:
         vae_opt, vae_opt_meta = optimizer_tensors(self.vae_opt)
         unet_opt, unet_opt_meta = optimizer_tensors(self.unet_opt)
+        decoder_opt, decoder_opt_meta = optimizer_tensors(self.decoder_opt)
         tensors = {
             "vae": self.vae.state_dict(),
             "unet": self.unet.state_dict(),
@@ -90,12 +100,14 @@ class LatentDiffusionTrainer:
             "ema_text": {str(i): p for i, p in enumerate(self.ema_text.shadow_params)},
             "vae_opt": vae_opt,
             "unet_opt": unet_opt,
+            "decoder_opt": decoder_opt,
             "rng": {"gen": self.gen.get_state()},
         }
         meta = {
             "phase": self.phase, "step": self.step, "elapsed": self.elapsed,
             "ema_unet_steps": self.ema_unet.optimization_step, "ema_text_steps": self.ema_text.optimization_step,
             "scaling_factor": self.vae.config.scaling_factor, "vae_opt": vae_opt_meta, "unet_opt": unet_opt_meta,
+            "decoder_opt": decoder_opt_meta,
             "config": self.cfg.to_dict(), "history": self.history[-2000:],
         }
         save_checkpoint(self.ckpt_dir, tensors, meta)
@@ -121,6 +133,8 @@ class LatentDiffusionTrainer:
             ema.optimization_step = meta[steps]
         load_optimizer(self.vae_opt, tensors["vae_opt"], meta["vae_opt"])
         load_optimizer(self.unet_opt, tensors["unet_opt"], meta["unet_opt"])
+        if "decoder_opt" in tensors:
+            load_optimizer(self.decoder_opt, tensors["decoder_opt"], meta["decoder_opt"])
         self.gen.set_state(tensors["rng"]["gen"])
         self.phase, self.step, self.elapsed = meta["phase"], meta["step"], meta["elapsed"]
         self.history = meta.get("history", [])
@@ -138,6 +152,11 @@ class LatentDiffusionTrainer:
             self.save()
         if self.phase == "unet":
             self._train_unet()
+            self.phase, self.step, self.elapsed = "decoder", 0, 0.0
+            self.save()
+        if self.phase == "decoder":
+            if self._budget("decoder") > 0:
+                self._train_decoder()
             self.phase = "done"
             self.save()
 
@@ -146,7 +165,8 @@ class LatentDiffusionTrainer:
         last_ckpt = time.monotonic()
         bar = tqdm(total=round(budget), initial=min(round(self.elapsed), round(budget)), unit="s",
                    desc=f"train {phase}", mininterval=5.0)
-        while self.elapsed < budget:
+        cap = self.cfg.max_steps
+        while self.elapsed < budget and (cap is None or self.step < cap):
             t0 = time.monotonic()
             loss = train_step(self.elapsed / budget)
             dt = time.monotonic() - t0
@@ -258,6 +278,33 @@ class LatentDiffusionTrainer:
             return float(loss.detach())
 
         self._loop("unet", step)
+
+    def _train_decoder(self) -> None:
+        """Fine-tune only the decoder on cached posteriors: the encoder, hence the latent space, stays fixed."""
+        if self._latents is None:
+            self._encode_dataset()
+        mean, std = self._latents
+        self.vae.train()
+        self.vae.requires_grad_(False)
+        params = self._decoder_parameters()
+        for p in params:
+            p.requires_grad_(True)
+
+        def step(fraction: float) -> float:
+            for group in self.decoder_opt.param_groups:
+                group["lr"] = _cosine(self.cfg.decoder_lr, fraction, self.step, warmup=20)
+            idx = torch.randint(len(mean), (self.cfg.decoder_batch,), generator=self.gen)
+            x, _ = batch(self.source, idx)
+            z = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=self.gen)
+            loss = F.mse_loss(self.vae.decode(z).sample, x)
+            self.decoder_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.decoder_opt.step()
+            return float(loss.detach())
+
+        self._loop("decoder", step)
+        self.vae.requires_grad_(False)
+        self.vae.eval()
 
     # --- export -----------------------------------------------------------------------------------
 
