@@ -92,3 +92,24 @@ def graft_decoder(main_run: str | Path, branch: str | Path, folder: str | Path, 
         raise InvalidInput(f"{branch} does not share {main_run}'s encoder; it is not a decoder branch of it")
     trainer.vae.load_state_dict(vae)
     return trainer.export(folder)
+
+
+if __name__ == "__main__":  # the two extra steps of the shipped run; see the model card
+    import argparse
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m charforge.mini.recipe")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("branch", help="decoder phase in a copy of a run whose UNet phase has started")
+    b.add_argument("main_run")
+    b.add_argument("branch")
+    b.add_argument("--decoder-minutes", type=float, default=30.0)
+    g = sub.add_parser("graft", help="export a run with its decoder branch's VAE")
+    g.add_argument("main_run")
+    g.add_argument("branch")
+    g.add_argument("folder")
+    args = parser.parse_args()
+    if args.cmd == "branch":
+        branch_decoder_run(args.main_run, args.branch, args.decoder_minutes)
+    else:
+        print(graft_decoder(args.main_run, args.branch, args.folder))

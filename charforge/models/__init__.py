@@ -1,0 +1,1 @@
+"""Diffusers folders of the models charforge trains itself and ships (package data, loaded offline)."""
