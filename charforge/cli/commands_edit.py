@@ -172,30 +172,8 @@ def attention_command(
     text = prompt if image_mode else image_or_prompt
     picture = _open_image(as_path, "IMAGE", "RGB") if image_mode else None
 
-    from charforge.engine.attention import AttentionControl, AttentionStore, render_map, word_columns
+    from charforge.engine.edit import word_attention
 
     bundle = _load(model, device)
-    word_columns(bundle.tokenizer, text, word)  # fails fast, naming the word, before any sampling
-    store = AttentionStore(self_max_tokens=0)
-    if image_mode:
-        from charforge.engine.inversion import (
-            FollowInversion,
-            invert,
-            inversion_schedulers,
-            source_embeddings,
-        )
-        from charforge.engine.loop import denoise
-
-        inversion = invert(bundle, picture, text, "ddim", steps=steps, guidance=1.0, progress=True)
-        scheduler, _ = inversion_schedulers(bundle, steps)
-        cond, uncond = source_embeddings(bundle, inversion)
-        hooks = [FollowInversion(inversion), AttentionControl([store])]
-        denoise(bundle, scheduler, inversion.x_T, cond, uncond, 1.0, hooks, progress=True)
-        base = picture
-    else:
-        from charforge.engine.modes import txt2img
-
-        base = txt2img(bundle, text, seed=seed, steps=steps, hooks=[AttentionControl([store])], progress=True).images[0]
-    heat = store.word_map(bundle.tokenizer, text, word)
-    render_map(heat, base.size, base).save(out)
+    word_attention(bundle, text, word, picture, steps=steps, seed=seed, progress=True).save(out)
     typer.echo(str(out))

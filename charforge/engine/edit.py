@@ -3,7 +3,10 @@
 Row 0 is the source branch and follows the inversion (null-text embeddings, direct offsets), rows
 1.. are the edited prompts; attention controllers make the targets borrow the source's attention,
 so what the prompts share (identity, outfit, background, composition) stays while the changed words
-take effect. With identical prompts and a replace controller the source image comes back.
+take effect. With identical prompts and a replace controller the source image comes back exactly
+under null-text and negative-prompt inversion (both rows get the same corrections); direct inversion
+corrects only the source row, as the method prescribes, and the target comes close through the
+copied attention.
 
 The source costs as little as possible: under direct and negative-prompt inversion it needs no
 unconditional pass, and once no controller reads its attention it is not computed at all (its latent
@@ -21,23 +24,29 @@ from diffusers.image_processor import VaeImageProcessor
 
 from charforge.engine.attention import (
     AttentionControl,
+    AttentionStore,
     Controller,
     LocalBlend,
     MutualSelfAttention,
     Refine,
     Replace,
     Reweight,
+    render_map,
+    word_columns,
 )
+from charforge.engine.hooks import Hook
 from charforge.engine.inversion import (
     FollowInversion,
+    ImageInput,
     InversionResult,
     check_model,
+    invert,
     inversion_schedulers,
     source_embeddings,
 )
-from charforge.engine.hooks import Hook
 from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import decode_latents, denoise
+from charforge.engine.modes import txt2img
 from charforge.engine.prompts import encode_prompts
 from charforge.errors import InvalidInput
 
@@ -129,3 +138,33 @@ def prompt_edit_controllers(
     if blend_words:
         controllers.append(LocalBlend(tokenizer, [source, target], blend_words))
     return controllers
+
+
+def word_attention(
+    model: ModelBundle,
+    prompt: str,
+    word: str,
+    image: ImageInput | None = None,
+    *,
+    steps: int = 30,
+    seed: int = 0,
+    progress: bool = False,
+) -> PIL.Image.Image:
+    """Where `word` of `prompt` attends, laid over the picture: a generated one, or `image` (then
+    `prompt` describes it; it is DDIM-inverted at guidance 1 and redrawn while the maps are recorded)."""
+    word_columns(model.tokenizer, prompt, word)  # fails fast, naming the word, before any sampling
+    store = AttentionStore(self_max_tokens=0)
+    if image is None:
+        base = txt2img(model, prompt, seed=seed, steps=steps, hooks=[AttentionControl([store])], progress=progress)
+        picture = base.images[0]
+    else:
+        inversion = invert(model, image, prompt, "ddim", steps=steps, guidance=1.0, progress=progress)
+        scheduler, _ = inversion_schedulers(model, steps)
+        cond, uncond = source_embeddings(model, inversion)
+        hooks = [FollowInversion(inversion), AttentionControl([store])]
+        denoise(model, scheduler, inversion.x_T, cond, uncond, 1.0, hooks, progress=progress)
+        picture = image if isinstance(image, PIL.Image.Image) else None
+    heat = store.word_map(model.tokenizer, prompt, word)
+    size = picture.size if picture is not None else (store.latent_shape[1] * model.vae_scale_factor,
+                                                     store.latent_shape[0] * model.vae_scale_factor)
+    return render_map(heat, size, picture)

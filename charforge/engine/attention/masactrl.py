@@ -9,12 +9,11 @@ source wherever the new pose puts it. Only decoder-side layers from `start_layer
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from charforge.engine.attention.control import AttentionControl, RowMap, Controller, Layer
+from charforge.engine.attention.control import AttentionControl, Controller, Layer, RowMap
 from charforge.engine.hooks import StepContext
 
 # The paper's defaults on SD 1.x: step 4 of 50, self-attention layer 10 of 16.

@@ -15,7 +15,7 @@ from typing import Any, Union
 import torch
 import torch.nn.functional as F
 
-from charforge.engine.attention.control import AttentionControl, RowMap, Controller, Layer
+from charforge.engine.attention.control import AttentionControl, Controller, Layer, RowMap
 from charforge.engine.attention.store import AttentionStore
 from charforge.engine.attention.tokens import (
     max_columns,

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from charforge.engine.attention.control import AttentionControl, RowMap, Controller, Layer
+from charforge.engine.attention.control import AttentionControl, Controller, Layer, RowMap
 from charforge.engine.attention.tokens import word_columns
 from charforge.engine.hooks import StepContext
 from charforge.errors import InvalidInput
