@@ -40,6 +40,8 @@ from charforge.validation import parse_enum
 if TYPE_CHECKING:
     import torch
 
+    from charforge.emotion.conditioning import Conditioning
+    from charforge.feel import FeelResult, InpaintResult
     from charforge.forge import Forge
 
 log = logging.getLogger(__name__)
@@ -574,6 +576,46 @@ class Character:
         with self._forge.db.read() as session:
             self._row(session)
             return [self._asset(r) for r in session.scalars(select(AssetRecord).where(*where).order_by(AssetRecord.id))]
+
+    # pictures -----------------------------------------------------------------------------------
+    # The verbs that run the model live in charforge.feel / charforge.identity (imported on use:
+    # the store must not pay for torch and diffusers).
+
+    def feel(
+        self, state: EmotionState | Mapping[str, float] | None = None, /, *, record: bool = True, **intensities: float
+    ) -> FeelResult:
+        """This character's CG for a state, e.g. `mira.feel(joy=0.8)`: rendered once, then served from the cache.
+
+        With `record` the state also becomes the current one. See `charforge.feel.feel`.
+        """
+        from charforge.feel import feel
+
+        return feel(self, state, record=record, **intensities)
+
+    def explain(self, state: EmotionState | Mapping[str, float]) -> Conditioning:
+        """What `state` becomes for this character: phrases, blend and attention weights (no rendering)."""
+        from charforge.feel import explain
+
+        return explain(self, state)
+
+    def inpaint(self, region: Any, prompt: str, *, adopt: bool = False, **options: Any) -> InpaintResult:
+        """Redraw one region ("outfit" or a mask picture) of the base CG; `adopt` makes it the new base."""
+        from charforge.feel import inpaint
+
+        return inpaint(self, region, prompt, adopt=adopt, **options)
+
+    def reinvert(self, *, rerender: bool = False, **options: Any) -> Character:
+        """Rebuild the identity with the current model (after a model change: see StaleIdentity)."""
+        from charforge.identity import reinvert
+
+        reinvert(self, rerender=rerender, **options)
+        return self
+
+    def set_mask(self, name: str, mask: Any) -> None:
+        """Store a user-drawn region mask (white = inside), replacing the attention-derived one."""
+        from charforge.identity import set_mask
+
+        set_mask(self, name, mask)
 
 
 IdentityBuilder = Callable[[Character, Mapping[str, Any]], None]

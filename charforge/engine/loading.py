@@ -77,6 +77,22 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parent.parent / "models" / "portrait-mini"
 
 
+def weights_hash(ref: str | os.PathLike | None = None) -> str | None:
+    """The `model_hash` `load_model(ref)` would report, without loading: for a local diffusers folder or
+    .safetensors file (None: the default model); None for anything else (hub ids, built pipelines).
+
+    Cache keys need the hash of the model in use, and a cache hit must not pay for loading it.
+    """
+    path = default_model_path() if ref is None else Path(ref).expanduser() if isinstance(ref, (str, os.PathLike)) else None
+    if path is None:
+        return None
+    if path.is_dir() and (path / "model_index.json").is_file():
+        return _hash_folder(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        return _hash_files([path], path.parent)
+    return None
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """cuda > mps > cpu unless the caller says otherwise."""
     if device is not None:

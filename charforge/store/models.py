@@ -67,6 +67,8 @@ class IdentityKind(enum.StrEnum):
     TEXTUAL_INVERSION = "textual_inversion"
     LORA = "lora"
     MASK = "mask"
+    # The picture the inversion was made from (uint8 HxWx3), so a new model can invert it again.
+    BASE_IMAGE = "base_image"
 
 
 class AssetKind(enum.StrEnum):

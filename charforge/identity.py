@@ -1,0 +1,418 @@
+"""A character's identity: rendered once, inverted once, stored in SQLite, checked against the model in use.
+
+Everything an edit needs to redraw the same character lives in identity artifacts: the base picture,
+the inversion (trajectory and per-step offsets or null-text embeddings), and region masks. Masks come
+from where the prompt's words attend while the base CG is drawn (face <- eyes, skin, the expression
+phrase; hair; outfit; background) unless the user supplies them. The inversion records the model's
+content hash, so a changed model is caught (`StaleIdentity`) instead of producing a different person,
+and `reinvert` rebuilds the identity from the stored base picture with the new model.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from charforge.character import Character
+from charforge.emotion.conditioning import expression_table
+from charforge.engine import ModelBundle, denoise, load_model, txt2img
+from charforge.engine.attention import AttentionControl, AttentionStore
+from charforge.engine.inversion import (
+    DEFAULT_METHOD,
+    METHODS,
+    FollowInversion,
+    InversionResult,
+    encode_mean,
+    invert_latent,
+    inversion_schedulers,
+    prepare_image,
+    source_embeddings,
+)
+from charforge.engine.loading import default_model_path, weights_hash
+from charforge.errors import InvalidInput, NotFound, StaleIdentity
+from charforge.paths import validate_slug
+from charforge.store.models import IdentityKind
+from charforge.validation import invalid_input
+
+log = logging.getLogger(__name__)
+
+# Words whose cross-attention marks each region. The character's neutral expression phrase also
+# counts for the face. Only words present in the prompt are used; `settings.regions` overrides.
+REGION_WORDS: dict[str, tuple[str, ...]] = {
+    "face": ("face", "eyes", "skin", "glasses"),
+    "hair": ("hair", "hat"),
+    "outfit": ("outfit", "dress", "shirt", "jacket"),
+    "background": ("background",),
+}
+_INVERSION_KINDS = (IdentityKind.INVERTED_LATENTS, IdentityKind.INVERSION_OFFSETS, IdentityKind.NULL_TEXT_EMBEDDINGS)
+
+
+class IdentityOptions(BaseModel):
+    """How the base CG is drawn and inverted. Edits run on the same step grid, so `steps` sets their cost."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    steps: int = Field(default=20, ge=2, le=200)
+    guidance: float = Field(default=5.0, ge=1.0, le=30.0)
+    method: str = DEFAULT_METHOD
+    # A cell belongs to the region whose words attend to it most, if that attention is at least this
+    # fraction of the region's peak (else to no region).
+    mask_floor: float = Field(default=0.2, ge=0.0, le=1.0)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"unknown inversion method {value!r} (choose from {', '.join(METHODS)})")
+        return value
+
+
+def identity_options(character: Character, options: Mapping[str, Any] | None = None) -> IdentityOptions:
+    """Defaults < the character's `settings.identity` < `options` (e.g. `Forge.create(build_options=...)`)."""
+    stored = character.settings.get("identity") or {}
+    if not isinstance(stored, Mapping):
+        raise InvalidInput(f"settings.identity of {character.name!r} must be a table")
+    merged = {**stored, **{k: v for k, v in dict(options or {}).items() if v is not None}}
+    try:
+        return IdentityOptions(**merged)
+    except ValidationError as exc:
+        raise invalid_input(exc, "identity options") from None
+
+
+def region_words(character: Character) -> dict[str, tuple[str, ...]]:
+    """Region -> words, with the neutral expression phrase counted as face."""
+    override = character.settings.get("regions")
+    regions = dict(REGION_WORDS)
+    if override is not None:
+        if not isinstance(override, Mapping):
+            raise InvalidInput(f"settings.regions of {character.name!r} must map region names to word lists")
+        for name, words in override.items():
+            validate_slug(name)
+            if isinstance(words, str) or not all(isinstance(w, str) and w.strip() for w in words):
+                raise InvalidInput(f"settings.regions.{name} must be a list of words")
+            regions[name] = tuple(words)
+    table = expression_table(character.settings.get("expressions"))
+    regions["face"] = (*regions.get("face", ()), table.neutral_phrase)
+    return regions
+
+
+# models ---------------------------------------------------------------------------------------------
+
+_LOADED: dict[tuple[str, str | None], ModelBundle] = {}
+
+
+def _model_key(ref: str | None) -> tuple[str, str | None]:
+    return (str(default_model_path()) if ref is None else ref, weights_hash(ref))
+
+
+def character_model(character: Character) -> ModelBundle:
+    """The character's model, loaded once per process (reloaded when its weights change on disk)."""
+    key = _model_key(character.model_ref)
+    if key not in _LOADED:
+        _LOADED.clear()  # one model in memory at a time: characters usually share one
+        _LOADED[key] = load_model(character.model_ref)
+    return _LOADED[key]
+
+
+def current_model_hash(character: Character) -> str:
+    """The hash of the model the character is drawn with now, without loading local models."""
+    return _model_key(character.model_ref)[1] or character_model(character).model_hash
+
+
+# the stored identity ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Identity:
+    """A character's identity read back from the store."""
+
+    inversion: InversionResult
+    base: np.ndarray  # uint8 (H, W, 3): the picture the inversion reproduces
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> bool (H, W)
+    mask_sources: dict[str, str] = field(default_factory=dict)  # name -> "attention" | "user"
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def mask(self, name: str) -> torch.Tensor:
+        if name not in self.masks:
+            known = ", ".join(sorted(self.masks)) or "none"
+            raise NotFound(f"no {name!r} mask (masks: {known}); supply one with `charforge mask NAME {name} --from FILE`")
+        return self.masks[name]
+
+    def base_image(self) -> PIL.Image.Image:
+        return PIL.Image.fromarray(self.base)
+
+
+def has_identity(character: Character) -> bool:
+    return any(a.kind == IdentityKind.INVERTED_LATENTS.value for a in character.identity())
+
+
+def _missing(character: Character) -> NotFound:
+    return NotFound(
+        f"{character.name!r} has no identity yet (created with --no-render?); "
+        f"run `charforge reinvert {character.name}` to render and invert its base CG"
+    )
+
+
+def check_fresh(character: Character, model_hash: str) -> None:
+    """StaleIdentity if the stored inversion was made with another model than `model_hash`."""
+    infos = {a.kind: a for a in character.identity() if a.name == "main"}
+    info = infos.get(IdentityKind.INVERTED_LATENTS.value)
+    if info is None:
+        raise _missing(character)
+    made_with = info.metadata.get("model_hash", "")
+    if made_with != model_hash:
+        model = character.model_ref or "the default model"
+        raise StaleIdentity(
+            f"the identity of {character.name!r} was made with model {made_with[:10]} but {model} is now "
+            f"{model_hash[:10]}; run `charforge reinvert {character.name}` to rebuild it with this model"
+        )
+
+
+def load_identity(character: Character, model: ModelBundle | None = None) -> Identity:
+    """The stored identity; with `model`, first checked to have been made with it (StaleIdentity otherwise)."""
+    if model is not None:
+        check_fresh(character, model.model_hash)
+    infos = character.identity()
+    if not any(a.kind == IdentityKind.INVERTED_LATENTS.value for a in infos):
+        raise _missing(character)
+    latents = character.get_identity(IdentityKind.INVERTED_LATENTS)
+    meta = dict(latents.metadata["inversion"])
+    tensors = dict(latents.tensors)
+    for kind in (IdentityKind.INVERSION_OFFSETS, IdentityKind.NULL_TEXT_EMBEDDINGS):
+        if any(a.kind == kind.value for a in infos):
+            tensors.update(character.get_identity(kind).tensors)
+    inversion = InversionResult(
+        method=meta["method"], prompt=meta["prompt"], negative_prompt=meta["negative_prompt"], steps=meta["steps"],
+        guidance=meta["guidance"], model_hash=meta["model_hash"], width=meta["width"], height=meta["height"],
+        timesteps=list(meta["timesteps"]), trajectory=tensors["trajectory"],
+        uncond_embeddings=tensors.get("uncond_embeddings"), offsets=tensors.get("offsets"),
+    )  # fmt: skip
+    base = character.get_identity(IdentityKind.BASE_IMAGE)
+    masks, sources = {}, {}
+    for info in infos:
+        if info.kind == IdentityKind.MASK.value:
+            masks[info.name] = character.get_identity(IdentityKind.MASK, name=info.name).tensors["mask"].bool()
+            sources[info.name] = info.metadata.get("source", "user")
+    return Identity(inversion, base.tensors["pixels"].numpy(), masks, sources, list(base.metadata.get("history", [])))
+
+
+# masks ------------------------------------------------------------------------------------------------
+
+
+def attention_masks(
+    store: AttentionStore,
+    tokenizer: Any,
+    prompt: str,
+    regions: Mapping[str, Sequence[str]],
+    size: tuple[int, int],
+    floor: float = 0.2,
+) -> dict[str, tuple[torch.Tensor, list[str]]]:
+    """Region masks (bool, `size` = (H, W)) from recorded cross-attention: each cell goes to the region
+    whose words attend to it most, provided that reaches `floor` of the region's peak.
+
+    Regions compete, so masks never overlap: a face mask cannot swallow the hair next to it just
+    because "eyes" also attends a little there.
+    """
+    heats, used = [], []
+    for region, words in regions.items():
+        maps, found = [], []
+        for word in words:
+            try:
+                maps.append(store.word_map(tokenizer, prompt, word))
+                found.append(word)
+            except InvalidInput:  # the word is not in this prompt
+                continue
+        if maps:
+            heat = torch.stack(maps).mean(0)
+            heats.append(heat / heat.max().clamp_min(1e-12))
+            used.append((region, found))
+    if not heats:
+        return {}
+    stack = torch.stack(heats)
+    winner = stack.argmax(0)
+    out = {}
+    for index, (region, found) in enumerate(used):
+        cells = ((winner == index) & (stack[index] >= floor)).float()[None, None]
+        mask = F.interpolate(cells, size=size, mode="nearest")[0, 0].bool()
+        if mask.any():
+            out[region] = (mask, found)
+    return out
+
+
+def mask_from_image(image: PIL.Image.Image | np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A user's mask picture -> bool (H, W): white (>= half) is inside. Must match the base CG's size."""
+    if isinstance(image, PIL.Image.Image):
+        array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    else:
+        array = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float().numpy()
+        if array.ndim == 3:
+            array = array.mean(axis=-1 if array.shape[-1] in (1, 3, 4) else 0)
+        if array.max(initial=0.0) > 1.0:
+            array = array / 255.0
+    if array.ndim != 2:
+        raise InvalidInput(f"a mask must be one 2-D picture, got shape {tuple(array.shape)}")
+    if tuple(array.shape) != tuple(size):
+        raise InvalidInput(
+            f"mask is {array.shape[1]}x{array.shape[0]} but the base CG is {size[1]}x{size[0]}; they must match"
+        )
+    mask = torch.from_numpy(array >= 0.5)
+    if not mask.any():
+        raise InvalidInput("mask is empty: paint the region white on black")
+    return mask
+
+
+def set_mask(character: Character, name: str, mask: PIL.Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Store a user-supplied region mask (replacing an attention-derived one of that name)."""
+    validate_slug(name)
+    if not has_identity(character):
+        raise _missing(character)
+    base = character.get_identity(IdentityKind.BASE_IMAGE).tensors["pixels"]
+    bool_mask = mask_from_image(mask, tuple(base.shape[:2]))
+    character.put_identity(IdentityKind.MASK, {"mask": bool_mask.to(torch.uint8)}, name=name, metadata={"source": "user"})
+    log.info("stored the %s mask of %s (%d pixels)", name, character.name, int(bool_mask.sum()))
+    return bool_mask
+
+
+# building -----------------------------------------------------------------------------------------------
+
+
+def _pixels(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
+    return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def history_entry(action: str, **details: Any) -> dict[str, Any]:
+    return {"action": action, "at": datetime.now(UTC).isoformat(timespec="seconds"), **details}
+
+
+def _render_base(character: Character, model: ModelBundle, opts: IdentityOptions) -> tuple[np.ndarray, torch.Tensor, AttentionStore]:
+    store = AttentionStore(keep_steps=False, self_max_tokens=0)
+    gen = txt2img(
+        model, character.prompt, negative=character.negative_prompt, seed=character.seed,
+        steps=opts.steps, guidance=opts.guidance, hooks=[AttentionControl([store])],
+    )  # fmt: skip
+    return _pixels(gen.pixels), gen.latents, store
+
+
+def _replay_attention(model: ModelBundle, inversion: InversionResult) -> AttentionStore:
+    """Record the cross-attention of redrawing an inverted picture (for masks of pictures not drawn here)."""
+    store = AttentionStore(keep_steps=False, self_max_tokens=0)
+    forward, _ = inversion_schedulers(model, inversion.steps)
+    cond, uncond = source_embeddings(model, inversion)
+    start = inversion.x_T.to(model.device, model.dtype)
+    hooks = [FollowInversion(inversion), AttentionControl([store])]
+    denoise(model, forward, start, cond, uncond, inversion.guidance, hooks)
+    return store
+
+
+def _write(
+    character: Character,
+    model: ModelBundle,
+    pixels: np.ndarray,
+    inversion: InversionResult,
+    masks: Mapping[str, tuple[torch.Tensor, list[str]]],
+    history: list[dict[str, Any]],
+) -> None:
+    """Store the identity; stale pieces of an earlier one (other method's tensors, lost regions) go."""
+    character.put_identity(IdentityKind.BASE_IMAGE, {"pixels": torch.from_numpy(np.array(pixels, dtype=np.uint8))}, metadata={"history": history})
+    tensors = inversion.tensors()
+    character.put_identity(
+        IdentityKind.INVERTED_LATENTS, {"trajectory": tensors["trajectory"]},
+        metadata={"model_hash": model.model_hash, "inversion": {**inversion.metadata(), "extra": {}}},
+    )  # fmt: skip
+    extra = {IdentityKind.INVERSION_OFFSETS: "offsets", IdentityKind.NULL_TEXT_EMBEDDINGS: "uncond_embeddings"}
+    for kind, key in extra.items():
+        if key in tensors:
+            character.put_identity(kind, {key: tensors[key]}, metadata={"model_hash": model.model_hash})
+        else:
+            character.delete_identity(kind)
+    existing = {a.name: a.metadata.get("source") for a in character.identity() if a.kind == IdentityKind.MASK.value}
+    for name, (mask, words) in masks.items():
+        if existing.get(name) == "user":
+            continue  # a mask the user drew wins over attention
+        character.put_identity(
+            IdentityKind.MASK, {"mask": mask.to(torch.uint8)}, name=name,
+            metadata={"source": "attention", "words": words, "model_hash": model.model_hash},
+        )  # fmt: skip
+    for name, source in existing.items():
+        if source == "attention" and name not in masks:
+            character.delete_identity(IdentityKind.MASK, name=name)
+    character.update(model_hash=model.model_hash)
+
+
+def build_identity(character: Character, options: Mapping[str, Any] | None = None) -> None:
+    """Render the base CG with the character's model, seed and prompt, invert it, derive masks, store all.
+
+    This is the `Forge` identity builder: `Forge.open(..., identity_builder=build_identity)`.
+    """
+    _render_and_invert(character, options, [history_entry("create")])
+
+
+def _render_and_invert(character: Character, options: Mapping[str, Any] | None, history: list[dict[str, Any]]) -> None:
+    opts = identity_options(character, options)
+    model = character_model(character)
+    log.info("rendering and inverting the base CG of %s (%d steps)", character.name, opts.steps)
+    pixels, latents, store = _render_base(character, model, opts)
+    inversion = invert_latent(
+        model, latents, character.prompt, opts.method, steps=opts.steps, guidance=opts.guidance,
+        negative_prompt=character.negative_prompt,
+    )  # fmt: skip
+    masks = attention_masks(store, model.tokenizer, character.prompt, region_words(character), pixels.shape[:2], opts.mask_floor)
+    _write(character, model, pixels, inversion, masks, history)
+
+
+def invert_base(
+    character: Character,
+    pixels: np.ndarray,
+    options: Mapping[str, Any] | None = None,
+    history: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Make `pixels` the character's base picture: invert it with the character's model and prompt."""
+    opts = identity_options(character, options)
+    model = character_model(character)
+    image = PIL.Image.fromarray(pixels)
+    clean = encode_mean(model, prepare_image(model, image))
+    inversion = invert_latent(
+        model, clean, character.prompt, opts.method, steps=opts.steps, guidance=opts.guidance,
+        negative_prompt=character.negative_prompt,
+    )  # fmt: skip
+    store = _replay_attention(model, inversion)
+    masks = attention_masks(store, model.tokenizer, character.prompt, region_words(character), pixels.shape[:2], opts.mask_floor)
+    _write(character, model, pixels, inversion, masks, list(history))
+
+
+def reinvert(character: Character, *, rerender: bool = False, **options: Any) -> None:
+    """Rebuild the identity with the character's current model.
+
+    By default the stored base picture is inverted again, so the character keeps its exact look
+    (including adopted inpainting); `rerender=True` (or no identity yet) draws a fresh base CG from
+    the prompt and seed instead.
+    """
+    if not has_identity(character):
+        build_identity(character, options)
+        return
+    base = character.get_identity(IdentityKind.BASE_IMAGE)
+    history = list(base.metadata.get("history", []))
+    if rerender:
+        _render_and_invert(character, options, [*history, history_entry("rerender")])
+        return
+    history.append(history_entry("reinvert", model_hash=current_model_hash(character)))
+    if "steps" not in options:  # keep the step grid the identity was built with
+        meta = character.get_identity(IdentityKind.INVERTED_LATENTS).metadata["inversion"]
+        options = {"guidance": meta["guidance"], **options, "steps": meta["steps"]}
+    invert_base(character, base.tensors["pixels"].numpy(), options, history)
