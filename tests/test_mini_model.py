@@ -60,7 +60,7 @@ def tiny_spec(tmp_path: Path) -> ModelSpec:
 
 
 def tiny_config(**kw) -> TrainConfig:
-    base = dict(minutes=60.0, max_steps=3, vae_fraction=0.4, decoder_minutes=60.0, vae_batch=4, unet_batch=4, checkpoint_minutes=100.0, vae_crop=8,
+    base = dict(threads=1, minutes=60.0, max_steps=3, vae_fraction=0.4, decoder_minutes=60.0, vae_batch=4, unet_batch=4, checkpoint_minutes=100.0, vae_crop=8,
                 ema_decay=0.9)
     return TrainConfig(**{**base, **kw})
 
@@ -96,7 +96,7 @@ def test_training_resumes_after_a_crash_and_exports_a_loadable_ema_pipeline(tmp_
     assert images.shape == (1, 16, 16, 3)
 
 
-def test_decoder_phase_keeps_the_latent_space_the_unet_learnt(tmp_path):
+def test_decoder_phase_keeps_the_latent_space_and_a_finished_run_reloads_identically(tmp_path):
     from safetensors.torch import load_file
 
     trainer = LatentDiffusionTrainer(tiny_spec(tmp_path), ToySource(), tiny_config(), tmp_path / "r")
@@ -107,15 +107,20 @@ def test_decoder_phase_keeps_the_latent_space_the_unet_learnt(tmp_path):
         now = trainer.vae.encode(ToySource().images).latent_dist.mean
     assert torch.allclose(now, cached["mean"].float(), atol=2e-2)
 
-
-def test_a_finished_run_reloads_to_identical_weights(tmp_path):
-    trainer = LatentDiffusionTrainer(tiny_spec(tmp_path), ToySource(), tiny_config(), tmp_path / "r")
-    trainer.run()
     again = load_run(tmp_path / "r", ToySource())
     for a, b in ((trainer.unet, again.unet), (trainer.text_encoder, again.text_encoder), (trainer.vae, again.vae)):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert again.vae.config.scaling_factor == trainer.vae.config.scaling_factor
+
+    # resuming a finished run with a larger budget trains the UNet further (and nothing else)
+    again.cfg.max_steps = 5
+    before = {k: v.clone() for k, v in again.unet.state_dict().items()}
+    encoder = {k: v.clone() for k, v in again.vae.encoder.state_dict().items()}
+    again.run()
+    assert again.phase == "done" and again.finished["unet"]["step"] == 5
+    assert any(not torch.equal(before[k], v) for k, v in again.unet.state_dict().items())
+    assert all(torch.equal(encoder[k], v) for k, v in again.vae.encoder.state_dict().items())
 
 
 def test_train_cli_refuses_to_overwrite_a_run_and_bad_minutes(tmp_path):

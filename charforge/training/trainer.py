@@ -60,6 +60,7 @@ class LatentDiffusionTrainer:
         self.step = 0
         self.elapsed = 0.0  # seconds spent in the current phase (survives resumes)
         self.history: list[dict[str, Any]] = []
+        self.finished: dict[str, dict[str, float]] = {}  # phase -> {"step", "elapsed"} when it ended
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
         # the decoder phase sharpens pictures without moving the latent space the UNet has learnt
         self.decoder_opt = torch.optim.AdamW(self._decoder_parameters(), lr=config.decoder_lr, weight_decay=0.0)
@@ -109,6 +110,7 @@ class LatentDiffusionTrainer:
             "scaling_factor": self.vae.config.scaling_factor, "vae_opt": vae_opt_meta, "unet_opt": unet_opt_meta,
             "decoder_opt": decoder_opt_meta,
             "config": self.cfg.to_dict(), "history": self.history[-2000:],
+            "finished": self.finished,
         }
         save_checkpoint(self.ckpt_dir, tensors, meta)
         self.spec.tokenizer.save_pretrained(str(self.run_dir / "tokenizer"))
@@ -138,27 +140,49 @@ class LatentDiffusionTrainer:
         self.gen.set_state(tensors["rng"]["gen"])
         self.phase, self.step, self.elapsed = meta["phase"], meta["step"], meta["elapsed"]
         self.history = meta.get("history", [])
+        self.finished = meta.get("finished") or self._finished_from_history()
         log.info("resumed at phase=%s step=%d (%.0fs into the phase)", self.phase, self.step, self.elapsed)
         return True
 
     # --- phases -----------------------------------------------------------------------------------
 
+    def _finished_from_history(self) -> dict[str, dict[str, float]]:
+        """For checkpoints written before `finished` was recorded: the last logged point of each past phase."""
+        done: dict[str, dict[str, float]] = {}
+        for entry in self.history:
+            if _PHASES.index(entry["phase"]) < _PHASES.index(self.phase):
+                done[entry["phase"]] = {"step": entry["step"], "elapsed": entry["elapsed"]}
+        return done
+
+    def _end_phase(self, phase: str, following: str) -> None:
+        self.finished[phase] = {"step": self.step, "elapsed": self.elapsed}
+        self.phase, self.step, self.elapsed = following, 0, 0.0
+        self.save()
+
+    def _reopen_unet(self) -> None:
+        """A finished run resumed with a larger budget goes back to its UNet phase (a warm restart)."""
+        past = self.finished.get("unet")
+        if self.phase not in ("decoder", "done") or past is None:
+            return
+        cap = self.cfg.max_steps
+        if past["elapsed"] + 1.0 < self._budget("unet") and (cap is None or past["step"] < cap):
+            log.info("budget grew: reopening the UNet phase at step %d", past["step"])
+            self.phase, self.step, self.elapsed = "unet", int(past["step"]), float(past["elapsed"])
+
     def run(self) -> None:
         torch.set_num_threads(self.cfg.threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._reopen_unet()
         if self.phase == "vae":
             self._train_vae()
-            self.phase, self.step, self.elapsed = "unet", 0, 0.0
-            self.save()
+            self._end_phase("vae", "unet")
         if self.phase == "unet":
             self._train_unet()
-            self.phase, self.step, self.elapsed = "decoder", 0, 0.0
-            self.save()
+            self._end_phase("unet", "decoder")
         if self.phase == "decoder":
             if self._budget("decoder") > 0:
                 self._train_decoder()
-            self.phase = "done"
-            self.save()
+            self._end_phase("decoder", "done")
 
     def _loop(self, phase: str, train_step) -> None:
         budget = self._budget(phase)
