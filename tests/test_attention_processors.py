@@ -172,6 +172,47 @@ def test_reweight_of_one_changes_nothing_and_other_weights_do(unet):
     assert (more - reference).abs().max() > 1e-4
 
 
+def test_fast_paths_equal_the_materialised_maps(unet):
+    """Copying q/k (replace) and scaling values (reweight) must equal editing the probabilities."""
+    tokenizer = build_tiny_tokenizer()
+    source, target = "a portrait of a smiling girl", "a portrait of a crying girl"
+    sample, _ = _inputs(2)
+    text = torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(3))
+    layout = BatchLayout((), (0, 1))
+
+    def replace():
+        return Replace(tokenizer, source, [target], cross_replace_steps=1.0, self_replace_steps=0.0)
+
+    fast = replace()
+    slow = replace()
+    slow.identity = [False]  # forces the explicit source_probs @ mapper path
+    slow.plan(4)
+    assert bool(fast.cross_copy.all()) and not bool(slow.cross_copy.any())
+    torch.testing.assert_close(
+        _run(unet, AttentionControl([fast]), sample, text, layout),
+        _run(unet, AttentionControl([slow]), sample, text, layout),
+        atol=1e-5, rtol=1e-5,
+    )
+
+    class ProbsReweight(Controller):
+        stage = 2
+
+        def __init__(self, weights):
+            self.weights = weights
+
+        def wants_probs(self, layer, step, layout, tokens):
+            return layer.is_cross
+
+        def edit_probs(self, layer, step, layout, probs):
+            return probs * self.weights
+
+    weights = torch.ones(77)
+    weights[5] = 2.5
+    by_values = _run(unet, AttentionControl([Reweight({None: weights})]), sample, text, layout)
+    by_probs = _run(unet, AttentionControl([ProbsReweight(weights)]), sample, text, layout)
+    torch.testing.assert_close(by_values, by_probs, atol=1e-5, rtol=1e-5)
+
+
 def test_masactrl_copies_source_appearance_and_is_idle_before_start(unet):
     sample, text = _inputs(2)
     layout = BatchLayout((), (0, 1))

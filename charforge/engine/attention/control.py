@@ -82,8 +82,14 @@ class RowMap:
 class Controller:
     """One attention-control algorithm; the default methods leave attention alone.
 
-    `stage` orders controllers on the same layer: recorders (0) see the model's own attention, then
-    editors that replace maps (1), then editors that rescale them (2).
+    A controller acts on a layer in one or more of three ways, cheapest first:
+    - `edit_qkv`: rewrite queries/keys/values before attention. Copying the source's queries and
+      keys into a target row gives that row the source's attention weights without materialising
+      them (P2P replacement); scaling a row's values by token scales its attention to those tokens
+      (reweighting). The fused attention kernel still does the work.
+    - `attend`: compute the whole output itself (MasaCtrl: target queries against source keys).
+    - `edit_probs`: see the materialised probabilities of the conditional rows; `stage` <= 0 marks a
+      recorder, which sees the model's own attention (before any edit) and must not change it.
     """
 
     stage = 1
@@ -100,6 +106,13 @@ class Controller:
     ) -> torch.Tensor:
         """probs: (rows, heads, queries, keys), conditional rows only, owned by the call (edit in place)."""
         return probs
+
+    def edit_qkv(
+        self, layer: Layer, step: int, layout: RowMap, qkv: list[torch.Tensor]
+    ) -> bool:
+        """Replace entries of [query, key, value] with edited copies (never write into the given
+        tensors: other rows and layers still use them); True if anything changed."""
+        return False
 
     def attend(
         self,
@@ -279,42 +292,74 @@ class AttentionControl(Hook):
         """Attention output (rows, heads, queries, head_dim) for one layer call."""
         layout, step = self.rows, self.step
         if layout is None or len(layout.branch) != query.shape[0]:  # a UNet call the loop did not lay out
-            return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
-        if mask is None:
-            for controller in self.controllers:
-                out = controller.attend(layer, step, layout, query, key, value, scale)
-                if out is not None:
-                    return out
+            return _fused(query, key, value, mask)
         tokens = query.shape[2]
-        editors = [c for c in self.controllers if c.wants_probs(layer, step, layout, tokens)]
-        if not editors:
-            return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
+        wanting = [c for c in self.controllers if c.wants_probs(layer, step, layout, tokens)]
+        recorders = [c for c in wanting if c.stage <= 0]
+        editors = [c for c in wanting if c.stage > 0]
+        if mask is not None:  # masked attention (rare in UNets): one explicit path over every row
+            qkv = [query, key, value]
+            for controller in self.controllers:
+                controller.edit_qkv(layer, step, layout, qkv)
+            return self._explicit(wanting, layer, step, layout, *qkv, mask, scale)
+
         cond = [r for r, c in enumerate(layout.cond) if c]
-        if mask is not None or len(cond) == len(layout.cond):
-            return self._explicit(editors, layer, step, layout, query, key, value, mask, scale)
-        # controllers only read and edit conditional rows: the unconditional ones keep the fused kernel
-        out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
         only_cond = RowMap(tuple(layout.branch[r] for r in cond), (True,) * len(cond))
-        out[cond] = self._explicit(editors, layer, step, only_cond, query[cond], key[cond], value[cond], None, scale)
+        probs = None
+        if recorders:  # the model's own maps, before any edit
+            probs = _probs(query[cond], key[cond], scale)
+            for controller in recorders:
+                probs = controller.edit_probs(layer, step, only_cond, probs)
+        qkv = [query, key, value]
+        edited = [c.edit_qkv(layer, step, layout, qkv) for c in self.controllers]
+        if any(edited):
+            query, key, value = qkv
+            probs = None
+        for controller in self.controllers:
+            out = controller.attend(layer, step, layout, query, key, value, scale)
+            if out is not None:
+                return out
+        if editors:
+            probs = _probs(query[cond], key[cond], scale) if probs is None else probs
+            for controller in editors:
+                probs = controller.edit_probs(layer, step, only_cond, probs)
+        if probs is None:
+            return _fused(query, key, value, None)
+        uncond = [r for r, c in enumerate(layout.cond) if not c]
+        out = query.new_empty(*query.shape[:-1], value.shape[-1])
+        if uncond:
+            out[uncond] = _fused(query[uncond], key[uncond], value[uncond], None)
+        out[cond] = torch.matmul(probs.to(value.dtype), value[cond])
         return out
 
     @staticmethod
     def _explicit(
-        editors: list[Controller],
+        controllers: list[Controller],
         layer: Layer,
         step: int,
         layout: RowMap,
         query: torch.Tensor,
         key: torch.Tensor,
         value: torch.Tensor,
-        mask: torch.Tensor | None,
+        mask: torch.Tensor,
         scale: float,
     ) -> torch.Tensor:
-        """Materialised attention: softmax(q k^T) in fp32 (as upcast_softmax does), edited, times v."""
-        scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale
-        if mask is not None:
-            scores = scores + mask
+        cond = [r for r, c in enumerate(layout.cond) if c]
+        scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale + mask
         probs = scores.softmax(dim=-1)
-        for controller in editors:
-            probs = controller.edit_probs(layer, step, layout, probs)
+        only_cond = RowMap(tuple(layout.branch[r] for r in cond), (True,) * len(cond))
+        edited = probs[cond]
+        for controller in controllers:
+            edited = controller.edit_probs(layer, step, only_cond, edited)
+        probs[cond] = edited
         return torch.matmul(probs.to(value.dtype), value)
+
+
+def _fused(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """diffusers' own attention call (AttnProcessor2_0), so idle layers compute exactly what it does."""
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
+
+
+def _probs(query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale) in fp32, as diffusers' upcast_softmax does."""
+    return (torch.matmul(query, key.transpose(-1, -2)).float() * scale).softmax(dim=-1)

@@ -59,13 +59,20 @@ def word_schedule(spec: StepSpec, num_steps: int, tokenizer: Any, prompt: str) -
 
 
 class _AttentionEdit(Controller):
-    """Shared schedule logic of replace and refine: which steps take the source's maps."""
+    """Shared schedule logic of replace and refine: which steps take the source's maps.
+
+    Whenever a target's new maps are exactly the source's (self-attention replacement; a cross
+    replacement whose token mapping is the identity and covers every token at this step) the edit
+    copies the source's queries and keys into the target row instead of materialising the maps:
+    softmax(q_s k_s^T) v_t is what the paper computes, at the price of a fused attention call.
+    """
 
     def __init__(
         self,
         tokenizer: Any,
         source: str,
         targets: Sequence[str],
+        identity: Sequence[bool],
         cross_replace_steps: StepSpec = 0.8,
         self_replace_steps: float | tuple[float, float] = 0.4,
         self_max_tokens: int = 16 * 16,
@@ -75,10 +82,12 @@ class _AttentionEdit(Controller):
         self.tokenizer = tokenizer
         self.source = source
         self.targets = list(targets)
+        self.identity = list(identity)
         self.cross_replace_steps = cross_replace_steps
         self.self_replace_steps = self_replace_steps
         self.self_max_tokens = self_max_tokens
         self.cross_alpha = torch.zeros(0)
+        self.cross_copy = torch.zeros(0, dtype=torch.bool)
         self.self_active = torch.zeros(0, dtype=torch.bool)
         self._last_step = 0
         self.plan(1)
@@ -88,6 +97,7 @@ class _AttentionEdit(Controller):
         self.cross_alpha = torch.stack(
             [word_schedule(self.cross_replace_steps, num_steps, self.tokenizer, t) for t in self.targets], dim=1
         )  # (steps, targets, columns)
+        self.cross_copy = (self.cross_alpha == 1).all(dim=-1) & torch.tensor(self.identity)[None, :]
         self.self_active = step_window(self.self_replace_steps, num_steps)
         used = self.cross_alpha.flatten(1).amax(dim=1).bool() | self.self_active
         self._last_step = int(used.nonzero().max()) + 1 if used.any() else 0
@@ -98,21 +108,37 @@ class _AttentionEdit(Controller):
     def needs_source(self, step: int, num_steps: int) -> bool:
         return step < self._last_step
 
-    def wants_probs(self, layer: Layer, step: int, layout: RowMap, tokens: int) -> bool:
-        if not layout.pairs(cond=True) or step >= self.self_active.numel():
+    def edit_qkv(self, layer: Layer, step: int, layout: RowMap, qkv: list[torch.Tensor]) -> bool:
+        if step >= self.self_active.numel():
             return False
+        pairs = layout.pairs(cond=True)
         if layer.is_cross:
-            return bool(self.cross_alpha[step].any())
-        return bool(self.self_active[step]) and tokens <= self.self_max_tokens
+            pairs = [p for p in pairs if self.cross_copy[step, p[2] - 1]]
+        elif not (self.self_active[step] and qkv[0].shape[2] <= self.self_max_tokens):
+            pairs = []
+        if not pairs:
+            return False
+        query, key = qkv[0].clone(), qkv[1].clone()
+        for source_row, target_row, _ in pairs:
+            query[target_row], key[target_row] = query[source_row], key[source_row]
+        qkv[0], qkv[1] = query, key
+        return True
+
+    def wants_probs(self, layer: Layer, step: int, layout: RowMap, tokens: int) -> bool:
+        if not layer.is_cross or step >= self.self_active.numel():
+            return False
+        return any(
+            bool(self.cross_alpha[step, b - 1].any()) and not bool(self.cross_copy[step, b - 1])
+            for _, _, b in layout.pairs(cond=True)
+        )
 
     def edit_probs(self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor) -> torch.Tensor:
         for source_row, target_row, branch in layout.pairs(cond=True):
-            if layer.is_cross:
-                alpha = self.cross_alpha[step, branch - 1].to(probs)
-                mapped = self.map_cross(probs[source_row], probs[target_row], branch - 1)
-                probs[target_row] = mapped * alpha + probs[target_row] * (1 - alpha)
-            else:
-                probs[target_row] = probs[source_row]
+            if self.cross_copy[step, branch - 1]:
+                continue  # already given the source's maps through its queries and keys
+            alpha = self.cross_alpha[step, branch - 1].to(probs)
+            mapped = self.map_cross(probs[source_row], probs[target_row], branch - 1)
+            probs[target_row] = mapped * alpha + probs[target_row] * (1 - alpha)
         return probs
 
     def map_cross(self, source: torch.Tensor, target: torch.Tensor, index: int) -> torch.Tensor:
@@ -124,7 +150,8 @@ class Replace(_AttentionEdit):
 
     def __init__(self, tokenizer: Any, source: str, targets: Sequence[str], **schedule: Any):
         self.mappers = torch.stack([replacement_mapper(tokenizer, source, t) for t in targets])
-        super().__init__(tokenizer, source, targets, **schedule)
+        eye = torch.eye(self.mappers.shape[-1])
+        super().__init__(tokenizer, source, targets, [torch.equal(m, eye) for m in self.mappers], **schedule)
 
     def map_cross(self, source: torch.Tensor, target: torch.Tensor, index: int) -> torch.Tensor:
         return source @ self.mappers[index].to(source)
@@ -137,7 +164,9 @@ class Refine(_AttentionEdit):
         aligned = [refinement_alignment(tokenizer, source, t) for t in targets]
         self.indices = torch.stack([a[0] for a in aligned])
         self.alphas = torch.stack([a[1] for a in aligned])
-        super().__init__(tokenizer, source, targets, **schedule)
+        straight = torch.arange(self.indices.shape[-1])
+        identity = [torch.equal(i, straight) and bool((a == 1).all()) for i, a in zip(self.indices, self.alphas)]
+        super().__init__(tokenizer, source, targets, identity, **schedule)
 
     def map_cross(self, source: torch.Tensor, target: torch.Tensor, index: int) -> torch.Tensor:
         alpha = self.alphas[index].to(source)
@@ -145,14 +174,14 @@ class Refine(_AttentionEdit):
 
 
 class Reweight(Controller):
-    """Per-token equalizer: multiply the cross-attention to chosen tokens by a weight.
+    """Per-token equalizer: scale the cross-attention to chosen tokens by a weight.
 
-    `weights` maps a branch to a (columns,) vector; branch None means every conditional row, which is
-    how plain generation honours "(smiling:1.4)" emphasis. Applied after replace/refine, so an edit
-    can both keep the source layout and push one word harder.
+    Scaling column j of the attention map is the same as scaling value row j (P W V = P (W V)), so
+    the weights are applied to the values and the fused kernel keeps running. `weights` maps a branch
+    to a (columns,) vector; branch None means every conditional row, which is how plain generation
+    honours "(smiling:1.4)" emphasis. It stacks on replace/refine: the target then gets the source's
+    maps, reweighted.
     """
-
-    stage = 2
 
     def __init__(self, weights: Mapping[int | None, torch.Tensor], steps: float | tuple[float, float] = 1.0):
         self.weights = {b: w.float() for b, w in weights.items()}
@@ -171,15 +200,20 @@ class Reweight(Controller):
     def begin(self, control: AttentionControl, ctx: StepContext) -> None:
         self.active = step_window(self.steps, ctx.num_steps)
 
-    def wants_probs(self, layer: Layer, step: int, layout: RowMap, tokens: int) -> bool:
-        return layer.is_cross and step < self.active.numel() and bool(self.active[step])
-
-    def edit_probs(self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor) -> torch.Tensor:
+    def edit_qkv(self, layer: Layer, step: int, layout: RowMap, qkv: list[torch.Tensor]) -> bool:
+        if not layer.is_cross or step >= self.active.numel() or not self.active[step]:
+            return False
+        value = None
         for row, branch in layout.cond_rows():
             weights = self.weights.get(branch, self.weights.get(None))
-            if weights is not None:
-                probs[row] = probs[row] * weights.to(probs)
-        return probs
+            if weights is None:
+                continue
+            value = qkv[2].clone() if value is None else value
+            value[row] = value[row] * weights.to(value)[None, :, None]
+        if value is None:
+            return False
+        qkv[2] = value
+        return True
 
 
 class LocalBlend(Controller):
