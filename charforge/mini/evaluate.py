@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from charforge.errors import ModelLoadError
 from charforge.mini.classifier import HEADS, accuracy, load_classifier, render_set
+from charforge.mini.render import sample_portraits
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def evaluate(model: str | Path | None = None, *, samples: int = 200, steps: int 
     """Figures of the issue's "done when": hair-colour and expression accuracy, VAE PSNR (dB)."""
     pipe = load_pipeline(model)
     judge = load_classifier()
-    _, portraits = render_set(EVAL_SEED, samples, held_out=True, min_intensity=0.3)
+    portraits = list(sample_portraits(EVAL_SEED, samples, held_out=True))
     prompts = [p.caption() for p in portraits]
     t0 = time.monotonic()
     images = generate(pipe, prompts, steps=steps, guidance=guidance, seed=seed)

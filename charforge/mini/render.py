@@ -137,6 +137,24 @@ class Portrait:
         return Portrait(**{**asdict(self), "expression": expression, "intensity": intensity})
 
 
+def portrait_from_caption(caption: str, intensity: float = 1.0) -> Portrait:
+    """The inverse of `Portrait.caption()`, e.g. to get the exact masks of a prompt written in this grammar."""
+    text = " ".join(caption.lower().split())
+    prefix = "portrait of a girl with "
+    parts = text[len(prefix):].split(", ") if text.startswith(prefix) else []
+    try:
+        style, hair, _ = parts[0].split()
+        eye, skin, outfit, background = (parts[k].split()[0] for k in range(1, 5))
+        accessory = {"wearing glasses": "glasses", "wearing a hat": "hat"}.get(parts[5], "none")
+        phrase = parts[-1]
+        expression = next(name for name, words in EXPRESSIONS.items() if words == phrase)
+        if len(parts) != (7 if accessory != "none" else 6):
+            raise ValueError
+    except (IndexError, ValueError, StopIteration):
+        raise InvalidInput(f"not a portrait-mini caption: {caption!r}") from None
+    return Portrait(hair, style, eye, skin, outfit, background, accessory, expression, intensity)
+
+
 def is_held_out(p: Portrait) -> bool:
     """About one identity in eight never appears in training, so evaluation prompts are unseen combinations.
 
