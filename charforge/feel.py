@@ -277,6 +277,24 @@ def render_edits(
     model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable
 ) -> list[np.ndarray]:
     """Emotion edits of one identity, all in one loop call: uint8 (H, W, 3) pictures, one per conditioning."""
+    latents = edit_latents(model, identity, conds, table)
+    with torch.no_grad():
+        pixels = (decode_latents(model, latents[1:]) / 2 + 0.5).clamp(0, 1)
+    return [(p.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy() for p in pixels]
+
+
+def edit_mask(model: ModelBundle, identity: Identity, table: ExpressionTable) -> torch.Tensor | None:
+    """The latent cells (h, w) an expression edit may change: the dilated region mask, if there is one."""
+    region = table.edit.region
+    if region not in identity.masks:
+        return None
+    return latent_mask(identity.masks[region], model.vae_scale_factor, table.edit.mask_dilation)
+
+
+def edit_latents(
+    model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable
+) -> torch.Tensor:
+    """Final latents of an edit call: row 0 the source (the base CG's latent), then one row per conditioning."""
     inversion = identity.inversion
     tokenizer = model.tokenizer
     source = inversion.prompt
@@ -295,23 +313,19 @@ def render_edits(
         weights[branch] = row
     controllers.append(Reweight(weights))
 
-    region = table.edit.region
     hooks: list[Hook] = []
-    if region in identity.masks:
-        cells = latent_mask(identity.masks[region], model.vae_scale_factor, table.edit.mask_dilation)
+    cells = edit_mask(model, identity, table)
+    if cells is not None:
         hooks.append(MaskBlend(cells))
     else:  # no mask of the region: confine the edit to where the expression words attend
-        log.warning("no %r mask; limiting the edit to where the expression words attend", region)
+        log.warning("no %r mask; limiting the edit to where the expression words attend", table.edit.region)
         words = list(dict.fromkeys(c.dominant.phrase for c in conds))
         controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
 
     control = AttentionControl(controllers)
     follow = FollowInversion(inversion, needs_source=control.needs_source, shortcut=True)
     start = inversion.x_T.to(model.device, model.dtype).expand(len(conds) + 1, -1, -1, -1).clone()
-    latents = denoise(model, scheduler, start, cond.to(model.dtype), uncond, inversion.guidance, [follow, control, *hooks])
-    with torch.no_grad():
-        pixels = (decode_latents(model, latents[1:]) / 2 + 0.5).clamp(0, 1)
-    return [(p.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy() for p in pixels]
+    return denoise(model, scheduler, start, cond.to(model.dtype), uncond, inversion.guidance, [follow, control, *hooks])
 
 
 # inpainting -----------------------------------------------------------------------------------------------

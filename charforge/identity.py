@@ -61,7 +61,7 @@ class IdentityOptions(BaseModel):
     """How the base CG is drawn and inverted. Edits run on the same step grid, so `steps` sets their cost."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    steps: int = Field(default=20, ge=2, le=200)
+    steps: int = Field(default=20, ge=1, le=200)
     guidance: float = Field(default=5.0, ge=1.0, le=30.0)
     method: str = DEFAULT_METHOD
     # A cell belongs to the region whose words attend to it most, if that attention is at least this

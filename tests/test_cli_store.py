@@ -37,7 +37,7 @@ def cli(capsys, monkeypatch):
 def ws(tmp_path, cli):
     code, _, err = cli("init", "--workspace", str(tmp_path))
     assert code == 0, err
-    code, _, err = cli("create", "mira", "--prompt", PROMPT, "--seed", "7", "-w", str(tmp_path))
+    code, _, err = cli("create", "mira", "--prompt", PROMPT, "--seed", "7", "--no-render", "-w", str(tmp_path))
     assert code == 0, err
     return tmp_path
 
@@ -60,18 +60,18 @@ def test_init_json(tmp_path, cli):
 
 def test_workspace_option_before_or_after_the_command_and_from_env(tmp_path, cli, monkeypatch):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    assert cli("--workspace", str(a), "create", "mira", "--prompt", PROMPT)[0] == 0
-    assert cli("create", "nell", "--prompt", PROMPT, "--workspace", str(b))[0] == 0
+    assert cli("--workspace", str(a), "create", "mira", "--prompt", PROMPT, "--no-render")[0] == 0
+    assert cli("create", "nell", "--prompt", PROMPT, "--no-render", "--workspace", str(b))[0] == 0
     monkeypatch.setenv("CHARFORGE_HOME", str(c))
-    assert cli("create", "ivy", "--prompt", PROMPT)[0] == 0
+    assert cli("create", "ivy", "--prompt", PROMPT, "--no-render")[0] == 0
     # the option after the command wins over the one before it
-    assert cli("--workspace", str(a), "create", "suki", "--prompt", PROMPT, "--workspace", str(b))[0] == 0
+    assert cli("--workspace", str(a), "create", "suki", "--prompt", PROMPT, "--no-render", "--workspace", str(b))[0] == 0
     names = {p.name: [r["name"] for r in json.loads(cli("list", "--json", "-w", str(p))[1])] for p in (a, b, c)}
     assert names == {"a": ["mira"], "b": ["nell", "suki"], "c": ["ivy"]}
 
 
 def test_create_list_show_json(ws, cli):
-    code, out, err = cli("create", "nell", "--prompt", PROMPT, "--negative", "blurry", "--model", "my/model",
+    code, out, err = cli("create", "nell", "--prompt", PROMPT, "--negative", "blurry", "--model", "my/model", "--no-render",
                          "--json", "-w", str(ws))
     assert code == 0 and err == ""
     created = json.loads(out)
@@ -96,13 +96,13 @@ def test_human_output_mentions_the_characters(ws, cli):
 
 
 def test_emote_records_the_state(ws, cli):
-    code, out, err = cli("emote", "mira", "happy=0.8", "fear=0.2", "--json", "-w", str(ws))
+    code, out, err = cli("emote", "mira", "happy=0.8", "fear=0.2", "--no-render", "--json", "-w", str(ws))
     assert code == 0 and err == ""
     data = json.loads(out)
     assert data["state"] == {"joy": 0.8, "fear": 0.2} and data["dominant"] == "joy"
     assert data["source"] == "cli" and data["version"] == 2
     assert data["vad"]["valence"] > 0
-    code, out, _ = cli("emote", "mira", "sadness=0.6", "-w", str(ws))
+    code, out, _ = cli("emote", "mira", "sadness=0.6", "--no-render", "-w", str(ws))
     assert code == 0 and "sadness=0.6" in out
     shown = json.loads(cli("show", "mira", "--json", "-w", str(ws))[1])
     assert shown["current_state"] == {"sadness": 0.6}
@@ -142,7 +142,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("label", "args", "fragment"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(ws, cli, label, args, fragment):
-    cli("emote", "mira", "joy=0.3", "-w", str(ws))
+    cli("emote", "mira", "joy=0.3", "--no-render", "-w", str(ws))
     before = dump(ws)
     files_before = sorted(ws.rglob("*"))
     code, out, err = cli(*args, "-w", str(ws))

@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from charforge.cli.main import _register_commands, app
-from charforge.demo import cast_dir, run_demo
+from charforge.demo import cast_dir, run_demo, sweep_states
 from charforge.forge import Forge
 from charforge.cards import load_cards
 
@@ -21,9 +21,10 @@ def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir):
         assert sorted(first.imported) == sorted(cast)
         sheet = Image.open(first.sheet)
         assert sheet.height >= 128 * len(cast)  # one row per character
+        assert sheet.width >= 128 * len(sweep_states())  # base + 8 emotions x 2 intensities per row
         assets = {c.name: c.assets("cg") for c in forge.list()}
-        assert all(len(a) == 1 for a in assets.values())
-        # Second run: nothing new imported, the cached base CGs are reused (no new assets).
+        assert all(len(a) == len(sweep_states()) for a in assets.values())
+        # Second run: nothing new imported, the cached pictures are reused (no new assets).
         second = run_demo(forge, model_ref=str(tiny_model_dir), steps=2)
         assert second.imported == []
         assert {c.name: [x.path for x in c.assets("cg")] for c in forge.list()} == {

@@ -14,11 +14,11 @@ from charforge.cli.workspace import JsonOpt, WorkspaceOpt, echo_json, open_forge
 def demo(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option("--model", help="Model folder, .safetensors file or hub id.")] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, max=200, help="Denoising steps.")] = 25,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=200, help="Denoising steps.")] = 20,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Import the sample cast and render its contact sheet into the workspace."""
+    """Import the sample cast and render its emotion sweep (base + each emotion at two intensities) as a contact sheet."""
     from charforge.demo import run_demo
 
     with open_forge(ctx, workspace) as forge:

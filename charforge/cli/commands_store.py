@@ -1,4 +1,4 @@
-"""Store commands: init, create, list, show, rename, delete, emote, import, and `db` migrations.
+"""Store commands: init, create, list, show, rename, delete, import, and `db` migrations (emote: commands_feel).
 
 Validation happens before anything is opened or written, so a bad argument exits 2 with one line on
 stderr (via charforge.cli.main) and leaves the workspace as it was.
@@ -7,20 +7,18 @@ stderr (via charforge.cli.main) and leaves the workspace as it was.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from charforge.cards import CharacterCard, load_cards
-from charforge.character import Character
 from charforge.cli.main import app
 from charforge.cli.workspace import JsonOpt, WorkspaceOpt, chosen_workspace, echo_json, open_forge
-from charforge.emotion import EmotionState
 from charforge.errors import InvalidInput, NotFound
 from charforge.paths import validate_slug
-from charforge.store import Database, EmotionSource
+from charforge.store import Database
 
 console = Console(soft_wrap=True)  # long prompts and paths stay on one line
 db_app = typer.Typer(help="Inspect and migrate the workspace database schema.", no_args_is_help=True)
@@ -39,21 +37,6 @@ def _state_text(state: dict[str, float] | None) -> str:
     if not state:
         return "neutral"
     return " ".join(f"{k}={v:g}" for k, v in state.items())
-
-
-def _emotion_json(character: Character, entry: Any) -> dict[str, Any]:
-    vad = entry.state.vad()
-    return {
-        "character": character.name,
-        "state": entry.state.components(),
-        "intensities": entry.state.intensities(),
-        "dominant": entry.state.dominant,
-        "vad": vad._asdict(),
-        "state_hash": entry.state_hash,
-        "source": entry.source,
-        "version": entry.version,
-        "created_at": entry.created_at.isoformat(),
-    }
 
 
 @app.command()
@@ -80,22 +63,31 @@ def create(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: derived from the name).")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model reference (default: charforge-mini).")] = None,
     display_name: Annotated[str | None, typer.Option("--display-name", help="Name shown to people.")] = None,
+    no_render: Annotated[bool, typer.Option("--no-render", help="Store the definition only; build the identity later.")] = False,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create a character."""
+    """Create a character: render its base CG, invert it and store the identity (unless --no-render)."""
     if prompt is None:
         raise InvalidInput("create needs --prompt TEXT describing the character")
     card = CharacterCard.build(
         name=name, prompt=prompt, negative_prompt=negative, seed=seed, model=model, display_name=display_name
     )
     with open_forge(ctx, workspace) as forge:
-        character = forge.create_from_card(card)
+        if not no_render:
+            from charforge.identity import build_identity
+
+            forge.identity_builder = build_identity
+        character = forge.create_from_card(card, build_identity=not no_render)
         data = character.to_dict()
+        if not no_render:
+            data["base_cg"] = str(character.feel(record=False).path)
     if json_out:
         echo_json(data)
     else:
         typer.echo(f"created {data['name']} (seed {data['seed']})")
+        if "base_cg" in data:
+            typer.echo(f"base CG: {data['base_cg']}")
 
 
 @app.command("list")
@@ -172,36 +164,6 @@ def delete(ctx: typer.Context, name: str, workspace: WorkspaceOpt = None) -> Non
     with open_forge(ctx, workspace) as forge:
         forge.delete(name)
     typer.echo(f"deleted {name}")
-
-
-@app.command()
-def emote(
-    ctx: typer.Context,
-    name: str,
-    emotions: Annotated[
-        list[str] | None,
-        typer.Argument(metavar="EMOTION=INTENSITY...", help="e.g. joy=0.8 fear=0.2 (aliases like happy work)."),
-    ] = None,
-    workspace: WorkspaceOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Give a character an emotion state (recorded in its history)."""
-    validate_slug(name)
-    if not emotions:
-        raise InvalidInput("emote needs at least one EMOTION=INTENSITY, e.g. joy=0.8 (neutral=1 for calm)")
-    state = EmotionState.parse_tokens(emotions)
-    with open_forge(ctx, workspace) as forge:
-        character = forge.get(name)
-        entry = character.record_emotion(state, source=EmotionSource.CLI)
-    data = _emotion_json(character, entry)
-    if json_out:
-        echo_json(data)
-        return
-    vad = entry.state.vad()
-    typer.echo(
-        f"{character.name} feels {entry.state} (valence {vad.valence:+.2f}, arousal {vad.arousal:+.2f}, "
-        f"dominance {vad.dominance:+.2f}); recorded as version {entry.version}"
-    )
 
 
 @app.command("import")
