@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: the shipped portrait-mini)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("CHARFORGE_TORCH_THREADS", "2")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("CHARFORGE_TORCH_THREADS", "1")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -280,7 +280,14 @@ def render_edits(
     latents = edit_latents(model, identity, conds, table)
     with torch.no_grad():
         pixels = (decode_latents(model, latents[1:]) / 2 + 0.5).clamp(0, 1)
-    return [(p.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy() for p in pixels]
+    pictures = [(p.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy() for p in pixels]
+    cells = edit_mask(model, identity, table)
+    if table.edit.composite and cells is not None:
+        # Outside the mask the latents are the base's, but decoding is not exact (the VAE's loss on
+        # a picture it did not draw, its receptive field at the border): paste the base's own pixels.
+        inside = pixel_mask(cells, identity.base.shape[:2]).numpy()[..., None]
+        pictures = [np.where(inside, p, identity.base) for p in pictures]
+    return pictures
 
 
 def edit_mask(model: ModelBundle, identity: Identity, table: ExpressionTable) -> torch.Tensor | None:

@@ -112,6 +112,18 @@ def test_edit_keeps_every_latent_outside_the_dilated_face_mask(mira):
         assert not torch.allclose(row[:, cells], base[:, cells], atol=1e-3)  # inside: edited
 
 
+def test_pixels_outside_the_dilated_face_mask_are_the_base_cgs(mira):
+    from charforge.feel import edit_mask, pixel_mask
+
+    model = character_model(mira)
+    identity = load_identity(mira, model)
+    outside = ~pixel_mask(edit_mask(model, identity, expression_table()), identity.base.shape[:2]).numpy()
+    for state in ({"anger": 1.0}, {"joy": 0.5, "surprise": 0.4}):
+        picture = np.asarray(mira.feel(state, record=False).image().convert("RGB"))
+        assert np.array_equal(picture[outside], identity.base[outside])
+        assert not np.array_equal(picture[~outside], identity.base[~outside])
+
+
 def test_neutral_is_the_base_cg_itself(mira):
     result = mira.feel(record=False)
     base = mira.get_identity("base_image").tensors["pixels"].numpy()

@@ -61,6 +61,7 @@ class _Edit(BaseModel):
     self_replace: float = Field(ge=0.0, le=1.0)
     mask_dilation: int = Field(ge=0, le=8)
     region: str
+    composite: bool
 
     @field_validator("region")
     @classmethod
