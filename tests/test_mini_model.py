@@ -134,6 +134,8 @@ def test_train_cli_refuses_to_overwrite_a_run_and_bad_minutes(tmp_path):
     result = runner.invoke(app, ["train", "portrait-mini", "--out", str(tmp_path / "new"), "--minutes", "0"])
     assert result.exit_code != 0 and "minutes" in str(result.exception) + result.output
     assert not (tmp_path / "new").exists()
+    result = runner.invoke(app, ["eval", "portrait-mini", "--model", str(tmp_path), "--samples", "1"])
+    assert result.exit_code != 0 and "model_index.json" in str(result.exception) + result.output
 
 
 # --- the shipped model ---------------------------------------------------------------------------
