@@ -278,16 +278,28 @@ def render_edits(
 ) -> list[np.ndarray]:
     """Emotion edits of one identity, all in one loop call: uint8 (H, W, 3) pictures, one per conditioning."""
     latents = edit_latents(model, identity, conds, table)
-    with torch.no_grad():
-        pixels = (decode_latents(model, latents[1:]) / 2 + 0.5).clamp(0, 1)
-    pictures = [(p.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy() for p in pixels]
+    pictures = decode_pictures(model, latents[1:])
     cells = edit_mask(model, identity, table)
     if table.edit.composite and cells is not None:
-        # Outside the mask the latents are the base's, but decoding is not exact (the VAE's loss on
-        # a picture it did not draw, its receptive field at the border): paste the base's own pixels.
-        inside = pixel_mask(cells, identity.base.shape[:2]).numpy()[..., None]
-        pictures = [np.where(inside, p, identity.base) for p in pictures]
+        pictures = composite(pictures, identity.base, cells)
     return pictures
+
+
+def decode_pictures(model: ModelBundle, latents: torch.Tensor) -> list[np.ndarray]:
+    """Latents -> uint8 (H, W, 3) pictures."""
+    with torch.no_grad():
+        pixels = (decode_latents(model, latents) / 2 + 0.5).clamp(0, 1)
+    return [(p.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy() for p in pixels]
+
+
+def composite(pictures: Sequence[np.ndarray], base: np.ndarray, cells: torch.Tensor) -> list[np.ndarray]:
+    """Each picture inside the latent-cell mask, the base outside it.
+
+    Outside the mask an edit's latents are the base's, but decoding is not exact (the VAE's loss on a
+    picture it did not draw, its receptive field across the border), so the base's own pixels go there.
+    """
+    inside = pixel_mask(cells, base.shape[:2]).numpy()[..., None]
+    return [np.where(inside, p, base) for p in pictures]
 
 
 def edit_mask(model: ModelBundle, identity: Identity, table: ExpressionTable) -> torch.Tensor | None:
