@@ -56,6 +56,14 @@ def test_direct_source_branch_is_exact_and_the_shortcut_changes_nothing(model, i
     torch.testing.assert_close(fast.latents[1:], full.latents[1:], atol=1e-4, rtol=1e-4)
 
 
+def test_direct_with_offset_targets_reproduces_the_source_for_identical_prompts(model, inversions, latent):
+    inversion = inversions["direct"]
+    same = edit(model, inversion, PROMPT, [_replace(model)], offset_targets=True)
+    torch.testing.assert_close(same.latents[1:], latent, atol=1e-4, rtol=1e-4)
+    paper = edit(model, inversion, PROMPT, [_replace(model)])  # source-only offsets: the target drifts
+    assert (paper.latents[1:] - latent).abs().max() > 1e-2
+
+
 class _RowCounter(Hook):
     def __init__(self):
         self.sizes: list[int] = []

@@ -73,6 +73,7 @@ def edit(
     *,
     source_prompt: str | None = None,
     shortcut: bool = True,
+    offset_targets: bool = False,
     decode_source: bool = False,
     hooks: Sequence[Hook] = (),
     progress: bool = False,
@@ -81,7 +82,8 @@ def edit(
 
     `source_prompt` defaults to the prompt the image was inverted with (null-text embeddings and
     direct offsets were fitted to it). `shortcut=False` computes the source branch in full every
-    step, for comparisons; the result is the same up to floating-point error. `hooks` run after the
+    step, for comparisons; the result is the same up to floating-point error. `offset_targets`
+    gives the targets the direct-inversion offsets too (see `FollowInversion`). `hooks` run after the
     edit's own (previews, extra latent callbacks).
     """
     check_model(model, inversion)
@@ -95,7 +97,9 @@ def edit(
     if inversion.method == "negative-prompt" and source_prompt is not None:
         uncond = encode_prompts(model, [source])
     control = AttentionControl(controllers) if controllers else None
-    follow = FollowInversion(inversion, needs_source=control.needs_source if control else None, shortcut=shortcut)
+    follow = FollowInversion(
+        inversion, needs_source=control.needs_source if control else None, shortcut=shortcut, offset_targets=offset_targets
+    )
     own: list[Hook] = [follow, control] if control else [follow]
     start = inversion.x_T.to(model.device, model.dtype).expand(len(targets) + 1, -1, -1, -1).clone()
     latents = denoise(model, scheduler, start, cond, uncond, inversion.guidance, [*own, *hooks], progress=progress)

@@ -299,12 +299,21 @@ class FollowInversion(Hook):
     trajectory's next latent and under negative-prompt inversion guidance cancels, so row 0 needs no
     unconditional pass; and whenever `needs_source(step)` says no controller reads the source's
     attention, row 0 is left out of the UNet batch and set from the trajectory.
+
+    `offset_targets` (direct only) adds the same per-step offsets to the target rows too, the way
+    edit-friendly DDPM inversion reuses the source's noise maps for the edit: the guidance drift the
+    offsets cancel is shared by prompts that differ in a few words, so identical prompts give the
+    source image back exactly and similar prompts stay on its trajectory. The paper's method
+    (source only) is the default.
     """
 
-    def __init__(self, inversion: InversionResult, needs_source: Any = None, shortcut: bool = False) -> None:
+    def __init__(
+        self, inversion: InversionResult, needs_source: Any = None, shortcut: bool = False, offset_targets: bool = False
+    ) -> None:
         self.inversion = inversion
         self.needs_source = needs_source
         self.shortcut = shortcut
+        self.offset_targets = offset_targets and inversion.method == "direct"
 
     def uncond_embeddings(self, ctx: StepContext) -> torch.Tensor | None:
         if self.inversion.uncond_embeddings is None:
@@ -330,6 +339,9 @@ class FollowInversion(Hook):
         elif not computed or self.inversion.method == "direct":
             latents = latents.clone()
             latents[0] = self.inversion.trajectory[i + 1].to(latents)
+        if self.offset_targets:
+            latents = latents.clone()
+            latents[1:] = latents[1:] + self.inversion.offsets[i].to(latents)
         return latents
 
 
