@@ -96,7 +96,7 @@ def test_mel_to_linear_is_a_non_negative_least_squares_solution(preset: str) -> 
 
     codec = SpectrogramCodec(preset)
     p = codec.preset
-    mel = codec.mel(_known_signal(p.sample_rate, 24 * p.hop_length))
+    mel = codec.mel(_known_signal(p.sample_rate, 48 * p.hop_length))
     linear = codec.mel_to_linear(mel)
     basis = librosa.filters.mel(
         sr=p.sample_rate, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.f_min, fmax=p.f_max, htk=True, norm=None,

@@ -24,6 +24,7 @@ def _register_commands() -> None:
     # Each module adds its commands to `app`; importing them here keeps main.py free of command bodies.
     from charforge.cli import commands_store  # noqa: F401
     from charforge.cli import commands_train  # noqa: F401
+    from charforge.cli import commands_bgm  # noqa: F401
     from charforge.cli import commands_engine  # noqa: F401
     from charforge.cli import commands_demo  # noqa: F401
     from charforge.cli import commands_edit  # noqa: F401

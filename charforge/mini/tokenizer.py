@@ -80,13 +80,16 @@ def learn_merges(words: list[str]) -> list[tuple[str, str]]:
             seqs[w] = out
 
 
-def write_tokenizer_files(folder: str | Path) -> Path:
-    """Write vocab.json, merges.txt and tokenizer_config.json that `CLIPTokenizer.from_pretrained` reads."""
+def write_tokenizer_files(folder: str | Path, words: list[str] | None = None) -> Path:
+    """Write vocab.json, merges.txt and tokenizer_config.json that `CLIPTokenizer.from_pretrained` reads.
+
+    `words` are the caption words to make single tokens (default: the portrait renderer's).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     alphabet = list(_bytes_to_unicode().values())
     vocab_list = alphabet + [c + "</w>" for c in alphabet]
-    merges = learn_merges(caption_words())
+    merges = learn_merges(caption_words() if words is None else sorted(set(words)))
     for a, b in merges:
         vocab_list.append(a + b)
     vocab_list += [BOS, EOS]
@@ -110,7 +113,7 @@ def write_tokenizer_files(folder: str | Path) -> Path:
     return folder
 
 
-def build_tokenizer(folder: str | Path) -> CLIPTokenizer:
+def build_tokenizer(folder: str | Path, words: list[str] | None = None) -> CLIPTokenizer:
     """Write the files into `folder` and load them back, so what is trained is exactly what ships."""
-    write_tokenizer_files(folder)
+    write_tokenizer_files(folder, words)
     return CLIPTokenizer.from_pretrained(str(folder))

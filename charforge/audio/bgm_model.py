@@ -1,0 +1,96 @@
+"""charforge-mini-bgm: the portrait model's component language, shaped for 64 x 256 spectrograms.
+
+Same parts as every charforge model (AutoencoderKL, UNet2DConditionModel, CLIP text encoder and
+tokenizer, DDIM), trained by the generic trainer on `BGMSource`. The shapes follow from the
+`mini` preset: a 4x VAE gives 16 x 64 latents, four times the portrait model's positions, so the
+UNet's top level is narrower (32 channels) and has no attention; cross-attention starts at 8 x 32
+(256 tokens, the portrait's top-level count), where a cell spans 16 frames (~0.37 s) and 8 mel
+bins, enough for mood words to steer mode and tempo. A forward pass costs 1.05 GFLOP against the
+portrait UNet's 0.62 (torch's FlopCounterMode); 48 top-level channels would cost 1.72.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from charforge.audio.bgm_dataset import BGMSource, caption_words
+from charforge.audio.codec import get_preset
+from charforge.mini.architecture import scheduler_config, text_config
+from charforge.mini.tokenizer import build_tokenizer
+from charforge.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
+from charforge.training.trainer import load_run
+
+log = logging.getLogger(__name__)
+
+PRESET = "mini"
+VAE_FACTOR = 4
+LATENT_CHANNELS = 4
+DATA_SEED = 4321
+DATASET_SIZE = 4500
+
+
+def image_size() -> tuple[int, int]:
+    """(height, width) of one spectrogram tile in pixels."""
+    p = get_preset(PRESET)
+    return p.n_mels, p.width
+
+
+def vae_config() -> dict[str, Any]:
+    height, width = image_size()
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, sample_size=height,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
+    )
+
+
+def unet_config() -> dict[str, Any]:
+    height, width = image_size()
+    return dict(
+        sample_size=[height // VAE_FACTOR, width // VAE_FACTOR], in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64, 128), layers_per_block=1, cross_attention_dim=text_width(),
+        attention_head_dim=4, norm_num_groups=16,
+    )
+
+
+def text_width() -> int:
+    return text_config(1, 0, 0, 0)["hidden_size"]
+
+
+def bgm_spec(tokenizer_dir: str | Path) -> ModelSpec:
+    tok = build_tokenizer(tokenizer_dir, caption_words())
+    return ModelSpec(vae_config(), unet_config(),
+                     text_config(len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id),
+                     scheduler_config(), tok)
+
+
+def recipe_config(seed: int, minutes: float) -> TrainConfig:
+    return TrainConfig(seed=seed, minutes=minutes, vae_fraction=0.22, vae_batch=8, vae_lr=1e-3, vae_crop=32,
+                       unet_batch=16, unet_lr=6e-4, text_lr=3e-4, caption_dropout=0.1, decoder_minutes=0.0)
+
+
+def train_bgm_mini(out: str | Path, minutes: float = 45.0, resume: bool = False, seed: int = 0,
+                   dataset_size: int = DATASET_SIZE) -> Path:
+    """Train (or resume) in `out`, export to `out/model`, return that folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = BGMSource(DATA_SEED + seed, dataset_size, PRESET)
+    source.prerender(out / "spectrograms.npy")
+    if resume and (out / "spec.json").is_file():
+        trainer = load_run(out, source)
+        trainer.cfg.minutes = minutes  # a resumed run may be given more (or less) time
+    else:
+        trainer = LatentDiffusionTrainer(bgm_spec(out / "tokenizer"), source, recipe_config(seed, minutes), out)
+    trainer.run()
+    return trainer.export(out / "model")
+
+
+def export_bgm_mini(run_dir: str | Path, folder: str | Path) -> Path:
+    """Export a run's current weights (EMA) as a diffusers folder, e.g. into charforge/models/bgm-mini."""
+    trainer = load_run(run_dir, BGMSource(DATA_SEED, 1, PRESET))
+    return trainer.export(folder)
