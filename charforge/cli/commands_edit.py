@@ -114,6 +114,7 @@ def edit_command(
     steps: Annotated[int, typer.Option(help="DDIM steps (ignored for an inversion folder).")] = 50,
     guidance: Annotated[float, typer.Option(help="Guidance (ignored for an inversion folder).")] = 7.5,
     blend: Annotated[list[str], typer.Option(help="Only change where this word attends (repeatable).")] = [],  # noqa: B006
+    blend_threshold: Annotated[float, typer.Option(help="Attention level (0-1) that counts as the word's region.")] = 0.3,
     reweight: Annotated[list[str], typer.Option(help="WORD=FACTOR: strengthen a target word (repeatable).")] = [],  # noqa: B006
     masactrl: Annotated[bool, typer.Option(help="Mutual self-attention for pose/gesture changes.")] = False,
     cross_steps: Annotated[float, typer.Option(help="Fraction of steps the target copies cross-attention.")] = 0.6,
@@ -125,7 +126,7 @@ def edit_command(
     _check_common(method, steps, guidance)
     _check_png(out)
     weights = _parse_reweights(reweight)
-    for name, value in (("--cross-steps", cross_steps), ("--self-steps", self_steps)):
+    for name, value in (("--cross-steps", cross_steps), ("--self-steps", self_steps), ("--blend-threshold", blend_threshold)):
         if not 0 <= value <= 1:
             raise InvalidInput(f"{name} must be in [0, 1], got {value}")
     from_folder = image.is_dir()

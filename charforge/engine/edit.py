@@ -123,6 +123,7 @@ def prompt_edit_controllers(
     cross_replace_steps: float = 0.6,
     self_replace_steps: float = 0.4,
     masactrl_start: float = 0.08,
+    blend_threshold: float = 0.3,
 ) -> list[Controller]:
     """The usual controller set for one source -> target edit, as the CLI builds it.
 
@@ -140,7 +141,7 @@ def prompt_edit_controllers(
     if reweight:
         controllers.append(Reweight.from_words(tokenizer, target, reweight, branch=1))
     if blend_words:
-        controllers.append(LocalBlend(tokenizer, [source, target], blend_words))
+        controllers.append(LocalBlend(tokenizer, [source, target], blend_words, threshold=blend_threshold))
     return controllers
 
 

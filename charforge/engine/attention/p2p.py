@@ -220,7 +220,9 @@ class LocalBlend(Controller):
     """Keep everything outside the edited words' region identical to the source, step by step.
 
     The mask is the union over branches of where the given words attend (cross-attention averaged over
-    the steps so far, at one resolution), max-pooled to dilate it, normalised and thresholded; after
+    the steps so far), max-pooled to dilate it, rescaled to [0, 1] and thresholded. The paper divides
+    by the maximum; rescaling from the minimum too is the same for the peaked maps of large models and
+    still separates regions when a small model's maps are flat with a faint peak. After
     each scheduler step a target row becomes source + mask * (target - source), row 0 being the
     source. Once the source branch is no longer computed (an edit stops paying for it when no
     controller reads its attention) the mask is frozen: the source's maps stop changing anyway.
@@ -280,7 +282,8 @@ class LocalBlend(Controller):
             size = 2 * self.dilation + 1
             heat = F.max_pool2d(heat, size, stride=1, padding=self.dilation)
             heat = F.interpolate(heat, size=latent_size, mode="nearest")
-            heat = heat / heat.amax().clamp_min(1e-12)
+            low = heat.amin()
+            heat = (heat - low) / (heat.amax() - low).clamp_min(1e-12)
             mask = heat > self.threshold
             union = mask if union is None else union | mask
         if union is not None:
