@@ -612,7 +612,7 @@ class Character:
         return self
 
     def set_mask(self, name: str, mask: Any) -> None:
-        """Store a user-drawn region mask (white = inside), replacing the attention-derived one."""
+        """Store a user-drawn region mask (white = inside), replacing the one derived from the words."""
         from charforge.identity import set_mask
 
         set_mask(self, name, mask)

@@ -47,10 +47,10 @@ from charforge.identity import (
     history_entry,
     invert_base,
     load_identity,
-    mask_from_image,
     png_bytes,
 )
 from charforge.paths import sha256_bytes, validate_slug
+from charforge.regions import mask_from_image
 from charforge.store.models import AssetKind, IdentityKind
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """A character's identity: rendered once, inverted once, stored in SQLite, checked against the model in use.
 
 Everything an edit needs to redraw the same character lives in identity artifacts: the base picture,
-the inversion (trajectory and per-step offsets or null-text embeddings), and region masks. Masks come
-from where the prompt's words attend while the base CG is drawn (face <- eyes, skin, the expression
-phrase; hair; outfit; background) unless the user supplies them. The inversion records the model's
+the inversion (trajectory and per-step offsets or null-text embeddings), and region masks. Masks are
+found from the prompt's words (face <- eyes, skin, the expression phrase; hair; outfit; background;
+see `charforge.regions`) unless the user supplies them. The inversion records the model's
 content hash, so a changed model is caught (`StaleIdentity`) instead of producing a different person,
 and `reinvert` rebuilds the identity from the stored base picture with the new model.
 """
@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from charforge.character import Character
@@ -41,20 +40,13 @@ from charforge.engine.inversion import (
 from charforge.engine.loading import default_model_path, weights_hash
 from charforge.errors import InvalidInput, NotFound, StaleIdentity
 from charforge.paths import validate_slug
+from charforge.regions import REGION_WORDS, attention_heats, influence_heats, mask_from_image, partition, region_spans
 from charforge.store.models import IdentityKind
 from charforge.validation import invalid_input
 
 log = logging.getLogger(__name__)
 
-# Words whose cross-attention marks each region. The character's neutral expression phrase also
-# counts for the face. Only words present in the prompt are used; `settings.regions` overrides.
-REGION_WORDS: dict[str, tuple[str, ...]] = {
-    "face": ("face", "eyes", "skin", "glasses"),
-    "hair": ("hair", "hat"),
-    "outfit": ("outfit", "dress", "shirt", "jacket"),
-    "background": ("background",),
-}
-_INVERSION_KINDS = (IdentityKind.INVERTED_LATENTS, IdentityKind.INVERSION_OFFSETS, IdentityKind.NULL_TEXT_EMBEDDINGS)
+MASK_METHODS = ("influence", "attention")
 
 
 class IdentityOptions(BaseModel):
@@ -64,15 +56,23 @@ class IdentityOptions(BaseModel):
     steps: int = Field(default=20, ge=1, le=200)
     guidance: float = Field(default=5.0, ge=1.0, le=30.0)
     method: str = DEFAULT_METHOD
-    # A cell belongs to the region whose words attend to it most, if that attention is at least this
-    # fraction of the region's peak (else to no region).
-    mask_floor: float = Field(default=0.2, ge=0.0, le=1.0)
+    # How region masks are found from the prompt's words (see charforge.regions): "influence" or
+    # "attention"; and how far above its mean (in standard deviations) a cell's heat must be.
+    mask_method: str = "influence"
+    mask_floor: float = Field(default=0.0, ge=-3.0, le=3.0)
 
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
         if value not in METHODS:
             raise ValueError(f"unknown inversion method {value!r} (choose from {', '.join(METHODS)})")
+        return value
+
+    @field_validator("mask_method")
+    @classmethod
+    def _known_mask_method(cls, value: str) -> str:
+        if value not in MASK_METHODS:
+            raise ValueError(f"unknown mask method {value!r} (choose from {', '.join(MASK_METHODS)})")
         return value
 
 
@@ -138,7 +138,7 @@ class Identity:
     inversion: InversionResult
     base: np.ndarray  # uint8 (H, W, 3): the picture the inversion reproduces
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> bool (H, W)
-    mask_sources: dict[str, str] = field(default_factory=dict)  # name -> "attention" | "user"
+    mask_sources: dict[str, str] = field(default_factory=dict)  # name -> "user" or the mask method
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def mask(self, name: str) -> torch.Tensor:
@@ -208,70 +208,8 @@ def load_identity(character: Character, model: ModelBundle | None = None) -> Ide
 # masks ------------------------------------------------------------------------------------------------
 
 
-def attention_masks(
-    store: AttentionStore,
-    tokenizer: Any,
-    prompt: str,
-    regions: Mapping[str, Sequence[str]],
-    size: tuple[int, int],
-    floor: float = 0.2,
-) -> dict[str, tuple[torch.Tensor, list[str]]]:
-    """Region masks (bool, `size` = (H, W)) from recorded cross-attention: each cell goes to the region
-    whose words attend to it most, provided that reaches `floor` of the region's peak.
-
-    Regions compete, so masks never overlap: a face mask cannot swallow the hair next to it just
-    because "eyes" also attends a little there.
-    """
-    heats, used = [], []
-    for region, words in regions.items():
-        maps, found = [], []
-        for word in words:
-            try:
-                maps.append(store.word_map(tokenizer, prompt, word))
-                found.append(word)
-            except InvalidInput:  # the word is not in this prompt
-                continue
-        if maps:
-            heat = torch.stack(maps).mean(0)
-            heats.append(heat / heat.max().clamp_min(1e-12))
-            used.append((region, found))
-    if not heats:
-        return {}
-    stack = torch.stack(heats)
-    winner = stack.argmax(0)
-    out = {}
-    for index, (region, found) in enumerate(used):
-        cells = ((winner == index) & (stack[index] >= floor)).float()[None, None]
-        mask = F.interpolate(cells, size=size, mode="nearest")[0, 0].bool()
-        if mask.any():
-            out[region] = (mask, found)
-    return out
-
-
-def mask_from_image(image: PIL.Image.Image | np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A user's mask picture -> bool (H, W): white (>= half) is inside. Must match the base CG's size."""
-    if isinstance(image, PIL.Image.Image):
-        array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    else:
-        array = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float().numpy()
-        if array.ndim == 3:
-            array = array.mean(axis=-1 if array.shape[-1] in (1, 3, 4) else 0)
-        if array.max(initial=0.0) > 1.0:
-            array = array / 255.0
-    if array.ndim != 2:
-        raise InvalidInput(f"a mask must be one 2-D picture, got shape {tuple(array.shape)}")
-    if tuple(array.shape) != tuple(size):
-        raise InvalidInput(
-            f"mask is {array.shape[1]}x{array.shape[0]} but the base CG is {size[1]}x{size[0]}; they must match"
-        )
-    mask = torch.from_numpy(array >= 0.5)
-    if not mask.any():
-        raise InvalidInput("mask is empty: paint the region white on black")
-    return mask
-
-
 def set_mask(character: Character, name: str, mask: PIL.Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Store a user-supplied region mask (replacing an attention-derived one of that name)."""
+    """Store a user-supplied region mask (replacing one derived from the words; kept across reinverts)."""
     validate_slug(name)
     if not has_identity(character):
         raise _missing(character)
@@ -300,11 +238,13 @@ def history_entry(action: str, **details: Any) -> dict[str, Any]:
     return {"action": action, "at": datetime.now(UTC).isoformat(timespec="seconds"), **details}
 
 
-def _render_base(character: Character, model: ModelBundle, opts: IdentityOptions) -> tuple[np.ndarray, torch.Tensor, AttentionStore]:
-    store = AttentionStore(keep_steps=False, self_max_tokens=0)
+def _render_base(
+    character: Character, model: ModelBundle, opts: IdentityOptions
+) -> tuple[np.ndarray, torch.Tensor, AttentionStore | None]:
+    store = AttentionStore(keep_steps=False, self_max_tokens=0) if opts.mask_method == "attention" else None
     gen = txt2img(
         model, character.prompt, negative=character.negative_prompt, seed=character.seed,
-        steps=opts.steps, guidance=opts.guidance, hooks=[AttentionControl([store])],
+        steps=opts.steps, guidance=opts.guidance, hooks=[AttentionControl([store])] if store else [],
     )  # fmt: skip
     return _pixels(gen.pixels), gen.latents, store
 
@@ -320,12 +260,33 @@ def _replay_attention(model: ModelBundle, inversion: InversionResult) -> Attenti
     return store
 
 
+def derive_masks(
+    character: Character,
+    model: ModelBundle,
+    inversion: InversionResult,
+    size: tuple[int, int],
+    opts: IdentityOptions,
+    store: AttentionStore | None = None,
+) -> dict[str, tuple[torch.Tensor, list[str]]]:
+    """Region -> (bool (H, W) mask, the phrases it was found from), by the options' mask method."""
+    prompt = character.prompt
+    spans = region_spans(prompt, region_words(character))
+    if opts.mask_method == "attention":
+        heats = attention_heats(store or _replay_attention(model, inversion), model.tokenizer, prompt, spans)
+    else:
+        clean = inversion.clean_latent.to(model.device, model.dtype)
+        heats = influence_heats(model, clean, prompt, character.negative_prompt, spans, seed=character.seed)
+    masks = partition(heats, size, opts.mask_floor)
+    return {region: (mask, spans[region]) for region, mask in masks.items()}
+
+
 def _write(
     character: Character,
     model: ModelBundle,
     pixels: np.ndarray,
     inversion: InversionResult,
     masks: Mapping[str, tuple[torch.Tensor, list[str]]],
+    method: str,
     history: list[dict[str, Any]],
 ) -> None:
     """Store the identity; stale pieces of an earlier one (other method's tensors, lost regions) go."""
@@ -344,13 +305,13 @@ def _write(
     existing = {a.name: a.metadata.get("source") for a in character.identity() if a.kind == IdentityKind.MASK.value}
     for name, (mask, words) in masks.items():
         if existing.get(name) == "user":
-            continue  # a mask the user drew wins over attention
+            continue  # a mask the user drew wins over one derived from the words
         character.put_identity(
             IdentityKind.MASK, {"mask": mask.to(torch.uint8)}, name=name,
-            metadata={"source": "attention", "words": words, "model_hash": model.model_hash},
+            metadata={"source": method, "words": words, "model_hash": model.model_hash},
         )  # fmt: skip
     for name, source in existing.items():
-        if source == "attention" and name not in masks:
+        if source != "user" and name not in masks:
             character.delete_identity(IdentityKind.MASK, name=name)
     character.update(model_hash=model.model_hash)
 
@@ -372,8 +333,8 @@ def _render_and_invert(character: Character, options: Mapping[str, Any] | None, 
         model, latents, character.prompt, opts.method, steps=opts.steps, guidance=opts.guidance,
         negative_prompt=character.negative_prompt,
     )  # fmt: skip
-    masks = attention_masks(store, model.tokenizer, character.prompt, region_words(character), pixels.shape[:2], opts.mask_floor)
-    _write(character, model, pixels, inversion, masks, history)
+    masks = derive_masks(character, model, inversion, pixels.shape[:2], opts, store)
+    _write(character, model, pixels, inversion, masks, opts.mask_method, history)
 
 
 def invert_base(
@@ -391,9 +352,8 @@ def invert_base(
         model, clean, character.prompt, opts.method, steps=opts.steps, guidance=opts.guidance,
         negative_prompt=character.negative_prompt,
     )  # fmt: skip
-    store = _replay_attention(model, inversion)
-    masks = attention_masks(store, model.tokenizer, character.prompt, region_words(character), pixels.shape[:2], opts.mask_floor)
-    _write(character, model, pixels, inversion, masks, list(history))
+    masks = derive_masks(character, model, inversion, pixels.shape[:2], opts)
+    _write(character, model, pixels, inversion, masks, opts.mask_method, list(history))
 
 
 def reinvert(character: Character, *, rerender: bool = False, **options: Any) -> None:

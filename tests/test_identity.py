@@ -40,8 +40,10 @@ def test_create_stores_base_inversion_and_masks(forge, tiny_model_dir):
     assert np.abs(pixels.astype(int) - identity.base.astype(int)).max() <= 1
 
 
-def test_attention_masks_are_disjoint_regions_named_by_their_words(forge, tiny_model_dir):
-    mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir), build_options={"steps": STEPS})
+@pytest.mark.parametrize("method", ["influence", "attention"])
+def test_derived_masks_are_disjoint_regions_named_by_their_words(forge, tiny_model_dir, method):
+    options = {"steps": STEPS, "mask_method": method}
+    mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir), build_options=options)
     identity = load_identity(mira)
     masks = identity.masks
     assert masks and set(masks) <= {"face", "hair", "outfit", "background"}
@@ -50,7 +52,7 @@ def test_attention_masks_are_disjoint_regions_named_by_their_words(forge, tiny_m
     words = {a.name: a.metadata["words"] for a in mira.identity() if a.kind == "mask"}
     for region, found in words.items():
         assert all(word in PROMPT for word in found)
-    assert all(identity.mask_sources[name] == "attention" for name in masks)
+    assert all(identity.mask_sources[name] == method for name in masks)
 
 
 def test_a_failed_build_leaves_no_character(forge, tmp_path):

@@ -1,0 +1,158 @@
+"""Region masks of a character's base CG (face, hair, outfit, background), found from the prompt's words.
+
+Each region is named by words of the prompt ("hair" with its modifiers "long red"; the face by
+eyes, skin and the expression phrase). Two ways to find where those words act are offered:
+
+- `attention`: where the words' cross-attention lands while the picture is drawn (Prompt-to-Prompt's
+  local blend does the same). Sharp on models whose attention localises.
+- `influence`: where the UNet's noise prediction changes when the words are removed from the text
+  embedding (their columns replaced by the negative prompt's), on the noised base latent at a few
+  timesteps. This follows DiffEdit's idea (Couairon et al. 2022: a mask from the difference of two
+  noise estimates) and also works when attention is spread evenly, as in small models that read
+  their prompt through the values rather than through where they attend.
+
+Regions then compete per latent cell (standardised heat, highest wins), so masks never overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+from charforge.engine import ModelBundle, encode_prompts
+from charforge.engine.attention import AttentionStore
+from charforge.engine.attention.tokens import word_columns
+from charforge.errors import InvalidInput
+
+# Words whose place marks each region; the character's neutral expression phrase is added to the face.
+REGION_WORDS: dict[str, tuple[str, ...]] = {
+    "face": ("face", "eyes", "skin", "glasses"),
+    "hair": ("hair", "hat"),
+    "outfit": ("outfit", "dress", "shirt", "jacket"),
+    "background": ("background",),
+}
+# Words that describe the picture as a whole, never a region's look.
+_FRAME_WORDS = {"portrait", "photo", "picture", "of", "a", "an", "the", "girl", "boy", "woman", "man", "with", "and", "in"}
+MODIFIERS = 2  # words before a region word that describe it ("long red" hair)
+INFLUENCE_TIMESTEPS = (0.3, 0.5, 0.7)  # fractions of the training schedule
+INFLUENCE_DRAWS = 2  # noise draws per timestep
+
+
+def region_spans(prompt: str, regions: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Region -> the phrases of `prompt` that describe it: each region word with up to two modifiers
+    before it in its comma-separated part ("long red hair", "green eyes", "looking calm")."""
+    chunks = [chunk.split() for chunk in prompt.lower().split(",")]
+    out: dict[str, list[str]] = {}
+    for region, words in regions.items():
+        spans = []
+        for word in words:
+            needle = word.lower().split()
+            for chunk in chunks:
+                for start in range(len(chunk) - len(needle) + 1):
+                    if chunk[start : start + len(needle)] != needle:
+                        continue
+                    first = start
+                    while first > 0 and start - first < MODIFIERS and chunk[first - 1] not in _FRAME_WORDS:
+                        first -= 1
+                    spans.append(" ".join(chunk[first : start + len(needle)]))
+        if spans:
+            out[region] = list(dict.fromkeys(spans))
+    return out
+
+
+def span_columns(tokenizer: Any, prompt: str, spans: Sequence[str]) -> list[int]:
+    columns: set[int] = set()
+    for span in spans:
+        columns.update(word_columns(tokenizer, prompt.lower(), span))
+    return sorted(columns)
+
+
+def attention_heats(
+    store: AttentionStore, tokenizer: Any, prompt: str, spans: Mapping[str, Sequence[str]]
+) -> dict[str, torch.Tensor]:
+    """Region -> (h, w) cross-attention to its phrases, averaged over the recorded steps and layers."""
+    average = store.average_cross(0)
+    return {region: average[..., span_columns(tokenizer, prompt, s)].sum(-1) for region, s in spans.items()}
+
+
+@torch.no_grad()
+def influence_heats(
+    model: ModelBundle,
+    clean: torch.Tensor,
+    prompt: str,
+    negative_prompt: str,
+    spans: Mapping[str, Sequence[str]],
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Region -> (h, w) size of the change in predicted noise when its phrases are taken out of the text."""
+    if not spans:
+        return {}
+    cond = encode_prompts(model, [prompt])
+    blank = encode_prompts(model, [negative_prompt])
+    rows = [cond]
+    for phrases in spans.values():
+        ablated = cond.clone()
+        columns = span_columns(model.tokenizer, prompt, phrases)
+        ablated[0, columns] = blank[0, columns]
+        rows.append(ablated)
+    embeds = torch.cat(rows)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    total = torch.zeros(len(spans), *clean.shape[-2:])
+    train_steps = model.scheduler.config.num_train_timesteps
+    for fraction in INFLUENCE_TIMESTEPS:
+        t = torch.tensor(int(fraction * train_steps), device=model.device)
+        for _ in range(INFLUENCE_DRAWS):
+            noise = torch.randn(clean.shape, generator=generator).to(clean)
+            noisy = model.scheduler.add_noise(clean, noise, t)
+            eps = model.unet(noisy.expand(len(rows), -1, -1, -1), t, encoder_hidden_states=embeds, return_dict=False)[0]
+            total += (eps[1:] - eps[:1]).float().pow(2).sum(dim=1).sqrt().cpu()
+    return dict(zip(spans, total))
+
+
+def partition(heats: Mapping[str, torch.Tensor], size: tuple[int, int], floor: float = 0.0) -> dict[str, torch.Tensor]:
+    """Bool (H, W) masks: each cell goes to the region with the highest standardised heat (averaged
+    over the cell's 3x3 neighbourhood), if that reaches `floor` standard deviations above the
+    region's mean (else to none)."""
+    if not heats:
+        return {}
+    names = list(heats)
+    stack = torch.stack([heats[n].float() for n in names])
+    # regions are blobs, not speckle: judge each cell with its neighbours
+    stack = F.avg_pool2d(stack[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+    flat = stack.flatten(1)
+    z = (stack - flat.mean(1)[:, None, None]) / flat.std(1).clamp_min(1e-12)[:, None, None]
+    winner = z.argmax(0)
+    out = {}
+    for index, name in enumerate(names):
+        cells = ((winner == index) & (z[index] >= floor)).float()[None, None]
+        mask = F.interpolate(cells, size=size, mode="nearest")[0, 0].bool()
+        if mask.any():
+            out[name] = mask
+    return out
+
+
+def mask_from_image(image: PIL.Image.Image | np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A user's mask picture -> bool (H, W): white (>= half) is inside. Must match the base CG's size."""
+    if isinstance(image, PIL.Image.Image):
+        array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    else:
+        array = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image).float().numpy()
+        if array.ndim == 3:
+            array = array.mean(axis=-1 if array.shape[-1] in (1, 3, 4) else 0)
+        if array.max(initial=0.0) > 1.0:
+            array = array / 255.0
+    if array.ndim != 2:
+        raise InvalidInput(f"a mask must be one 2-D picture, got shape {tuple(array.shape)}")
+    if tuple(array.shape) != tuple(size):
+        raise InvalidInput(
+            f"mask is {array.shape[1]}x{array.shape[0]} but the base CG is {size[1]}x{size[0]}; they must match"
+        )
+    mask = torch.from_numpy(array >= 0.5)
+    if not mask.any():
+        raise InvalidInput("mask is empty: paint the region white on black")
+    return mask
