@@ -13,6 +13,7 @@ Several windows are cut from each rendered loop at random offsets, which is chea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -163,9 +164,11 @@ class BGMSource:
     def prerender(self, cache: str | Path | None = None) -> None:
         """Render every sample now; with `cache`, reuse (or write) a .npy of all the pixels.
 
-        The cache is only trusted when its JSON sidecar names the same seed, count and preset.
+        The cache is only trusted when its JSON sidecar names the same seed, count, preset and
+        synthesis code (a hash of music.py, so a changed instrument never trains on stale pixels).
         """
-        stamp = {"seed": self.seed, "count": self.count, "preset": self.codec.preset.model_dump()}
+        synth = hashlib.sha256(Path(music.__file__).read_bytes()).hexdigest()
+        stamp = {"seed": self.seed, "count": self.count, "preset": self.codec.preset.model_dump(), "music": synth}
         path = Path(cache) if cache is not None else None
         sidecar = path.with_suffix(".json") if path is not None else None
         if path is not None and path.is_file() and sidecar.is_file():

@@ -244,13 +244,18 @@ def render_loop(spec: MusicSpec, sample_rate: int = 22050) -> np.ndarray:
                     _mix_into(buffer, at(first + b), _pluck(_hz(midi), 0.25, sr), 0.08)
         if spec.lead in ("pluck", "piano"):
             voice, length = (_pluck, 0.5) if spec.lead == "pluck" else (_piano, 1.2)
-            # Accented (on-beat) steps alternate root and third; the fifth fills the off-beats.
-            pattern = [root, fifth, third + 12, fifth, third, fifth, third + 12, fifth]
             steps = spec.beats_per_chord * spec.notes_per_beat
             for s in range(steps):
-                on_beat = s % spec.notes_per_beat == 0
+                beat_of_chord, sub = divmod(s, spec.notes_per_beat)
+                on_beat = sub == 0
                 velocity = (1.0 if on_beat else 0.35) * rng.uniform(0.9, 1.0)
-                note = _hz(pattern[s % len(pattern)])
+                # Beats alternate root and third (so even a two-beat chord at one note per beat
+                # sounds its third, accented); fifths, then thirds, fill the subdivisions.
+                if on_beat:
+                    midi = root if beat_of_chord % 2 == 0 else third + 12
+                else:
+                    midi = fifth if sub % 2 == 1 else third
+                note = _hz(midi)
                 _mix_into(buffer, at(first + s * step), voice(note, min(length, 3 * step * beat + 0.1), sr),
                           0.35 * velocity)
         if spec.bass:  # on every beat, like the kick: anything slower would read as half tempo

@@ -1,18 +1,19 @@
-"""`charforge train bgm-mini`: rebuild the default BGM model from procedural music.
+"""`charforge train bgm-mini` and `charforge eval bgm-mini`: rebuild and measure the default BGM model.
 
-Registered on the `train` group of commands_train, so every mini model trains under one verb.
+Registered on the `train`/`eval` groups of commands_train, so every mini model shares the verbs.
 Heavy imports happen inside the command so `charforge --help` stays fast.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from charforge.cli.commands_train import train_app
+from charforge.cli.commands_train import eval_app, train_app
 from charforge.errors import InvalidInput
 
 
@@ -34,3 +35,27 @@ def train_bgm_mini(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed)))
+
+
+@eval_app.command("bgm-mini")
+def eval_bgm_mini(
+    model: Annotated[Path, typer.Option(help="Diffusers folder of a BGM model (e.g. OUT/model of a training run).")],
+    clips: Annotated[int, typer.Option(help="Generated clips, spread over the four valence/arousal corners.")] = 40,
+    steps: Annotated[int, typer.Option(help="DDIM steps per clip.")] = 20,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures (and per-clip rows) as JSON.")] = False,
+) -> None:
+    """Mode accuracy against the sign of valence and tempo gap between high and low arousal."""
+    if clips < 4 or steps < 1:
+        raise InvalidInput("--clips must be at least 4 and --steps positive")
+    if not (model / "model_index.json").is_file():
+        raise InvalidInput(f"{model} is not a diffusers model folder (no model_index.json)")
+    from charforge.audio.bgm_eval import evaluate_bgm
+
+    report = evaluate_bgm(model, clips=clips, steps=steps, guidance=guidance)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        if key != "rows":
+            typer.echo(f"{key}: {value}")
