@@ -40,7 +40,15 @@ from charforge.engine.inversion import (
 from charforge.engine.loading import default_model_path, weights_hash
 from charforge.errors import InvalidInput, NotFound, StaleIdentity
 from charforge.paths import validate_slug
-from charforge.regions import REGION_WORDS, attention_heats, influence_heats, mask_from_image, partition, region_spans
+from charforge.regions import (
+    REGION_WORDS,
+    attention_heats,
+    influence_heats,
+    mask_from_image,
+    partition,
+    region_alternatives,
+    region_spans,
+)
 from charforge.store.models import IdentityKind
 from charforge.validation import invalid_input
 
@@ -274,8 +282,11 @@ def derive_masks(
     if opts.mask_method == "attention":
         heats = attention_heats(store or _replay_attention(model, inversion), model.tokenizer, prompt, spans)
     else:
+        table = expression_table(character.settings.get("expressions"))
+        swaps = {table.neutral_phrase: list(dict.fromkeys(e.phrase for e in table.emotions.values()))}
         clean = inversion.clean_latent.to(model.device, model.dtype)
-        heats = influence_heats(model, clean, prompt, character.negative_prompt, spans, seed=character.seed)
+        alternatives = region_alternatives(prompt, spans, swaps)
+        heats = influence_heats(model, clean, prompt, alternatives, seed=character.seed)
     masks = partition(heats, size, opts.mask_floor)
     return {region: (mask, spans[region]) for region, mask in masks.items()}
 

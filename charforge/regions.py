@@ -5,17 +5,20 @@ eyes, skin and the expression phrase). Two ways to find where those words act ar
 
 - `attention`: where the words' cross-attention lands while the picture is drawn (Prompt-to-Prompt's
   local blend does the same). Sharp on models whose attention localises.
-- `influence`: where the UNet's noise prediction changes when the words are removed from the text
-  embedding (their columns replaced by the negative prompt's), on the noised base latent at a few
-  timesteps. This follows DiffEdit's idea (Couairon et al. 2022: a mask from the difference of two
-  noise estimates) and also works when attention is spread evenly, as in small models that read
-  their prompt through the values rather than through where they attend.
+- `influence`: where the UNet's noise prediction on the noised base latent changes when the region's
+  description is changed in the text (the expression phrase swapped for the other expressions; a
+  colour swapped for the prompt's other colours), at a few timesteps. This is DiffEdit's mask
+  (Couairon et al. 2022: the difference of two noise estimates) and also works when attention is
+  spread evenly, as in small models that read their prompt through the values rather than through
+  where they attend. The text is changed and encoded again, not just some embedding columns: CLIP's
+  causal text encoder carries each word into every later position.
 
 Regions then compete per latent cell (standardised heat, highest wins), so masks never overlap.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,38 +83,72 @@ def attention_heats(
     return {region: average[..., span_columns(tokenizer, prompt, s)].sum(-1) for region, s in spans.items()}
 
 
+def replace_words(prompt: str, old: str, new: str) -> str:
+    """`prompt` with every whole-word, case-insensitive occurrence of `old` replaced by `new`."""
+    return re.sub(rf"(?<![\w]){re.escape(old)}(?![\w])", new, prompt, flags=re.IGNORECASE)
+
+
+def region_alternatives(
+    prompt: str,
+    spans: Mapping[str, Sequence[str]],
+    swaps: Mapping[str, Sequence[str]] | None = None,
+    limit: int = 8,
+) -> dict[str, list[str]]:
+    """Region -> prompts that describe that region differently and everything else the same.
+
+    A phrase listed in `swaps` (the neutral expression) is replaced by each of its alternatives (the
+    other expressions); otherwise the word before a phrase's last word (its colour, as in "red hair")
+    is replaced by the corresponding words of the other regions' phrases.
+    """
+    swaps = {k.lower(): list(v) for k, v in (swaps or {}).items()}
+    # describing words (colours, sizes), not verbs such as "wearing"
+    modifiers = [
+        p.split()[-2] for phrases in spans.values() for p in phrases
+        if len(p.split()) >= 2 and p not in swaps and not p.split()[-2].endswith("ing")
+    ]  # fmt: skip
+    out: dict[str, list[str]] = {}
+    for region, phrases in spans.items():
+        prompts: list[str] = []
+        for phrase in phrases:
+            words = phrase.split()
+            if phrase in swaps:
+                replacements = [alt for alt in swaps[phrase] if alt.lower() != phrase]
+            elif len(words) >= 2 and words[-2] in modifiers:
+                others = [m for m in dict.fromkeys(modifiers) if m != words[-2]]
+                replacements = [" ".join([*words[:-2], m, words[-1]]) for m in others]
+            else:
+                replacements = []
+            prompts += [replace_words(prompt, phrase, r) for r in replacements]
+        prompts = [p for p in dict.fromkeys(prompts) if p != prompt][:limit]
+        if prompts:
+            out[region] = prompts
+    return out
+
+
 @torch.no_grad()
 def influence_heats(
-    model: ModelBundle,
-    clean: torch.Tensor,
-    prompt: str,
-    negative_prompt: str,
-    spans: Mapping[str, Sequence[str]],
-    seed: int = 0,
+    model: ModelBundle, clean: torch.Tensor, prompt: str, alternatives: Mapping[str, Sequence[str]], seed: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Region -> (h, w) size of the change in predicted noise when its phrases are taken out of the text."""
-    if not spans:
+    """Region -> (h, w) mean size of the change in predicted noise between `prompt` and the region's alternatives."""
+    if not alternatives:
         return {}
-    cond = encode_prompts(model, [prompt])
-    blank = encode_prompts(model, [negative_prompt])
-    rows = [cond]
-    for phrases in spans.values():
-        ablated = cond.clone()
-        columns = span_columns(model.tokenizer, prompt, phrases)
-        ablated[0, columns] = blank[0, columns]
-        rows.append(ablated)
-    embeds = torch.cat(rows)
+    texts = [prompt, *(p for prompts in alternatives.values() for p in prompts)]
+    embeds = encode_prompts(model, texts)
     generator = torch.Generator("cpu").manual_seed(seed)
-    total = torch.zeros(len(spans), *clean.shape[-2:])
+    change = torch.zeros(len(texts) - 1, *clean.shape[-2:])
     train_steps = model.scheduler.config.num_train_timesteps
     for fraction in INFLUENCE_TIMESTEPS:
         t = torch.tensor(int(fraction * train_steps), device=model.device)
         for _ in range(INFLUENCE_DRAWS):
             noise = torch.randn(clean.shape, generator=generator).to(clean)
             noisy = model.scheduler.add_noise(clean, noise, t)
-            eps = model.unet(noisy.expand(len(rows), -1, -1, -1), t, encoder_hidden_states=embeds, return_dict=False)[0]
-            total += (eps[1:] - eps[:1]).float().pow(2).sum(dim=1).sqrt().cpu()
-    return dict(zip(spans, total))
+            eps = model.unet(noisy.expand(len(texts), -1, -1, -1), t, encoder_hidden_states=embeds, return_dict=False)[0]
+            change += (eps[1:] - eps[:1]).float().pow(2).sum(dim=1).sqrt().cpu()
+    heats, start = {}, 0
+    for region, prompts in alternatives.items():
+        heats[region] = change[start : start + len(prompts)].mean(0)
+        start += len(prompts)
+    return heats
 
 
 def partition(heats: Mapping[str, torch.Tensor], size: tuple[int, int], floor: float = 0.0) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charforge.errors import InvalidInput
-from charforge.regions import REGION_WORDS, mask_from_image, partition, region_spans
+from charforge.regions import REGION_WORDS, mask_from_image, partition, region_alternatives, region_spans
 
 CAST = "portrait of a girl with short black hair, brown eyes, tan skin, red outfit, yellow background, wearing glasses, looking calm"
 
@@ -25,6 +25,20 @@ def test_region_spans_take_each_region_word_with_its_modifiers():
     # frame words ("portrait of a girl with") never count as a region's description
     assert region_spans("portrait of a girl with hair", {"hair": ("hair",)}) == {"hair": ["hair"]}
     assert region_spans("a cat", REGION_WORDS) == {}
+
+
+def test_alternatives_change_one_region_description_and_nothing_else():
+    spans = {"face": ["brown eyes", "looking calm"], "hair": ["short black hair"], "outfit": ["red outfit"]}
+    alts = region_alternatives(CAST, spans, {"looking calm": ["looking calm", "smiling happily", "crying sadly"]})
+    assert CAST.replace("looking calm", "smiling happily") in alts["face"]
+    assert CAST.replace("looking calm", "crying sadly") in alts["face"]
+    assert CAST.replace("brown eyes", "black eyes") in alts["face"]  # the colours of the other regions
+    assert alts["hair"] == [CAST.replace("short black hair", f"short {c} hair") for c in ("brown", "red")]
+    assert alts["outfit"] == [CAST.replace("red outfit", f"{c} outfit") for c in ("brown", "black")]
+    for region, prompts in alts.items():
+        for prompt in prompts:
+            assert prompt != CAST and len(prompt.split(",")) == len(CAST.split(","))
+    assert region_alternatives(CAST, {"hair": ["hair"]}) == {}  # nothing to vary
 
 
 def test_partition_recovers_a_known_layout_and_never_overlaps():
