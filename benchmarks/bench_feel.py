@@ -5,8 +5,10 @@
 Interleaves, in one process on the same model: (a) a plain txt2img of the character's prompt,
 (b) `Character.feel` of a state not rendered before (inversion-based Prompt-to-Prompt edit with
 reweight and masked local blend, PNG encoding and storing included), and (c) `Character.feel` of a
-state already rendered (the state cache). Prints medians and the edit/plain ratio (target <= 1.3)
-and the cached latency (target <= 50 ms).
+state already rendered (the state cache). Costs of (a) and (b) are this process's CPU seconds
+(torch on one thread), which a busy shared machine disturbs far less than wall time; the edit/plain
+ratio is the median of per-round ratios (target <= 1.3). The cached feel is wall-clock latency,
+state recorded in the history as a chat front end would (target <= 50 ms).
 """
 
 from __future__ import annotations
@@ -53,12 +55,13 @@ def main() -> None:
 
         plain(-1), edit(len(emotions) * 9)  # warm-up: first calls pay for allocations
         mira.feel(joy=0.9, record=False)
-        times: dict[str, list[float]] = {"plain": [], "edit": [], "cached": []}
+        times: dict[str, list[float]] = {"plain": [], "edit": [], "cached": [], "ratio": []}
         for i in range(args.repeats):
             for name, run in (("plain", plain), ("edit", edit)):
-                start = time.perf_counter()
+                start = time.process_time()
                 run(i)
-                times[name].append(time.perf_counter() - start)
+                times[name].append(time.process_time() - start)
+            times["ratio"].append(times["edit"][-1] / times["plain"][-1])
             start = time.perf_counter()
             cached = mira.feel(joy=0.9)  # recorded: what a chat front end does on every message
             times["cached"].append(time.perf_counter() - start)
@@ -67,9 +70,9 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"model {model.source} ({model.short_hash}), {inversion_steps} steps, guidance {guidance}, "
               f"{args.threads} threads, {args.repeats} repeats (medians)")
-        print(f"plain txt2img           {med['plain'] * 1000:8.1f} ms")
-        print(f"emotion edit (feel)     {med['edit'] * 1000:8.1f} ms")
-        print(f"edit / plain            {med['edit'] / med['plain']:8.2f} x   (target <= 1.3)")
+        print(f"plain txt2img           {med['plain'] * 1000:8.1f} CPU ms")
+        print(f"emotion edit (feel)     {med['edit'] * 1000:8.1f} CPU ms")
+        print(f"edit / plain            {med['ratio']:8.2f} x   (target <= 1.3)")
         print(f"cached feel             {med['cached'] * 1000:8.1f} ms  (target <= 50)")
 
 
