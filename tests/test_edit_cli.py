@@ -61,7 +61,7 @@ def test_edit_from_image_and_from_inversion_folder(cli, tiny_model_dir, picture,
     assert PIL.Image.open(out).size == (32, 32)
     folder = tmp_path / "inv"
     assert cli("invert", picture, "--prompt", PROMPT, "--steps", 3, "--model", tiny_model_dir, "--out", folder)[0] == 0
-    code, _, err = cli("edit", folder, *args, "--masactrl", "--out", tmp_path / "pose.png")
+    code, _, err = cli("edit", folder, *args, "--masactrl", "--offset-targets", "--out", tmp_path / "pose.png")
     assert code == 0, err
 
 

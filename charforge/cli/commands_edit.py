@@ -117,6 +117,9 @@ def edit_command(
     blend_threshold: Annotated[float, typer.Option(help="Attention level (0-1) that counts as the word's region.")] = 0.3,
     reweight: Annotated[list[str], typer.Option(help="WORD=FACTOR: strengthen a target word (repeatable).")] = [],  # noqa: B006
     masactrl: Annotated[bool, typer.Option(help="Mutual self-attention for pose/gesture changes.")] = False,
+    offset_targets: Annotated[
+        bool, typer.Option(help="Direct inversion: correct the edited branch too (keeps identity; not the paper's default).")
+    ] = False,
     cross_steps: Annotated[float, typer.Option(help="Fraction of steps the target copies cross-attention.")] = 0.6,
     self_steps: Annotated[float, typer.Option(help="Fraction of steps the target copies self-attention.")] = 0.4,
     model: ModelOption = None,
@@ -146,7 +149,7 @@ def edit_command(
     )  # fmt: skip
     if not from_folder:
         inversion = invert(bundle, picture, prompt, method, steps=steps, guidance=guidance, progress=True)
-    result = edit(bundle, inversion, to, controllers, progress=True)
+    result = edit(bundle, inversion, to, controllers, offset_targets=offset_targets, progress=True)
     result.images[0].save(out)
     typer.echo(str(out))
 
