@@ -43,6 +43,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     checkpoint_minutes: float = 4.0
     max_steps: int | None = None  # per phase, on top of the time budget (smoke runs, tests)
+    # optional latent-resolution map (rows of floats) that weights the UNet loss per position, for data
+    # whose important detail sits at a known place and would otherwise be a sliver of the loss
+    loss_weight: list[list[float]] | None = None
     threads: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -278,6 +278,13 @@ class LatentDiffusionTrainer:
         self.text_encoder.train()
         self.vae.requires_grad_(False)
         n_train = self.scheduler.config.num_train_timesteps
+        weight = None
+        if self.cfg.loss_weight is not None:
+            weight = torch.tensor(self.cfg.loss_weight, dtype=torch.float32)
+            if weight.shape != mean.shape[-2:] or (weight < 0).any():
+                raise InvalidInput(f"loss_weight must be a non-negative {tuple(mean.shape[-2:])} map, "
+                                   f"got shape {tuple(weight.shape)}")
+            weight = weight / weight.mean()
 
         def step(fraction: float) -> float:
             self.unet_opt.param_groups[0]["lr"] = _cosine(self.cfg.unet_lr, fraction, self.step)
@@ -292,7 +299,10 @@ class LatentDiffusionTrainer:
             tokens = torch.where(drop[:, None], empty[None], ids[idx])
             hidden = self.text_encoder(tokens)[0]
             pred = self.unet(noisy, t, hidden).sample
-            loss = F.mse_loss(pred, noise)
+            if weight is None:
+                loss = F.mse_loss(pred, noise)
+            else:
+                loss = ((pred - noise) ** 2 * weight).mean()
             self.unet_opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(self.unet.parameters()) + list(self.text_encoder.parameters()), 1.0)
