@@ -160,16 +160,6 @@ def explain(character: Character, state: EmotionState | Mapping[str, float]) -> 
     return conditioning(_as_state(state, {}), character.prompt, table)
 
 
-def cached_feel(character: Character, state: EmotionState | Mapping[str, float]) -> FeelResult | None:
-    """The stored picture of `state`, or None, without loading or running the model."""
-    if not has_identity(character):
-        return None
-    table = expression_table(character.settings.get("expressions"))
-    cond = conditioning(_as_state(state, {}), character.prompt, table)
-    asset = character.find_asset(AssetKind.CG, state_key(character, cond, current_model_hash(character), table))
-    return None if asset is None else FeelResult(asset, cond.state, cond, cached=True)
-
-
 def feel(
     character: Character,
     state: EmotionState | Mapping[str, float] | None = None,
