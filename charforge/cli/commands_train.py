@@ -28,7 +28,7 @@ def train_portrait_mini(
     resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     decoder_minutes: Annotated[float, typer.Option(
-        help="Extra decoder-only fine-tune after the UNet phase (sharper pictures, same latent space).")] = 30.0,
+        help="Extra decoder-only fine-tune after the UNet phase (sharper pictures, same latent space).")] = 10.0,
 ) -> None:
     """Train the default portrait model from scratch (or resume), then export a diffusers folder."""
     if minutes <= 0 or decoder_minutes < 0:
