@@ -6,6 +6,7 @@ checkpoint (resumable) and, when training ends, the exported diffusers folder in
 
 from __future__ import annotations
 
+import sys
 import logging
 from pathlib import Path
 
@@ -132,4 +133,4 @@ if __name__ == "__main__":  # the two extra steps of the shipped run; see the mo
     if args.cmd == "branch":
         branch_decoder_run(args.main_run, args.branch, args.decoder_minutes)
     else:
-        print(graft_decoder(args.main_run, args.branch, args.folder))
+        sys.stdout.write(f"{graft_decoder(args.main_run, args.branch, args.folder)}\n")
