@@ -40,6 +40,7 @@ from charforge.validation import parse_enum
 if TYPE_CHECKING:
     import torch
 
+    from charforge.bgm import BGMResult
     from charforge.emotion.conditioning import Conditioning
     from charforge.feel import FeelResult, InpaintResult
     from charforge.forge import Forge
@@ -591,6 +592,23 @@ class Character:
         from charforge.feel import feel
 
         return feel(self, state, record=record, **intensities)
+
+    def bgm(
+        self, state: EmotionState | Mapping[str, float] | None = None, /, *, seconds: float = 10.0, **options: Any
+    ) -> BGMResult:
+        """This character's music for a state (default: its current one), e.g. `mira.bgm(seconds=20)`.
+
+        Rendered once per mood plan, then served from the cache. See `charforge.bgm.bgm`.
+        """
+        from charforge.bgm import bgm
+
+        return bgm(self, state, seconds=seconds, **options)
+
+    def bgm_transition(self, to_state: EmotionState | Mapping[str, float], /, **options: Any) -> BGMResult:
+        """One continuous piece moving from the current mood (or `from_state=`) to `to_state`."""
+        from charforge.bgm import bgm_transition
+
+        return bgm_transition(self, to_state, **options)
 
     def explain(self, state: EmotionState | Mapping[str, float]) -> Conditioning:
         """What `state` becomes for this character: phrases, blend and attention weights (no rendering)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -31,11 +31,18 @@ SHEET_PATH = "demo/contact-sheet.png"
 DEFAULT_STEPS = 20
 
 
+# Each character's music for two contrasting moods (bright and excited vs. sad and subdued).
+MUSIC_STATES: tuple[tuple[str, dict[str, float]], ...] = (("joy", {"joy": 0.9}), ("sadness", {"sadness": 0.9}))
+MUSIC_SECONDS = 6.0
+MUSIC_DIR = "demo/bgm"
+
+
 @dataclass
 class DemoResult:
     sheet: Path
     imported: list[str]
     characters: list[str]
+    music: list[Path] = field(default_factory=list)
 
 
 def cast_dir() -> Path:
@@ -85,11 +92,28 @@ def ensure_identity(character: Character, steps: int) -> None:
         reinvert(character, rerender=True, steps=steps)
 
 
-def run_demo(forge: Forge, *, model_ref: str | None = None, steps: int = DEFAULT_STEPS) -> DemoResult:
-    """Import the sample cast and render each character's emotion sweep into a labelled contact sheet.
+def write_music(forge: Forge, character: Character, *, bgm_model: str | None = None) -> list[Path]:
+    """The character's BGM for MUSIC_STATES, cached as assets and copied to demo/bgm/NAME-STATE.wav."""
+    from charforge.bgm import bgm
 
-    Everything is cached per state, so a second run only reassembles the sheet. With `model_ref`,
-    the sample characters are drawn with that model instead of the default one.
+    if bgm_model is not None and character.settings.get("music", {}).get("model") != bgm_model:
+        music = {**character.settings.get("music", {}), "model": bgm_model}
+        character.update(settings={**character.settings, "music": music})
+    paths = []
+    for label, state in MUSIC_STATES:
+        result = bgm(character, state, seconds=MUSIC_SECONDS)
+        paths.append(forge.workspace.write_atomic(f"{MUSIC_DIR}/{character.name}-{label}.wav",
+                                                  result.asset.read_bytes()))
+    return paths
+
+
+def run_demo(forge: Forge, *, model_ref: str | None = None, steps: int = DEFAULT_STEPS, music: bool = True,
+             bgm_model: str | None = None) -> DemoResult:
+    """Import the sample cast, render each character's emotion sweep into a labelled contact sheet and
+    (with `music`) its BGM for two contrasting moods.
+
+    Everything is cached per state, so a second run only reassembles the sheet. With `model_ref`
+    (`bgm_model`), the sample characters are drawn (scored) with that model instead of the default one.
     """
     from PIL import Image
 
@@ -105,4 +129,8 @@ def run_demo(forge: Forge, *, model_ref: str | None = None, steps: int = DEFAULT
     buf = io.BytesIO()
     contact_sheet(rows).save(buf, format="PNG")
     sheet = forge.workspace.write_atomic(SHEET_PATH, buf.getvalue())
-    return DemoResult(sheet=sheet, imported=imported, characters=[c.name for c in characters])
+    tunes = []
+    if music:
+        for character in tqdm(characters, desc="demo music", unit="character"):
+            tunes += write_music(forge, character, bgm_model=bgm_model)
+    return DemoResult(sheet=sheet, imported=imported, characters=[c.name for c in characters], music=tunes)

@@ -125,6 +125,26 @@ def build_tiny_components(in_channels: int = 4) -> dict:
     }
 
 
+def build_tiny_bgm_components() -> dict:
+    """Tiny random components shaped for the `mini` spectrogram preset (64 mel x 256 frames): a 4x VAE
+    and cross-attention only at 8 x 32, so BGM tests stay fast on CPU."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    parts = build_tiny_components()
+    torch.manual_seed(0)
+    parts["unet"] = UNet2DConditionModel(
+        sample_size=[16, 64], in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8,
+    ).eval()
+    torch.manual_seed(0)
+    parts["vae"] = AutoencoderKL(
+        block_out_channels=(16, 32, 32), in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=16,
+    ).eval()
+    return parts
+
+
 def _save_pipeline(pipeline_cls, components: dict, path: Path) -> Path:
     pipe = pipeline_cls(**components, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(path, safe_serialization=True)
@@ -147,6 +167,14 @@ def tiny_inpaint_model_dir(tmp_path_factory) -> Path:
     return _save_pipeline(
         StableDiffusionInpaintPipeline, build_tiny_components(in_channels=9), tmp_path_factory.mktemp("tiny-sd-inpaint")
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_bgm_model_dir(tmp_path_factory) -> Path:
+    """A BGM-shaped diffusers folder (native size 64 x 256, the `mini` spectrogram preset)."""
+    from diffusers import StableDiffusionPipeline
+
+    return _save_pipeline(StableDiffusionPipeline, build_tiny_bgm_components(), tmp_path_factory.mktemp("tiny-bgm"))
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +27,26 @@ def writable_suffixes() -> list[str]:
     return [s for s, (fmt, sub) in _FORMATS.items() if sf.check_format(fmt, sub)]
 
 
+def _format(suffix: str, what: str) -> tuple[str, str]:
+    suffix = suffix.lower()
+    if suffix not in _FORMATS:
+        raise InvalidInput(f"unsupported audio suffix {suffix!r} for {what}; use one of {sorted(_FORMATS)}")
+    fmt, subtype = _FORMATS[suffix]
+    if not sf.check_format(fmt, subtype):
+        raise InvalidInput(f"this libsndfile cannot write {fmt}/{subtype}; use one of {writable_suffixes()}")
+    return fmt, subtype
+
+
+def audio_bytes(samples: np.ndarray, sample_rate: int, suffix: str = ".wav") -> bytes:
+    """The encoded file as bytes (for content-addressed assets), peak-safe like `write_audio`."""
+    fmt, subtype = _format(suffix, "in-memory audio")
+    if sample_rate <= 0:
+        raise InvalidInput(f"sample rate must be positive, got {sample_rate}")
+    buffer = io.BytesIO()
+    sf.write(buffer, limit_peak(samples, ceiling=DEFAULT_PEAK), sample_rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
 def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
     """Write mono samples to WAV/FLAC/OGG (chosen by suffix) via a temp file + rename.
 
@@ -33,11 +54,7 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in _FORMATS:
-        raise InvalidInput(f"unsupported audio suffix {suffix!r} for {path.name}; use one of {sorted(_FORMATS)}")
-    fmt, subtype = _FORMATS[suffix]
-    if not sf.check_format(fmt, subtype):
-        raise InvalidInput(f"this libsndfile cannot write {fmt}/{subtype}; use one of {writable_suffixes()}")
+    fmt, subtype = _format(suffix, path.name)
     if sample_rate <= 0:
         raise InvalidInput(f"sample rate must be positive, got {sample_rate}")
     y = limit_peak(samples, ceiling=DEFAULT_PEAK)  # lossy encoders overshoot a full-scale input

@@ -15,6 +15,7 @@ def demo(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option("--model", help="Model folder, .safetensors file or hub id.")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, max=200, help="Denoising steps.")] = 20,
+    music: Annotated[bool, typer.Option("--music/--no-music", help="Also write each character's BGM for two moods.")] = True,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -22,9 +23,12 @@ def demo(
     from charforge.demo import run_demo
 
     with open_forge(ctx, workspace) as forge:
-        result = run_demo(forge, model_ref=model, steps=steps)
+        result = run_demo(forge, model_ref=model, steps=steps, music=music)
     if json_out:
-        echo_json({"sheet": str(result.sheet), "imported": result.imported, "characters": result.characters})
+        echo_json({"sheet": str(result.sheet), "imported": result.imported, "characters": result.characters,
+                   "music": [str(p) for p in result.music]})
     else:
         typer.echo(f"cast: {', '.join(result.characters)}")
         typer.echo(f"contact sheet: {result.sheet}")
+        if result.music:
+            typer.echo(f"music: {result.music[0].parent} ({len(result.music)} files)")

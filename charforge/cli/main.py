@@ -29,6 +29,7 @@ def _register_commands() -> None:
     from charforge.cli import commands_demo  # noqa: F401
     from charforge.cli import commands_edit  # noqa: F401
     from charforge.cli import commands_feel  # noqa: F401
+    from charforge.cli import commands_music  # noqa: F401
 
 
 def fail(message: str) -> typer.Exit:

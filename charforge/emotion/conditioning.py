@@ -96,11 +96,12 @@ class ExpressionTable(BaseModel):
         return self
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge_tables(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `override` merged in recursively (tables merge, any other value replaces)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_tables(out[key], value)
         else:
             out[key] = value
     return out
@@ -117,7 +118,7 @@ def expression_table(overrides: Mapping[str, Any] | None = None) -> ExpressionTa
     if overrides is not None and not isinstance(overrides, Mapping):
         raise InvalidInput(f"settings.expressions must be a table, got {type(overrides).__name__}")
     try:
-        return ExpressionTable.model_validate(_merge(_shipped(), overrides or {}))
+        return ExpressionTable.model_validate(merge_tables(_shipped(), overrides or {}))
     except ValidationError as exc:
         raise invalid_input(exc, "expressions" if overrides else "shipped expressions.toml") from None
 

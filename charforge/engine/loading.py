@@ -63,8 +63,16 @@ class ModelBundle:
 
     @property
     def default_size(self) -> int:
-        """Native image side in pixels, from the UNet's sample size."""
-        return self.unet.config.sample_size * self.vae_scale_factor
+        """Native image side in pixels of a square model (the longer side of a non-square one)."""
+        return max(self.default_height_width)
+
+    @property
+    def default_height_width(self) -> tuple[int, int]:
+        """Native (height, width) in pixels, from the UNet's sample size (an int, or [h, w] for
+        non-square models such as spectrogram ones)."""
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else size
+        return height * self.vae_scale_factor, width * self.vae_scale_factor
 
     @property
     def short_hash(self) -> str:
@@ -75,6 +83,11 @@ class ModelBundle:
 def default_model_path() -> Path:
     """The portrait mini model shipped inside the package (used when no --model is given)."""
     return Path(__file__).resolve().parent.parent / "models" / "portrait-mini"
+
+
+def default_bgm_model_path() -> Path:
+    """The spectrogram mini model shipped inside the package (the default for music)."""
+    return Path(__file__).resolve().parent.parent / "models" / "bgm-mini"
 
 
 def weights_hash(ref: str | os.PathLike | None = None) -> str | None:

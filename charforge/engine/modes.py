@@ -250,8 +250,9 @@ def _request(model, prompt, negative, seed, steps, guidance, scheduler, width, h
     if guidance < 0:
         raise InvalidInput(f"guidance must be >= 0, got {guidance}")
     scheduler = scheduler_key(scheduler)
-    width = width or model.default_size
-    height = height or model.default_size
+    native_height, native_width = model.default_height_width
+    width = width or native_width
+    height = height or native_height
     factor = model.vae_scale_factor
     for name, value in (("width", width), ("height", height)):
         if value <= 0 or value % factor:

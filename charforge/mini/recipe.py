@@ -14,11 +14,12 @@ from charforge.errors import InvalidInput
 import torch
 
 from charforge.mini import render
-from charforge.mini.architecture import LATENT_SIZE, scheduler_config, text_config, unet_config, vae_config
+from charforge.mini.architecture import (GROWN_PREFIXES, LATENT_SIZE, scheduler_config, text_config, unet_config,
+                                         vae_config)
 from charforge.mini.dataset import PortraitSource
 from charforge.mini.tokenizer import build_tokenizer
 from charforge.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
-from charforge.training.trainer import load_run
+from charforge.training.trainer import grow_run, load_run
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,13 @@ def graft_decoder(main_run: str | Path, branch: str | Path, folder: str | Path, 
     return trainer.export(folder)
 
 
-if __name__ == "__main__":  # the two extra steps of the shipped run; see the model card
+def grow_portrait_run(old_run: str | Path, new_run: str | Path, seed: int = 0, dataset_size: int = DATASET_SIZE) -> Path:
+    """Warm-start a run of the current architecture from a run of the previous one (see the model card)."""
+    grow_run(old_run, new_run, unet_config(), PortraitSource(DATA_SEED + seed, dataset_size), zero=GROWN_PREFIXES)
+    return Path(new_run)
+
+
+if __name__ == "__main__":  # the extra steps of the shipped run; see the model card
     import argparse
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -129,8 +136,13 @@ if __name__ == "__main__":  # the two extra steps of the shipped run; see the mo
     g.add_argument("main_run")
     g.add_argument("branch")
     g.add_argument("folder")
+    w = sub.add_parser("grow", help="warm-start a run of the current UNet architecture from an older run")
+    w.add_argument("old_run")
+    w.add_argument("new_run")
     args = parser.parse_args()
-    if args.cmd == "branch":
+    if args.cmd == "grow":
+        sys.stdout.write(f"{grow_portrait_run(args.old_run, args.new_run)}\n")
+    elif args.cmd == "branch":
         branch_decoder_run(args.main_run, args.branch, args.decoder_minutes)
     else:
         sys.stdout.write(f"{graft_decoder(args.main_run, args.branch, args.folder)}\n")

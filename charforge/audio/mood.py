@@ -1,0 +1,140 @@
+"""Emotion -> music: a feeling's valence and arousal become a prompt, a tempo and a level.
+
+Valence and arousal come from `EmotionState.vad()`, the same space the training music was drawn
+from (`bgm_dataset`), so a mood word in the prompt means to the model what it meant in training.
+The mapping is data (`moods.toml`), so a game can retune it per character without code: a brooding
+character gets `arousal_offset = -0.3`, a Riffusion user rewrites `template` and the words.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from charforge.emotion.conditioning import merge_tables
+from charforge.emotion.state import EmotionState
+from charforge.errors import InvalidInput
+from charforge.validation import invalid_input
+
+
+class _Bands(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bounds: list[float] = Field(min_length=1)
+    words: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Bands:
+        if len(self.words) != len(self.bounds):
+            raise ValueError(f"{len(self.words)} words for {len(self.bounds)} bands")
+        if any(b >= c for b, c in zip(self.bounds, self.bounds[1:])) or self.bounds[-1] != 1.0:
+            raise ValueError("bounds must increase and end at 1.0")
+        return self
+
+    def index(self, value: float) -> int:
+        """The band holding `value`: bands are closed below, open above (the last also holds 1.0)."""
+        return next((i for i, bound in enumerate(self.bounds) if value < bound), len(self.bounds) - 1)
+
+
+class ValenceBands(_Bands):
+    modes: list[str]
+
+    @model_validator(mode="after")
+    def _modes(self) -> ValenceBands:
+        if len(self.modes) != len(self.bounds) or not set(self.modes) <= {"major", "minor"}:
+            raise ValueError("modes needs one of 'major'/'minor' per band")
+        return self
+
+
+class ArousalBands(_Bands):
+    bpm: tuple[float, float]
+    density: tuple[float, float]
+    loudness_db: tuple[float, float]
+
+
+class MoodTable(BaseModel):
+    """The shipped `moods.toml`, possibly with a character's `settings["music"]` merged in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    template: str
+    negative: str = ""
+    lead: str
+    valence_offset: float = Field(0.0, ge=-2, le=2)
+    arousal_offset: float = Field(0.0, ge=-2, le=2)
+    valence: ValenceBands
+    arousal: ArousalBands
+    model: str | None = None  # a BGM model folder/file/hub id for this character (None: the shipped one)
+
+
+class MusicPlan(BaseModel):
+    """What to play for one mood: the prompt and the musical targets it stands for."""
+
+    model_config = ConfigDict(frozen=True)
+
+    valence: float
+    arousal: float
+    mode: str
+    bpm: float
+    density: float
+    loudness_db: float
+    prompt: str
+    negative: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> dict[str, Any]:
+    return tomllib.loads(resources.files("charforge.audio").joinpath("moods.toml").read_text(encoding="utf-8"))
+
+
+def mood_table(overrides: Mapping[str, Any] | None = None) -> MoodTable:
+    """The shipped table with `overrides` (a character's `settings["music"]`) merged in."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise InvalidInput(f"settings.music must be a table, got {type(overrides).__name__}")
+    try:
+        return MoodTable.model_validate(merge_tables(_shipped(), overrides or {}))
+    except ValidationError as exc:
+        raise invalid_input(exc, "music" if overrides else "shipped moods.toml") from None
+
+
+def _lerp(span: tuple[float, float], arousal: float) -> float:
+    return span[0] + (span[1] - span[0]) * (arousal + 1.0) / 2.0
+
+
+def _unit(name: str, value: float) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not -1.0 <= value <= 1.0:
+        raise InvalidInput(f"{name} must be a number in [-1, 1], got {value!r}")
+    return float(value)
+
+
+def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -> MusicPlan:
+    """The plan for a point of the valence/arousal square (after the table's offsets)."""
+    table = table or mood_table()
+    v = min(1.0, max(-1.0, _unit("valence", valence) + table.valence_offset))
+    a = min(1.0, max(-1.0, _unit("arousal", arousal) + table.arousal_offset))
+    vi, ai = table.valence.index(v), table.arousal.index(a)
+    mode, bpm = table.valence.modes[vi], _lerp(table.arousal.bpm, a)
+    words = {"energy": table.arousal.words[ai], "mood": table.valence.words[vi], "lead": table.lead,
+             "bpm": str(round(bpm)), "mode": mode}
+    try:
+        prompt = table.template.format(**words)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InvalidInput(f"music template {table.template!r} is not valid: unknown or malformed field {exc}") from None
+    return MusicPlan(valence=round(v, 4), arousal=round(a, 4), mode=mode, bpm=round(bpm, 1),
+                     density=round(_lerp(table.arousal.density, a), 3),
+                     loudness_db=round(_lerp(table.arousal.loudness_db, a), 2), prompt=prompt,
+                     negative=table.negative)
+
+
+def plan_for_state(state: EmotionState, table: MoodTable | None = None) -> MusicPlan:
+    """The plan for an emotion state, through its valence and arousal."""
+    vad = state.vad()
+    return plan_music(max(-1.0, min(1.0, vad.valence)), max(-1.0, min(1.0, vad.arousal)), table)

@@ -1,0 +1,252 @@
+"""A character's music: its current feeling -> a mood plan -> spectrogram diffusion -> a cached WAV.
+
+BGM assets are keyed like CGs: the same plan, model, length, seed and options give the same key, so
+a game asking for "Mira, sad" twice pays once. The key holds the plan (mood words, tempo, level),
+not the raw emotion state, so neighbouring states that sound the same share one file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from charforge.audio.mood import MusicPlan, mood_table, plan_for_state, plan_music
+from charforge.canonical import canonical_hash
+from charforge.emotion.state import EmotionState
+from charforge.errors import InvalidInput, ModelLoadError
+from charforge.store import AssetKind
+
+if TYPE_CHECKING:
+    from charforge.audio.compose import Clip
+    from charforge.character import Asset, Character
+    from charforge.engine.loading import ModelBundle
+
+log = logging.getLogger(__name__)
+
+KEY_VERSION = 1
+DEFAULT_SECONDS = 10.0
+MAX_SECONDS = 300.0
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 5.0
+_LOADED: dict[tuple[str, str | None], ModelBundle] = {}
+
+
+@dataclass(frozen=True)
+class BGMResult:
+    """A piece of music for a mood: where it is, what it was meant to sound like, and whether it was cached."""
+
+    path: Path
+    plan: MusicPlan
+    seconds: float
+    sample_rate: int
+    cached: bool
+    asset: Asset | None = None
+    key: str | None = None
+    plan_to: MusicPlan | None = None  # transitions: the mood the music ends in
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"path": str(self.path), "plan": self.plan.to_dict(), "seconds": self.seconds,
+                "sample_rate": self.sample_rate, "cached": self.cached, "hash": self.key}
+        if self.plan_to is not None:
+            data["plan_to"] = self.plan_to.to_dict()
+        return data
+
+
+def bgm_model(ref: str | Path | None = None) -> ModelBundle:
+    """The BGM model (None: the shipped charforge-mini-bgm), loaded once per process."""
+    from charforge.engine.loading import default_bgm_model_path, load_model, weights_hash
+
+    if ref is None:
+        ref = default_bgm_model_path()
+        if not (ref / "model_index.json").is_file():
+            raise ModelLoadError(f"the default BGM model is not installed at {ref}; pass a BGM model folder")
+    key = (str(ref), weights_hash(ref))
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_model(ref)
+    return _LOADED[key]
+
+
+def _bgm_model_hash(ref: str | Path | None) -> str:
+    from charforge.engine.loading import default_bgm_model_path, weights_hash
+
+    return weights_hash(default_bgm_model_path() if ref is None else ref) or bgm_model(ref).model_hash
+
+
+def _check(seconds: float, seed: int, steps: int, guidance: float) -> None:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds <= MAX_SECONDS:
+        raise InvalidInput(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InvalidInput(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise InvalidInput(f"steps must be a positive integer, got {steps!r}")
+    if guidance < 0:
+        raise InvalidInput(f"guidance must be >= 0, got {guidance}")
+
+
+def _level(samples: np.ndarray, loudness_db: float) -> np.ndarray:
+    """Apply the plan's level: calm music is played quieter, never louder than the peak-safe render."""
+    return (samples * 10 ** (min(loudness_db, 0.0) / 20)).astype(np.float32)
+
+
+def render_plan(
+    plan: MusicPlan, *, seconds: float = DEFAULT_SECONDS, seed: int = 0, loop: bool = False,
+    model: str | Path | ModelBundle | None = None, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+    progress: bool = False,
+) -> Clip:
+    """Music for one plan (no character, nothing stored). `loop` cuts it to whole bars with a seamless seam."""
+    from charforge.audio.compose import Clip, generate_clip, make_loop
+
+    _check(seconds, seed, steps, guidance)
+    bundle = model if hasattr(model, "unet") else bgm_model(model)
+    clip = generate_clip(bundle, plan.prompt, seconds=seconds, seed=seed, steps=steps, guidance=guidance,
+                         negative=plan.negative, progress=progress)
+    samples = make_loop(clip.samples, clip.sample_rate) if loop else clip.samples
+    return Clip(samples=_level(samples, plan.loudness_db), sample_rate=clip.sample_rate, image=clip.image)
+
+
+def render_transition(
+    plan_from: MusicPlan, plan_to: MusicPlan, *, segments: int = 4, seed: int = 0,
+    model: str | Path | ModelBundle | None = None, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+    progress: bool = False,
+) -> Clip:
+    """One continuous piece moving from one mood to another over `segments` spectrogram tiles."""
+    from charforge.audio.compose import Clip, transition
+
+    _check(1.0, seed, steps, guidance)
+    bundle = model if hasattr(model, "unet") else bgm_model(model)
+    clip = transition(bundle, plan_from.prompt, plan_to.prompt, segments=segments, seed_from=seed, seed_to=seed + 1,
+                      steps=steps, guidance=guidance, progress=progress)
+    # the level glides from one mood's to the other's across the piece
+    ramp = np.linspace(plan_from.loudness_db, plan_to.loudness_db, clip.samples.size)
+    samples = (clip.samples * 10 ** (np.minimum(ramp, 0.0) / 20)).astype(np.float32)
+    return Clip(samples=samples, sample_rate=clip.sample_rate, image=clip.image)
+
+
+def wav_bytes(clip: Clip) -> bytes:
+    from charforge.audio.audiofile import audio_bytes
+
+    return audio_bytes(clip.samples, clip.sample_rate, ".wav")
+
+
+# characters -----------------------------------------------------------------------------------------
+
+
+def _as_state(state: EmotionState | Mapping[str, float] | None, intensities: Mapping[str, float],
+              character: Character) -> EmotionState:
+    if state is not None and intensities:
+        raise InvalidInput("give a state or emotion keywords, not both")
+    if state is None:
+        return EmotionState.from_mapping(intensities) if intensities else character.current_state()
+    return state if isinstance(state, EmotionState) else EmotionState.from_mapping(state)
+
+
+def character_plan(character: Character, state: EmotionState | Mapping[str, float] | None = None) -> MusicPlan:
+    """What this character's music would be for `state` (None: its current state), without rendering."""
+    table = mood_table(character.settings.get("music"))
+    return plan_for_state(_as_state(state, {}, character), table)
+
+
+def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tuple[Asset, bool]:
+    asset = character.find_asset(AssetKind.BGM, key)
+    if asset is not None:
+        return asset, True
+    clip = build()
+    asset = character.add_asset(wav_bytes(clip), AssetKind.BGM, key, params, suffix=".wav")
+    return asset, False
+
+
+def bgm(
+    character: Character,
+    state: EmotionState | Mapping[str, float] | None = None,
+    *,
+    seconds: float = DEFAULT_SECONDS,
+    seed: int | None = None,
+    loop: bool = False,
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    progress: bool = False,
+    **intensities: float,
+) -> BGMResult:
+    """The character's music for `state` (None and no keywords: its current state), rendered once then cached.
+
+    The seed defaults to the character's, so each character has its own tune for a mood.
+    """
+    table = mood_table(character.settings.get("music"))
+    plan = plan_for_state(_as_state(state, intensities, character), table)
+    seed = character.seed if seed is None else seed
+    _check(seconds, seed, steps, guidance)
+    model_hash = _bgm_model_hash(table.model)
+    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
+    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options})
+    params = {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+    asset, cached = _cached(
+        character, key,
+        lambda: render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=table.model, steps=steps,
+                            guidance=guidance, progress=progress),
+        params,
+    )  # fmt: skip
+    rate = _rate(asset)
+    return BGMResult(asset.path, plan, _duration(asset), rate, cached, asset, key)
+
+
+def bgm_transition(
+    character: Character,
+    to_state: EmotionState | Mapping[str, float],
+    *,
+    from_state: EmotionState | Mapping[str, float] | None = None,
+    segments: int = 4,
+    seed: int | None = None,
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    progress: bool = False,
+) -> BGMResult:
+    """Music that moves from `from_state` (None: the current one) to `to_state`, as one cached file."""
+    table = mood_table(character.settings.get("music"))
+    plan_from = plan_for_state(_as_state(from_state, {}, character), table)
+    plan_to = plan_for_state(_as_state(to_state, {}, character), table)
+    seed = character.seed if seed is None else seed
+    _check(1.0, seed, steps, guidance)
+    model_hash = _bgm_model_hash(table.model)
+    options = {"segments": segments, "seed": seed, "steps": steps, "guidance": float(guidance)}
+    key = canonical_hash({"what": "bgm-transition", "version": KEY_VERSION, "from": plan_from.to_dict(),
+                          "to": plan_to.to_dict(), "model": model_hash, **options})
+    params = {"plan": plan_from.to_dict(), "plan_to": plan_to.to_dict(), "model_hash": model_hash, **options}
+    asset, cached = _cached(
+        character, key,
+        lambda: render_transition(plan_from, plan_to, segments=segments, seed=seed, model=table.model, steps=steps,
+                                  guidance=guidance, progress=progress),
+        params,
+    )  # fmt: skip
+    return BGMResult(asset.path, plan_from, _duration(asset), _rate(asset), cached, asset, key, plan_to)
+
+
+def _info(asset: Asset):
+    import soundfile as sf
+
+    return sf.info(io.BytesIO(asset.read_bytes()))
+
+
+def _rate(asset: Asset) -> int:
+    return int(_info(asset).samplerate)
+
+
+def _duration(asset: Asset) -> float:
+    return round(float(_info(asset).duration), 3)
+
+
+def bgm_for_mood(
+    valence: float, arousal: float, *, seconds: float = DEFAULT_SECONDS, seed: int = 0, loop: bool = False,
+    model: str | Path | None = None, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+    progress: bool = False,
+) -> tuple[MusicPlan, Clip]:
+    """Character-free music for a valence/arousal point (the shipped mood table)."""
+    plan = plan_music(valence, arousal, mood_table())
+    return plan, render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=model, steps=steps,
+                             guidance=guidance, progress=progress)
