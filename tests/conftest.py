@@ -204,3 +204,23 @@ def mini_model():
     if not (path / "model_index.json").is_file():
         pytest.skip(f"shipped mini model not present at {path}")
     return load_model(path, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run the real entry point in-process (its error handling included); returns (exit code, stdout, stderr)."""
+    import sys
+
+    from charforge.cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["charforge", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -10,27 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from charforge.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background"
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run the real entry point in-process; returns (exit code, stdout, stderr)."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["charforge", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

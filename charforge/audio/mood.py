@@ -67,6 +67,7 @@ class MoodTable(BaseModel):
     lead: str
     valence_offset: float = Field(0.0, ge=-2, le=2)
     arousal_offset: float = Field(0.0, ge=-2, le=2)
+    step: float = Field(0.1, gt=0, le=1)
     valence: ValenceBands
     arousal: ArousalBands
     model: str | None = None  # a BGM model folder/file/hub id for this character (None: the shipped one)
@@ -115,11 +116,17 @@ def _unit(name: str, value: float) -> float:
     return float(value)
 
 
+def _snap(value: float, step: float) -> float:
+    """Clamp to [-1, 1] and round to the table's step: moods closer than a step sound the same, so
+    they share one plan and one cached file."""
+    return round(min(1.0, max(-1.0, round(value / step) * step)), 6)
+
+
 def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -> MusicPlan:
     """The plan for a point of the valence/arousal square (after the table's offsets)."""
     table = table or mood_table()
-    v = min(1.0, max(-1.0, _unit("valence", valence) + table.valence_offset))
-    a = min(1.0, max(-1.0, _unit("arousal", arousal) + table.arousal_offset))
+    v = _snap(_unit("valence", valence) + table.valence_offset, table.step)
+    a = _snap(_unit("arousal", arousal) + table.arousal_offset, table.step)
     vi, ai = table.valence.index(v), table.arousal.index(a)
     mode, bpm = table.valence.modes[vi], _lerp(table.arousal.bpm, a)
     words = {"energy": table.arousal.words[ai], "mood": table.valence.words[vi], "lead": table.lead,
