@@ -34,6 +34,7 @@ DEFAULT_SECONDS = 10.0
 MAX_SECONDS = 300.0
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 5.0
+LOOP_BAR_BEATS = 4
 _LOADED: dict[tuple[str, str | None], ModelBundle] = {}
 
 
@@ -100,12 +101,17 @@ def render_plan(
     model: str | Path | ModelBundle | None = None, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
     progress: bool = False,
 ) -> Clip:
-    """Music for one plan (no character, nothing stored). `loop` cuts it to whole bars with a seamless seam."""
+    """Music for one plan (no character, nothing stored).
+
+    `loop` returns whole bars (as many as fit in `seconds`, at least two) with a seamless seam.
+    """
     from charforge.audio.compose import Clip, generate_clip, make_loop
 
     _check(seconds, seed, steps, guidance)
     bundle = model if hasattr(model, "unet") else bgm_model(model)
-    clip = generate_clip(bundle, plan.prompt, seconds=seconds, seed=seed, steps=steps, guidance=guidance,
+    # a loop is cut to whole bars found by beat tracking: render enough for two bars at the plan's tempo
+    length = max(seconds, 2 * LOOP_BAR_BEATS * 60.0 / plan.bpm + 0.5) if loop else seconds
+    clip = generate_clip(bundle, plan.prompt, seconds=length, seed=seed, steps=steps, guidance=guidance,
                          negative=plan.negative, progress=progress)
     samples = make_loop(clip.samples, clip.sample_rate) if loop else clip.samples
     return Clip(samples=_level(samples, plan.loudness_db), sample_rate=clip.sample_rate, image=clip.image)

@@ -39,7 +39,7 @@ from charforge.audio.codec import SpectrogramCodec, SpectrogramPreset, get_prese
 from charforge.audio.levels import limit_peak
 from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import decode_latents, denoise, encode_images, initial_noise, seeded_generators
-from charforge.engine.modes import LatentBlend, _strength_timesteps
+from charforge.engine.modes import LatentBlend, strength_timesteps
 from charforge.engine.prompts import encode_prompts
 from charforge.engine.schedulers import make_scheduler, scheduler_key
 from charforge.errors import InvalidInput
@@ -457,7 +457,7 @@ def transition(
             sched.set_timesteps(steps, device=model.device)
             timesteps, latents = sched.timesteps, noise * sched.init_noise_sigma
         else:
-            timesteps = _strength_timesteps(model, sched, steps, seg_strength)
+            timesteps = strength_timesteps(model, sched, steps, seg_strength)
             latents = sched.add_noise(source, noise, timesteps[:1])
         final = denoise(model, sched, latents, cond, uncond, guidance, (), timesteps=timesteps, generators=generators)
         strip[:, index * p.width : (index + 1) * p.width] = _grey(_decode_pixels(model, final))

@@ -122,7 +122,7 @@ def img2img(
     pixels, width, height = _preprocess(model, image, width, height)
     req = _request(model, prompt, negative, seed, steps, guidance, scheduler, width, height)
     sched = make_scheduler(req.scheduler, model.scheduler.config)
-    timesteps = _strength_timesteps(model, sched, req.steps, strength)
+    timesteps = strength_timesteps(model, sched, req.steps, strength)
     generators = seeded_generators(req.seeds)
     batch = len(req.prompts)
     source = encode_images(model, pixels.expand(batch, -1, -1, -1), generators)
@@ -160,7 +160,7 @@ def inpaint(
     pixels, width, height = _preprocess(model, image, width, height)
     req = _request(model, prompt, negative, seed, steps, guidance, scheduler, width, height)
     sched = make_scheduler(req.scheduler, model.scheduler.config)
-    timesteps = _strength_timesteps(model, sched, req.steps, strength)
+    timesteps = strength_timesteps(model, sched, req.steps, strength)
     generators = seeded_generators(req.seeds)
     batch = len(req.prompts)
     pixels = pixels.expand(batch, -1, -1, -1)
@@ -274,7 +274,7 @@ def _check_strength(strength: float) -> None:
         raise InvalidInput(f"strength must be in (0, 1], got {strength}")
 
 
-def _strength_timesteps(model: ModelBundle, sched, steps: int, strength: float) -> torch.Tensor:
+def strength_timesteps(model: ModelBundle, sched, steps: int, strength: float) -> torch.Tensor:
     """The last `int(steps * strength)` timesteps: strength is how much of the schedule is redrawn."""
     sched.set_timesteps(steps, device=model.device)
     kept = min(int(steps * strength), steps)
