@@ -101,3 +101,17 @@ def test_cli_bad_input_is_one_line_exit_2(forge, args, tmp_path, monkeypatch, cl
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("error:") and stdout == ""
     assert forge.get("mira").assets("bgm") == []
+
+
+def test_transition_is_one_cached_file_from_one_mood_to_the_other(forge, cli):
+    mira = forge.get("mira")
+    mira.record_emotion({"sadness": 0.9})
+    glide = mira.bgm_transition({"joy": 0.9}, segments=2, steps=2)
+    assert glide.plan.mode == "minor" and glide.plan_to.mode == "major" and not glide.cached
+    samples, rate = sf.read(glide.path)
+    assert samples.size / rate > 2 * 5.0  # two spectrogram tiles, one file
+    code, stdout, err = cli("bgm", "mira", "--to", "joy=0.9", "--segments", "2", "--steps", "2",
+                            "-w", str(forge.workspace.root), "--json")
+    assert code == 0, err
+    data = json.loads(stdout)
+    assert data["cached"] and data["path"] == str(glide.path) and data["plan_to"]["mode"] == "major"
