@@ -213,8 +213,8 @@ def cli(capsys, monkeypatch):
 
     from charforge.cli.main import main
 
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["charforge", *args])
+    def run(*args: object) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["charforge", *map(str, args)])
         try:
             main()
             code = 0

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import PIL.Image
 import pytest
 
-from charforge.cli.main import main
 from charforge.engine import parse_parameters, read_parameters, txt2img
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["charforge", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

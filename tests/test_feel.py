@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from charforge.cli.main import main
 from charforge.emotion import EmotionState
 from charforge.emotion.conditioning import conditioning, expression_table
 from charforge.forge import Forge
@@ -170,21 +168,6 @@ def test_feel_rejects_bad_states_before_touching_anything(mira):
 
 
 # CLI ------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["charforge", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_emote_renders_and_prints_the_asset_path(mira, cli):
