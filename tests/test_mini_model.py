@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from charforge.mini.evaluate import SHIPPED, load_pipeline, psnr
 from charforge.mini.tokenizer import build_tokenizer
 from charforge.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
-from charforge.training.trainer import load_run
+from charforge.errors import InvalidInput
+from charforge.training.trainer import grow_run, load_run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -122,6 +123,27 @@ def test_decoder_phase_keeps_the_latent_space_and_a_finished_run_reloads_identic
     assert again.phase == "done" and again.finished["unet"]["step"] == 5
     assert any(not torch.equal(before[k], v) for k, v in again.unet.state_dict().items())
     assert all(torch.equal(encoder[k], v) for k, v in again.vae.encoder.state_dict().items())
+
+
+def test_a_grown_run_starts_as_the_old_model_and_trains_its_new_modules(tmp_path):
+    old = LatentDiffusionTrainer(tiny_spec(tmp_path), ToySource(), tiny_config(decoder_minutes=0.0), tmp_path / "old")
+    old.run()
+    grown_config = {**old.spec.unet_config, "addition_embed_type": "text", "addition_embed_type_num_heads": 2}
+    grown = grow_run(tmp_path / "old", tmp_path / "new", grown_config, ToySource(), zero=("add_embedding.norm2.",))
+    assert grown.phase == "unet" and grown.step == 0
+    before, after = old.pipeline(), grown.pipeline()  # EMA weights, as exported
+    x, t, text = torch.randn(2, 4, 8, 8), torch.tensor([10, 700]), torch.randn(2, 77, 16)
+    with torch.no_grad():
+        assert torch.allclose(before.unet(x, t, text).sample, after.unet(x, t, text).sample, atol=1e-6)
+    for name, value in old.vae.state_dict().items():
+        assert torch.equal(grown.vae.state_dict()[name], value)
+    resumed = load_run(tmp_path / "new", ToySource())
+    resumed.cfg.max_steps = 2
+    resumed.run()
+    norm = dict(resumed.unet.named_parameters())["add_embedding.norm2.weight"]
+    assert norm.abs().sum() > 0  # the zero-initialised pathway receives gradient and starts to learn
+    with pytest.raises(InvalidInput, match="already holds"):
+        grow_run(tmp_path / "old", tmp_path / "new", grown_config, ToySource())
 
 
 def test_a_loss_weight_map_of_the_wrong_shape_is_named(tmp_path):
