@@ -5,11 +5,16 @@ Every charforge error becomes one line on stderr and exit code 2, never a traceb
 
 from __future__ import annotations
 
+import os
 import sys
 
-import typer
+# Before torch loads its OpenMP runtime: idle worker threads sleep instead of spinning. On a desktop
+# or a CI runner shared with other work, spinning threads made every denoising step 5-10x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from charforge.errors import CharforgeError
+import typer  # noqa: E402
+
+from charforge.errors import CharforgeError  # noqa: E402
 
 app = typer.Typer(
     name="charforge",
