@@ -29,8 +29,12 @@ def train_portrait_mini(
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     decoder_minutes: Annotated[float, typer.Option(
         help="Extra decoder-only fine-tune after the UNet phase (sharper pictures, same latent space).")] = 10.0,
+    threads: Annotated[Optional[int], typer.Option(
+        help="Torch threads (default: the run's, 2 for a new run); 1 when another job shares the cores.")] = None,
 ) -> None:
     """Train the default portrait model from scratch (or resume), then export a diffusers folder."""
+    if threads is not None and threads < 1:
+        raise InvalidInput(f"--threads must be at least 1, got {threads}")
     if minutes <= 0 or decoder_minutes < 0:
         raise InvalidInput(f"--minutes must be positive and --decoder-minutes not negative, got {minutes}, {decoder_minutes}")
     if out.exists() and not out.is_dir():
@@ -40,7 +44,7 @@ def train_portrait_mini(
     from charforge.mini.recipe import train_portrait_mini as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes)
+    folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads)
     typer.echo(str(folder))
 
 

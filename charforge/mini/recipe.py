@@ -57,7 +57,8 @@ def recipe_config(seed: int, minutes: float, decoder_minutes: float = 0.0) -> Tr
 
 
 def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = False, seed: int = 0,
-                        decoder_minutes: float = 0.0, dataset_size: int = DATASET_SIZE) -> Path:
+                        decoder_minutes: float = 0.0, dataset_size: int = DATASET_SIZE,
+                        threads: int | None = None) -> Path:
     """Train (or resume) in `out`, export to `out/model`, return that folder."""
     out = Path(out)
     source = PortraitSource(DATA_SEED + seed, dataset_size)
@@ -70,6 +71,8 @@ def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = F
     else:
         spec = portrait_spec(out / "tokenizer")
         trainer = LatentDiffusionTrainer(spec, source, recipe_config(seed, minutes, decoder_minutes), out)
+    if threads is not None:
+        trainer.cfg.threads = threads
     trainer.run()
     return trainer.export(out / "model")
 
