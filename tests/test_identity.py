@@ -10,7 +10,7 @@ import PIL.Image
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_feel import PROMPT, STEPS, cli, face_mask, make_character  # noqa: F401 - cli is a fixture
+from test_feel import PROMPT, STEPS, face_mask, make_character
 
 from charforge.engine import decode_latents
 from charforge.errors import InvalidInput, ModelLoadError, NotFound, StaleIdentity

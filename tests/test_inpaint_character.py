@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from test_feel import PROMPT, cli, make_character, outfit_mask  # noqa: F401 - cli is a fixture
+from test_feel import PROMPT, make_character, outfit_mask
 
 from charforge.feel import region_prompt
 from charforge.forge import Forge
