@@ -37,3 +37,19 @@ def test_default_music_model_renders_an_audible_clip():
     assert abs(clip.samples.size / clip.sample_rate - 3.0) < 0.01
     rms = float(np.sqrt(np.mean(clip.samples.astype(np.float64) ** 2)))
     assert rms > 1e-3 and np.max(np.abs(clip.samples)) < 1.0
+
+
+def test_a_transition_ends_faster_than_it_starts_when_arousal_rises():
+    from charforge.audio import analysis
+    from charforge.audio.bgm_dataset import mood_prompt
+    from charforge.audio.compose import transition
+    from charforge.bgm import bgm_model
+
+    model = bgm_model()
+    clip = transition(model, mood_prompt(-0.7, -0.7), mood_prompt(0.7, 0.7), segments=3, seed_from=2, seed_to=1002,
+                      steps=12)
+    tile = clip.samples.size // 3
+    first = analysis.estimate_tempo(clip.samples[:tile], clip.sample_rate)
+    last = analysis.estimate_tempo(clip.samples[-tile:], clip.sample_rate)
+    assert last > first + 20, (first, last)
+    assert analysis.estimate_key(clip.samples[:tile], clip.sample_rate).mode == "minor"

@@ -104,3 +104,46 @@ def vae_mode_survival(model: str | Path | Any, samples: int = 24, seed: int = 99
         kept += analysis.estimate_key(codec.image_to_audio(grey, seed=0), sr).mode == truth
     return {"samples": samples, "mode_accuracy_codec_only": before / samples,
             "mode_accuracy_through_vae": kept / samples, "mean_abs_pixel_error": float(np.mean(errors))}
+
+
+def evaluate_transitions(
+    model: str | Path | Any, count: int = 8, segments: int = 3, steps: int = 20, guidance: float = 5.0, seed: int = 0,
+    preset: str = "mini",
+) -> dict[str, Any]:
+    """Do transitions start in one mood and end in the other? Alternating sad/calm <-> happy/energetic,
+    the first and last segments of each file are measured like the clips of `evaluate_bgm`."""
+    from charforge.audio.compose import transition
+    from charforge.engine import load_model
+
+    if count < 2 or segments < 2:
+        raise InvalidInput("need at least 2 transitions of at least 2 segments")
+    bundle = model if hasattr(model, "unet") else load_model(model)
+    p = SpectrogramCodec(preset).preset
+    ends = ((-0.7, -0.7), (0.7, 0.7))
+    rows: list[dict[str, Any]] = []
+    for i in tqdm(range(count), desc="evaluate transitions", mininterval=5.0):
+        start, end = ends if i % 2 == 0 else ends[::-1]
+        clip = transition(bundle, mood_prompt(*start), mood_prompt(*end), segments=segments, seed_from=seed + i,
+                          seed_to=seed + i + 1000, steps=steps, guidance=guidance, preset=p)
+        tile = p.samples_per_image
+        first, last = clip.samples[:tile], clip.samples[-tile:]
+        rows.append({
+            "from": start, "to": end,
+            "first_mode": analysis.estimate_key(first, p.sample_rate).mode,
+            "last_mode": analysis.estimate_key(last, p.sample_rate).mode,
+            "first_bpm": analysis.estimate_tempo(first, p.sample_rate),
+            "last_bpm": analysis.estimate_tempo(last, p.sample_rate),
+        })
+
+    def mode(v: float) -> str:
+        return "major" if v > 0 else "minor"
+
+    return {
+        "transitions": count,
+        "segments": segments,
+        "first_segment_mode_matches": float(np.mean([r["first_mode"] == mode(r["from"][0]) for r in rows])),
+        "last_segment_mode_matches": float(np.mean([r["last_mode"] == mode(r["to"][0]) for r in rows])),
+        "tempo_moves_with_arousal": float(np.mean([(r["last_bpm"] - r["first_bpm"]) * (r["to"][1] - r["from"][1]) > 0
+                                                   for r in rows])),
+        "rows": rows,
+    }

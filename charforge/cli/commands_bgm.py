@@ -43,19 +43,24 @@ def eval_bgm_mini(
     clips: Annotated[int, typer.Option(help="Generated clips, spread over the four valence/arousal corners.")] = 40,
     steps: Annotated[int, typer.Option(help="DDIM steps per clip.")] = 20,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
+    transitions: Annotated[int, typer.Option(help="Also measure this many sad<->happy transitions (0: none).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures (and per-clip rows) as JSON.")] = False,
 ) -> None:
     """Mode accuracy against the sign of valence and tempo gap between high and low arousal."""
-    if clips < 4 or steps < 1:
-        raise InvalidInput("--clips must be at least 4 and --steps positive")
+    if clips < 4 or steps < 1 or transitions < 0 or transitions == 1:
+        raise InvalidInput("--clips must be at least 4, --steps positive and --transitions 0 or at least 2")
     if not (model / "model_index.json").is_file():
         raise InvalidInput(f"{model} is not a diffusers model folder (no model_index.json)")
-    from charforge.audio.bgm_eval import evaluate_bgm
+    from charforge.audio.bgm_eval import evaluate_bgm, evaluate_transitions
 
     report = evaluate_bgm(model, clips=clips, steps=steps, guidance=guidance)
+    if transitions:
+        report["transitions"] = evaluate_transitions(model, count=transitions, steps=steps, guidance=guidance)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     for key, value in report.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k != "rows"}
         if key != "rows":
             typer.echo(f"{key}: {value}")
