@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from charforge.errors import InvalidInput
 
@@ -32,3 +34,29 @@ def parse_enum(enum_type: type[E], value: object, what: str) -> E:
     except ValueError:
         allowed = ", ".join(str(m.value) for m in enum_type)
         raise InvalidInput(f"unknown {what} {value!r} (expected one of: {allowed})") from None
+
+
+def merge_tables(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `override` merged in recursively (tables merge, any other value replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge_tables(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+Table = TypeVar("Table", bound=BaseModel)
+
+
+def table_with_overrides(model: type[Table], shipped: dict[str, Any], overrides: Mapping[str, Any] | None,
+                         setting: str, shipped_name: str) -> Table:
+    """A shipped data table with a character's `settings[setting]` merged in, validated as one clear error
+    naming the setting (or the shipped file, whose fault it then is)."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise InvalidInput(f"settings.{setting} must be a table, got {type(overrides).__name__}")
+    try:
+        return model.model_validate(merge_tables(shipped, overrides or {}))
+    except ValidationError as exc:
+        raise invalid_input(exc, setting if overrides else f"shipped {shipped_name}") from None

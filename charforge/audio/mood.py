@@ -14,12 +14,11 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from charforge.emotion.conditioning import merge_tables
 from charforge.emotion.state import EmotionState
 from charforge.errors import InvalidInput
-from charforge.validation import invalid_input
+from charforge.validation import table_with_overrides
 
 
 class _Bands(BaseModel):
@@ -98,12 +97,7 @@ def _shipped() -> dict[str, Any]:
 
 def mood_table(overrides: Mapping[str, Any] | None = None) -> MoodTable:
     """The shipped table with `overrides` (a character's `settings["music"]`) merged in."""
-    if overrides is not None and not isinstance(overrides, Mapping):
-        raise InvalidInput(f"settings.music must be a table, got {type(overrides).__name__}")
-    try:
-        return MoodTable.model_validate(merge_tables(_shipped(), overrides or {}))
-    except ValidationError as exc:
-        raise invalid_input(exc, "music" if overrides else "shipped moods.toml") from None
+    return table_with_overrides(MoodTable, _shipped(), overrides, "music", "moods.toml")
 
 
 def _lerp(span: tuple[float, float], arousal: float) -> float:

@@ -10,7 +10,6 @@ phrase's cross-attention weight (Prompt-to-Prompt reweight) instead.
 
 from __future__ import annotations
 
-import copy
 import re
 import tomllib
 from collections.abc import Mapping
@@ -19,13 +18,12 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from charforge.emotion.state import EmotionState
 from charforge.emotion.table import BASIS, emotion_table
-from charforge.errors import InvalidInput
 from charforge.paths import validate_slug
-from charforge.validation import invalid_input
+from charforge.validation import table_with_overrides
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -96,17 +94,6 @@ class ExpressionTable(BaseModel):
         return self
 
 
-def merge_tables(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `override` merged in recursively (tables merge, any other value replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge_tables(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 @lru_cache(maxsize=1)
 def _shipped() -> dict[str, Any]:
     text = resources.files("charforge.emotion").joinpath("expressions.toml").read_text(encoding="utf-8")
@@ -115,12 +102,7 @@ def _shipped() -> dict[str, Any]:
 
 def expression_table(overrides: Mapping[str, Any] | None = None) -> ExpressionTable:
     """The shipped table with `overrides` (a character's `settings["expressions"]`) merged in."""
-    if overrides is not None and not isinstance(overrides, Mapping):
-        raise InvalidInput(f"settings.expressions must be a table, got {type(overrides).__name__}")
-    try:
-        return ExpressionTable.model_validate(merge_tables(_shipped(), overrides or {}))
-    except ValidationError as exc:
-        raise invalid_input(exc, "expressions" if overrides else "shipped expressions.toml") from None
+    return table_with_overrides(ExpressionTable, _shipped(), overrides, "expressions", "expressions.toml")
 
 
 def swap_phrase(base_prompt: str, neutral_phrase: str, phrase: str) -> str:
