@@ -7,7 +7,6 @@ not the raw emotion state, so neighbouring states that sound the same share one 
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,9 +90,10 @@ def _check(seconds: float, seed: int, steps: int, guidance: float) -> None:
         raise InvalidInput(f"guidance must be >= 0, got {guidance}")
 
 
-def _level(samples: np.ndarray, loudness_db: float) -> np.ndarray:
-    """Apply the plan's level: calm music is played quieter, never louder than the peak-safe render."""
-    return (samples * 10 ** (min(loudness_db, 0.0) / 20)).astype(np.float32)
+def _level(samples: np.ndarray, loudness_db: float | np.ndarray) -> np.ndarray:
+    """Apply the plan's level (one value, or one per sample for a glide): calm music is played quieter,
+    never louder than the peak-safe render."""
+    return (samples * 10 ** (np.minimum(loudness_db, 0.0) / 20)).astype(np.float32)
 
 
 def render_plan(
@@ -131,8 +131,7 @@ def render_transition(
                       steps=steps, guidance=guidance, progress=progress)
     # the level glides from one mood's to the other's across the piece
     ramp = np.linspace(plan_from.loudness_db, plan_to.loudness_db, clip.samples.size)
-    samples = (clip.samples * 10 ** (np.minimum(ramp, 0.0) / 20)).astype(np.float32)
-    return Clip(samples=samples, sample_rate=clip.sample_rate, image=clip.image)
+    return Clip(samples=_level(clip.samples, ramp), sample_rate=clip.sample_rate, image=clip.image)
 
 
 def wav_bytes(clip: Clip) -> bytes:
@@ -198,8 +197,8 @@ def bgm(
                             guidance=guidance, progress=progress),
         params,
     )  # fmt: skip
-    rate = _rate(asset)
-    return BGMResult(asset.path, plan, _duration(asset), rate, cached, asset, key)
+    rate, seconds = _audio_info(asset)
+    return BGMResult(asset.path, plan, seconds, rate, cached, asset, key)
 
 
 def bgm_transition(
@@ -230,21 +229,16 @@ def bgm_transition(
                                   guidance=guidance, progress=progress),
         params,
     )  # fmt: skip
-    return BGMResult(asset.path, plan_from, _duration(asset), _rate(asset), cached, asset, key, plan_to)
+    rate, seconds = _audio_info(asset)
+    return BGMResult(asset.path, plan_from, seconds, rate, cached, asset, key, plan_to)
 
 
-def _info(asset: Asset):
+def _audio_info(asset: Asset) -> tuple[int, float]:
+    """(sample rate, seconds) of a stored audio asset, read from its header only."""
     import soundfile as sf
 
-    return sf.info(io.BytesIO(asset.read_bytes()))
-
-
-def _rate(asset: Asset) -> int:
-    return int(_info(asset).samplerate)
-
-
-def _duration(asset: Asset) -> float:
-    return round(float(_info(asset).duration), 3)
+    info = sf.info(str(asset.path))
+    return int(info.samplerate), round(float(info.duration), 3)
 
 
 def bgm_for_mood(

@@ -224,3 +224,12 @@ def cli(capsys, monkeypatch):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def forge(tmp_path):
+    """An empty workspace in the test's temporary folder."""
+    from charforge.forge import Forge
+
+    with Forge.open(tmp_path / "ws") as f:
+        yield f

@@ -16,17 +16,16 @@ import soundfile as sf
 from charforge.audio.levels import DEFAULT_PEAK
 from charforge.bgm import character_plan
 from charforge.errors import InvalidInput
-from charforge.forge import Forge
 
 SECONDS = 3.0
 
 
 @pytest.fixture()
-def forge(tmp_path, tiny_bgm_model_dir):
-    with Forge.open(tmp_path / "ws") as forge:
-        forge.create("mira", prompt="portrait of a girl", seed=5, build_identity=False,
-                     settings={"music": {"model": str(tiny_bgm_model_dir)}})
-        yield forge
+def forge(forge, tiny_bgm_model_dir):
+    """The shared empty workspace, plus Mira scored by the tiny BGM-shaped model."""
+    forge.create("mira", prompt="portrait of a girl", seed=5, build_identity=False,
+                 settings={"music": {"model": str(tiny_bgm_model_dir)}})
+    return forge
 
 
 def test_bgm_is_rendered_once_per_plan_and_cached(forge):

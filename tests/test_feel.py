@@ -41,12 +41,6 @@ def make_character(forge: Forge, model_dir, name: str = "mira", prompt: str = PR
 
 
 @pytest.fixture
-def forge(tmp_path):
-    with Forge.open(tmp_path / "ws") as f:
-        yield f
-
-
-@pytest.fixture
 def mira(forge, tiny_model_dir):
     return make_character(forge, tiny_model_dir)
 

@@ -11,16 +11,9 @@ import torch
 from test_feel import PROMPT, make_character, outfit_mask
 
 from charforge.feel import region_prompt
-from charforge.forge import Forge
 from charforge.identity import load_identity
 
 BLUE_PROMPT = PROMPT.replace("green outfit", "blue outfit")
-
-
-@pytest.fixture
-def forge(tmp_path):
-    with Forge.open(tmp_path / "ws") as f:
-        yield f
 
 
 @pytest.fixture

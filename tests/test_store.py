@@ -14,12 +14,6 @@ from charforge.errors import AlreadyExists, ConflictError, IntegrityError, Inval
 PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background"
 
 
-@pytest.fixture
-def forge(tmp_path):
-    with Forge.open(tmp_path / "ws") as f:
-        yield f
-
-
 def test_open_creates_the_workspace(tmp_path):
     root = tmp_path / "new" / "ws"
     with Forge.open(root) as forge:

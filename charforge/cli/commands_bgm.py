@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from charforge.cli.commands_train import eval_app, train_app
+from charforge.cli.commands_train import check_run_dir, eval_app, train_app
 from charforge.errors import InvalidInput
 
 
@@ -27,10 +27,7 @@ def train_bgm_mini(
     """Train the default BGM model (spectrograms of procedural music), then export a diffusers folder."""
     if minutes <= 0:
         raise InvalidInput(f"--minutes must be positive, got {minutes}")
-    if out.exists() and not out.is_dir():
-        raise InvalidInput(f"--out {out} exists and is not a directory")
-    if not resume and (out / "checkpoint").exists():
-        raise InvalidInput(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    check_run_dir(out, resume)
     from charforge.audio.bgm_model import train_bgm_mini as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -21,6 +21,14 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 
 
+def check_run_dir(out: Path, resume: bool) -> None:
+    """A run directory is new, or an existing run that --resume continues: never silently overwritten."""
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"--out {out} exists and is not a directory")
+    if not resume and (out / "checkpoint").exists():
+        raise InvalidInput(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+
+
 @train_app.command("portrait-mini")
 def train_portrait_mini(
     out: Annotated[Path, typer.Option(help="Run directory: checkpoint, logs, and the exported model in OUT/model.")],
@@ -37,10 +45,7 @@ def train_portrait_mini(
         raise InvalidInput(f"--threads must be at least 1, got {threads}")
     if minutes <= 0 or decoder_minutes < 0:
         raise InvalidInput(f"--minutes must be positive and --decoder-minutes not negative, got {minutes}, {decoder_minutes}")
-    if out.exists() and not out.is_dir():
-        raise InvalidInput(f"--out {out} exists and is not a directory")
-    if not resume and (out / "checkpoint").exists():
-        raise InvalidInput(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    check_run_dir(out, resume)
     from charforge.mini.recipe import train_portrait_mini as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
