@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from charforge.character import Character
 from charforge.emotion.conditioning import expression_table
@@ -69,18 +69,12 @@ class IdentityOptions(BaseModel):
     mask_method: str = "influence"
     mask_floor: float = Field(default=0.0, ge=-3.0, le=3.0)
 
-    @field_validator("method")
+    @field_validator("method", "mask_method")
     @classmethod
-    def _known_method(cls, value: str) -> str:
-        if value not in METHODS:
-            raise ValueError(f"unknown inversion method {value!r} (choose from {', '.join(METHODS)})")
-        return value
-
-    @field_validator("mask_method")
-    @classmethod
-    def _known_mask_method(cls, value: str) -> str:
-        if value not in MASK_METHODS:
-            raise ValueError(f"unknown mask method {value!r} (choose from {', '.join(MASK_METHODS)})")
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        kind, choices = ("inversion method", METHODS) if info.field_name == "method" else ("mask method", MASK_METHODS)
+        if value not in choices:
+            raise ValueError(f"unknown {kind} {value!r} (choose from {', '.join(choices)})")
         return value
 
 
