@@ -10,7 +10,7 @@ medians and the variant ratio.
 
 --compare steps: 20 steps (the default) vs 10.  --compare overlap: overlap 0.25 (the default) vs 0.
 Without --model the shipped charforge/models/bgm-mini is used. --random-weights builds the same
-architecture (charforge.audio.bgm_model) with random weights instead: the timing is the trained
+architecture (charforge.recipes.bgm_mini.train) with random weights instead: the timing is the trained
 model's, the music is noise.
 """
 
@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from charforge.audio.bgm_dataset import mood_prompt  # noqa: E402
+from charforge.recipes.bgm_mini.dataset import mood_prompt  # noqa: E402
 from charforge.audio.codec import SpectrogramCodec  # noqa: E402
 from charforge.audio.compose import generate_strip, preset_for  # noqa: E402
 from charforge.engine import load_model  # noqa: E402
@@ -46,7 +46,7 @@ def _random_bgm_model(folder: Path) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from charforge.audio.bgm_model import bgm_spec
+    from charforge.recipes.bgm_mini.train import bgm_spec
 
     spec = bgm_spec(folder / "tokenizer")
     torch.manual_seed(0)

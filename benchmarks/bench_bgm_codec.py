@@ -18,7 +18,7 @@ import time
 import librosa
 import numpy as np
 
-from charforge.audio import music
+from charforge.recipes.bgm_mini import music
 from charforge.audio.codec import SpectrogramCodec
 
 

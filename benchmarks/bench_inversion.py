@@ -38,7 +38,7 @@ from charforge.engine.inversion import (  # noqa: E402
     reconstruct,
 )
 from charforge.engine.loop import decode_latents  # noqa: E402
-from charforge.mini import render  # noqa: E402
+from charforge.recipes.portrait_mini import render  # noqa: E402
 
 # A held-out renderer portrait is the "real" image: inverting one of the model's own generations is
 # too easy (its latent lies on the sampler's trajectory, so even plain DDIM inversion at high guidance

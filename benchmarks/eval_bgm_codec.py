@@ -16,8 +16,9 @@ import argparse
 import numpy as np
 from tqdm.auto import tqdm
 
-from charforge.audio import analysis, music
-from charforge.audio.bgm_dataset import draw_sample
+from charforge.audio import analysis
+from charforge.recipes.bgm_mini import music
+from charforge.recipes.bgm_mini.dataset import draw_sample
 from charforge.audio.codec import SpectrogramCodec
 
 

@@ -10,7 +10,7 @@ rendered through the same functions `feel` uses. Per edit:
 - PSNR outside the dilated face mask (the region the edit may change) against the base CG, both for
   the raw decoded edit and for the stored picture (which pastes the base's pixels there);
 - face change: mean absolute difference inside that region, in 0-255 levels;
-- whether `charforge.mini.classifier` reads the requested dominant emotion from the picture.
+- whether `charforge.recipes.portrait_mini.classifier` reads the requested dominant emotion from the picture.
 
 It also reports how well the derived face mask matches the renderer's exact face mask, and, as the
 ceiling an edit can hardly pass, how often the classifier reads the emotion from a plain generation
@@ -42,9 +42,9 @@ from charforge.emotion.conditioning import conditioning, expression_table  # noq
 from charforge.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask  # noqa: E402
 from charforge.forge import Forge  # noqa: E402
 from charforge.identity import build_identity, character_model, load_identity  # noqa: E402
-from charforge.mini import render  # noqa: E402
-from charforge.mini.classifier import load_classifier  # noqa: E402
-from charforge.mini.dataset import image_to_tensor  # noqa: E402
+from charforge.recipes.portrait_mini import render  # noqa: E402
+from charforge.recipes.portrait_mini.classifier import load_classifier  # noqa: E402
+from charforge.recipes.portrait_mini.dataset import image_to_tensor  # noqa: E402
 
 EMOTIONS = ("joy", "sadness", "anger", "surprise", "fear", "disgust")  # the classifier's non-neutral classes
 MIXTURES = ((0.9, 0.3), (0.8, 0.4))  # (dominant, second) intensities; the second is the next emotion

@@ -14,7 +14,7 @@ import json
 
 import torch
 
-from charforge.mini.evaluate import evaluate
+from charforge.recipes.portrait_mini.evaluate import evaluate
 
 
 def main() -> None:

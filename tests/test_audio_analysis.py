@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charforge.audio import analysis, music
+from charforge.audio import analysis
+from charforge.recipes.bgm_mini import music
 from charforge.errors import InvalidInput
 
 SR = 22050

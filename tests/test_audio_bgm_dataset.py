@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charforge.audio import analysis, bgm_dataset, bgm_model
-from charforge.audio.bgm_dataset import BGMSource, draw_sample, mood_prompt, mood_words
+from charforge.audio import analysis
+from charforge.recipes.bgm_mini import dataset as bgm_dataset
+from charforge.recipes.bgm_mini import train as bgm_model
+from charforge.recipes.bgm_mini.dataset import BGMSource, draw_sample, mood_prompt, mood_words
 from charforge.audio.codec import SpectrogramCodec
 from charforge.errors import InvalidInput
-from charforge.mini.tokenizer import build_tokenizer
+from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 
 
 def test_mood_words_cover_the_square_and_split_valence_at_zero() -> None:

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from charforge.audio import compose, music
+from charforge.audio import compose
+from charforge.recipes.bgm_mini import music
 from charforge.audio.codec import SpectrogramCodec, get_preset
 from charforge.audio.levels import DEFAULT_PEAK
 from charforge.engine import img2img, load_model, txt2img

@@ -6,7 +6,7 @@ import librosa
 import numpy as np
 import pytest
 
-from charforge.audio import music
+from charforge.recipes.bgm_mini import music
 from charforge.errors import InvalidInput
 
 SR = 22050

@@ -41,7 +41,7 @@ def test_default_music_model_renders_an_audible_clip():
 
 def test_a_transition_ends_faster_than_it_starts_when_arousal_rises():
     from charforge.audio import analysis
-    from charforge.audio.bgm_dataset import mood_prompt
+    from charforge.recipes.bgm_mini.dataset import mood_prompt
     from charforge.audio.compose import transition
     from charforge.bgm import bgm_model
 

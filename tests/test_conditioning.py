@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from charforge.emotion import BASIS, EmotionState, emotion_table
 from charforge.emotion.conditioning import conditioning, expression_table, swap_phrase
 from charforge.errors import InvalidInput
-from charforge.mini.render import EXPRESSIONS
+from charforge.recipes.portrait_mini.render import EXPRESSIONS
 
 BASE = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background, looking calm"
 THRESHOLD = emotion_table().neutral_threshold

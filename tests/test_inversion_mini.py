@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def portrait():
-    from charforge.mini import render
+    from charforge.recipes.portrait_mini import render
 
     person = next(iter(render.sample_portraits(2024, 1, held_out=True))).with_expression("neutral", 1.0)
     pixels, masks = render.render(person)

@@ -10,11 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from charforge.mini.evaluate import SHIPPED, load_pipeline, psnr
-from charforge.mini.tokenizer import build_tokenizer
-from charforge.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
+from charforge.recipes.portrait_mini.evaluate import SHIPPED, load_pipeline, psnr
+from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
+from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
 from charforge.errors import InvalidInput
-from charforge.training.trainer import grow_run, load_run
+from charforge.recipes.training.trainer import grow_run, load_run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -158,8 +158,8 @@ def test_a_loss_weight_map_of_the_wrong_shape_is_named(tmp_path):
 def test_portrait_face_weight_covers_the_rendered_face():
     import numpy as np
 
-    from charforge.mini.recipe import face_loss_weight
-    from charforge.mini.render import render, sample_portraits
+    from charforge.recipes.portrait_mini.recipe import face_loss_weight
+    from charforge.recipes.portrait_mini.render import render, sample_portraits
 
     weight = np.array(face_loss_weight(16))
     face = np.mean([render(p)[1]["face"] for p in sample_portraits(0, 8, held_out=None)], axis=0)
@@ -217,7 +217,7 @@ def test_shipped_model_generates_deterministically_at_64px():
 
 @shipped
 def test_shipped_vae_round_trip_on_held_out_renders():
-    from charforge.mini.classifier import render_set
+    from charforge.recipes.portrait_mini.classifier import render_set
 
     pipe = load_pipeline()
     images, _ = render_set(777, 24, held_out=True)
@@ -228,7 +228,7 @@ def test_shipped_vae_round_trip_on_held_out_renders():
 
 @shipped
 def test_shipped_classifier_reads_held_out_renders():
-    from charforge.mini.classifier import accuracy, load_classifier, render_set
+    from charforge.recipes.portrait_mini.classifier import accuracy, load_classifier, render_set
 
     images, portraits = render_set(778, 120, held_out=True)
     acc = accuracy(load_classifier(), images, portraits)

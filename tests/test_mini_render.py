@@ -7,11 +7,11 @@ import pytest
 from scipy import ndimage
 
 from charforge.errors import InvalidInput
-from charforge.mini import render
-from charforge.mini.dataset import PortraitSource
-from charforge.mini.render import (BACKGROUND_COLOURS, EXPRESSIONS, HAIR_COLOURS, MASK_NAMES, Portrait,
+from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini.dataset import PortraitSource
+from charforge.recipes.portrait_mini.render import (BACKGROUND_COLOURS, EXPRESSIONS, HAIR_COLOURS, MASK_NAMES, Portrait,
                                    is_held_out, portrait_from_caption, sample_portraits)
-from charforge.mini.tokenizer import build_tokenizer, caption_words
+from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words
 
 
 def _portraits(n: int, seed: int = 3) -> list[Portrait]:

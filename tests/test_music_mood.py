@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charforge.audio.bgm_dataset import mood_prompt
+from charforge.recipes.bgm_mini.dataset import mood_prompt
 from charforge.audio.mood import mood_table, plan_for_state, plan_music
 from charforge.emotion import EmotionState
 from charforge.errors import InvalidInput

@@ -21,7 +21,7 @@ def test_sample_cast_loads():
 
 
 def test_sample_prompts_use_the_mini_model_vocabulary():
-    render = pytest.importorskip("charforge.mini.render")
+    render = pytest.importorskip("charforge.recipes.portrait_mini.render")
     alt = lambda words: "|".join(map(re.escape, words))  # noqa: E731
     pattern = re.compile(
         rf"portrait of a girl with ({alt(render.HAIR_STYLES)}) ({alt(render.HAIR_COLOURS)}) hair, "

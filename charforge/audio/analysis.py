@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
-from charforge.audio.music import NOTE_NAMES, Mode
+from charforge.audio.theory import NOTE_NAMES, Mode
 from charforge.errors import InvalidInput
 
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first.

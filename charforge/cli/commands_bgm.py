@@ -28,7 +28,7 @@ def train_bgm_mini(
     if minutes <= 0:
         raise InvalidInput(f"--minutes must be positive, got {minutes}")
     check_run_dir(out, resume)
-    from charforge.audio.bgm_model import train_bgm_mini as run
+    from charforge.recipes.bgm_mini.train import train_bgm_mini as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed)))
@@ -48,7 +48,7 @@ def eval_bgm_mini(
         raise InvalidInput("--clips must be at least 4, --steps positive and --transitions 0 or at least 2")
     if not (model / "model_index.json").is_file():
         raise InvalidInput(f"{model} is not a diffusers model folder (no model_index.json)")
-    from charforge.audio.bgm_eval import evaluate_bgm, evaluate_transitions
+    from charforge.recipes.bgm_mini.evaluate import evaluate_bgm, evaluate_transitions
 
     report = evaluate_bgm(model, clips=clips, steps=steps, guidance=guidance)
     if transitions:

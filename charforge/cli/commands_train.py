@@ -46,7 +46,7 @@ def train_portrait_mini(
     if minutes <= 0 or decoder_minutes < 0:
         raise InvalidInput(f"--minutes must be positive and --decoder-minutes not negative, got {minutes}, {decoder_minutes}")
     check_run_dir(out, resume)
-    from charforge.mini.recipe import train_portrait_mini as run
+    from charforge.recipes.portrait_mini.recipe import train_portrait_mini as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads)
@@ -64,7 +64,7 @@ def eval_portrait_mini(
     """Hair-colour and expression accuracy of generated samples on held-out prompts, and VAE PSNR."""
     if samples <= 0 or steps <= 0:
         raise InvalidInput("--samples and --steps must be positive")
-    from charforge.mini.evaluate import evaluate
+    from charforge.recipes.portrait_mini.evaluate import evaluate
 
     report = evaluate(model, samples=samples, steps=steps, guidance=guidance)
     if as_json:

@@ -19,9 +19,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from charforge.errors import ModelLoadError
-from charforge.mini import render
-from charforge.mini.dataset import image_to_tensor
-from charforge.mini.render import Portrait
+from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini.dataset import image_to_tensor
+from charforge.recipes.portrait_mini.render import Portrait
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def load_classifier(path: str | Path = WEIGHTS) -> PortraitClassifier:
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"portrait classifier weights not found at {path}; "
-                             "train them with `python -m charforge.mini.classifier`")
+                             "train them with `python -m charforge.recipes.portrait_mini.classifier`")
     model = PortraitClassifier()
     model.load_state_dict(load_file(str(path)))
     return model.eval()
@@ -149,7 +149,7 @@ def accuracy(model: PortraitClassifier, images: torch.Tensor, portraits: list[Po
             for name in HEADS}
 
 
-if __name__ == "__main__":  # python -m charforge.mini.classifier: retrain the shipped judge
+if __name__ == "__main__":  # python -m charforge.recipes.portrait_mini.classifier: retrain the shipped judge
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
     clf = train_classifier()

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from charforge.audio import analysis
-from charforge.audio.bgm_dataset import LEADS, mood_prompt
+from charforge.recipes.bgm_mini.dataset import LEADS, mood_prompt
 from charforge.audio.codec import SpectrogramCodec
 from charforge.errors import InvalidInput
 
@@ -83,7 +83,7 @@ def vae_mode_survival(model: str | Path | Any, samples: int = 24, seed: int = 99
     """
     import torch
 
-    from charforge.audio.bgm_dataset import BGMSource
+    from charforge.recipes.bgm_mini.dataset import BGMSource
     from charforge.engine import load_model
 
     bundle = model if hasattr(model, "unet") else load_model(model)

@@ -18,12 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 from charforge.errors import ModelLoadError
-from charforge.mini.classifier import HEADS, accuracy, load_classifier, render_set
-from charforge.mini.render import sample_portraits
+from charforge.recipes.portrait_mini.classifier import HEADS, accuracy, load_classifier, render_set
+from charforge.recipes.portrait_mini.render import sample_portraits
 
 log = logging.getLogger(__name__)
 
-SHIPPED = Path(__file__).resolve().parent.parent / "models" / "portrait-mini"
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "portrait-mini"
 EVAL_SEED = 2024  # prompts of the evaluation (held-out identities)
 VAE_SEED = 4242  # renders of the PSNR measurement (held-out identities)
 

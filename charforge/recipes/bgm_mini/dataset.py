@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from charforge.audio import music
+from charforge.recipes.bgm_mini import music
 from charforge.audio.codec import SpectrogramCodec
 from charforge.errors import InvalidInput
 

@@ -15,12 +15,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from charforge.audio.bgm_dataset import BGMSource, caption_words
+from charforge.recipes.bgm_mini.dataset import BGMSource, caption_words
 from charforge.audio.codec import get_preset
-from charforge.mini.architecture import scheduler_config, text_config
-from charforge.mini.tokenizer import build_tokenizer
-from charforge.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
-from charforge.training.trainer import load_run
+from charforge.recipes.portrait_mini.architecture import scheduler_config, text_config
+from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
+from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
+from charforge.recipes.training.trainer import load_run
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ Used for charforge's own mini models (portraits, BGM spectrograms); nothing here
 images depict.
 """
 
-from charforge.training.config import ModelSpec, TrainConfig
-from charforge.training.data import SampleSource
-from charforge.training.trainer import LatentDiffusionTrainer
+from charforge.recipes.training.config import ModelSpec, TrainConfig
+from charforge.recipes.training.data import SampleSource
+from charforge.recipes.training.trainer import LatentDiffusionTrainer
 
 __all__ = ["LatentDiffusionTrainer", "ModelSpec", "SampleSource", "TrainConfig"]

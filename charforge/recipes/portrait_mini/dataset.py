@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from charforge.mini.render import Portrait, render, sample_portraits
+from charforge.recipes.portrait_mini.render import Portrait, render, sample_portraits
 
 
 class PortraitSource:

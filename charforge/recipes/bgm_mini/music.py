@@ -28,12 +28,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from charforge.audio.theory import NOTE_NAMES, Mode
 from charforge.errors import InvalidInput
 
-Mode = Literal["major", "minor"]
 Lead = Literal["pad", "pluck", "piano"]
 
-NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MIN_BPM, MAX_BPM = 60.0, 180.0
 
 # Chords as semitone offsets from the tonic.

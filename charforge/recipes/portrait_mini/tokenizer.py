@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-from charforge.mini import render
+from charforge.recipes.portrait_mini import render
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_LENGTH = 77

@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from charforge.errors import InvalidInput, NotFound
-from charforge.training.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
-from charforge.training.config import ModelSpec, TrainConfig
-from charforge.training.data import SampleSource, batch, captions
+from charforge.recipes.training.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
+from charforge.recipes.training.config import ModelSpec, TrainConfig
+from charforge.recipes.training.data import SampleSource, batch, captions
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from pathlib import Path
 from charforge.errors import InvalidInput
 import torch
 
-from charforge.mini import render
-from charforge.mini.architecture import (GROWN_PREFIXES, LATENT_SIZE, scheduler_config, text_config, unet_config,
+from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini.architecture import (GROWN_PREFIXES, LATENT_SIZE, scheduler_config, text_config, unet_config,
                                          vae_config)
-from charforge.mini.dataset import PortraitSource
-from charforge.mini.tokenizer import build_tokenizer
-from charforge.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
-from charforge.training.trainer import grow_run, load_run
+from charforge.recipes.portrait_mini.dataset import PortraitSource
+from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
+from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
+from charforge.recipes.training.trainer import grow_run, load_run
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ if __name__ == "__main__":  # the extra steps of the shipped run; see the model 
     import argparse
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m charforge.mini.recipe")
+    parser = argparse.ArgumentParser(prog="python -m charforge.recipes.portrait_mini.recipe")
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("branch", help="decoder phase in a copy of a run whose UNet phase has started")
     b.add_argument("main_run")

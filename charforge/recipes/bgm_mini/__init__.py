@@ -1,0 +1,1 @@
+"""charforge-mini-bgm: procedural music, its mel-spectrogram dataset, training and evaluation."""
