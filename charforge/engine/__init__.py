@@ -4,8 +4,10 @@ It knows nothing of characters, emotions or storage: it takes a model, prompts, 
 returns tensors and images.
 """
 
+from charforge.engine.cache import cached_model
 from charforge.engine.guidance import LossGuidance, colour_loss
 from charforge.engine.hooks import BatchLayout, Hook, StepContext
+from charforge.engine.images import decode_pixels, prepare_image, psnr, to_pil, to_uint8
 from charforge.engine.loading import ModelBundle, default_model_path, load_model
 from charforge.engine.loop import (
     decode_latents,
@@ -30,8 +32,10 @@ __all__ = [
     "LossGuidance",
     "ModelBundle",
     "StepContext",
+    "cached_model",
     "colour_loss",
     "decode_latents",
+    "decode_pixels",
     "default_model_path",
     "denoise",
     "encode_images",
@@ -45,9 +49,13 @@ __all__ = [
     "make_scheduler",
     "parse_parameters",
     "predict_x0",
+    "prepare_image",
+    "psnr",
     "read_parameters",
     "save_png",
     "scheduler_names",
     "seeded_generators",
+    "to_pil",
+    "to_uint8",
     "txt2img",
 ]
