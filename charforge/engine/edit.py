@@ -79,13 +79,14 @@ def replay(
     check_model(model, inversion)
     method = get_method(inversion.method)
     scheduler, _ = inversion_schedulers(model, inversion.steps)
-    cond, uncond = method.source_embeddings(model, inversion, source_prompt)
+    source = inversion.prompt if source_prompt is None else source_prompt
+    cond, uncond = method.source_embeddings(model, inversion, source)
     if isinstance(targets, str):
         targets = [targets]
     if isinstance(targets, torch.Tensor):
         cond = torch.cat([cond, targets.to(cond)])
-    elif targets:
-        cond = torch.cat([cond, encode_prompts(model, list(targets))])
+    elif targets:  # encoded behind the source, in one batch: batched text-encoder matmuls round by batch
+        cond = torch.cat([cond, encode_prompts(model, [source, *targets])[1:]])
     control = AttentionControl(controllers) if controllers else None
     follow = method.replay_hooks(
         inversion,
