@@ -21,7 +21,7 @@ from charforge.engine.loop import (
 from charforge.engine.modes import Generation, GenerationParams, LatentBlend, img2img, inpaint, txt2img
 from charforge.engine.outputs import format_parameters, parse_parameters, read_parameters, save_png
 from charforge.engine.prompts import encode_prompts
-from charforge.engine.schedulers import make_scheduler, scheduler_names
+from charforge.engine.schedulers import make_scheduler
 
 __all__ = [
     "BatchLayout",
@@ -53,7 +53,6 @@ __all__ = [
     "psnr",
     "read_parameters",
     "save_png",
-    "scheduler_names",
     "seeded_generators",
     "to_pil",
     "to_uint8",

@@ -43,8 +43,8 @@ from charforge.engine.inversion import (
     InversionResult,
     check_model,
     get_method,
-    invert,
     inversion_schedulers,
+    invert,
 )
 from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import denoise

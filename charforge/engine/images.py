@@ -22,7 +22,9 @@ ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 _POSTPROCESS = VaeImageProcessor()  # postprocessing does not depend on the VAE factor
 
 
-def prepare_image(model: ModelBundle, image: ImageInput, width: int | None = None, height: int | None = None) -> torch.Tensor:
+def prepare_image(
+    model: ModelBundle, image: ImageInput, width: int | None = None, height: int | None = None
+) -> torch.Tensor:
     """One image -> (1, 3, H, W) float32 in [-1, 1]; sides default to the image's, rounded down to the VAE factor."""
     processor = VaeImageProcessor(vae_scale_factor=model.vae_scale_factor)
     pixels = processor.preprocess(image, height=height, width=width).to(torch.float32)

@@ -11,7 +11,6 @@ guided redraws (`InversionMethod.correct`), which embeddings the source is repla
 from __future__ import annotations
 
 import logging
-from abc import ABC
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -64,8 +63,8 @@ def encode_mean(model: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
 def check_model(model: ModelBundle, inversion: InversionResult) -> None:
     if model.model_hash != inversion.model_hash:
         raise StaleIdentity(
-            f"inversion was made with model {inversion.model_hash[:10]} but the loaded model is {model.model_hash[:10]}; "
-            "invert the image again with this model"
+            f"inversion was made with model {inversion.model_hash[:10]} but the loaded model is "
+            f"{model.model_hash[:10]}; invert the image again with this model"
         )
 
 
@@ -115,7 +114,7 @@ class FollowInversion(Hook):
         return latents if self.source_computed(ctx) else self.on_tracked(latents, ctx.index)
 
 
-class InversionMethod(ABC):
+class InversionMethod:
     """One inversion method, registered by `name` (see `charforge.engine.inversion.registry`).
 
     The defaults are plain DDIM inversion: nothing fitted, the source replayed with its prompt and

@@ -6,7 +6,8 @@ free, about as good as guidance-1 DDIM. At replay the source needs no unconditio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -31,5 +32,12 @@ class NegativePromptInversion(InversionMethod):
         cond = encode_prompts(model, [inversion.prompt if source_prompt is None else source_prompt])
         return cond, cond
 
-    def replay_hooks(self, inversion: InversionResult, *, needs_source=None, shortcut: bool = False, **options) -> list[Hook]:
+    def replay_hooks(
+        self,
+        inversion: InversionResult,
+        *,
+        needs_source: Callable[[int], bool] | None = None,
+        shortcut: bool = False,
+        **options: Any,
+    ) -> list[Hook]:
         return [_FollowUnguided(inversion, needs_source, shortcut)]

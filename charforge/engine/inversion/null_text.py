@@ -7,6 +7,7 @@ as `uncond_embeddings` (steps, L, D) and supplied again, for every row, at repla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -98,5 +99,12 @@ class NullTextInversion(InversionMethod):
         result.step_tensors[EMBEDDINGS] = torch.cat(optimizer.embeddings)
         result.extra["losses"] = optimizer.losses
 
-    def replay_hooks(self, inversion: InversionResult, *, needs_source=None, shortcut: bool = False, **options) -> list[Hook]:
+    def replay_hooks(
+        self,
+        inversion: InversionResult,
+        *,
+        needs_source: Callable[[int], bool] | None = None,
+        shortcut: bool = False,
+        **options: Any,
+    ) -> list[Hook]:
         return [_FollowEmbeddings(inversion, needs_source, shortcut)]

@@ -76,13 +76,14 @@ class InversionResult:
         return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in out.items()}
 
     @classmethod
-    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> "InversionResult":
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> InversionResult:
         """Rebuild from `tensors()` and `metadata()` (as a store keeps them), checking both.
 
         The method name is not looked up here: a method registered later (or no longer) is named
         by the error of the replay that needs it."""
-        if meta.get("format") != FORMAT_VERSION or not isinstance(meta.get("method"), str) or not meta["method"]:
-            raise IntegrityError(f"unsupported inversion metadata (format {meta.get('format')}, method {meta.get('method')})")
+        method = meta.get("method")
+        if meta.get("format") != FORMAT_VERSION or not isinstance(method, str) or not method:
+            raise IntegrityError(f"unsupported inversion metadata (format {meta.get('format')}, method {method})")
         if "trajectory" not in tensors:
             raise IntegrityError("inversion tensors have no trajectory")
         return cls(
@@ -99,7 +100,7 @@ class InversionResult:
         return blob, {**self.metadata(), "sha256": hashlib.sha256(blob).hexdigest()}
 
     @classmethod
-    def from_bytes(cls, blob: bytes, meta: Mapping[str, Any]) -> "InversionResult":
+    def from_bytes(cls, blob: bytes, meta: Mapping[str, Any]) -> InversionResult:
         expected = meta.get("sha256")
         if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
             raise IntegrityError("inversion tensors do not match their recorded sha256")
@@ -115,7 +116,7 @@ class InversionResult:
         return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike) -> "InversionResult":
+    def from_pretrained(cls, folder: str | os.PathLike) -> InversionResult:
         folder = Path(folder)
         tensors, meta = folder / TENSORS_FILE, folder / META_FILE
         if not tensors.is_file() or not meta.is_file():

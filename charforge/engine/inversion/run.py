@@ -49,5 +49,6 @@ def invert_latent(
     if guidance < 1:
         raise InvalidInput(f"guidance must be >= 1, got {guidance}")
     return chosen.invert(
-        model, clean, prompt, steps=steps, guidance=guidance, negative_prompt=negative_prompt, progress=progress, **options
-    )
+        model, clean, prompt, steps=steps, guidance=guidance, negative_prompt=negative_prompt, progress=progress,
+        **options,
+    )  # fmt: skip
