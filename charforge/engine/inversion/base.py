@@ -104,25 +104,26 @@ class FollowInversion(Hook):
     def source_computed(ctx: StepContext) -> bool:
         return ctx.layout is None or 0 in ctx.layout.cond_rows
 
-    def on_tracked(self, latents: torch.Tensor, index: int) -> torch.Tensor:
+    def put_on_trajectory(self, latents: torch.Tensor, index: int) -> torch.Tensor:
         """`latents` with row 0 put on the trajectory after step `index`."""
         latents = latents.clone()
         latents[0] = self.inversion.trajectory[index + 1].to(latents)
         return latents
 
     def on_step_end(self, ctx: StepContext, latents: torch.Tensor) -> torch.Tensor:
-        return latents if self.source_computed(ctx) else self.on_tracked(latents, ctx.index)
+        return latents if self.source_computed(ctx) else self.put_on_trajectory(latents, ctx.index)
 
 
 class InversionMethod:
     """One inversion method, registered by `name` (see `charforge.engine.inversion.registry`).
 
     The defaults are plain DDIM inversion: nothing fitted, the source replayed with its prompt and
-    negative prompt, and `FollowInversion` keeping it on the trajectory. Options a method does not
-    use are ignored, so one call can carry the options of several methods.
+    negative prompt, and `follow` (a `FollowInversion`) keeping it on the trajectory. Options a method
+    does not use are ignored, so one call can carry the options of several methods.
     """
 
     name: ClassVar[str]
+    follow: ClassVar[type[FollowInversion]] = FollowInversion
 
     def invert(
         self,
@@ -175,4 +176,4 @@ class InversionMethod:
         **options: Any,
     ) -> list[Hook]:
         """The hooks that keep row 0 on the inversion during a replay (they run before any other hook)."""
-        return [FollowInversion(inversion, needs_source, shortcut)]
+        return [self.follow(inversion, needs_source, shortcut)]

@@ -68,7 +68,7 @@ class FollowOffsets(FollowInversion):
             latents = latents.clone()
             latents[0] = latents[0] + offset.to(latents)
         else:
-            latents = self.on_tracked(latents, ctx.index)
+            latents = self.put_on_trajectory(latents, ctx.index)
         if self.offset_targets:
             latents = latents.clone()
             latents[1:] = latents[1:] + offset.to(latents)

@@ -6,12 +6,11 @@ free, about as good as guidance-1 DDIM. At replay the source needs no unconditio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 
-from charforge.engine.hooks import Hook, StepContext
+from charforge.engine.hooks import StepContext
 from charforge.engine.inversion.base import FollowInversion, InversionMethod
 from charforge.engine.inversion.result import InversionResult
 from charforge.engine.loading import ModelBundle
@@ -25,19 +24,10 @@ class _FollowUnguided(FollowInversion):
 
 class NegativePromptInversion(InversionMethod):
     name = "negative-prompt"
+    follow = _FollowUnguided
 
     def source_embeddings(
         self, model: ModelBundle, inversion: InversionResult, source_prompt: str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cond = encode_prompts(model, [inversion.prompt if source_prompt is None else source_prompt])
         return cond, cond
-
-    def replay_hooks(
-        self,
-        inversion: InversionResult,
-        *,
-        needs_source: Callable[[int], bool] | None = None,
-        shortcut: bool = False,
-        **options: Any,
-    ) -> list[Hook]:
-        return [_FollowUnguided(inversion, needs_source, shortcut)]

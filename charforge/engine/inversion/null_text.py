@@ -7,7 +7,6 @@ as `uncond_embeddings` (steps, L, D) and supplied again, for every row, at repla
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -83,6 +82,7 @@ class _FollowEmbeddings(FollowInversion):
 
 class NullTextInversion(InversionMethod):
     name = "null-text"
+    follow = _FollowEmbeddings
 
     def correct(
         self, model: ModelBundle, result: InversionResult, scheduler: DDIMScheduler, cond: torch.Tensor,
@@ -98,13 +98,3 @@ class NullTextInversion(InversionMethod):
         denoise(model, scheduler, result.trajectory[:1], cond, uncond, result.guidance, [optimizer], progress=progress)
         result.step_tensors[EMBEDDINGS] = torch.cat(optimizer.embeddings)
         result.extra["losses"] = optimizer.losses
-
-    def replay_hooks(
-        self,
-        inversion: InversionResult,
-        *,
-        needs_source: Callable[[int], bool] | None = None,
-        shortcut: bool = False,
-        **options: Any,
-    ) -> list[Hook]:
-        return [_FollowEmbeddings(inversion, needs_source, shortcut)]
