@@ -48,7 +48,7 @@ def decode_pixels(model: ModelBundle, latents: torch.Tensor) -> torch.Tensor:
 
 def to_uint8(pixels: torch.Tensor) -> list[np.ndarray]:
     """Pixels in [0, 1] (B, 3, H, W) -> one uint8 (H, W, 3) array per row."""
-    return [np.asarray(image) for image in to_pil(pixels)]
+    return [np.array(image) for image in to_pil(pixels)]
 
 
 def to_pil(pixels: torch.Tensor) -> list[PIL.Image.Image]:
