@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
-
-from sqlalchemy import URL
+from typing import TYPE_CHECKING, Any
 
 from charforge.cards import CharacterCard
 from charforge.character.handle import Character, IdentityBuilder
@@ -15,6 +13,9 @@ from charforge.paths import Workspace
 from charforge.store import Database, Repository
 from charforge.store.models import JobStatus
 from charforge.store.records import CharacterRow, Job
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,10 @@ def _make_engine(url: URL, *, immediate: bool, foreign_keys: bool, timeout: floa
         return _sqlite_engine(url, immediate=immediate, foreign_keys=foreign_keys, timeout=timeout)
     # Server databases enforce foreign keys and lock rows on write by themselves; the version counter
     # catches lost updates. pool_pre_ping survives a server restart between units of work.
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:  # unknown dialect, or its driver is not installed
+        raise InvalidInput(f"cannot use database URL {url.render_as_string(hide_password=True)}: {exc}") from None
 
 
 def _busy(exc: OperationalError) -> ConflictError | None:
@@ -155,8 +158,14 @@ class Database:
         return head
 
     def current_revision(self) -> str | None:
-        with self._reader.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        try:
+            with self._reader.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except OperationalError as exc:
+            if busy := _busy(exc):
+                raise busy from exc
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise InvalidInput(f"cannot open the database {self}: {reason}") from None
 
     def upgrade(self, revision: str = "head") -> str | None:
         self._migrate(lambda cfg: command.upgrade(cfg, revision))
