@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
+import torch
 
 from charforge import EmotionState, Forge
-from charforge.errors import AlreadyExists, InvalidInput
+from charforge.errors import AlreadyExists, ConflictError, InvalidInput
 from charforge.paths import Workspace
 from charforge.store import Database, Repository
 
@@ -86,3 +88,36 @@ def test_emotion_state_coerce():
     assert EmotionState.coerce(None, {"joy": 0.1}, default=EmotionState(fear=0.3)) == EmotionState(joy=0.1)
     with pytest.raises(InvalidInput, match="not both"):
         EmotionState.coerce({"joy": 0.5}, {"fear": 0.5})
+
+
+SERVER_URL = os.environ.get("CHARFORGE_TEST_DB_URL")
+
+
+@pytest.mark.skipif(not SERVER_URL, reason="set CHARFORGE_TEST_DB_URL to a throwaway server database (its tables are dropped) to run")
+def test_the_store_on_a_server_database(tmp_path):
+    """The same repository on another dialect: migrations both ways, compare-and-swap, appends, jobs."""
+    db = Database.from_url(SERVER_URL)
+    assert db.dialect != "sqlite"
+    db.downgrade("base")  # the database is the test's own: start empty
+    db.close()
+    with Forge.open(tmp_path, db_url=SERVER_URL) as forge:
+        assert forge.db.current_revision() == Database.head_revision()
+        mira = forge.create("mira", prompt=PROMPT, seed=3)
+        mira.record_emotion({"joy": 0.5})
+        mira.store.put_identity("mask", {"m": torch.ones(2, 2)}, name="face")
+        assert torch.equal(mira.store.get_identity("mask", name="face").tensors["m"], torch.ones(2, 2))
+        asset = mira.store.add_asset(b"png", "cg", "0" * 64, {"x": 1})
+        assert mira.store.find_asset("cg", "0" * 64) == asset
+        forge.get("mira").update(prompt="portrait of a boy")
+        with pytest.raises(ConflictError):
+            mira.update(prompt="portrait of a cat")
+        with pytest.raises(AlreadyExists):
+            forge.create("mira", prompt=PROMPT)
+        job = forge.create_job("regenerate", {"k": 1}, character="mira")
+        assert forge.update_job(job.id, status="running", progress=0.5).status == "running"
+        assert [e.state for e in forge.get("mira").store.history()] == [EmotionState(joy=0.5)]
+        forge.rename("mira", "mirabel")
+        forge.delete("mirabel")
+        assert forge.list() == [] and forge.get_job(job.id).character is None
+        assert not asset.path.exists()
+        forge.db.downgrade("base")
