@@ -203,3 +203,20 @@ def test_character_forwards_are_thin():
         imports = [s for s in body if isinstance(s, ast.ImportFrom)]
         assert len(imports) <= 1 and len(body) - len(imports) <= 2, name
         assert not any(isinstance(n, (ast.For, ast.While, ast.If, ast.With)) for n in ast.walk(methods[name])), name
+
+
+def test_only_the_store_talks_to_the_database():
+    """No module outside charforge.store (and the migration scripts) imports SQLAlchemy, Alembic or sqlite3."""
+    db_libs = ("sqlalchemy", "alembic", "sqlite3")
+    offenders = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path, PACKAGE)
+        if _in(name, ("charforge.store", "charforge.migrations")):
+            continue
+        found = set()
+        for imp in _imports([ast.parse(path.read_text())], skip_type_checking=True):
+            names = [a.name for a in imp.names] if isinstance(imp, ast.Import) else [imp.module or ""]
+            found |= {n for n in names if n.split(".")[0] in db_libs}
+        if found:
+            offenders[name] = sorted(found)
+    assert offenders == {}
