@@ -321,9 +321,8 @@ def _write(
 ) -> None:
     """Store the identity; stale pieces of an earlier one (other method's tensors, lost regions) go."""
     store = character.store
-    store.put_identity(
-        IdentityKind.BASE_IMAGE, {"pixels": torch.from_numpy(np.array(pixels, dtype=np.uint8))}, metadata={"history": history}
-    )
+    base = {"pixels": torch.from_numpy(np.array(pixels, dtype=np.uint8))}
+    store.put_identity(IdentityKind.BASE_IMAGE, base, metadata={"history": history})
     tensors = inversion.tensors()
     store.put_identity(
         IdentityKind.INVERTED_LATENTS, {"trajectory": tensors["trajectory"]},
