@@ -43,7 +43,7 @@ def generate(
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Sampling steps.")] = 30,
     guidance: GuidanceOpt = 7.5,
     scheduler: Annotated[
-        str, typer.Option(parser=one_of(*SCHEDULERS), help=f"The sampler: {', '.join(SCHEDULERS)}.")
+        str, typer.Option(parser=one_of("scheduler", *SCHEDULERS), help=f"The sampler: {', '.join(SCHEDULERS)}.")
     ] = "ddim",
     width: Annotated[int | None, typer.Option(min=1, max=8192, help="Width in pixels (multiple of the VAE factor).")] = None,
     height: Annotated[int | None, typer.Option(min=1, max=8192, help="Height in pixels (multiple of the VAE factor).")] = None,

@@ -134,13 +134,13 @@ def output_folder(*, parent_must_exist: bool = True) -> Callable[[Any], Path]:
     return parse
 
 
-def one_of(*choices: str) -> Callable[[Any], str]:
+def one_of(what: str, *choices: str) -> Callable[[Any], str]:
     """A parser for one of `choices` (case-insensitive), naming them all when the value is not one."""
 
     def parse(value: Any) -> str:
         key = str(value).strip().lower()
         if key not in choices:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+            raise typer.BadParameter(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
         return key
 
     return parse

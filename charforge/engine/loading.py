@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from charforge.errors import ModelLoadError
+from charforge.errors import InvalidInput, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +107,34 @@ def weights_hash(ref: str | os.PathLike | None = None) -> str | None:
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """cuda > mps > cpu unless the caller says otherwise."""
+    """The caller's device, else $CHARFORGE_DEVICE, else cuda > mps > cpu; refused when it is not there."""
+    device = device if device is not None else os.environ.get("CHARFORGE_DEVICE") or None
     if device is not None:
-        return torch.device(device)
+        chosen = torch.device(device)
+        if not _available(chosen):
+            have = ", ".join(_devices())
+            raise InvalidInput(f"device {device} is not available: this torch ({torch.__version__}) has {have}")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _devices() -> list[str]:
+    found = ["cpu"]
+    found += [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    mps = getattr(torch.backends, "mps", None)
+    return found + (["mps"] if mps is not None and mps.is_available() else [])
+
+
+def _available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    if device.type == "mps":
+        return "mps" in _devices()
+    return True
 
 
 def pick_dtype(device: torch.device, dtype: torch.dtype | None = None) -> torch.dtype:
