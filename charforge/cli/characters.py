@@ -150,11 +150,11 @@ def show(ctx: typer.Context, name: NameArg, json_out: JsonOpt = False, workspace
     width = max(map(len, lines))
     for key, value in lines.items():  # plain lines: prompts are long and must not be wrapped
         typer.echo(f"{key:<{width}}  {value}")
-    if data["assets"]:
-        assets = Table("kind", "shows", "path")
+    if data["assets"]:  # plain lines too: a path cut short by a narrow terminal is of no use
+        typer.echo("assets:")
+        shows_width = max(len(a["shows"]) for a in data["assets"])
         for a in data["assets"]:
-            assets.add_row(a["kind"], a["shows"], a["path"])
-        console.print(assets)
+            typer.echo(f"  {a['kind']:<4} {a['shows']:<{shows_width}}  {a['path']}")
 
 
 @app.command()

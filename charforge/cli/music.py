@@ -8,7 +8,6 @@ Arguments are checked before any model loads.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from charforge.cli.options import WorkspaceOpt, DeviceOpt, finite, JsonOpt, outp
 from charforge.cli.workspace import echo_json, get_character, open_forge
 from charforge.emotion import EmotionState
 from charforge.errors import InvalidInput
+from charforge.files import atomic_write
 from charforge.paths import validate_slug
 
 app = typer.Typer()
@@ -95,7 +95,7 @@ def bgm(
             result = character.bgm(seconds=seconds or DEFAULT_SECONDS, seed=seed, loop=loop, steps=steps,
                                    progress=not json_out)  # fmt: skip
     if out is not None and out.suffix.lower() == result.path.suffix:
-        shutil.copyfile(result.path, out)
+        atomic_write(out, result.path.read_bytes())
     elif out is not None:
         _convert(result.path, out)
     data = {"character": character.name, **result.to_dict(), **({"out": str(out)} if out else {})}
