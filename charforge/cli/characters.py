@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charforge.cards import CharacterCard, load_cards
-from charforge.cli.options import WorkspaceOpt, DeviceOpt, JsonOpt, ModelOpt, SeedOpt, YesOpt, confirm, use_device
+from charforge.cli.options import DeviceOpt, JsonOpt, ModelOpt, SeedOpt, WorkspaceOpt, YesOpt, confirm, use_device
 from charforge.cli.workspace import echo_json, get_character, open_forge
 from charforge.errors import InvalidInput
 from charforge.paths import validate_slug
@@ -71,7 +71,9 @@ def create(
     seed: SeedOpt = None,
     model: ModelOpt = None,
     display_name: Annotated[str | None, typer.Option("--display-name", help="Name shown to people.")] = None,
-    no_render: Annotated[bool, typer.Option("--no-render", help="Store the definition only; build the identity later.")] = False,
+    no_render: Annotated[
+        bool, typer.Option("--no-render", help="Store the definition only; build the identity later.")
+    ] = False,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
@@ -85,7 +87,7 @@ def create(
     use_device(device)
     with open_forge(ctx, create=True) as forge:
         if not no_render:
-            from charforge.identity import build_identity
+            from charforge.character.identity import build_identity
 
             forge.identity_builder = build_identity
         character = forge.create_from_card(card, build_identity=not no_render)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from charforge.cli.options import WorkspaceOpt, JsonOpt, YesOpt, confirm
+from charforge.cli.options import JsonOpt, WorkspaceOpt, YesOpt, confirm
 from charforge.cli.workspace import echo_json, workspace_at
 from charforge.errors import InvalidInput
 from charforge.store import Database
@@ -39,7 +39,9 @@ def db_upgrade(
 @app.command("downgrade")
 def db_downgrade(
     ctx: typer.Context,
-    revision: Annotated[str | None, typer.Argument(metavar="REVISION", help="Target revision, e.g. 0001 or base.")] = None,
+    revision: Annotated[
+        str | None, typer.Argument(metavar="REVISION", help="Target revision, e.g. 0001 or base.")
+    ] = None,
     yes: YesOpt = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from charforge.cli.options import WorkspaceOpt, DeviceOpt, JsonOpt, ModelOpt, use_device
+from charforge.cli.options import DeviceOpt, JsonOpt, ModelOpt, WorkspaceOpt, use_device
 from charforge.cli.workspace import echo_json, open_forge
 
 app = typer.Typer()
@@ -17,12 +17,14 @@ def demo(
     ctx: typer.Context,
     model: ModelOpt = None,
     steps: Annotated[int, typer.Option("--steps", min=1, max=200, help="Denoising steps.")] = 20,
-    music: Annotated[bool, typer.Option("--music/--no-music", help="Also write each character's BGM for two moods.")] = True,
+    music: Annotated[
+        bool, typer.Option("--music/--no-music", help="Also write each character's BGM for two moods.")
+    ] = True,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Import the sample cast and render its emotion sweep (base + each emotion at two intensities) as a contact sheet."""
+    """Import the sample cast and render its emotion sweep (base + each emotion at two intensities) as a sheet."""
     use_device(device)
     from charforge.demo import run_demo
 

@@ -8,21 +8,21 @@ while parsing or before the model is loaded; heavy imports stay inside the comma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from charforge.cli.options import (
-    WorkspaceOpt,
     DeviceOpt,
-    finite,
     ModelOpt,
-    output_file,
-    output_folder,
     PngOut,
     SeedOpt,
+    WorkspaceOpt,
+    finite,
     fraction,
     open_image,
+    output_file,
+    output_folder,
     use_device,
 )
 from charforge.errors import InvalidInput, ModelLoadError
@@ -49,7 +49,7 @@ def _save_png(image, out: Path) -> None:
     atomic_write(out, lambda stream: image.save(stream, format="PNG"))
 
 
-def _load(model: Optional[str], device: Optional[str]):
+def _load(model: str | None, device: str | None):
     from charforge.engine import load_model
     from charforge.engine.loading import default_model_path
 
@@ -86,7 +86,8 @@ def invert_command(
     image: Annotated[Path, typer.Argument(metavar="IMAGE", help="The picture to invert.")],
     prompt: Annotated[str, typer.Option(help="A description of the picture.")],
     out: Annotated[
-        Path, typer.Option(parser=output_folder(), help="Folder for inversion.safetensors/.json and reconstruction.png.")
+        Path,
+        typer.Option(parser=output_folder(), help="Folder for inversion.safetensors/.json and reconstruction.png."),
     ],
     method: Annotated[str, typer.Option(help=METHOD_HELP)] = "direct",
     steps: StepsOpt = 50,
@@ -104,17 +105,23 @@ def invert_command(
     from charforge.engine.inversion import invert, prepare_image, psnr, reconstruct
 
     bundle = _load(model, device)
-    inversion = invert(bundle, picture, prompt, method, steps=steps, guidance=guidance, negative_prompt=negative, progress=True)
+    inversion = invert(
+        bundle, picture, prompt, method, steps=steps, guidance=guidance, negative_prompt=negative, progress=True
+    )
     inversion.save(out)
     pixels = reconstruct(bundle, inversion, progress=True)
     _save_png(_to_image(pixels), out / "reconstruction.png")
     target = (prepare_image(bundle, picture) / 2 + 0.5).clamp(0, 1)
-    typer.echo(f"{out}  reconstruction PSNR {psnr(pixels, target):.2f} dB ({method}, {steps} steps, guidance {guidance})")
+    typer.echo(
+        f"{out}  reconstruction PSNR {psnr(pixels, target):.2f} dB ({method}, {steps} steps, guidance {guidance})"
+    )
 
 
 @app.command("edit")
 def edit_command(
-    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="The picture to edit, or a folder written by `charforge invert`.")],
+    image: Annotated[
+        Path, typer.Argument(metavar="IMAGE", help="The picture to edit, or a folder written by `charforge invert`.")
+    ],
     prompt: Annotated[str, typer.Option(help="A description of the picture (the source prompt).")],
     to: Annotated[str, typer.Option(help="The same description, edited (the target prompt).")],
     out: PngOut,
@@ -130,7 +137,8 @@ def edit_command(
     reweight: Annotated[list[str], typer.Option(help="WORD=FACTOR: strengthen a target word (repeatable).")] = [],  # noqa: B006
     masactrl: Annotated[bool, typer.Option(help="Mutual self-attention for pose/gesture changes.")] = False,
     offset_targets: Annotated[
-        bool, typer.Option(help="Direct inversion: correct the edited branch too (keeps identity; not the paper's default).")
+        bool,
+        typer.Option(help="Direct inversion: correct the edited branch too (keeps identity; not the paper's default)."),
     ] = False,
     cross_steps: Annotated[
         float, typer.Option(parser=fraction(), help="Fraction of steps the target copies cross-attention.")
@@ -171,13 +179,12 @@ def edit_command(
 @app.command("attention")
 def attention_command(
     image_or_prompt: Annotated[
-        str, typer.Argument(metavar="IMAGE_OR_PROMPT", help="An image file (with --prompt) or a prompt to generate from.")
+        str,
+        typer.Argument(metavar="IMAGE_OR_PROMPT", help="An image file (with --prompt) or a prompt to generate from."),
     ],
     word: Annotated[str, typer.Option(help="The word whose cross-attention to show.")],
-    out: Annotated[
-        Path, typer.Option(parser=output_file(".png"), help="Output .png (the map laid over the picture).")
-    ],
-    prompt: Annotated[Optional[str], typer.Option(help="Description of the image (image mode).")] = None,
+    out: Annotated[Path, typer.Option(parser=output_file(".png"), help="Output .png (the map laid over the picture).")],
+    prompt: Annotated[str | None, typer.Option(help="Description of the image (image mode).")] = None,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Sampling steps.")] = 30,
     seed: SeedOpt = None,
     model: ModelOpt = None,

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from charforge.cli.options import WorkspaceOpt, DeviceOpt, JsonOpt, use_device
+from charforge.cli.options import DeviceOpt, JsonOpt, WorkspaceOpt, use_device
 from charforge.cli.workspace import echo_json, get_character, open_forge
 from charforge.emotion import EmotionState
 from charforge.errors import InvalidInput
@@ -82,7 +82,13 @@ def emote(
 
 
 @app.command()
-def explain(ctx: typer.Context, name: NameArg, emotions: EmotionsArg = None, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+def explain(
+    ctx: typer.Context,
+    name: NameArg,
+    emotions: EmotionsArg = None,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
     """Show what conditioning a state becomes for a character (phrases, blend, attention weights)."""
     state = parse_state(name, emotions, "explain")
     with open_forge(ctx) as forge:

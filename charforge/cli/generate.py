@@ -13,12 +13,12 @@ from typing import Annotated
 import typer
 
 from charforge.cli.options import (
-    WorkspaceOpt,
     DeviceOpt,
     GuidanceOpt,
     ModelOpt,
     PngOut,
     SeedOpt,
+    WorkspaceOpt,
     fraction,
     one_of,
     open_image,
@@ -45,12 +45,19 @@ def generate(
     scheduler: Annotated[
         str, typer.Option(parser=one_of("scheduler", *SCHEDULERS), help=f"The sampler: {', '.join(SCHEDULERS)}.")
     ] = "ddim",
-    width: Annotated[int | None, typer.Option(min=1, max=8192, help="Width in pixels (multiple of the VAE factor).")] = None,
-    height: Annotated[int | None, typer.Option(min=1, max=8192, help="Height in pixels (multiple of the VAE factor).")] = None,
+    width: Annotated[
+        int | None, typer.Option(min=1, max=8192, help="Width in pixels (multiple of the VAE factor).")
+    ] = None,
+    height: Annotated[
+        int | None, typer.Option(min=1, max=8192, help="Height in pixels (multiple of the VAE factor).")
+    ] = None,
     image: Annotated[Path | None, typer.Option(help="Start from this image (img2img, or inpaint with --mask).")] = None,
     strength: Annotated[
         float | None,
-        typer.Option(parser=fraction(low_open=True), help="How much of the image to redraw, in (0, 1] (default 0.75; 1 with --mask)."),
+        typer.Option(
+            parser=fraction(low_open=True),
+            help="How much of the image to redraw, in (0, 1] (default 0.75; 1 with --mask).",
+        ),
     ] = None,
     mask: Annotated[Path | None, typer.Option(help="White = repaint; same size as --image.")] = None,
     device: DeviceOpt = None,
@@ -74,7 +81,13 @@ def generate(
 
     bundle = load_model(model, device=device, config=config)
     common = dict(
-        negative=negative, seed=0 if seed is None else seed, steps=steps, guidance=guidance, scheduler=scheduler, width=width, height=height
+        negative=negative,
+        seed=0 if seed is None else seed,
+        steps=steps,
+        guidance=guidance,
+        scheduler=scheduler,
+        width=width,
+        height=height,
     )
     if source is None:
         result = txt2img(bundle, prompt, progress=True, **common)

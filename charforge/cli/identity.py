@@ -12,13 +12,13 @@ from typing import Annotated
 import typer
 
 from charforge.cli.options import (
-    WorkspaceOpt,
     DeviceOpt,
     JsonOpt,
-    output_file,
     SeedOpt,
+    WorkspaceOpt,
     fraction,
     open_image,
+    output_file,
     use_device,
 )
 from charforge.cli.workspace import echo_json, get_character, open_forge
@@ -50,7 +50,7 @@ def mask(
         raise InvalidInput("mask needs exactly one of --from FILE (set the mask) or --out FILE (export it)")
     picture = open_image(source, "--from", "L") if source is not None else None
     use_device(device)
-    from charforge.identity import load_identity
+    from charforge.character.identity import load_identity
 
     with open_forge(ctx) as forge:
         character = get_character(forge, name)
@@ -103,13 +103,18 @@ def reinvert(
 def inpaint(
     ctx: typer.Context,
     name: NameArg,
-    prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="What the region becomes, e.g. 'red outfit'.")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="A stored mask: face, hair, outfit, background...")] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help="What the region becomes, e.g. 'red outfit'.")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="A stored mask: face, hair, outfit, background...")
+    ] = None,
     mask_file: Annotated[Path | None, typer.Option("--mask", help="A mask picture instead of --region.")] = None,
     adopt: Annotated[bool, typer.Option("--adopt", help="Make the result the character's new base.")] = False,
     seed: SeedOpt = None,
     strength: Annotated[
-        float, typer.Option("--strength", parser=fraction(low_open=True), help="How much of the region is redrawn, (0, 1].")
+        float,
+        typer.Option("--strength", parser=fraction(low_open=True), help="How much of the region is redrawn, (0, 1]."),
     ] = 1.0,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,

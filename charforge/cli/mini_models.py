@@ -15,7 +15,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from charforge.cli.options import WorkspaceOpt, SEED_MAX, DeviceOpt, finite, GuidanceOpt, JsonOpt, output_folder, use_device
+from charforge.cli.options import (
+    SEED_MAX,
+    DeviceOpt,
+    GuidanceOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    finite,
+    output_folder,
+    use_device,
+)
 from charforge.errors import InvalidInput
 
 train_app = typer.Typer()
@@ -34,7 +43,9 @@ TrainSeedOpt = Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of we
 def _check_run(out: Path, resume: bool, device: str | None) -> None:
     """A run directory is new, or an existing run that --resume continues: never silently overwritten."""
     if device not in (None, "cpu"):
-        raise InvalidInput(f"training runs on the CPU only (the recipes do not move their models), got --device {device}")
+        raise InvalidInput(
+            f"training runs on the CPU only (the recipes do not move their models), got --device {device}"
+        )
     if not resume and (out / "checkpoint").exists():
         raise InvalidInput(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -66,11 +77,19 @@ def train_portrait_mini(
     minutes: MinutesOpt = 55.0,
     resume: ResumeOpt = False,
     seed: TrainSeedOpt = 0,
-    decoder_minutes: Annotated[float, typer.Option(
-        parser=finite(0.0),
-        help="Extra decoder-only fine-tune after the UNet phase (sharper pictures, same latent space).")] = 10.0,
-    threads: Annotated[int | None, typer.Option(
-        min=1, help="Torch threads (default: the run's, 2 for a new run); 1 when another job shares the cores.")] = None,
+    decoder_minutes: Annotated[
+        float,
+        typer.Option(
+            parser=finite(0.0),
+            help="Extra decoder-only fine-tune after the UNet phase (sharper pictures, same latent space).",
+        ),
+    ] = 10.0,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Torch threads (default: the run's, 2 for a new run); 1 when another job shares the cores."
+        ),
+    ] = None,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -118,11 +137,17 @@ def eval_portrait_mini(
 
 @eval_app.command("bgm-mini")
 def eval_bgm_mini(
-    model: Annotated[Path | None, typer.Option(help="Diffusers folder of a BGM model (default: the shipped one).")] = None,
-    clips: Annotated[int, typer.Option(min=4, help="Generated clips, spread over the four valence/arousal corners.")] = 40,
+    model: Annotated[
+        Path | None, typer.Option(help="Diffusers folder of a BGM model (default: the shipped one).")
+    ] = None,
+    clips: Annotated[
+        int, typer.Option(min=4, help="Generated clips, spread over the four valence/arousal corners.")
+    ] = 40,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps per clip.")] = 20,
     guidance: GuidanceOpt = 5.0,
-    transitions: Annotated[int, typer.Option(min=0, help="Also measure this many sad<->happy transitions (0: none; else >= 2).")] = 0,
+    transitions: Annotated[
+        int, typer.Option(min=0, help="Also measure this many sad<->happy transitions (0: none; else >= 2).")
+    ] = 0,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
     workspace: WorkspaceOpt = None,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from charforge.cli.options import WorkspaceOpt, DeviceOpt, finite, JsonOpt, output_file, SeedOpt, use_device
+from charforge.cli.options import DeviceOpt, JsonOpt, SeedOpt, WorkspaceOpt, finite, output_file, use_device
 from charforge.cli.workspace import echo_json, get_character, open_forge
 from charforge.emotion import EmotionState
 from charforge.errors import InvalidInput
@@ -32,16 +32,24 @@ def _plan_text(plan: Any) -> str:
 @app.command()
 def bgm(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Character (its current state sets the mood).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Character (its current state sets the mood).")
+    ] = None,
     emotions: Annotated[
         list[str] | None,
-        typer.Argument(metavar="EMOTION=INTENSITY", help="With --to: the state the music glides to, e.g. joy=0.9 fear=0.2."),
+        typer.Argument(
+            metavar="EMOTION=INTENSITY", help="With --to: the state the music glides to, e.g. joy=0.9 fear=0.2."
+        ),
     ] = None,
-    to: Annotated[bool, typer.Option("--to", help="Glide from NAME's current state to the EMOTION=INTENSITY arguments.")] = False,
+    to: Annotated[
+        bool, typer.Option("--to", help="Glide from NAME's current state to the EMOTION=INTENSITY arguments.")
+    ] = False,
     seconds: Annotated[
         float | None,
-        typer.Option(parser=finite(0.0, 600.0, low_open=True),
-                     help=f"Length of the piece in seconds (default {DEFAULT_SECONDS:g}; not with --to)."),
+        typer.Option(
+            parser=finite(0.0, 600.0, low_open=True),
+            help=f"Length of the piece in seconds (default {DEFAULT_SECONDS:g}; not with --to).",
+        ),
     ] = None,
     valence: Annotated[
         float | None, typer.Option(parser=finite(-1.0, 1.0), help="Without NAME: valence in [-1, 1] (sad .. happy).")
@@ -49,11 +57,15 @@ def bgm(
     arousal: Annotated[
         float | None, typer.Option(parser=finite(-1.0, 1.0), help="Without NAME: arousal in [-1, 1] (calm .. excited).")
     ] = None,
-    segments: Annotated[int, typer.Option(min=2, max=64, help="With --to: spectrogram tiles the transition spans (its length).")] = 4,
+    segments: Annotated[
+        int, typer.Option(min=2, max=64, help="With --to: spectrogram tiles the transition spans (its length).")
+    ] = 4,
     seed: SeedOpt = None,
     loop: Annotated[bool, typer.Option("--loop", help="Cut to whole bars with a seamless seam.")] = False,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Denoising steps per tile.")] = 20,
-    model: Annotated[Path | None, typer.Option(help="Without NAME: a BGM model folder (default: charforge-mini-bgm).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Without NAME: a BGM model folder (default: charforge-mini-bgm).")
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(parser=output_file(".wav", ".flac", ".ogg"), help="Write the music here; required without NAME."),
@@ -78,11 +90,15 @@ def bgm(
         raise InvalidInput("with a character NAME the mood comes from its state and the model from its settings; "
                            "drop --valence/--arousal/--model")  # fmt: skip
     if emotions and not to:
-        raise InvalidInput(f"EMOTION=INTENSITY after NAME needs --to (a transition), e.g. bgm {name} --to {emotions[0]}")
+        raise InvalidInput(
+            f"EMOTION=INTENSITY after NAME needs --to (a transition), e.g. bgm {name} --to {emotions[0]}"
+        )
     if to and not emotions:
         raise InvalidInput("--to needs at least one EMOTION=INTENSITY, e.g. --to joy=0.9 fear=0.2")
     if to and seconds is not None:
-        raise InvalidInput("--seconds does not apply to a transition (its length is --segments tiles); drop one of them")
+        raise InvalidInput(
+            "--seconds does not apply to a transition (its length is --segments tiles); drop one of them"
+        )
     if to and loop:
         raise InvalidInput("--loop does not apply to a transition (it starts and ends in different moods)")
     target = EmotionState.parse_tokens(emotions) if to else None
@@ -102,7 +118,11 @@ def bgm(
     if json_out:
         echo_json(data)
         return
-    mood = _plan_text(result.plan) if result.plan_to is None else f"{_plan_text(result.plan)} -> {_plan_text(result.plan_to)}"
+    mood = (
+        _plan_text(result.plan)
+        if result.plan_to is None
+        else f"{_plan_text(result.plan)} -> {_plan_text(result.plan_to)}"
+    )
     typer.echo(f"{character.name}: {mood}, {result.seconds:.1f} s{', cached' if result.cached else ''}")
     typer.echo(str(out or result.path))
 
@@ -110,7 +130,7 @@ def bgm(
 def _bgm_for_mood(valence: float, arousal: float, seconds: float | None, seed: int | None, loop: bool, steps: int,
                   model: Path | None, out: Path, json_out: bool) -> None:  # fmt: skip
     from charforge.audio.audiofile import write_audio
-    from charforge.bgm import bgm_for_mood
+    from charforge.character.bgm import bgm_for_mood
 
     plan, clip = bgm_for_mood(valence, arousal, seconds=seconds or DEFAULT_SECONDS, seed=0 if seed is None else seed,
                               loop=loop, model=model, steps=steps, progress=not json_out)  # fmt: skip

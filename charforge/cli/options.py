@@ -85,8 +85,10 @@ def tidy_help(command: Any) -> None:
 
 def finite(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> Callable[[Any], float]:
     """A parser for a finite float (no nan/inf) inside [low, high] (or (low, high] with `low_open`)."""
-    where = f"{'(' if low_open or low is None else '['}{'-inf' if low is None else f'{low:g}'}, " \
-            f"{'inf' if high is None else f'{high:g}'}{')' if high is None else ']'}"
+    where = (
+        f"{'(' if low_open or low is None else '['}{'-inf' if low is None else f'{low:g}'}, "
+        f"{'inf' if high is None else f'{high:g}'}{')' if high is None else ']'}"
+    )
 
     def parse(value: Any) -> float:
         try:
@@ -205,9 +207,7 @@ SeedOpt = Annotated[
     typer.Option("--seed", min=0, max=SEED_MAX, help="Seed (same seed, same result)."),
 ]
 StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")]
-GuidanceOpt = Annotated[
-    float, typer.Option("--guidance", parser=finite(0.0), help="Classifier-free guidance scale.")
-]
+GuidanceOpt = Annotated[float, typer.Option("--guidance", parser=finite(0.0), help="Classifier-free guidance scale.")]
 ModelOpt = Annotated[
     str | None,
     typer.Option("--model", help="Diffusers folder, .safetensors file or hub id (default: the shipped model)."),

@@ -50,7 +50,7 @@ def calls(monkeypatch, tmp_path):
 def test_to_takes_several_emotions(ws, cli, calls):
     code, out, err = cli("bgm", "mira", "--to", "joy=0.9", "fear=0.2", "--segments", "3", "-w", ws)
     assert code == 0, err
-    (kind, (target,), options), = calls
+    ((kind, (target,), options),) = calls
     assert kind == "transition" and options["segments"] == 3
     assert target == EmotionState.from_mapping({"joy": 0.9, "fear": 0.2})
     start, end = plan_for_state(EmotionState()), plan_for_state(target)
@@ -70,7 +70,7 @@ def test_the_readme_form_with_options_after_to(ws, cli, calls, tmp_path):
 def test_seconds_is_passed_through_without_to(ws, cli, calls):
     code, out, _ = cli("bgm", "mira", "--seconds", "16", "--loop", "-w", ws)
     assert code == 0
-    (kind, _, options), = calls
+    ((kind, _, options),) = calls
     assert kind == "bgm" and options["seconds"] == 16.0 and options["loop"] is True
     plan = plan_for_state(EmotionState())
     assert f"({plan.mode}, ~{plan.bpm:.0f} bpm)" in out
@@ -93,11 +93,11 @@ def test_options_that_cannot_apply_are_refused(ws, cli, calls, args, fragment):
 
 
 def test_music_for_a_bare_mood_says_its_mode_and_tempo(cli, monkeypatch, tmp_path):
-    import charforge.bgm
+    import charforge.character.bgm as bgm_module
 
     plan = plan_for_state(EmotionState.from_mapping({"joy": 0.8}))
     clip = SimpleNamespace(samples=np.zeros(8000, dtype=np.float32), sample_rate=8000)
-    monkeypatch.setattr(charforge.bgm, "bgm_for_mood", lambda *a, **k: (plan, clip))
+    monkeypatch.setattr(bgm_module, "bgm_for_mood", lambda *a, **k: (plan, clip))
     code, out, err = cli("bgm", "--valence", "0.5", "--arousal", "0.2", "--out", tmp_path / "a.wav")
     assert code == 0, err
     assert f"({plan.mode}, ~{plan.bpm:.0f} bpm), 1.0 s -> {tmp_path / 'a.wav'}" in out

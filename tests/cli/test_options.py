@@ -29,9 +29,33 @@ LEAVES = list(leaf_commands())
 
 def test_every_command_is_registered():
     names = {" ".join(p) for p in LEAVES}
-    assert {"init", "create", "list", "show", "rename", "delete", "import", "emote", "explain", "mask", "reinvert",
-            "inpaint", "bgm", "demo", "generate", "invert", "edit", "attention", "db upgrade", "db downgrade",
-            "db current", "train portrait-mini", "train bgm-mini", "eval portrait-mini", "eval bgm-mini"} <= names
+    assert {
+        "init",
+        "create",
+        "list",
+        "show",
+        "rename",
+        "delete",
+        "import",
+        "emote",
+        "explain",
+        "mask",
+        "reinvert",
+        "inpaint",
+        "bgm",
+        "demo",
+        "generate",
+        "invert",
+        "edit",
+        "attention",
+        "db upgrade",
+        "db downgrade",
+        "db current",
+        "train portrait-mini",
+        "train bgm-mini",
+        "eval portrait-mini",
+        "eval bgm-mini",
+    } <= names
 
 
 @pytest.mark.parametrize("path", LEAVES, ids=[" ".join(p) for p in LEAVES])
