@@ -178,3 +178,20 @@ def test_the_engine_refuses_a_device_this_torch_does_not_have(monkeypatch):
         pick_device()
     with pytest.raises(InvalidInput, match="cuda:1 is not available"):
         pick_device("cuda:1")
+
+
+RENDERING = ["create", "emote", "bgm", "demo", "generate", "invert", "edit", "attention", "inpaint", "reinvert",
+             "train portrait-mini", "train bgm-mini", "eval portrait-mini", "eval bgm-mini"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", RENDERING)
+def test_every_command_that_renders_takes_device(cli, name):
+    code, out, _ = cli(*name.split(), "-h")
+    assert code == 0 and "--device" in out
+
+
+def test_training_refuses_a_device_it_cannot_use(cli, tmp_path):
+    if "cuda" not in torch_build_devices():
+        pytest.skip("this torch has no CUDA build to ask for")
+    code, _, err = cli("train", "bgm-mini", "--out", tmp_path / "run", "--device", "cuda")
+    assert code == 2 and "CPU only" in err
