@@ -190,8 +190,11 @@ def test_every_command_that_renders_takes_device(cli, name):
     assert code == 0 and "--device" in out
 
 
-def test_training_refuses_a_device_it_cannot_use(cli, tmp_path):
-    if "cuda" not in torch_build_devices():
-        pytest.skip("this torch has no CUDA build to ask for")
-    code, _, err = cli("train", "bgm-mini", "--out", tmp_path / "run", "--device", "cuda")
-    assert code == 2 and "CPU only" in err
+def test_training_refuses_a_device_it_cannot_use(tmp_path):
+    """The recipes train on the CPU; on a CUDA build the parser accepts cuda, so the command refuses it."""
+    from charforge.cli.mini_models import _check_run
+    from charforge.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="CPU only"):
+        _check_run(tmp_path / "run", False, "cuda")
+    _check_run(tmp_path / "run", False, "cpu")
