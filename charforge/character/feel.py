@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from charforge.canonical import canonical_hash
+from charforge.character.cache import KEY_VERSION, FeelResult, edit_params, state_key
 from charforge.character.handle import Asset, Character
 from charforge.emotion import EmotionState
 from charforge.emotion.conditioning import Conditioning, ExpressionTable, conditioning, expression_table
@@ -55,7 +56,6 @@ from charforge.store.models import AssetKind, IdentityKind
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 1  # bump when the rendering changes in a way the parameters do not show
 RENDER_BATCH = 8  # edits denoised together in one loop call by `feel_many`
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -86,61 +86,6 @@ def latent_mask(mask: torch.Tensor, factor: int, dilation: int) -> torch.Tensor:
 def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Latent cells (h, w) -> the bool pixel mask (H, W) they cover."""
     return F.interpolate(cells.float()[None, None], size=size, mode="nearest")[0, 0].bool()
-
-
-@dataclass(frozen=True)
-class FeelResult:
-    """A picture of a state: the stored asset, the (quantised) state and what it was conditioned on."""
-
-    asset: Asset
-    state: EmotionState
-    conditioning: Conditioning
-    cached: bool
-
-    @property
-    def path(self) -> Path:
-        return self.asset.path
-
-    @property
-    def key(self) -> str:
-        return self.asset.state_hash
-
-    def image(self) -> PIL.Image.Image:
-        import io
-
-        return PIL.Image.open(io.BytesIO(self.asset.read_bytes()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.asset.path),
-            "hash": self.asset.state_hash,
-            "state": self.state.components(),
-            "dominant": self.state.dominant,
-            "cached": self.cached,
-            "conditioning": self.conditioning.to_dict(),
-        }
-
-
-# keys -------------------------------------------------------------------------------------------------
-
-
-def _edit_params(table: ExpressionTable) -> dict[str, Any]:
-    return table.edit.model_dump()
-
-
-def state_key(character: Character, cond: Conditioning, model_hash: str, table: ExpressionTable) -> str:
-    """The cache key of a state's picture: same identity, state, model and parameters -> same key."""
-    return canonical_hash(
-        {
-            "what": "feel",
-            "version": KEY_VERSION,
-            "identity": character.identity_hash(),
-            "state": cond.state.intensities(),
-            "model": model_hash,
-            "conditioning": cond.to_dict(),
-            "edit": _edit_params(table),
-        }
-    )
 
 
 def _as_state(state: EmotionState | Mapping[str, float] | None, intensities: Mapping[str, float]) -> EmotionState:
@@ -246,7 +191,7 @@ def _store(
         "mode": mode,
         "state": cond.state.components(),
         "conditioning": cond.to_dict(),
-        "edit": _edit_params(table),
+        "edit": edit_params(table),
         "identity": identity_hash,
         "model_hash": character.model_hash,
     }

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from charforge.character.cache import cached_picture
 from charforge.cli.options import DeviceOpt, JsonOpt, WorkspaceOpt, use_device
 from charforge.cli.workspace import echo_json, get_character, open_forge
 from charforge.emotion import EmotionState
@@ -63,7 +64,8 @@ def emote(
     use_device(device)
     with open_forge(ctx) as forge:
         character = get_character(forge, name)
-        result = None if no_render else character.feel(state, record=False)
+        # A state drawn before is found with SQLite alone; only a new one pays for torch and the model.
+        result = None if no_render else cached_picture(character, state) or character.feel(state, record=False)
         entry = character.record_emotion(state, source=EmotionSource.CLI)
     data = _emotion_json(character, entry)
     if result is not None:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from charforge.cli.edit import check_method
 from charforge.cli.options import (
     DeviceOpt,
     JsonOpt,
@@ -85,6 +86,8 @@ def reinvert(
 ) -> None:
     """Rebuild a character's identity with its current model (fixes a stale identity)."""
     validate_slug(name)
+    if method is not None:
+        check_method(method)
     options = {k: v for k, v in {"steps": steps, "method": method}.items() if v is not None}
     use_device(device)
     with open_forge(ctx) as forge:
