@@ -1,4 +1,4 @@
-"""A state drawn before is answered from the state cache without importing torch (issue #19 item 2)."""
+"""A state drawn (or scored) before is answered from the cache without importing torch (issue #19 item 2)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ print(json.dumps({"code": code, "out": out.getvalue(), "torch": "torch" in sys.m
 """
 
 
-def emote_in_a_fresh_process(workspace: Path, *args: str) -> dict:
+def in_a_fresh_process(workspace: Path, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    argv = json.dumps(["emote", "mira", *args, "--json", "-w", str(workspace)])
+    argv = json.dumps([*args, "--json", "-w", str(workspace)])
     done = subprocess.run([sys.executable, "-c", PROBE, argv], capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout)
 
@@ -47,8 +47,21 @@ def test_a_cached_emote_does_not_import_torch(forge, tiny_model_dir):
     assert hit is not None and hit.cached and hit.path == drawn.path and hit.key == drawn.key
     assert cached_picture(mira, EmotionState.from_mapping({"joy": 0.3})) is None
 
-    result = emote_in_a_fresh_process(forge.workspace.root, "joy=0.8")
+    result = in_a_fresh_process(forge.workspace.root, "emote", "mira", "joy=0.8")
     assert result["code"] == 0 and not result["torch"]
     data = json.loads(result["out"])
     assert data["cached"] and data["path"] == str(drawn.path) and data["hash"] == drawn.key
     assert forge.get("mira").current_state().components() == {"joy": 0.8}  # recorded as before
+
+
+def test_cached_music_does_not_import_torch(forge, tiny_bgm_model_dir):
+    mira = forge.create("mira", prompt=PROMPT, seed=5, build_identity=False,
+                        settings={"music": {"model": str(tiny_bgm_model_dir)}})  # fmt: skip
+    mira.record_emotion(EmotionState.from_mapping({"joy": 0.9}))
+    scored = mira.bgm(seconds=3.0, steps=2)
+    assert not scored.cached
+
+    result = in_a_fresh_process(forge.workspace.root, "bgm", "mira", "--seconds", "3", "--steps", "2")
+    assert result["code"] == 0 and not result["torch"]
+    data = json.loads(result["out"])
+    assert data["cached"] and data["path"] == str(scored.path)
