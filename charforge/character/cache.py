@@ -11,18 +11,34 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import PIL.Image
 
 from charforge.canonical import canonical_hash
-from charforge.character.handle import Asset, Character
 from charforge.emotion import EmotionState
 from charforge.emotion.conditioning import Conditioning, ExpressionTable, conditioning, expression_table
 from charforge.models import weights_hash
 from charforge.store.models import AssetKind
+from charforge.store.records import Asset
+
+if TYPE_CHECKING:
+    from charforge.character.handle import Character
 
 KEY_VERSION = 1  # bump when the rendering changes in a way the parameters do not show
+
+
+def identity_hash(character: Character) -> str:
+    """One hash over everything that determines how this character is drawn (for cache keys)."""
+    return canonical_hash(
+        {
+            "prompt": character.prompt,
+            "negative_prompt": character.negative_prompt,
+            "seed": character.seed,
+            "model_hash": character.model_hash,
+            "artifacts": sorted((a.kind, a.name, a.sha256) for a in character.store.identity()),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ def state_key(character: Character, cond: Conditioning, model_hash: str, table: 
         {
             "what": "feel",
             "version": KEY_VERSION,
-            "identity": character.identity_hash(),
+            "identity": identity_hash(character),
             "state": cond.state.intensities(),
             "model": model_hash,
             "conditioning": cond.to_dict(),
@@ -86,5 +102,5 @@ def cached_picture(character: Character, state: EmotionState) -> FeelResult | No
         return None
     table = expression_table(character.settings.get("expressions"))
     cond = conditioning(state, character.prompt, table)
-    asset = character.find_asset(AssetKind.CG, state_key(character, cond, model_hash, table))
+    asset = character.store.find_asset(AssetKind.CG, state_key(character, cond, model_hash, table))
     return None if asset is None else FeelResult(asset, cond.state, cond, cached=True)

@@ -127,12 +127,12 @@ def show(ctx: typer.Context, name: NameArg, json_out: JsonOpt = False, workspace
     with open_forge(ctx) as forge:
         character = get_character(forge, name)
         data = character.to_dict()
-        data["identity"] = [a.to_dict() for a in character.identity()]
+        data["identity"] = [a.to_dict() for a in character.store.identity()]
         data["history"] = {
-            "count": character.history_count(),
-            "recent": [e.to_dict() for e in character.history(limit=HISTORY_SHOWN)],
+            "count": character.store.history_count(),
+            "recent": [e.to_dict() for e in character.store.history(limit=HISTORY_SHOWN)],
         }
-        data["assets"] = [{**a.to_dict(), "shows": asset_shows(a.to_dict())} for a in character.assets()]
+        data["assets"] = [{**a.to_dict(), "shows": asset_shows(a.to_dict())} for a in character.store.assets()]
     if json_out:
         echo_json(data)
         return

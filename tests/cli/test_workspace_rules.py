@@ -94,8 +94,8 @@ def test_show_lists_assets_by_the_state_they_show(ws, cli):
     plan = plan_for_state(EmotionState.from_mapping({"sadness": 0.6}))
     with Forge.open(ws) as forge:
         mira = forge.get("mira")
-        mira.add_asset(b"png bytes", "cg", "a" * 64, {"state": {"joy": 0.8, "fear": 0.2}}, suffix=".png")
-        mira.add_asset(b"wav bytes", "bgm", "b" * 64, {"plan": plan.to_dict()}, suffix=".wav")
+        mira.store.add_asset(b"png bytes", "cg", "a" * 64, {"state": {"joy": 0.8, "fear": 0.2}}, suffix=".png")
+        mira.store.add_asset(b"wav bytes", "bgm", "b" * 64, {"plan": plan.to_dict()}, suffix=".wav")
     code, out, _ = cli("show", "mira", "-w", ws)
     assert code == 0
     cg_row = next(line for line in out.splitlines() if line.startswith("  cg "))
