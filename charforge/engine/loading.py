@@ -89,7 +89,10 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     """The caller's device, else $CHARFORGE_DEVICE, else cuda > mps > cpu; refused when it is not there."""
     device = device if device is not None else os.environ.get("CHARFORGE_DEVICE") or None
     if device is not None:
-        chosen = torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise InvalidInput(f"unknown device {device!r}; this torch has {', '.join(_devices())}") from None
         if not _available(chosen):
             have = ", ".join(_devices())
             raise InvalidInput(f"device {device} is not available: this torch ({torch.__version__}) has {have}")

@@ -178,6 +178,8 @@ def test_the_engine_refuses_a_device_this_torch_does_not_have(monkeypatch):
         pick_device()
     with pytest.raises(InvalidInput, match="cuda:1 is not available"):
         pick_device("cuda:1")
+    with pytest.raises(InvalidInput, match="unknown device 'gpu'"):
+        pick_device("gpu")
 
 
 RENDERING = ["create", "emote", "bgm", "demo", "generate", "invert", "edit", "attention", "inpaint", "reinvert",
