@@ -1,4 +1,4 @@
-"""The state cache of a character's pictures: cache keys, and looking a state up without torch.
+"""What a state becomes for a character, and the cache of its pictures: keys and lookups, without torch.
 
 A picture is stored under a canonical hash of (identity, quantised state, model hash, conditioning
 and edit parameters). Everything that hash needs is in SQLite, the emotion tables and the weight
@@ -9,6 +9,7 @@ diffusers or the engine: `charforge emote` of a cached state costs about as much
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,12 @@ def state_key(character: Character, cond: Conditioning, model_hash: str, table: 
             "edit": edit_params(table),
         }
     )
+
+
+def explain(character: Character, state: EmotionState | Mapping[str, float]) -> Conditioning:
+    """What `state` becomes for this character (after quantisation and its expression overrides)."""
+    table = expression_table(character.settings.get("expressions"))
+    return conditioning(EmotionState.coerce(state), character.prompt, table)
 
 
 def cached_picture(character: Character, state: EmotionState) -> FeelResult | None:

@@ -116,12 +116,6 @@ def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 # feel ---------------------------------------------------------------------------------------------------
 
 
-def explain(character: Character, state: EmotionState | Mapping[str, float]) -> Conditioning:
-    """What `state` becomes for this character (after quantisation and its expression overrides)."""
-    table = expression_table(character.settings.get("expressions"))
-    return conditioning(EmotionState.coerce(state), character.prompt, table)
-
-
 def feel(
     character: Character,
     state: EmotionState | Mapping[str, float] | None = None,

@@ -51,6 +51,12 @@ def test_a_cached_emote_does_not_import_torch(forge, tiny_model_dir):
     assert result["code"] == 0 and not result["torch"]
     data = json.loads(result["out"])
     assert data["cached"] and data["path"] == str(drawn.path) and data["hash"] == drawn.key
+
+    explained = in_a_fresh_process(forge.workspace.root, "explain", "mira", "joy=0.8")  # renders nothing
+    assert explained["code"] == 0 and not explained["torch"]
+    expected = json.loads(json.dumps(mira.explain({"joy": 0.8}).to_dict()))
+    out = json.loads(explained["out"])
+    assert out["requested"] == {"joy": 0.8} and {k: out[k] for k in expected} == expected
     assert forge.get("mira").current_state().components() == {"joy": 0.8}  # recorded as before
 
 
