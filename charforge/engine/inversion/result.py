@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from charforge.errors import IntegrityError, NotFound
+from charforge.files import atomic_write
 
 FORMAT_VERSION = 1
 TENSORS_FILE, META_FILE = "inversion.safetensors", "inversion.json"
@@ -111,8 +111,8 @@ class InversionResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         blob, meta = self.to_bytes()
-        _atomic_write(folder / TENSORS_FILE, blob)
-        _atomic_write(folder / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False).encode())
+        atomic_write(folder / TENSORS_FILE, blob)
+        atomic_write(folder / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False).encode())
         return folder
 
     @classmethod
@@ -126,14 +126,3 @@ class InversionResult:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise IntegrityError(f"{meta} is not valid JSON: {exc}") from exc
         return cls.from_bytes(tensors.read_bytes(), metadata)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
