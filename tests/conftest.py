@@ -233,3 +233,16 @@ def forge(tmp_path):
 
     with Forge.open(tmp_path / "ws") as f:
         yield f
+
+
+# Fixtures that load a shipped model: a test that uses one renders with real weights and belongs to the
+# slow tier (`-m "not slow"` skips it), whether it asks for the fixture directly or through a parameter.
+SHIPPED_MODEL_FIXTURES = frozenset({"mini_model"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        uses = set(getattr(item, "fixturenames", ())) | {v for v in params.values() if isinstance(v, str)}
+        if uses & SHIPPED_MODEL_FIXTURES:
+            item.add_marker(pytest.mark.slow)

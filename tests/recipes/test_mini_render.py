@@ -9,8 +9,16 @@ from scipy import ndimage
 from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.dataset import PortraitSource
-from charforge.recipes.portrait_mini.render import (BACKGROUND_COLOURS, EXPRESSIONS, HAIR_COLOURS, MASK_NAMES, Portrait,
-                                   is_held_out, portrait_from_caption, sample_portraits)
+from charforge.recipes.portrait_mini.render import (
+    BACKGROUND_COLOURS,
+    EXPRESSIONS,
+    HAIR_COLOURS,
+    MASK_NAMES,
+    Portrait,
+    is_held_out,
+    portrait_from_caption,
+    sample_portraits,
+)
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from charforge.audio import analysis
-from charforge.recipes.bgm_mini import music
 from charforge.errors import InvalidInput
+from charforge.recipes.bgm_mini import music
 
 SR = 22050
 

@@ -10,7 +10,7 @@ import pytest
 from charforge.cards import CharacterCard, load_cards
 from charforge.errors import InvalidInput
 
-CAST = Path(__file__).resolve().parents[1] / "characters"
+CAST = Path(__file__).resolve().parents[2] / "characters"
 
 
 def test_sample_cast_loads():

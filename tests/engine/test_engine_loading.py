@@ -95,7 +95,7 @@ def test_default_model_is_the_shipped_portrait_model():
 @pytest.fixture(scope="module")
 def tiny_single_file(tiny_model, tmp_path_factory):
     """The tiny model as one original-layout .safetensors file, like checkpoints users download."""
-    from ldm_format import to_ldm_checkpoint
+    from helpers.ldm_format import to_ldm_checkpoint
 
     path = tmp_path_factory.mktemp("single") / "tiny-sd.safetensors"
     save_file(to_ldm_checkpoint(tiny_model.unet, tiny_model.vae, tiny_model.text_encoder), path)

@@ -13,7 +13,7 @@ import pytest
 from charforge.engine.loading import default_bgm_model_path
 
 SHIPPED = default_bgm_model_path()
-pytestmark = pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(), reason="bgm-mini not shipped yet")
+pytestmark = [pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(), reason="bgm-mini not shipped yet"), pytest.mark.slow]
 
 
 def test_shipped_folder_is_small_safetensors_only_and_loads_offline():
@@ -41,9 +41,9 @@ def test_default_music_model_renders_an_audible_clip():
 
 def test_a_transition_ends_faster_than_it_starts_when_arousal_rises():
     from charforge.audio import analysis
-    from charforge.recipes.bgm_mini.dataset import mood_prompt
     from charforge.audio.compose import transition
     from charforge.character.bgm import bgm_model
+    from charforge.recipes.bgm_mini.dataset import mood_prompt
 
     model = bgm_model()
     clip = transition(model, mood_prompt(-0.7, -0.7), mood_prompt(0.7, 0.7), segments=3, seed_from=2, seed_to=1002,

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from charforge.audio import compose
-from charforge.recipes.bgm_mini import music
 from charforge.audio.codec import SpectrogramCodec, get_preset
 from charforge.audio.levels import DEFAULT_PEAK
 from charforge.engine import img2img, load_model, txt2img
 from charforge.errors import InvalidInput
+from charforge.recipes.bgm_mini import music
 
 MINI = get_preset("mini")
 W, SR, HOP = MINI.width, MINI.sample_rate, MINI.hop_length

@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from test_feel import PROMPT, make_character, outfit_mask
+from helpers.characters import PROMPT, make_character
 
 from charforge.character.feel import region_prompt
 from charforge.character.identity import load_identity

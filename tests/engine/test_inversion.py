@@ -8,33 +8,16 @@ classes) and invert unit-variance latents directly, since the tiny random VAE's 
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
 import torch
-from conftest import build_tiny_components
-from diffusers import DDIMInverseScheduler, EulerDiscreteScheduler, StableDiffusionPipeline
+from diffusers import DDIMInverseScheduler, EulerDiscreteScheduler
+from helpers.smooth import PROMPT, smooth_tiny_model
 
-from charforge.engine import load_model
 from charforge.engine.edit import reconstruct, reconstruct_latents
-from charforge.engine.inversion import InversionResult, invert, invert_latent, inversion_schedulers
+from charforge.engine.inversion import InversionResult, inversion_schedulers, invert, invert_latent
 from charforge.errors import IntegrityError, InvalidInput, NotFound, StaleIdentity
-
-PROMPT = "a portrait of a smiling girl with red hair"
-
-
-@functools.lru_cache(maxsize=None)
-def smooth_tiny_model(prediction_type: str = "epsilon", scheduler=None):
-    """Shared by the inversion and edit tests (nothing here mutates it)."""
-    components = build_tiny_components()
-    with torch.no_grad():
-        components["unet"].conv_out.weight.mul_(0.1)
-        components["unet"].conv_out.bias.mul_(0.1)
-    base = scheduler or components["scheduler"]
-    components["scheduler"] = type(base).from_config(base.config, prediction_type=prediction_type)
-    pipe = StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    return load_model(pipe, device="cpu", dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")

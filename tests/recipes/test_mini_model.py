@@ -201,6 +201,7 @@ def test_shipped_folder_is_small_safetensors_only_and_loads_offline():
 
 
 @shipped
+@pytest.mark.slow
 def test_shipped_model_generates_deterministically_at_64px():
     pipe = load_pipeline()
     kw = dict(num_inference_steps=4, guidance_scale=5.0, output_type="pt")
@@ -212,6 +213,7 @@ def test_shipped_model_generates_deterministically_at_64px():
 
 
 @shipped
+@pytest.mark.slow
 def test_shipped_vae_round_trip_on_held_out_renders():
     from charforge.recipes.portrait_mini.classifier import render_set
 
@@ -223,6 +225,7 @@ def test_shipped_vae_round_trip_on_held_out_renders():
 
 
 @shipped
+@pytest.mark.slow
 def test_shipped_classifier_reads_held_out_renders():
     from charforge.recipes.portrait_mini.classifier import accuracy, load_classifier, render_set
 

@@ -7,8 +7,8 @@ import PIL.Image
 import pytest
 import torch
 
-from charforge.errors import InvalidInput
 from charforge.character.regions import REGION_WORDS, mask_from_image, partition, region_alternatives, region_spans
+from charforge.errors import InvalidInput
 
 CAST = "portrait of a girl with short black hair, brown eyes, tan skin, red outfit, yellow background, wearing glasses, looking calm"
 

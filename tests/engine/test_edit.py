@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_inversion import PROMPT, smooth_tiny_model
+from helpers.smooth import PROMPT, smooth_tiny_model
 
 from charforge.engine.attention import Controller, LocalBlend, MutualSelfAttention, Replace
 from charforge.engine.edit import edit, prompt_edit_controllers, reconstruct_latents

@@ -9,13 +9,13 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from helpers.characters import PROMPT, STEPS, face_mask, make_character
 from safetensors.torch import load_file, save_file
-from test_feel import PROMPT, STEPS, face_mask, make_character
 
+from charforge.character.identity import build_identity, character_model, load_identity
 from charforge.engine import decode_latents
 from charforge.errors import InvalidInput, ModelLoadError, NotFound, StaleIdentity
 from charforge.forge import Forge
-from charforge.character.identity import build_identity, character_model, load_identity
 
 
 @pytest.fixture
