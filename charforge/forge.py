@@ -38,10 +38,11 @@ class Job:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    result: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **{k: getattr(self, k) for k in ("id", "kind", "status", "character", "params", "progress", "error")},
+            **{k: getattr(self, k) for k in ("id", "kind", "status", "character", "params", "progress", "error", "result")},
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
@@ -229,8 +230,18 @@ class Forge:
             return self._job(session, job)
 
     def update_job(
-        self, job_id: int, *, status: JobStatus | str | None = None, progress: float | None = None, error: str | None = None
+        self,
+        job_id: int,
+        *,
+        status: JobStatus | str | None = None,
+        progress: float | None = None,
+        error: str | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> Job:
+        """Move a job along; `result` is what it produced (plain JSON), kept with the job."""
+        if result is not None:
+            result = dict(result)
+            canonical_json(result)
         with self.db.write() as session:
             job = session.get(JobRecord, job_id)
             if job is None:
@@ -243,6 +254,8 @@ class Forge:
                 job.progress = float(progress)
             if error is not None:
                 job.error = error
+            if result is not None:
+                job.result = result
             job.updated_at = utcnow()
             session.flush()
             return self._job(session, job)
@@ -267,5 +280,6 @@ class Forge:
         if job.character_id is not None:
             slug = session.scalar(select(CharacterRecord.slug).where(CharacterRecord.id == job.character_id))
         return Job(
-            job.id, job.kind, job.status, slug, dict(job.params), job.progress, job.error, job.created_at, job.updated_at
+            job.id, job.kind, job.status, slug, dict(job.params), job.progress, job.error, job.created_at, job.updated_at,
+            None if job.result is None else dict(job.result),
         )
