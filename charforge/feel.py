@@ -180,6 +180,19 @@ def feel(
     return result
 
 
+def find_feel(character: Character, state: EmotionState | Mapping[str, float]) -> FeelResult | None:
+    """The stored picture of `state` if it was rendered already, else None; never renders.
+
+    Front ends use it to answer at once when they can and queue a render only when they must.
+    """
+    if not has_identity(character):
+        return None
+    table = expression_table(character.settings.get("expressions"))
+    cond = conditioning(_as_state(state, {}), character.prompt, table)
+    asset = character.find_asset(AssetKind.CG, state_key(character, cond, current_model_hash(character), table))
+    return None if asset is None else FeelResult(asset, cond.state, cond, cached=True)
+
+
 def feel_many(
     character: Character,
     states: Iterable[EmotionState | Mapping[str, float]],
