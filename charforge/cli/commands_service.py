@@ -18,6 +18,7 @@ tools_app = typer.Typer(help="charforge as LLM tools (function calling).", no_ar
 app.add_typer(tools_app, name="tools")
 
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; loopback unless you also set an API key.")]
+RateOpt = Annotated[int, typer.Option("--renders-per-minute", min=1, help="Model runs a character may queue per minute.")]
 
 
 def _need(module: str) -> None:
@@ -51,6 +52,7 @@ def mcp(
     ctx: typer.Context,
     http: Annotated[int | None, typer.Option("--http", min=1, max=65535, help="Serve streamable HTTP on this port instead of stdio.")] = None,
     host: HostOpt = "127.0.0.1",
+    renders_per_minute: RateOpt = 6,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run the MCP server (stdio by default) with charforge's tools."""
@@ -59,11 +61,13 @@ def mcp(
     _need("mcp")
     if http is not None and not is_loopback(host):
         raise InvalidInput(f"the MCP HTTP transport has no authentication here; bind it to loopback, not {host}")
+    from charforge.tools.limits import Limits
     from charforge.tools.mcp_server import serve as serve_mcp
 
     if http is not None:
         typer.echo(f"charforge MCP server: http://{host}:{http}/mcp", err=True)
-    serve_mcp(chosen_workspace(ctx, workspace).root, http_port=http, host=host)
+    serve_mcp(chosen_workspace(ctx, workspace).root, http_port=http, host=host,
+              limits=Limits(renders_per_minute=renders_per_minute))
 
 
 @app.command()
@@ -75,6 +79,7 @@ def serve(
                                                 help="Require this key (Bearer or X-API-Key) on every API route.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model for characters created over HTTP.")] = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Render queued jobs in this process.")] = True,
+    renders_per_minute: RateOpt = 6,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Serve the HTTP API and the studio page (OpenAPI docs at /docs)."""
@@ -84,9 +89,10 @@ def serve(
     import uvicorn
 
     from charforge.service import ServiceSettings, create_app
+    from charforge.tools.limits import Limits
 
     settings = ServiceSettings(workspace=chosen_workspace(ctx, workspace).root, api_key=api_key, model=model,
-                               worker=worker)  # fmt: skip
+                               worker=worker, limits=Limits(renders_per_minute=renders_per_minute))  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"charforge studio: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import requests
-from conftest import serve
+from svc_server import serve
 
 from charforge.forge import Forge
 

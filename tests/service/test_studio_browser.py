@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import serve
+from svc_server import serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -83,7 +83,7 @@ def test_slider_moves_the_cg_to_the_asset_the_api_returns(workspace, tmp_path):
 
             # nothing the page loaded came from another origin
             resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-            assert resources and all(r.startswith(server.url) or r.startswith("blob:") for r in resources), resources
+            assert resources and all(r.startswith((server.url, "blob:")) for r in resources), resources
 
             shot = tmp_path / "studio.png"
             driver.save_screenshot(str(shot))
