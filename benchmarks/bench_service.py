@@ -32,7 +32,7 @@ import requests  # noqa: E402
 import torch  # noqa: E402
 
 from charforge.forge import Forge  # noqa: E402
-from charforge.identity import build_identity  # noqa: E402
+from charforge.character.identity import build_identity  # noqa: E402
 
 PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background, looking calm"
 ROOT = Path(__file__).resolve().parents[1]

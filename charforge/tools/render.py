@@ -14,7 +14,8 @@ from charforge.errors import InvalidInput
 from charforge.tools.models import AssetOut, JobOut, StateOut
 
 if TYPE_CHECKING:
-    from charforge.character import Asset, Character
+    from charforge.character import Character
+    from charforge.store.records import Asset
     from charforge.forge import Forge, Job
 
 CONTENT_TYPES = {".png": "image/png", ".wav": "audio/wav", ".jpg": "image/jpeg", ".webp": "image/webp"}

@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 
 def _character_out(character: Character, history: int) -> CharacterOut:
-    from charforge.identity import has_identity
+    from charforge.character.identity import has_identity
 
-    entries = character.history(limit=history) if history else []
+    entries = character.store.history(limit=history) if history else []
     return CharacterOut(
         name=character.name,
         display_name=character.display_name,
@@ -44,8 +44,8 @@ def _character_out(character: Character, history: int) -> CharacterOut:
         has_identity=has_identity(character),
         state=state_out(character.current_state()),
         history=[{"emotions": e.state.components(), "source": e.source, "at": e.created_at.isoformat()} for e in entries],
-        cg_count=len(character.assets("cg")),
-        bgm_count=len(character.assets("bgm")),
+        cg_count=len(character.store.assets("cg")),
+        bgm_count=len(character.store.assets("bgm")),
     )
 
 
@@ -58,7 +58,7 @@ def get_character(box: Toolbox, args: GetCharacterArgs) -> CharacterOut:
 
 
 def _picture(box: Toolbox, character: Character, state: EmotionState) -> RenderOut:
-    from charforge.feel import find_feel
+    from charforge.character.feel import find_feel
 
     found = find_feel(character, state)
     if found is not None:
@@ -104,7 +104,7 @@ def edit(box: Toolbox, args: EditArgs) -> RenderOut:
 
 
 def bgm(box: Toolbox, args: BgmArgs) -> RenderOut:
-    from charforge.bgm import DEFAULT_STEPS, find_bgm
+    from charforge.character.bgm import DEFAULT_STEPS, find_bgm
 
     character = box.forge.get(args.name)
     state = character.current_state() if args.state is None else EmotionState.from_mapping(args.state)

@@ -32,5 +32,5 @@ def test_recorded_agent_session_replays_through_the_tools(toolbox):
     assert status["result"]["status"] == "done"
     # the picture the job produced is what render answers from the cache for the same state
     assert render["result"]["cached"] and render["result"]["asset"] == status["result"]["result"]["asset"]
-    history = toolbox.forge.get("mira").history()
+    history = toolbox.forge.get("mira").store.history()
     assert [e.source for e in history] == ["llm-tool", "llm-tool"]

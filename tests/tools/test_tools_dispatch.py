@@ -29,14 +29,14 @@ def test_set_emotion_queues_a_render_then_answers_from_the_cache(toolbox):
     asset = done["result"]["asset"]
     # the asset the job names is the file the Character API stores for that state
     mira = toolbox.forge.get("mira")
-    [stored] = mira.assets("cg")
+    [stored] = mira.store.assets("cg")
     assert asset["url"] == "/" + stored.relpath.as_posix() and asset["sha256"] == stored.sha256
     # an alias within the quantisation step is the same state: answered at once, no new job
     again = ok(toolbox.call_tool("set_emotion", {"name": "mira", "emotions": {"happy": 0.81}}))
     assert again["cached"] and again["job"] is None and again["asset"] == asset
     assert len(toolbox.forge.jobs()) == 1
     # both calls are in the history, marked as coming from an LLM tool
-    assert [e.source for e in mira.history()] == ["llm-tool", "llm-tool"]
+    assert [e.source for e in mira.store.history()] == ["llm-tool", "llm-tool"]
 
 
 def test_render_does_not_change_the_current_state_and_the_same_job_is_not_queued_twice(cast):
@@ -44,7 +44,7 @@ def test_render_does_not_change_the_current_state_and_the_same_job_is_not_queued
     a = ok(box.call_tool("render", {"name": "mira", "state": {"sadness": 0.6}}))
     b = ok(box.call_tool("render", {"name": "mira", "state": {"sad": 0.6}}))
     assert a["job"]["id"] == b["job"]["id"] and len(cast.jobs("queued")) == 1
-    assert cast.get("mira").current_state().is_neutral and cast.get("mira").history() == []
+    assert cast.get("mira").current_state().is_neutral and cast.get("mira").store.history() == []
 
 
 def test_renders_per_character_per_minute_are_limited_and_cache_hits_are_free(cast):
@@ -108,7 +108,7 @@ def test_edit_queues_an_inpaint_of_the_named_region(toolbox):
     assert toolbox.worker.wait_idle(120)
     done = ok(toolbox.call_tool("job_status", {"id": result["job"]["id"]}))
     assert done["status"] == "done", done
-    [asset] = [a for a in toolbox.forge.get("mira").assets("cg") if a.params.get("mode") == "inpaint"]
+    [asset] = [a for a in toolbox.forge.get("mira").store.assets("cg") if a.params.get("mode") == "inpaint"]
     assert done["result"]["asset"]["sha256"] == asset.sha256 and asset.params["region"] == "outfit"
 
 
@@ -119,3 +119,16 @@ def test_a_failing_job_is_marked_failed_with_its_reason(cast):
     worker.stop()
     failed = cast.get_job(job.id)
     assert failed.status == "failed" and "joy" in failed.error and failed.result is None
+
+
+def test_a_job_keeps_its_result_as_plain_json(cast):
+    from charforge.errors import InvalidInput
+    from charforge.forge import Forge
+
+    job = cast.create_job("feel", {"state": {"joy": 0.5}}, character="mira")
+    with pytest.raises(InvalidInput):
+        cast.update_job(job.id, result={"asset": {"size": float("nan")}})
+    cast.update_job(job.id, status="done", result={"asset": {"url": "/assets/cg/ab/x.png"}})
+    with Forge.open(cast.workspace.root) as other:  # another process reads it back
+        assert other.get_job(job.id).result == {"asset": {"url": "/assets/cg/ab/x.png"}}
+        assert other.get_job(job.id).to_dict()["result"] == {"asset": {"url": "/assets/cg/ab/x.png"}}
