@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,8 @@ def run_openai(box: Toolbox, model: str = "gpt-4o-mini") -> None:
     client = OpenAI()
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": STORY}]
     for _ in range(8):
-        reply = client.chat.completions.create(model=model, messages=messages, tools=export("openai")).choices[0].message
+        response = client.chat.completions.create(model=model, messages=messages, tools=export("openai"))
+        reply = response.choices[0].message
         messages.append(reply.model_dump(exclude_none=True))
         if not reply.tool_calls:
             print(reply.content)
@@ -82,7 +82,7 @@ def replay(box: Toolbox, transcript: Path = TRANSCRIPT, wait: float = 60.0) -> l
 
     outcomes = []
     for turn in json.loads(transcript.read_text()):
-        if turn["name"] == "job_status" and isinstance(getattr(box, "worker", None), Worker):
+        if turn["name"] == "job_status" and box.worker is not None:
             box.worker.wait_idle(wait)
         if turn["vendor"] == "openai":
             call = ChatCompletionMessageToolCall.model_validate(turn["call"])
@@ -105,8 +105,7 @@ def main(workspace: str) -> None:
 
             forge.create_from_card(next(card for _, card in load_cards(cast_dir()) if card.name == "mira"))
         worker = Worker(forge).start()
-        box = Toolbox(forge, submit=worker.submit)
-        box.worker = worker
+        box = Toolbox(forge, worker=worker)
         try:
             if os.environ.get("OPENAI_API_KEY"):
                 run_openai(box)
@@ -114,8 +113,7 @@ def main(workspace: str) -> None:
                 run_anthropic(box)
             else:
                 replay(box)
-            while worker.pending():
-                time.sleep(0.1)
+            worker.wait_idle()
         finally:
             worker.stop()
 

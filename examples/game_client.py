@@ -72,7 +72,8 @@ def main() -> None:
     emotions = {k: float(v) for k, v in (item.split("=", 1) for item in args.emotions)}
     asset = feel(args.url.rstrip("/"), args.key, args.name, emotions)
     fresh = download(args.url.rstrip("/"), args.key, asset, args.out)
-    print(f"{args.name} {emotions}: {args.out} ({'downloaded' if fresh else 'unchanged, 304'}; sha256 {asset['sha256'][:12]})")
+    how = "downloaded" if fresh else "unchanged, 304"
+    print(f"{args.name} {emotions}: {args.out} ({how}; sha256 {asset['sha256'][:12]})")
 
 
 if __name__ == "__main__":

@@ -164,7 +164,8 @@ def _bgm_key(plan: MusicPlan, model: Any, seconds: float, seed: int, loop: bool,
     _check(seconds, seed, steps, guidance)
     model_hash = _bgm_model_hash(model)
     options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
-    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options})
+    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash,
+                          **options})  # fmt: skip
     return key, {"plan": plan.to_dict(), "model_hash": model_hash, **options}
 
 

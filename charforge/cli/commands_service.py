@@ -18,7 +18,9 @@ tools_app = typer.Typer(help="charforge as LLM tools (function calling).", no_ar
 app.add_typer(tools_app, name="tools")
 
 HostOpt = Annotated[str, typer.Option("--host", help="Address to bind; loopback unless you also set an API key.")]
-RateOpt = Annotated[int, typer.Option("--renders-per-minute", min=1, help="Model runs a character may queue per minute.")]
+RateOpt = Annotated[
+    int, typer.Option("--renders-per-minute", min=1, help="Model runs a character may queue per minute.")
+]
 
 
 def _need(module: str) -> None:
@@ -50,7 +52,9 @@ def tools_export(
 @app.command()
 def mcp(
     ctx: typer.Context,
-    http: Annotated[int | None, typer.Option("--http", min=1, max=65535, help="Serve streamable HTTP on this port instead of stdio.")] = None,
+    http: Annotated[
+        int | None, typer.Option("--http", min=1, max=65535, help="Serve streamable HTTP on this port, not stdio.")
+    ] = None,
     host: HostOpt = "127.0.0.1",
     renders_per_minute: RateOpt = 6,
     workspace: WorkspaceOpt = None,
@@ -75,8 +79,11 @@ def serve(
     ctx: typer.Context,
     host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
-    api_key: Annotated[str | None, typer.Option("--api-key", envvar="CHARFORGE_API_KEY", show_envvar=True,
-                                                help="Require this key (Bearer or X-API-Key) on every API route.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="CHARFORGE_API_KEY", show_envvar=True,
+                     help="Require this key (Bearer or X-API-Key) on every API route."),
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model for characters created over HTTP.")] = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Render queued jobs in this process.")] = True,
     renders_per_minute: RateOpt = 6,

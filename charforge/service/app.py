@@ -22,7 +22,7 @@ from charforge.errors import CharforgeError
 from charforge.forge import Forge
 from charforge.service.errors import error_response
 from charforge.service.routes import router
-from charforge.service.security import BodyTooLarge, Guard
+from charforge.service.security import Guard
 from charforge.service.settings import ServiceSettings
 from charforge.store.models import EmotionSource
 from charforge.tools.dispatch import Toolbox
@@ -42,7 +42,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.model = settings.model
         app.state.worker = worker if settings.worker else None
         app.state.toolbox = Toolbox(
-            forge, limits=settings.limits, source=EmotionSource.API, submit=worker.submit if settings.worker else None
+            forge, limits=settings.limits, source=EmotionSource.API, worker=worker if settings.worker else None
         )
         if settings.worker:
             worker.start()
@@ -70,10 +70,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = str(first.get("msg", "invalid request"))
         return error_response(422, "invalid_arguments", f"{loc}: {message}" if loc else message)
-
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
-        return error_response(413, "body_too_large", str(exc))
 
     @app.exception_handler(CharforgeError)
     async def _charforge(request: Request, exc: CharforgeError) -> JSONResponse:

@@ -136,13 +136,16 @@ def delete_character(request: Request, name: str) -> Response:
 @router.get("/characters/{name}/history", tags=["characters"])
 def history(request: Request, name: str, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
     return [
-        {"emotions": e.state.components(), "dominant": e.state.dominant, "source": e.source, "at": e.created_at.isoformat()}
+        {"emotions": e.state.components(), "dominant": e.state.dominant, "source": e.source,
+         "at": e.created_at.isoformat()}
         for e in _forge(request).get(name).store.history(limit=limit)
     ]
 
 
 @router.get("/characters/{name}/assets", tags=["characters"])
-def assets(request: Request, name: str, kind: Annotated[str | None, Query(pattern="^(cg|bgm|sprite)$")] = None) -> list[dict[str, Any]]:
+def assets(
+    request: Request, name: str, kind: Annotated[str | None, Query(pattern="^(cg|bgm|sprite)$")] = None
+) -> list[dict[str, Any]]:
     out = []
     for asset in _forge(request).get(name).store.assets(kind):
         state = asset.params.get("state") if isinstance(asset.params.get("state"), dict) else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,24 +60,40 @@ class Guard:
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             await send_error(send, 413, "body_too_large", f"request bodies are limited to {self.max_body_bytes} bytes")
             return
-        await self.app(scope, self._limited(receive), send)
+        if scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        body = await self._read_limited(receive)
+        if body is None:
+            await send_error(send, 413, "body_too_large", f"request bodies are limited to {self.max_body_bytes} bytes")
+            return
+        await self.app(scope, _replay(body, receive), send)
 
-    def _limited(self, receive: Receive) -> Receive:
-        """Count the bytes of bodies sent without a Content-Length (chunked) and cut them off at the limit."""
-        seen = 0
+    async def _read_limited(self, receive: Receive) -> bytes | None:
+        """The whole body (also when sent chunked, without a Content-Length), or None past the limit."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-        async def wrapped() -> Message:
-            nonlocal seen
-            message: dict[str, Any] = dict(await receive())
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
-            return message  # type: ignore[return-value]
 
-        return wrapped
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Hand the app the body already read, then whatever the connection says next (e.g. a disconnect)."""
+    sent = False
 
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request bodies are limited to {limit} bytes")
+    return replay

@@ -172,7 +172,8 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **{k: getattr(self, k) for k in ("id", "kind", "status", "character", "params", "progress", "error", "result")},
+            **{k: getattr(self, k)
+               for k in ("id", "kind", "status", "character", "params", "progress", "error", "result")},
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

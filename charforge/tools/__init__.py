@@ -1,6 +1,6 @@
 """charforge as LLM tools: one set of definitions and limits for function calling, MCP and HTTP.
 
-    box = Toolbox(Forge.open("ws"), submit=Worker(forge).start().submit)
+    box = Toolbox(forge, worker=Worker(forge).start())
     box.call_tool("set_emotion", {"name": "mira", "emotions": {"joy": 0.8}})
 """
 

@@ -22,6 +22,7 @@ from charforge.store.models import EmotionSource
 from charforge.tools.limits import Limits, RateLimiter
 from charforge.tools.registry import TOOLS
 from charforge.tools.render import UNFINISHED
+from charforge.tools.worker import Worker
 from charforge.validation import invalid_input
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,10 @@ def error(code: str, message: str, **details: Any) -> dict[str, Any]:
 
 
 class Toolbox:
-    """The tools bound to one workspace, with its limits and a way to hand jobs to a worker.
+    """The tools bound to one workspace, with its limits and the worker that renders queued jobs.
 
-    `submit` receives the id of every job queued (a `Worker.submit`); without one, jobs wait in the
-    table for the next worker that starts on this workspace.
+    Without a worker, jobs wait in the table for the next worker started on this workspace (another
+    process, or this one after a restart).
     """
 
     def __init__(
@@ -57,13 +58,13 @@ class Toolbox:
         *,
         limits: Limits | None = None,
         source: EmotionSource | str = EmotionSource.LLM_TOOL,
-        submit: Callable[[int], None] | None = None,
+        worker: Worker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.forge = forge
         self.limits = limits or Limits()
         self.source = EmotionSource(source)
-        self.submit = submit
+        self.worker = worker
         self.rate = RateLimiter(self.limits.renders_per_minute, clock)
 
     def call_tool(self, name: object, arguments: object = None) -> dict[str, Any]:
@@ -106,7 +107,8 @@ class Toolbox:
         try:
             size = len(json.dumps(arguments, default=repr, allow_nan=True))
         except (ValueError, TypeError, RecursionError):
-            raise ToolFailure("invalid_arguments", "arguments must be plain JSON (objects, lists, strings, numbers)") from None
+            message = "arguments must be plain JSON (objects, lists, text, numbers)"
+            raise ToolFailure("invalid_arguments", message) from None
         if size > limit:
             raise ToolFailure("arguments_too_large", f"arguments are {size} bytes of JSON; the limit is {limit}")
         return arguments
@@ -142,6 +144,6 @@ class Toolbox:
                 retry_after=round(wait, 1),
             )
         job = self.forge.create_job(kind, params, character=character)
-        if self.submit is not None:
-            self.submit(job.id)
+        if self.worker is not None:
+            self.worker.submit(job.id)
         return job

@@ -80,11 +80,13 @@ def build_server(box: Toolbox) -> Server[Any]:
                   on_call_tool=call_tool)  # fmt: skip
 
 
-def serve(workspace: Path, *, http_port: int | None = None, host: str = "127.0.0.1", limits: Limits | None = None) -> None:
+def serve(
+    workspace: Path, *, http_port: int | None = None, host: str = "127.0.0.1", limits: Limits | None = None
+) -> None:
     """Run until the client disconnects (stdio) or the process is stopped (HTTP); one worker renders."""
     forge = Forge.open(workspace)
     worker = Worker(forge).start()
-    box = Toolbox(forge, limits=limits, submit=worker.submit)
+    box = Toolbox(forge, limits=limits, worker=worker)
     server = build_server(box)
     try:
         if http_port is None:

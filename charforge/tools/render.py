@@ -15,8 +15,8 @@ from charforge.tools.models import AssetOut, JobOut, StateOut
 
 if TYPE_CHECKING:
     from charforge.character import Character
-    from charforge.store.records import Asset
     from charforge.forge import Forge, Job
+    from charforge.store.records import Asset
 
 CONTENT_TYPES = {".png": "image/png", ".wav": "audio/wav", ".jpg": "image/jpeg", ".webp": "image/webp"}
 UNFINISHED = ("queued", "running")

@@ -21,7 +21,8 @@ FORMATS: tuple[str, ...] = ("openai", "openai-responses", "anthropic")
 def export(fmt: str = "openai") -> list[dict[str, Any]]:
     if fmt == "openai":
         return [
-            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema()}}
+            {"type": "function",
+             "function": {"name": t.name, "description": t.description, "parameters": t.input_schema()}}
             for t in TOOLS.values()
         ]
     if fmt == "openai-responses":
@@ -31,5 +32,6 @@ def export(fmt: str = "openai") -> list[dict[str, Any]]:
             for t in TOOLS.values()
         ]  # fmt: skip
     if fmt == "anthropic":
-        return [{"name": t.name, "description": t.description, "input_schema": t.input_schema()} for t in TOOLS.values()]
+        return [{"name": t.name, "description": t.description, "input_schema": t.input_schema()}
+                for t in TOOLS.values()]  # fmt: skip
     raise InvalidInput(f"unknown tool schema format {fmt!r} (choose from {', '.join(FORMATS)})")

@@ -43,7 +43,8 @@ def _character_out(character: Character, history: int) -> CharacterOut:
         prompt=character.prompt,
         has_identity=has_identity(character),
         state=state_out(character.current_state()),
-        history=[{"emotions": e.state.components(), "source": e.source, "at": e.created_at.isoformat()} for e in entries],
+        history=[{"emotions": e.state.components(), "source": e.source, "at": e.created_at.isoformat()}
+                 for e in entries],  # fmt: skip
         cg_count=len(character.store.assets("cg")),
         bgm_count=len(character.store.assets("bgm")),
     )
@@ -62,7 +63,9 @@ def _picture(box: Toolbox, character: Character, state: EmotionState) -> RenderO
 
     found = find_feel(character, state)
     if found is not None:
-        return RenderOut(character=character.name, state=state_out(found.state), cached=True, asset=asset_out(found.asset))
+        return RenderOut(
+            character=character.name, state=state_out(found.state), cached=True, asset=asset_out(found.asset)
+        )
     job = box.queue("feel", character.name, {"state": state.intensities()})
     return RenderOut(
         character=character.name, state=state_out(state), cached=False, job=job_out(job),
@@ -92,9 +95,14 @@ def edit(box: Toolbox, args: EditArgs) -> RenderOut:
             f"from_text {args.from_text!r} is not part of {character.name}'s prompt {character.prompt!r}; "
             "quote words from it, e.g. the outfit or hair description"
         )
+    from charforge.character.identity import region_words
+
+    regions = list(region_words(character))
     region = args.region or args.to_text.split()[-1].lower()
-    if region not in ("face", "hair", "outfit", "background"):
-        raise InvalidInput(f"cannot tell which region to redraw from {region!r}; pass region: face, hair, outfit or background")
+    if region not in regions:
+        raise InvalidInput(
+            f"cannot tell which region to redraw from {region!r}; pass region: one of {', '.join(regions)}"
+        )
     steps = box.check_steps(args.steps)
     job = box.queue("inpaint", character.name, {"region": region, "prompt": args.to_text, "steps": steps})
     return RenderOut(

@@ -18,8 +18,8 @@ PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white backg
 
 @pytest.fixture(scope="session")
 def cast_template(tmp_path_factory, tiny_model_dir, tiny_bgm_model_dir):
-    from charforge.forge import Forge
     from charforge.character.identity import build_identity
+    from charforge.forge import Forge
 
     root = tmp_path_factory.mktemp("service-cast") / "ws"
     with Forge.open(root) as forge:

@@ -64,6 +64,9 @@ def test_errors_are_structured_with_the_right_status(server):
     assert server.get("/jobs/999").status_code == 404
     huge = server.post("/characters/mira/emotion", {"emotions": {"joy": 0.5}, "reason": "x" * 100_000})
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
+    chunked = requests.post(server.url + "/characters/mira/emotion", data=iter([b'{"reason": "', b"y" * 70_000, b'"}']),
+                            headers={"Content-Type": "application/json"}, timeout=10)  # no Content-Length
+    assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "body_too_large"
     assert len(server.get("/characters/mira/history").json()) == recorded  # the bad calls recorded nothing
 
 

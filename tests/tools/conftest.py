@@ -15,8 +15,8 @@ PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white backg
 
 @pytest.fixture(scope="session")
 def cast_template(tmp_path_factory, tiny_model_dir):
-    from charforge.forge import Forge
     from charforge.character.identity import build_identity
+    from charforge.forge import Forge
 
     root = tmp_path_factory.mktemp("cast") / "ws"
     with Forge.open(root) as forge:
@@ -40,7 +40,6 @@ def toolbox(cast):
     from charforge.tools.worker import Worker
 
     worker = Worker(cast).start()
-    box = Toolbox(cast, submit=worker.submit)
-    box.worker = worker
+    box = Toolbox(cast, worker=worker)
     yield box
     worker.stop()

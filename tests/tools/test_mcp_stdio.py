@@ -13,7 +13,7 @@ import pytest
 
 mcp = pytest.importorskip("mcp")
 
-from charforge.tools import TOOLS
+from charforge.tools import TOOLS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
