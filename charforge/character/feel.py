@@ -153,13 +153,18 @@ def _edit_params(table: ExpressionTable) -> dict[str, Any]:
     return table.edit.model_dump()
 
 
-def state_key(character: Character, cond: Conditioning, model_hash: str, table: ExpressionTable) -> str:
-    """The cache key of a state's picture: same identity, state, model and parameters -> same key."""
+def state_key(
+    character: Character, cond: Conditioning, model_hash: str, table: ExpressionTable, identity: str | None = None
+) -> str:
+    """The cache key of a state's picture: same identity, state, model and parameters -> same key.
+
+    `identity`: the character's `identity_hash` if the caller has it already.
+    """
     return canonical_hash(
         {
             "what": "feel",
             "version": KEY_VERSION,
-            "identity": identity_hash(character),
+            "identity": identity or identity_hash(character),
             "state": cond.state.intensities(),
             "model": model_hash,
             "conditioning": cond.to_dict(),
@@ -202,11 +207,13 @@ def find_feel(character: Character, state: EmotionState | Mapping[str, float]) -
 
     Front ends use it to answer at once when they can and queue a render only when they must.
     """
-    if not has_identity(character):
+    artifacts = character.store.identity()  # one listing for both questions: this runs on every chat turn
+    if not has_identity(character, artifacts):
         return None
     table = expression_table(character.settings.get("expressions"))
     cond = conditioning(EmotionState.coerce(state), character.prompt, table)
-    asset = character.store.find_asset(AssetKind.CG, state_key(character, cond, current_model_hash(character), table))
+    key = state_key(character, cond, current_model_hash(character), table, identity_hash(character, artifacts))
+    asset = character.store.find_asset(AssetKind.CG, key)
     return None if asset is None else FeelResult(asset, cond.state, cond, cached=True)
 
 
