@@ -29,7 +29,7 @@ from pydantic import (
     field_validator,
 )
 
-from charforge.canonical import canonical_hash
+from charforge.character.cache import identity_hash  # noqa: F401 (lives beside the cache keys, free of torch)
 from charforge.character.regions import (
     REGION_WORDS,
     attention_heats,
@@ -57,7 +57,6 @@ from charforge.engine.loading import default_model_path, weights_hash
 from charforge.errors import InvalidInput, NotFound, StaleIdentity
 from charforge.paths import validate_slug
 from charforge.store.models import IdentityKind
-from charforge.store.records import ArtifactInfo
 from charforge.validation import invalid_input
 
 if TYPE_CHECKING:
@@ -164,26 +163,8 @@ class Identity:
         return PIL.Image.fromarray(self.base)
 
 
-def identity_hash(character: Character, artifacts: Sequence[ArtifactInfo] | None = None) -> str:
-    """One hash over everything that determines how this character is drawn (for cache keys).
-
-    `artifacts`: the character's identity listing if the caller already read it (one query less).
-    """
-    listing = character.store.identity() if artifacts is None else artifacts
-    return canonical_hash(
-        {
-            "prompt": character.prompt,
-            "negative_prompt": character.negative_prompt,
-            "seed": character.seed,
-            "model_hash": character.model_hash,
-            "artifacts": sorted((a.kind, a.name, a.sha256) for a in listing),
-        }
-    )
-
-
-def has_identity(character: Character, artifacts: Sequence[ArtifactInfo] | None = None) -> bool:
-    listing = character.store.identity() if artifacts is None else artifacts
-    return any(a.kind == IdentityKind.INVERTED_LATENTS.value for a in listing)
+def has_identity(character: Character) -> bool:
+    return any(a.kind == IdentityKind.INVERTED_LATENTS.value for a in character.store.identity())
 
 
 def _missing(character: Character) -> NotFound:

@@ -59,9 +59,9 @@ def get_character(box: Toolbox, args: GetCharacterArgs) -> CharacterOut:
 
 
 def _picture(box: Toolbox, character: Character, state: EmotionState) -> RenderOut:
-    from charforge.character.feel import find_feel
+    from charforge.character.cache import cached_picture
 
-    found = find_feel(character, state)
+    found = cached_picture(character, state)
     if found is not None:
         return RenderOut(
             character=character.name, state=state_out(found.state), cached=True, asset=asset_out(found.asset)

@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 
-from charforge.cli.main import app
-from charforge.cli.workspace import WorkspaceOpt, chosen_workspace, echo_json
+from charforge.cli.options import WorkspaceOpt
+from charforge.cli.workspace import echo_json, workspace_at
 from charforge.errors import InvalidInput
 
+app = typer.Typer()
 tools_app = typer.Typer(help="charforge as LLM tools (function calling).", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
 
@@ -70,7 +71,7 @@ def mcp(
 
     if http is not None:
         typer.echo(f"charforge MCP server: http://{host}:{http}/mcp", err=True)
-    serve_mcp(chosen_workspace(ctx, workspace).root, http_port=http, host=host,
+    serve_mcp(workspace_at(ctx).root, http_port=http, host=host,
               limits=Limits(renders_per_minute=renders_per_minute))
 
 
@@ -98,7 +99,7 @@ def serve(
     from charforge.service import ServiceSettings, create_app
     from charforge.tools.limits import Limits
 
-    settings = ServiceSettings(workspace=chosen_workspace(ctx, workspace).root, api_key=api_key, model=model,
+    settings = ServiceSettings(workspace=workspace_at(ctx).root, api_key=api_key, model=model,
                                worker=worker, limits=Limits(renders_per_minute=renders_per_minute))  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"charforge studio: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)")
