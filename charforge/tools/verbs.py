@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from charforge.emotion import EmotionState
 from charforge.errors import InvalidInput
+from charforge.store.models import IdentityKind
 from charforge.tools.models import (
     BgmArgs,
     CastOut,
@@ -34,14 +35,12 @@ log = logging.getLogger(__name__)
 
 
 def _character_out(character: Character, history: int) -> CharacterOut:
-    from charforge.character.identity import has_identity
-
     entries = character.store.history(limit=history) if history else []
     return CharacterOut(
         name=character.name,
         display_name=character.display_name,
         prompt=character.prompt,
-        has_identity=has_identity(character),
+        has_identity=any(a.kind == IdentityKind.INVERTED_LATENTS for a in character.store.identity()),
         state=state_out(character.current_state()),
         history=[{"emotions": e.state.components(), "source": e.source, "at": e.created_at.isoformat()}
                  for e in entries],  # fmt: skip
