@@ -11,7 +11,7 @@ pytest.importorskip("requests")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from svc_server import serve  # noqa: E402
+from service.svc_server import serve  # noqa: E402
 
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background"
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 import requests
-from svc_server import serve
+from service.svc_server import serve
 
 from charforge.forge import Forge
 
@@ -142,3 +143,19 @@ def test_character_crud_and_music(workspace, tmp_path, tiny_model_dir):
         assert track.headers["content-type"] == "audio/wav" and track.content[:4] == b"RIFF"
         again = server.post("/characters/mira/bgm", {"state": {"joy": 0.9}, "seconds": 2, "steps": 2})
         assert again.status_code == 200 and again.json()["asset"] == job["result"]["asset"]
+
+
+def test_game_client_example_polls_then_downloads_once(server, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "game_client.py"
+    spec = importlib.util.spec_from_file_location("game_client_example", path)
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+
+    asset = client.feel(server.url, None, "mira", {"surprise": 0.7}, poll=0.1)  # a new state: 202, then polling
+    out = tmp_path / "cg.png"
+    assert client.download(server.url, None, asset, out) is True
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == asset["sha256"]
+    assert client.download(server.url, None, asset, out) is False  # unchanged: 304, no bytes

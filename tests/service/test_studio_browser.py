@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import PIL.Image
 import pytest
-from svc_server import serve
+from service.svc_server import serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
