@@ -7,9 +7,9 @@ import json
 
 import pytest
 import requests
-from service.svc_server import serve
 
 from charforge.forge import Forge
+from service.svc_server import serve
 
 KEY = "sesame-open-1234"
 

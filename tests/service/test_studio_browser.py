@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import PIL.Image
 import pytest
+
 from service.svc_server import serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
