@@ -166,8 +166,10 @@ class Forge:
         status: JobStatus | str | None = None,
         progress: float | None = None,
         error: str | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> Job:
-        return self.repository.jobs.update(job_id, status=status, progress=progress, error=error)
+        """Move a job along; `result` is what it produced (plain JSON, e.g. the asset it rendered)."""
+        return self.repository.jobs.update(job_id, status=status, progress=progress, error=error, result=result)
 
     def get_job(self, job_id: int) -> Job:
         return self.repository.jobs.get(job_id)

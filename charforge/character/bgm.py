@@ -155,6 +155,31 @@ def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tu
     return asset, False
 
 
+def _bgm_key(plan: MusicPlan, model: Any, seconds: float, seed: int, loop: bool, steps: int,
+             guidance: float) -> tuple[str, dict[str, Any]]:
+    _check(seconds, seed, steps, guidance)
+    model_hash = _bgm_model_hash(model)
+    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
+    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash,
+                          **options})  # fmt: skip
+    return key, {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+
+
+def find_bgm(
+    character: Character, state: EmotionState | Mapping[str, float] | None = None, *, seconds: float = DEFAULT_SECONDS,
+    seed: int | None = None, loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+) -> BGMResult | None:
+    """The stored music `bgm` would return for these arguments, or None; never renders."""
+    table = mood_table(character.settings.get("music"))
+    plan = plan_for_state(EmotionState.coerce(state, default=character.current_state()), table)
+    key, _ = _bgm_key(plan, table.model, seconds, character.seed if seed is None else seed, loop, steps, guidance)
+    asset = character.store.find_asset(AssetKind.BGM, key)
+    if asset is None:
+        return None
+    rate, length = _audio_info(asset)
+    return BGMResult(asset.path, plan, length, rate, True, asset, key)
+
+
 def bgm(
     character: Character,
     state: EmotionState | Mapping[str, float] | None = None,
@@ -174,11 +199,7 @@ def bgm(
     table = mood_table(character.settings.get("music"))
     plan = plan_for_state(EmotionState.coerce(state, intensities, default=character.current_state()), table)
     seed = character.seed if seed is None else seed
-    _check(seconds, seed, steps, guidance)
-    model_hash = _bgm_model_hash(table.model)
-    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
-    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options})
-    params = {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+    key, params = _bgm_key(plan, table.model, seconds, seed, loop, steps, guidance)
     asset, cached = _cached(
         character, key,
         lambda: render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=table.model, steps=steps,

@@ -53,7 +53,11 @@ class JobRepository:
         status: JobStatus | str | None = None,
         progress: float | None = None,
         error: str | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> Job:
+        if result is not None:
+            result = dict(result)
+            canonical_json(result)  # rejects values that are not plain JSON
         with self.db.write() as session:
             job = _get(session, job_id)
             if status is not None:
@@ -64,6 +68,8 @@ class JobRepository:
                 job.progress = float(progress)
             if error is not None:
                 job.error = error
+            if result is not None:
+                job.result = result
             job.updated_at = utcnow()
             session.flush()
             return _job(session, job)
@@ -92,4 +98,4 @@ def _job(session: Session, job: JobRecord) -> Job:
     if job.character_id is not None:
         slug = session.scalar(select(CharacterRecord.slug).where(CharacterRecord.id == job.character_id))
     return Job(job.id, job.kind, job.status, slug, dict(job.params), job.progress, job.error, job.created_at,
-               job.updated_at)
+               job.updated_at, None if job.result is None else dict(job.result))

@@ -203,5 +203,7 @@ class JobRecord(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
+    # What the finished job produced (plain JSON, e.g. the asset it rendered); None until then.
+    result: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -168,10 +168,12 @@ class Job:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    result: dict[str, Any] | None = None  # what the finished job produced
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **{k: getattr(self, k) for k in ("id", "kind", "status", "character", "params", "progress", "error")},
+            **{k: getattr(self, k)
+               for k in ("id", "kind", "status", "character", "params", "progress", "error", "result")},
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
