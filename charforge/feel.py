@@ -143,6 +143,14 @@ def state_key(character: Character, cond: Conditioning, model_hash: str, table: 
     )
 
 
+def feel_key(character: Character, state: EmotionState | Mapping[str, float]) -> str:
+    """The key `feel` stores `state`'s picture under now (the character must have an identity); batch
+    planning uses it to skip states already rendered without loading the model."""
+    table = expression_table(character.settings.get("expressions"))
+    cond = conditioning(_as_state(state, {}), character.prompt, table)
+    return state_key(character, cond, current_model_hash(character), table)
+
+
 def _as_state(state: EmotionState | Mapping[str, float] | None, intensities: Mapping[str, float]) -> EmotionState:
     if state is not None and intensities:
         raise InvalidInput("give a state or emotion keywords, not both")

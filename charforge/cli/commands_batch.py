@@ -75,3 +75,110 @@ def export(
     for pack in result.packs:
         typer.echo(f"{pack.name}: {len(pack.sprites)} sprites" + (f", {len(pack.tracks)} tracks" if pack.tracks else ""))
     typer.echo(f"{len(result.files)} files written to {result.out} ({result.format})")
+
+
+@app.command()
+def regenerate(
+    ctx: typer.Context,
+    names: NamesArg = None,
+    every: AllOpt = False,
+    emotions: EmotionsOpt = None,
+    set_name: SetOpt = None,
+    intensities: Annotated[str, typer.Option("--intensities", help="Comma-separated, e.g. 0.5,1.0.")] = "1.0",
+    bgm: Annotated[bool, typer.Option("--bgm", help="Also each state's loopable music.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes / Ray actors.")] = 1,
+    batch: Annotated[int | None, typer.Option("--batch", min=1, max=64, help="States per UNet call.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local or ray.")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start one here).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; render and record nothing.")] = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render every requested sprite (and BGM) again, one job per asset: resumable, skips what is stored."""
+    from charforge.jobs import BACKENDS, DEFAULT_BATCH, Request, parse_intensities, plan, regenerate
+
+    chosen = _names(names, every)
+    labels = _labels(emotions, set_name) or label_set("plutchik")
+    request = Request(None if chosen is None else tuple(chosen), labels, parse_intensities(intensities), bgm)
+    if backend not in BACKENDS:
+        raise InvalidInput(f"unknown --backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if address is not None and backend != "ray":
+        raise InvalidInput("--address only applies to --backend ray")
+    with open_forge(ctx, workspace) as forge:
+        if dry_run:
+            planned = plan(forge, request, dry_run=True)
+            _print_plan(planned, json_out)
+            return
+        with _Progress(enabled=not json_out) as progress:
+            result = regenerate(forge, request, backend=backend, workers=workers, batch=batch or DEFAULT_BATCH,
+                                address=address, on_plan=progress.start, on_result=progress.result,
+                                on_progress=progress.update)  # fmt: skip
+    data = result.to_dict()
+    if json_out:
+        echo_json(data)
+    else:
+        _print_summary(data)
+    if data["failed"]:
+        raise typer.Exit(code=1)
+
+
+def _print_plan(planned, json_out: bool) -> None:  # type: ignore[no-untyped-def]
+    data = planned.to_dict()
+    if json_out:
+        echo_json(data)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="regeneration plan (dry run)")
+    for column in ("character", "asset", "label", "intensity", "status"):
+        table.add_column(column)
+    for item in planned.items:
+        status = "stored" if item.cached else "to render" if item.key else "to render (identity first)"
+        table.add_row(item.character, item.kind, item.label, f"{item.intensity:g}", status)
+    Console().print(table)
+    typer.echo(f"{data['assets']} assets: {data['cached']} stored, {data['to_render']} to render")
+
+
+def _print_summary(data: dict) -> None:  # type: ignore[type-arg]
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"regenerated in {data['seconds']:.1f} s")
+    for column in ("character", "stored", "rendered", "reused", "failed", "open"):
+        table.add_column(column, justify="right" if column != "character" else "left")
+    for name, row in data["characters"].items():
+        table.add_row(name, *(str(row[k]) for k in ("cached", "rendered", "reused", "failed", "open")))
+    Console().print(table)
+    for error in dict.fromkeys(data["errors"]):
+        typer.echo(f"error: {error}", err=True)
+
+
+class _Progress:
+    """A rich progress bar with ETA over the jobs of the run (fed by results or by polling the rows)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), disable=not enabled)  # fmt: skip
+        self._task = None
+        self._done = 0
+
+    def __enter__(self) -> _Progress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
+
+    def start(self, planned) -> None:  # type: ignore[no-untyped-def]
+        self._task = self._bar.add_task("regenerate", total=len(planned.todo))
+
+    def result(self, job, result, error) -> None:  # type: ignore[no-untyped-def]
+        self._done += 1
+        self.update(self._done)
+
+    def update(self, done: int) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=done)
