@@ -21,7 +21,7 @@ import soundfile as sf
 from charforge.emotion.labels import PLUTCHIK, SILLYTAVERN, label_state
 from charforge.errors import InvalidInput
 from charforge.export import export_pack
-from charforge.identity import build_identity
+from charforge.character.identity import build_identity
 from tests.test_feel import face_mask
 
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background, looking calm"
@@ -67,8 +67,8 @@ def test_export_of_rendered_states_does_not_run_the_model(cast, tmp_path, monkey
     def refuse(*args, **kwargs):
         raise AssertionError("the model was used")
 
-    monkeypatch.setattr("charforge.feel.denoise", refuse)
-    monkeypatch.setattr("charforge.feel.character_model", refuse)
+    monkeypatch.setattr("charforge.character.feel.denoise", refuse)
+    monkeypatch.setattr("charforge.character.feel.character_model", refuse)
     export_pack(cast, ["mira"], "godot", tmp_path / "b")
     assert (tmp_path / "b" / "mira" / "mira.tres").is_file()
 

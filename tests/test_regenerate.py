@@ -69,25 +69,25 @@ def test_regenerate_renders_each_asset_once_and_a_rerun_renders_nothing(forge, m
     def refuse(*args, **kwargs):
         raise AssertionError("the model was used")
 
-    monkeypatch.setattr("charforge.feel.denoise", refuse)
+    monkeypatch.setattr("charforge.character.feel.denoise", refuse)
     second = regenerate(forge, request, batch=3)
     assert second.summary.rendered == 0 and all(i.cached for i in second.plan.items) and not second.plan.todo
 
 
 def test_a_failing_batch_marks_its_jobs_failed_and_a_rerun_retries_them(forge, mira, monkeypatch):
-    import charforge.feel
+    import charforge.character.feel as feel_module
 
-    real = charforge.feel.render_edits
+    real = feel_module.render_edits
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(charforge.feel, "render_edits", broken)
+    monkeypatch.setattr(feel_module, "render_edits", broken)
     request = Request(("mira",), ("joy", "fear"), (1.0,))
     failed = regenerate(forge, request)
     assert failed.summary.failed == 2 and "out of memory" in failed.summary.errors[0]
     assert {j.status for j in JobQueue(forge.db).jobs(failed.plan.jobs)} == {"failed"}
-    monkeypatch.setattr(charforge.feel, "render_edits", real)
+    monkeypatch.setattr(feel_module, "render_edits", real)
     retried = regenerate(forge, request)
     assert retried.plan.jobs == failed.plan.jobs and retried.summary.rendered == 2
     _check_store(forge, retried.plan.jobs)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charforge.character import Asset, Character
+from charforge.character.handle import Asset, Character
 from charforge.emotion import EmotionState
 from charforge.emotion.labels import check_labels, label_state
 from charforge.errors import InvalidInput
@@ -68,7 +68,7 @@ def collect(
 ) -> Pack:
     """The character's pictures for `labels` at `intensity` (rendered where missing), and with `music`
     a loopable BGM per label (`music_options` go to `Character.bgm`: seconds, steps, seed...)."""
-    from charforge.feel import RENDER_BATCH, feel_many
+    from charforge.character.feel import RENDER_BATCH, feel_many
 
     labels = check_labels(labels)
     states = [label_state(label, intensity) for label in labels]

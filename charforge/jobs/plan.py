@@ -104,9 +104,9 @@ def plan(forge: Any, request: Request, *, dry_run: bool = False) -> Plan:
 
 
 def _plan_character(character: Character, request: Request, queue: JobQueue | None) -> list[PlannedAsset]:
-    from charforge.bgm import bgm_key
-    from charforge.feel import feel_key
-    from charforge.identity import build_identity, check_fresh, current_model_hash, has_identity
+    from charforge.character.bgm import bgm_key
+    from charforge.character.feel import feel_key
+    from charforge.character.identity import build_identity, check_fresh, current_model_hash, has_identity
 
     if not has_identity(character):
         if queue is None:

@@ -63,7 +63,7 @@ def _asset_result(asset: Any, rendered: bool) -> dict[str, Any]:
 
 def execute(forge: Any, jobs: Sequence[QueuedJob]) -> list[dict[str, Any]]:
     """Render one claimed batch (one kind, one character); one result per job, in order."""
-    from charforge.feel import feel_many
+    from charforge.character.feel import feel_many
 
     character = forge.get(jobs[0].character)
     states = [EmotionState(**job.params["state"]) for job in jobs]
