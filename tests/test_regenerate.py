@@ -198,3 +198,27 @@ def test_label_sets():
     assert len(SILLYTAVERN) == 28 and label_set("plutchik")[-1] == "neutral"
     with pytest.raises(InvalidInput, match="unknown label set"):
         label_set("emoji")
+
+
+def test_regenerate_with_bgm_makes_one_loop_per_mood_plan(forge, mira, tiny_bgm_model_dir):
+    mira.update(settings={**mira.settings, "music": {"model": str(tiny_bgm_model_dir)}})
+    request = Request(("mira",), ("joy", "sadness"), (1.0,), bgm=True, bgm_options={"seconds": 6.0, "steps": 2})
+    result = regenerate(forge, request)
+    kinds = sorted(i.kind for i in result.plan.items)
+    assert kinds == ["bgm", "bgm", "cg", "cg"] and result.summary.failed == 0
+    music = mira.assets("bgm")
+    assert len(music) == 2 and all(a.params["loop"] for a in music)
+    _check_store(forge, result.plan.jobs)
+    assert regenerate(forge, request).summary.rendered == 0
+
+
+@pytest.mark.slow  # two worker processes, each loading the model
+def test_two_worker_processes_share_the_jobs(forge, mira):
+    request = Request(("mira",), ("joy", "sadness", "anger", "fear", "surprise", "disgust"), (0.5, 1.0))
+    result = regenerate(forge, request, workers=2, batch=2)
+    assert result.summary.failed == 0 and result.summary.rendered == 12
+    jobs = JobQueue(forge.db).jobs(result.plan.jobs)
+    assert all(j.attempts == 1 for j in jobs)  # no job was claimed twice
+    assert 1 <= len({j.worker for j in jobs}) <= 2  # (one may finish before the other has loaded)
+    assert len(mira.assets("cg")) == 12
+    _check_store(forge, result.plan.jobs)
