@@ -25,7 +25,7 @@ def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny
         sheet = Image.open(first.sheet)
         assert sheet.height >= 128 * len(cast)  # one row per character
         assert sheet.width >= 128 * len(sweep_states())  # base + 8 emotions x 2 intensities per row
-        assets = {c.name: c.assets("cg") for c in forge.list()}
+        assets = {c.name: c.store.assets("cg") for c in forge.list()}
         assert all(len(a) == len(sweep_states()) for a in assets.values())
         # each character's music for the two contrasting moods: two different, playable files
         assert len(first.music) == 2 * len(cast)
@@ -36,8 +36,8 @@ def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny
         # Second run: nothing new imported, the cached pictures and music are reused (no new assets).
         second = run_demo(forge, model_ref=str(tiny_model_dir), steps=2, bgm_model=str(tiny_bgm_model_dir))
         assert second.imported == []
-        assert {c.name: [x.path for x in c.assets()] for c in forge.list()} == {
-            c.name: [x.path for x in a] for c, a in ((c, assets[c.name] + c.assets("bgm")) for c in forge.list())
+        assert {c.name: [x.path for x in c.store.assets()] for c in forge.list()} == {
+            c.name: [x.path for x in a] for c, a in ((c, assets[c.name] + c.store.assets("bgm")) for c in forge.list())
         }
 
 

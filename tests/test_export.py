@@ -38,7 +38,7 @@ def cast(forge, tiny_model_dir, tiny_bgm_model_dir):
         character = forge.create(name, prompt=PROMPT, seed=7, model=str(tiny_model_dir), display_name=display,
                                  build_identity=False, settings={"music": {"model": str(tiny_bgm_model_dir)}})
         build_identity(character, {"steps": 3})
-        size = character.get_identity("base_image").tensors["pixels"].shape[0]
+        size = character.store.get_identity("base_image").tensors["pixels"].shape[0]
         character.set_mask("face", face_mask(size))
     return forge
 
@@ -57,7 +57,7 @@ def test_sillytavern_pack_has_one_image_per_label_named_by_it(cast, tmp_path):
     joy = mira.feel(label_state("joy"), record=False)
     assert joy.cached and (folder / "joy.png").read_bytes() == joy.asset.read_bytes()
     neutral = np.asarray(PIL.Image.open(folder / "neutral.png").convert("RGB"))
-    assert np.array_equal(neutral, mira.get_identity("base_image").tensors["pixels"].numpy())
+    assert np.array_equal(neutral, mira.store.get_identity("base_image").tensors["pixels"].numpy())
     assert result.to_dict()["labels"]["mira"] == list(SILLYTAVERN)
 
 

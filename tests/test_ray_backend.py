@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from charforge.jobs import Request, regenerate
-from charforge.store.job_queue import JobQueue
+
 from tests.test_feel import make_character
 
 ray = pytest.importorskip("ray", reason="the optional `ray` extra is not installed")
@@ -17,10 +17,10 @@ def test_ray_actors_render_each_planned_asset_once(forge, tiny_model_dir):
     request = Request(("mira",), ("joy", "sadness", "anger", "fear", "neutral"), (0.5, 1.0))
     result = regenerate(forge, request, backend="ray", workers=2, batch=2)
     assert result.summary.failed == 0 and result.summary.rendered == 9  # neutral is one asset at any intensity
-    jobs = JobQueue(forge.db).jobs(result.plan.jobs)
+    jobs = forge.repository.jobs.many(result.plan.jobs)
     assert all(j.status == "done" for j in jobs)
     assert len({j.worker for j in jobs if j.result["rendered"]}) >= 1
-    assets = mira.assets("cg")
+    assets = mira.store.assets("cg")
     assert len(assets) == 9 and len({a.state_hash for a in assets}) == 9
     assert {j.key for j in jobs} == {a.state_hash for a in assets}
     again = regenerate(forge, request, backend="ray", workers=2)

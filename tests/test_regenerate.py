@@ -19,7 +19,7 @@ from charforge.errors import InvalidInput
 from charforge.forge import Forge
 from charforge.jobs import Request, plan, regenerate
 from charforge.paths import sha256_bytes
-from charforge.store.job_queue import JobQueue
+
 from charforge.store.models import JobStatus
 from tests.test_feel import make_character
 
@@ -33,13 +33,13 @@ def mira(forge, tiny_model_dir):
 
 def _check_store(forge: Forge, job_ids) -> None:
     """Every done job points at a stored, intact asset; no asset is stored twice."""
-    jobs = JobQueue(forge.db).jobs(job_ids)
+    jobs = forge.repository.jobs.many(job_ids)
     assert all(j.status == JobStatus.DONE.value for j in jobs)
     for job in jobs:
         path = forge.workspace.resolve(job.result["path"])
         assert sha256_bytes(path.read_bytes()) == job.result["sha256"]
         assert job.result["state_hash"] == job.key
-    keys = [(a.kind, a.state_hash) for c in forge.list() for a in c.assets()]
+    keys = [(a.kind, a.state_hash) for c in forge.list() for a in c.store.assets()]
     assert len(keys) == len(set(keys))
 
 
@@ -61,7 +61,7 @@ def test_regenerate_renders_each_asset_once_and_a_rerun_renders_nothing(forge, m
     request = Request(("mira",), ("joy", "sadness", "anger", "neutral"), (0.5, 1.0))
     first = regenerate(forge, request, batch=3)
     assert first.summary.rendered == 7 and first.summary.failed == 0  # neutral at any intensity is the base CG
-    assert len(mira.assets("cg")) == 7
+    assert len(mira.store.assets("cg")) == 7
     _check_store(forge, first.plan.jobs)
     for item in first.plan.items:  # the stored picture is the one `feel` serves for that label
         assert mira.feel(label_state(item.label, item.intensity), record=False).key == item.key
@@ -86,7 +86,7 @@ def test_a_failing_batch_marks_its_jobs_failed_and_a_rerun_retries_them(forge, m
     request = Request(("mira",), ("joy", "fear"), (1.0,))
     failed = regenerate(forge, request)
     assert failed.summary.failed == 2 and "out of memory" in failed.summary.errors[0]
-    assert {j.status for j in JobQueue(forge.db).jobs(failed.plan.jobs)} == {"failed"}
+    assert {j.status for j in forge.repository.jobs.many(failed.plan.jobs)} == {"failed"}
     monkeypatch.setattr(feel_module, "render_edits", real)
     retried = regenerate(forge, request)
     assert retried.plan.jobs == failed.plan.jobs and retried.summary.rendered == 2
@@ -95,7 +95,7 @@ def test_a_failing_batch_marks_its_jobs_failed_and_a_rerun_retries_them(forge, m
 
 def _claimer(workspace: str, ids: list[int], worker: str, out) -> None:  # type: ignore[no-untyped-def]
     with Forge.open(workspace) as forge:
-        queue = JobQueue(forge.db)
+        queue = forge.repository.jobs
         mine = []
         while claimed := queue.claim(ids, worker, 2):
             mine += [j.id for j in claimed]
@@ -106,7 +106,7 @@ def _claimer(workspace: str, ids: list[int], worker: str, out) -> None:  # type:
 
 def test_claims_are_atomic_across_processes(forge):
     forge.create("nell", prompt="portrait of a boy", build_identity=False)
-    queue = JobQueue(forge.db)
+    queue = forge.repository.jobs
     ids = [queue.plan_job("render-cg", "nell", f"{i:064x}", {"i": i}) for i in range(60)]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -118,11 +118,11 @@ def test_claims_are_atomic_across_processes(forge):
         proc.join()
     flat = [job_id for mine in taken for job_id in mine]
     assert sorted(flat) == sorted(ids)  # every job claimed, none twice
-    jobs = queue.jobs(ids)
+    jobs = queue.many(ids)
     assert all(j.status == "done" and j.attempts == 1 for j in jobs)
     # a worker cannot settle a job it does not hold
     assert not queue.finish(ids[0], "intruder", {"by": "intruder"})
-    assert queue.jobs(ids[:1])[0].result != {"by": "intruder"}
+    assert queue.many(ids[:1])[0].result != {"by": "intruder"}
 
 
 def _regenerate_cmd(workspace: Path, *extra: str) -> list[str]:
@@ -140,11 +140,11 @@ def test_sigkilled_regenerate_is_completed_by_a_rerun_without_redrawing(forge, m
     total = len(plan(forge, Request(("mira",), SILLYTAVERN, (0.5, 1.0)), dry_run=True).items)
     proc = subprocess.Popen(_regenerate_cmd(workspace, "--batch", "1"), env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    queue = JobQueue(forge.db)
+    queue = forge.repository.jobs
     deadline = time.monotonic() + 240
     done = 0
     while time.monotonic() < deadline and proc.poll() is None:
-        jobs = queue.jobs(range(1, 10_000))
+        jobs = queue.many(range(1, 10_000))
         done = sum(j.status == "done" and (j.result or {}).get("rendered") for j in jobs)
         if done >= 3:
             break
@@ -152,10 +152,10 @@ def test_sigkilled_regenerate_is_completed_by_a_rerun_without_redrawing(forge, m
     assert proc.poll() is None, f"the run ended before it could be killed: {proc.communicate()[1].decode()[-500:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    jobs = queue.jobs(range(1, 10_000))
+    jobs = queue.many(range(1, 10_000))
     assert 3 <= done < total and len(jobs) == total
     assert any(j.status != "done" for j in jobs)
-    before = {a.state_hash for a in mira.assets("cg")}
+    before = {a.state_hash for a in mira.store.assets("cg")}
     for job in jobs:  # nothing points at a missing or half-written file, even right after the kill
         if job.result is not None:
             assert sha256_bytes(forge.workspace.resolve(job.result["path"]).read_bytes()) == job.result["sha256"]
@@ -163,7 +163,7 @@ def test_sigkilled_regenerate_is_completed_by_a_rerun_without_redrawing(forge, m
     rerun = subprocess.run(_regenerate_cmd(workspace), env=_env(), capture_output=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
     summary = json.loads(rerun.stdout)
-    after = mira.assets("cg")
+    after = mira.store.assets("cg")
     assert len(after) == total and len({a.state_hash for a in after}) == total
     assert summary["assets"] == total and summary["failed"] == 0
     assert summary["rendered"] == total - len(before)  # finished assets were not drawn again
@@ -180,7 +180,7 @@ def test_regenerate_cli_dry_run_and_bad_input(forge, mira, cli):
     assert data["assets"] == 2 and data["to_render"] == 2 and forge.jobs() == []
     code, out, err = cli("regenerate", "mira", "--emotions", "joy", "--intensities", "0.5", "--workspace", ws)
     assert code == 0, err
-    assert "mira" in out and len(mira.assets("cg")) == 1
+    assert "mira" in out and len(mira.store.assets("cg")) == 1
     for args, needle in [
         (("mira", "--all"), "either"),
         (("mira", "--emotions", "joy", "--set", "plutchik"), "not both"),
@@ -206,7 +206,7 @@ def test_regenerate_with_bgm_makes_one_loop_per_mood_plan(forge, mira, tiny_bgm_
     result = regenerate(forge, request)
     kinds = sorted(i.kind for i in result.plan.items)
     assert kinds == ["bgm", "bgm", "cg", "cg"] and result.summary.failed == 0
-    music = mira.assets("bgm")
+    music = mira.store.assets("bgm")
     assert len(music) == 2 and all(a.params["loop"] for a in music)
     _check_store(forge, result.plan.jobs)
     assert regenerate(forge, request).summary.rendered == 0
@@ -217,8 +217,8 @@ def test_two_worker_processes_share_the_jobs(forge, mira):
     request = Request(("mira",), ("joy", "sadness", "anger", "fear", "surprise", "disgust"), (0.5, 1.0))
     result = regenerate(forge, request, workers=2, batch=2)
     assert result.summary.failed == 0 and result.summary.rendered == 12
-    jobs = JobQueue(forge.db).jobs(result.plan.jobs)
+    jobs = forge.repository.jobs.many(result.plan.jobs)
     assert all(j.attempts == 1 for j in jobs)  # no job was claimed twice
     assert 1 <= len({j.worker for j in jobs}) <= 2  # (one may finish before the other has loaded)
-    assert len(mira.assets("cg")) == 12
+    assert len(mira.store.assets("cg")) == 12
     _check_store(forge, result.plan.jobs)

@@ -170,7 +170,7 @@ def reinvert(
         character.reinvert(rerender=rerender, **options)
         base = character.feel(record=False)
         data = {"character": name, "model_hash": character.model_hash, "base_cg": str(base.path),
-                "identity": [a.to_dict() for a in character.identity()]}  # fmt: skip
+                "identity": [a.to_dict() for a in character.store.identity()]}  # fmt: skip
     if json_out:
         echo_json(data)
     else:

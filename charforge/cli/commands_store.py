@@ -115,12 +115,12 @@ def show(ctx: typer.Context, name: str, workspace: WorkspaceOpt = None, json_out
     with open_forge(ctx, workspace) as forge:
         character = forge.get(name)
         data = character.to_dict()
-        data["identity"] = [a.to_dict() for a in character.identity()]
+        data["identity"] = [a.to_dict() for a in character.store.identity()]
         data["history"] = {
-            "count": character.history_count(),
-            "recent": [e.to_dict() for e in character.history(limit=HISTORY_SHOWN)],
+            "count": character.store.history_count(),
+            "recent": [e.to_dict() for e in character.store.history(limit=HISTORY_SHOWN)],
         }
-        data["assets"] = [a.to_dict() for a in character.assets()]
+        data["assets"] = [a.to_dict() for a in character.store.assets()]
     if json_out:
         echo_json(data)
         return

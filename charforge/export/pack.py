@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charforge.character.handle import Asset, Character
+from charforge.character import Character
+from charforge.store.records import Asset
 from charforge.emotion import EmotionState
 from charforge.emotion.labels import check_labels, label_state
 from charforge.errors import InvalidInput

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from charforge.jobs.run import OnResult, Summary, release_abandoned, work
-from charforge.store.job_queue import JobQueue
+
 from charforge.store.models import JobStatus
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def run_local(
     start = time.perf_counter()
     for proc in procs:
         proc.start()
-    queue = JobQueue(forge.db)
+    queue = forge.repository.jobs
     total = Summary()
     try:
         while any(p.is_alive() for p in procs):

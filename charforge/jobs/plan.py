@@ -16,7 +16,8 @@ from typing import Any
 from charforge.character import Character
 from charforge.emotion.labels import check_labels, label_state
 from charforge.errors import InvalidInput
-from charforge.store.job_queue import JobQueue
+
+from charforge.store.jobs import JobRepository
 from charforge.store.models import AssetKind
 
 log = logging.getLogger(__name__)
@@ -96,14 +97,14 @@ def plan(forge: Any, request: Request, *, dry_run: bool = False) -> Plan:
     characters = forge.list() if request.names is None else [forge.get(name) for name in request.names]
     if not characters:
         raise InvalidInput("the workspace has no characters to regenerate")
-    queue = None if dry_run else JobQueue(forge.db)
+    queue = None if dry_run else forge.repository.jobs
     items: list[PlannedAsset] = []
     for character in characters:
         items.extend(_plan_character(character, request, queue))
     return Plan(tuple(items))
 
 
-def _plan_character(character: Character, request: Request, queue: JobQueue | None) -> list[PlannedAsset]:
+def _plan_character(character: Character, request: Request, queue: JobRepository | None) -> list[PlannedAsset]:
     from charforge.character.bgm import bgm_key
     from charforge.character.feel import feel_key
     from charforge.character.identity import build_identity, check_fresh, current_model_hash, has_identity
@@ -131,7 +132,7 @@ def _plan_character(character: Character, request: Request, queue: JobQueue | No
                 if (kind, key) in seen:  # labels quantising to the same state share one asset
                     continue
                 seen.add((kind, key))
-                asset = character.find_asset(kind, key)
+                asset = character.store.find_asset(kind, key)
                 job = None
                 if queue is not None:
                     job_params = {"label": label, "intensity": intensity, "state": state.intensities(), **params}

@@ -15,7 +15,7 @@ from typing import Any
 
 from charforge.errors import InvalidInput
 from charforge.jobs.run import Summary, release_abandoned, work
-from charforge.store.job_queue import JobQueue
+
 from charforge.store.models import JobStatus
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def run_ray(
     release_abandoned(forge, job_ids)
     actor_cls = ray.remote(num_cpus=threads)(_Worker)
     actors = [actor_cls.remote(str(forge.workspace.root), threads) for _ in range(workers)]
-    queue = JobQueue(forge.db)
+    queue = forge.repository.jobs
     total = Summary()
     start = time.perf_counter()
     try:

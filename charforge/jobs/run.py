@@ -23,13 +23,13 @@ from typing import Any
 from charforge.emotion import EmotionState
 from charforge.errors import CharforgeError
 from charforge.jobs.plan import BGM_JOB, CG_JOB
-from charforge.store.job_queue import JobQueue, QueuedJob
+from charforge.store.records import Job
 from charforge.store.models import JobStatus
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 3600.0  # a job held this long by a worker on another machine is taken as abandoned
-OnResult = Callable[[QueuedJob, dict[str, Any] | None, str | None], None]
+OnResult = Callable[[Job, dict[str, Any] | None, str | None], None]
 
 
 def worker_name() -> str:
@@ -61,7 +61,7 @@ def _asset_result(asset: Any, rendered: bool) -> dict[str, Any]:
             "rendered": rendered}  # fmt: skip
 
 
-def execute(forge: Any, jobs: Sequence[QueuedJob]) -> list[dict[str, Any]]:
+def execute(forge: Any, jobs: Sequence[Job]) -> list[dict[str, Any]]:
     """Render one claimed batch (one kind, one character); one result per job, in order."""
     from charforge.character.feel import feel_many
 
@@ -101,7 +101,7 @@ def work(
 ) -> Summary:
     """Claim and run jobs among `job_ids` until none is left; an interrupt gives the held ones back."""
     worker = worker or worker_name()
-    queue = JobQueue(forge.db)
+    queue = forge.repository.jobs
     summary = Summary()
     start = time.perf_counter()
     while claimed := queue.claim(job_ids, worker, batch):
@@ -134,7 +134,7 @@ def work(
 
 def release_abandoned(forge: Any, job_ids: Sequence[int]) -> int:
     """Requeue jobs among `job_ids` held by workers that are gone (a killed earlier run)."""
-    released = JobQueue(forge.db).release_abandoned(job_ids, abandoned)
+    released = forge.repository.jobs.release_abandoned(job_ids, abandoned)
     if released:
         log.info("released %d jobs left running by a stopped worker", released)
     return released
@@ -143,7 +143,7 @@ def release_abandoned(forge: Any, job_ids: Sequence[int]) -> int:
 def outcome(forge: Any, job_ids: Sequence[int]) -> dict[str, dict[str, int]]:
     """Per character: jobs done (rendered / reused), failed and still open, read from the job rows."""
     table: dict[str, dict[str, int]] = {}
-    for job in JobQueue(forge.db).jobs(job_ids):
+    for job in forge.repository.jobs.many(job_ids):
         row = table.setdefault(job.character or "?", {"rendered": 0, "reused": 0, "failed": 0, "open": 0})
         if job.status == JobStatus.DONE.value:
             row["rendered" if (job.result or {}).get("rendered") else "reused"] += 1

@@ -1,56 +1,97 @@
-"""The jobs table as a queue of assets to render: enqueue once per asset, claim atomically, finish or release.
+"""The jobs table: units of long work (batch regeneration) that outlive one process.
 
-Every state change is a compare-and-set (`UPDATE ... WHERE status = <expected> [AND worker = me]`), which
-is atomic on SQLite (one writer at a time) and on PostgreSQL (a second updater waits for the first,
-then re-checks the condition and matches nothing), so two workers can never both own a job.
+Jobs that make one asset form a queue: planned once per (kind, character, asset key), claimed and
+settled by compare-and-set (`UPDATE ... WHERE status = <expected> [AND worker = me]`), which is atomic
+on SQLite (one writer at a time) and on PostgreSQL (a second updater waits for the first, re-checks
+the condition and matches nothing), so two workers never both own a job.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from charforge.canonical import canonical_json
-from charforge.errors import ConflictError, NotFound
+from charforge.errors import ConflictError, InvalidInput, NotFound
+from charforge.paths import validate_slug
+from charforge.store import characters
 from charforge.store.db import Database
 from charforge.store.models import CharacterRecord, JobRecord, JobStatus, utcnow
+from charforge.store.records import Job
+from charforge.validation import parse_enum
 
+_JOB_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _OPEN = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 _REQUEUE = {"status": JobStatus.QUEUED.value, "worker": None}
 
 
-@dataclass(frozen=True)
-class QueuedJob:
-    id: int
-    kind: str
-    character: str | None
-    key: str | None
-    status: str
-    params: dict[str, Any]
-    worker: str | None
-    attempts: int
-    result: dict[str, Any] | None
-    error: str | None
-    updated_at: datetime
-
-
-def _job(rec: JobRecord, slug: str | None) -> QueuedJob:
-    return QueuedJob(rec.id, rec.kind, slug, rec.key, rec.status, dict(rec.params), rec.worker, rec.attempts,
-                     None if rec.result is None else dict(rec.result), rec.error, rec.updated_at)  # fmt: skip
-
-
-class JobQueue:
-    """Queries of the job queue over one database (the only place batch jobs touch SQL)."""
+class JobRepository:
+    """Create, advance and list jobs; each call is one unit of work."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def create(self, kind: str, params: Mapping[str, Any] | None = None, *, character: str | None = None) -> Job:
+        """Record a unit of long work (queued); workers move it along with `update`."""
+        if not (isinstance(kind, str) and _JOB_KIND.fullmatch(kind)):
+            raise InvalidInput(f"invalid job kind {kind!r}")
+        params = dict(params or {})
+        canonical_json(params)
+        with self.db.write() as session:
+            char_id = None
+            if character is not None:
+                validate_slug(character)
+                rec = characters.find(session, character)
+                if rec is None:
+                    raise NotFound(f"no character named {character!r}")
+                char_id = rec.id
+            job = JobRecord(kind=kind, character_id=char_id, params=params)
+            session.add(job)
+            session.flush()
+            return _job(session, job)
+
+    def update(
+        self,
+        job_id: int,
+        *,
+        status: JobStatus | str | None = None,
+        progress: float | None = None,
+        error: str | None = None,
+    ) -> Job:
+        with self.db.write() as session:
+            job = _get(session, job_id)
+            if status is not None:
+                job.status = parse_enum(JobStatus, status, "job status").value
+            if progress is not None:
+                if not (isinstance(progress, (int, float)) and 0.0 <= progress <= 1.0):
+                    raise InvalidInput(f"job progress must be within [0, 1], got {progress!r}")
+                job.progress = float(progress)
+            if error is not None:
+                job.error = error
+            job.updated_at = utcnow()
+            session.flush()
+            return _job(session, job)
+
+    def get(self, job_id: int) -> Job:
+        with self.db.read() as session:
+            return _job(session, _get(session, job_id))
+
+    def list(self, status: JobStatus | str | None = None) -> list[Job]:
+        query = select(JobRecord).order_by(JobRecord.id)
+        if status is not None:
+            query = query.where(JobRecord.status == parse_enum(JobStatus, status, "job status").value)
+        with self.db.read() as session:
+            return [_job(session, j) for j in session.scalars(query)]
+
+
+    # the queue of asset jobs (batch regeneration): every change a compare-and-set ------------------
 
     def plan_job(
         self, kind: str, character: str, key: str, params: Mapping[str, Any], *, done: Mapping[str, Any] | None = None
@@ -66,9 +107,10 @@ class JobQueue:
         for _ in range(2):  # a concurrent planner may insert the same row between our select and insert
             try:
                 with self.db.write() as session:
-                    character_id = session.scalar(select(CharacterRecord.id).where(CharacterRecord.slug == character))
-                    if character_id is None:
+                    owner = characters.find(session, character)
+                    if owner is None:
                         raise NotFound(f"no character named {character!r}")
+                    character_id = owner.id
                     rec = session.scalar(
                         select(JobRecord).where(
                             JobRecord.kind == kind, JobRecord.character_id == character_id, JobRecord.key == key
@@ -89,7 +131,7 @@ class JobQueue:
                 continue
         raise ConflictError(f"could not record the {kind} job {key[:12]} of {character!r}: another planner kept winning")
 
-    def jobs(self, ids: Iterable[int]) -> list[QueuedJob]:
+    def many(self, ids: Iterable[int]) -> list[Job]:
         ids = list(ids)
         with self.db.read() as session:
             rows = session.execute(
@@ -98,14 +140,14 @@ class JobQueue:
                 .where(JobRecord.id.in_(ids))
                 .order_by(JobRecord.id)
             ).all()
-            return [_job(rec, slug) for rec, slug in rows]
+            return [_row(rec, slug) for rec, slug in rows]
 
     def counts(self, ids: Iterable[int]) -> Counter[str]:
         ids = list(ids)
         with self.db.read() as session:
             return Counter(session.scalars(select(JobRecord.status).where(JobRecord.id.in_(ids))))
 
-    def claim(self, ids: Iterable[int], worker: str, limit: int) -> list[QueuedJob]:
+    def claim(self, ids: Iterable[int], worker: str, limit: int) -> list[Job]:
         """Take up to `limit` queued jobs among `ids`, all of one kind and one character (so they can be
         rendered together), oldest first. Empty when nothing is left to take."""
         ids = list(ids)
@@ -128,7 +170,7 @@ class JobQueue:
             session.expire_all()
             slug = session.scalar(select(CharacterRecord.slug).where(CharacterRecord.id == first.character_id))
             rows = session.scalars(select(JobRecord).where(JobRecord.id.in_(mine)).order_by(JobRecord.id)).all()
-            return [_job(rec, slug) for rec in rows]
+            return [_row(rec, slug) for rec in rows]
 
     @staticmethod
     def _set(session: Session, job_id: int, expect: JobStatus, owner: str | None, values: dict[str, Any]) -> bool:
@@ -171,3 +213,22 @@ class JobQueue:
             return sum(
                 self._set(session, job_id, JobStatus.RUNNING, worker, _REQUEUE) for job_id, worker in gone
             )
+
+
+def _get(session: Session, job_id: int) -> JobRecord:
+    job = session.get(JobRecord, job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id}")
+    return job
+
+
+def _job(session: Session, job: JobRecord) -> Job:
+    slug = None
+    if job.character_id is not None:
+        slug = session.scalar(select(CharacterRecord.slug).where(CharacterRecord.id == job.character_id))
+    return _row(job, slug)
+
+
+def _row(job: JobRecord, slug: str | None) -> Job:
+    return Job(job.id, job.kind, job.status, slug, dict(job.params), job.progress, job.error, job.created_at,
+               job.updated_at, job.key, job.worker, job.attempts, None if job.result is None else dict(job.result))
