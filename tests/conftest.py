@@ -233,3 +233,22 @@ def forge(tmp_path):
 
     with Forge.open(tmp_path / "ws") as f:
         yield f
+
+
+from tests.postgres_server import postgres_server, postgres_url  # noqa: E402, F401  (fixtures)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """The database of a test run on both backends: None (the workspace's SQLite file) or a fresh
+    database on a throwaway PostgreSQL server (skipped, saying why, when the server cannot start)."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def any_forge(tmp_path, db_url):
+    """An empty workspace whose database is SQLite or PostgreSQL (tests using it run on both)."""
+    from charforge.forge import Forge
+
+    with Forge.open(tmp_path / "ws", db_url=db_url) as f:
+        yield f

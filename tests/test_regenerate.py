@@ -27,8 +27,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
+def forge(any_forge):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return any_forge
+
+
+@pytest.fixture
 def mira(forge, tiny_model_dir):
     return make_character(forge, tiny_model_dir)
+
+
+def _db_args(forge: Forge) -> list[str]:
+    """The CLI options that open `forge`'s database."""
+    return ["--db", forge.db.url.render_as_string(hide_password=False)]
 
 
 def _check_store(forge: Forge, job_ids) -> None:
@@ -93,8 +104,8 @@ def test_a_failing_batch_marks_its_jobs_failed_and_a_rerun_retries_them(forge, m
     _check_store(forge, retried.plan.jobs)
 
 
-def _claimer(workspace: str, ids: list[int], worker: str, out) -> None:  # type: ignore[no-untyped-def]
-    with Forge.open(workspace) as forge:
+def _claimer(workspace: str, db: str, ids: list[int], worker: str, out) -> None:  # type: ignore[no-untyped-def]
+    with Forge.open(workspace, db_url=db) as forge:
         queue = forge.repository.jobs
         mine = []
         while claimed := queue.claim(ids, worker, 2):
@@ -110,7 +121,7 @@ def test_claims_are_atomic_across_processes(forge):
     ids = [queue.plan_job("render-cg", "nell", f"{i:064x}", {"i": i}) for i in range(60)]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_claimer, args=(str(forge.workspace.root), ids, f"w{n}", out)) for n in range(3)]
+    procs = [ctx.Process(target=_claimer, args=(str(forge.workspace.root), _db_args(forge)[1], ids, f"w{n}", out)) for n in range(3)]
     for proc in procs:
         proc.start()
     taken = [out.get(timeout=120) for _ in procs]
@@ -125,9 +136,10 @@ def test_claims_are_atomic_across_processes(forge):
     assert queue.many(ids[:1])[0].result != {"by": "intruder"}
 
 
-def _regenerate_cmd(workspace: Path, *extra: str) -> list[str]:
+def _regenerate_cmd(forge: Forge, *extra: str) -> list[str]:
+    workspace = forge.workspace.root
     return [sys.executable, "-c", "from charforge.cli.main import main; main()", "regenerate", "mira", "--set", "sillytavern",
-            "--intensities", "0.5,1.0", "--workspace", str(workspace), "--json", *extra]  # fmt: skip
+            "--intensities", "0.5,1.0", "--workspace", str(workspace), *_db_args(forge), "--json", *extra]  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -136,9 +148,8 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.slow  # two CLI processes (imports, model load) and ~50 renders on the tiny model
 def test_sigkilled_regenerate_is_completed_by_a_rerun_without_redrawing(forge, mira):
-    workspace = forge.workspace.root
     total = len(plan(forge, Request(("mira",), SILLYTAVERN, (0.5, 1.0)), dry_run=True).items)
-    proc = subprocess.Popen(_regenerate_cmd(workspace, "--batch", "1"), env=_env(),
+    proc = subprocess.Popen(_regenerate_cmd(forge, "--batch", "1"), env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     queue = forge.repository.jobs
     deadline = time.monotonic() + 240
@@ -160,7 +171,7 @@ def test_sigkilled_regenerate_is_completed_by_a_rerun_without_redrawing(forge, m
         if job.result is not None:
             assert sha256_bytes(forge.workspace.resolve(job.result["path"]).read_bytes()) == job.result["sha256"]
 
-    rerun = subprocess.run(_regenerate_cmd(workspace), env=_env(), capture_output=True, timeout=600)
+    rerun = subprocess.run(_regenerate_cmd(forge), env=_env(), capture_output=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
     summary = json.loads(rerun.stdout)
     after = mira.store.assets("cg")
@@ -173,12 +184,12 @@ def test_sigkilled_regenerate_is_completed_by_a_rerun_without_redrawing(forge, m
 
 
 def test_regenerate_cli_dry_run_and_bad_input(forge, mira, cli):
-    ws = forge.workspace.root
-    code, out, err = cli("regenerate", "mira", "--emotions", "joy,anger", "--dry-run", "--json", "--workspace", ws)
+    ws = ["--workspace", forge.workspace.root, *_db_args(forge)]
+    code, out, err = cli("regenerate", "mira", "--emotions", "joy,anger", "--dry-run", "--json", *ws)
     assert code == 0, err
     data = json.loads(out)
     assert data["assets"] == 2 and data["to_render"] == 2 and forge.jobs() == []
-    code, out, err = cli("regenerate", "mira", "--emotions", "joy", "--intensities", "0.5", "--workspace", ws)
+    code, out, err = cli("regenerate", "mira", "--emotions", "joy", "--intensities", "0.5", *ws)
     assert code == 0, err
     assert "mira" in out and len(mira.store.assets("cg")) == 1
     for args, needle in [
@@ -190,7 +201,7 @@ def test_regenerate_cli_dry_run_and_bad_input(forge, mira, cli):
         (("mira", "--backend", "slurm"), "slurm"),
         (("Mira!",), "invalid character name"),
     ]:
-        code, _, err = cli("regenerate", *args, "--workspace", ws)
+        code, _, err = cli("regenerate", *args, *ws)
         assert code == 2 and needle in err and err.count("\n") == 1, (args, err)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from charforge.cli.main import app
-from charforge.cli.workspace import JsonOpt, WorkspaceOpt, echo_json, open_forge
+from charforge.cli.workspace import JsonOpt, WorkspaceOpt, chosen_workspace, echo_json
 from charforge.emotion.labels import label_set, parse_labels
 from charforge.errors import InvalidInput
 from charforge.paths import validate_slug
@@ -21,6 +21,17 @@ NamesArg = Annotated[list[str] | None, typer.Argument(metavar="[NAMES]...", help
 AllOpt = Annotated[bool, typer.Option("--all", help="Every character of the workspace.")]
 EmotionsOpt = Annotated[str | None, typer.Option("--emotions", help="Labels, e.g. joy,sadness,admiration.")]
 SetOpt = Annotated[str | None, typer.Option("--set", help="A label set: sillytavern or plutchik.")]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL, e.g. postgresql+psycopg://user@host/db (default: $CHARFORGE_DB, "
+                 "else the workspace's SQLite file).", show_default=False),
+]  # fmt: skip
+
+
+def _open(ctx: typer.Context, workspace: Path | None, db: str | None):  # type: ignore[no-untyped-def]
+    from charforge.forge import Forge
+
+    return Forge.open(chosen_workspace(ctx, workspace).root, db_url=db)
 
 
 def _names(names: list[str] | None, every: bool) -> list[str] | None:
@@ -56,6 +67,7 @@ def export(
     intensity: Annotated[float, typer.Option("--intensity", help="Intensity of each label, (0, 1].")] = 1.0,
     music: Annotated[bool | None, typer.Option("--bgm/--no-bgm", help="Include music (default: if the format has it).")] = None,
     workspace: WorkspaceOpt = None,
+    db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write sprite packs: one picture per expression label, laid out for SillyTavern, Ren'Py, Godot or a folder."""
@@ -67,7 +79,7 @@ def export(
     _intensity(intensity)
     if out is None:
         raise InvalidInput("export needs --out DIR")
-    with open_forge(ctx, workspace) as forge:
+    with _open(ctx, workspace, db) as forge:
         result = export_pack(forge, chosen, fmt, out, labels=labels, intensity=intensity, music=music)
     if json_out:
         echo_json(result.to_dict())
@@ -92,6 +104,7 @@ def regenerate(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start one here).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; render and record nothing.")] = False,
     workspace: WorkspaceOpt = None,
+    db: DbOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Render every requested sprite (and BGM) again, one job per asset: resumable, skips what is stored."""
@@ -104,7 +117,7 @@ def regenerate(
         raise InvalidInput(f"unknown --backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if address is not None and backend != "ray":
         raise InvalidInput("--address only applies to --backend ray")
-    with open_forge(ctx, workspace) as forge:
+    with _open(ctx, workspace, db) as forge:
         if dry_run:
             planned = plan(forge, request, dry_run=True)
             _print_plan(planned, json_out)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from charforge.jobs.run import OnResult, Summary, release_abandoned, work
+from charforge.jobs.run import OnResult, Summary, release_abandoned, where, work
 
 from charforge.store.models import JobStatus
 
@@ -23,14 +23,14 @@ POLL_SECONDS = 0.5
 OnProgress = Callable[[int], None]  # jobs settled so far
 
 
-def _child(workspace: str, job_ids: Sequence[int], batch: int, threads: int, results: Any) -> None:
+def _child(place: tuple[str, str], job_ids: Sequence[int], batch: int, threads: int, results: Any) -> None:
     import torch
 
     from charforge.forge import Forge
 
     torch.set_num_threads(threads)
     try:
-        with Forge.open(workspace) as forge:
+        with Forge.open(place[0], db_url=place[1]) as forge:
             summary = work(forge, job_ids, batch=batch)
         results.put(("ok", summary))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
@@ -53,8 +53,8 @@ def run_local(
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")  # torch and open database handles do not survive fork
     results = ctx.Queue()
-    root = str(forge.workspace.root)
-    procs = [ctx.Process(target=_child, args=(root, list(job_ids), batch, threads, results)) for _ in range(workers)]
+    place = where(forge)
+    procs = [ctx.Process(target=_child, args=(place, list(job_ids), batch, threads, results)) for _ in range(workers)]
     start = time.perf_counter()
     for proc in procs:
         proc.start()

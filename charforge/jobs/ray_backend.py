@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from charforge.errors import InvalidInput
-from charforge.jobs.run import Summary, release_abandoned, work
+from charforge.jobs.run import Summary, release_abandoned, where, work
 
 from charforge.store.models import JobStatus
 
@@ -26,13 +26,13 @@ POLL_SECONDS = 0.5
 class _Worker:
     """Holds one open workspace (and, after the first batch, the loaded model) for the actor's life."""
 
-    def __init__(self, workspace: str, threads: int) -> None:
+    def __init__(self, place: tuple[str, str], threads: int) -> None:
         import torch
 
         from charforge.forge import Forge
 
         torch.set_num_threads(threads)
-        self.forge = Forge.open(workspace)
+        self.forge = Forge.open(place[0], db_url=place[1])
 
     def run(self, job_ids: Sequence[int], batch: int) -> Summary:
         return work(self.forge, job_ids, batch=batch)
@@ -59,7 +59,7 @@ def run_ray(
                  ignore_reinit_error=True)  # fmt: skip
     release_abandoned(forge, job_ids)
     actor_cls = ray.remote(num_cpus=threads)(_Worker)
-    actors = [actor_cls.remote(str(forge.workspace.root), threads) for _ in range(workers)]
+    actors = [actor_cls.remote(where(forge), threads) for _ in range(workers)]
     queue = forge.repository.jobs
     total = Summary()
     start = time.perf_counter()

@@ -56,6 +56,11 @@ def abandoned(worker: str, seen: datetime, *, lease: float = LEASE_SECONDS) -> b
     return (datetime.now(UTC) - seen).total_seconds() > lease
 
 
+def where(forge: Any) -> tuple[str, str]:
+    """(workspace folder, database URL) for another process or machine to open the same workspace."""
+    return str(forge.workspace.root), forge.db.url.render_as_string(hide_password=False)
+
+
 def _asset_result(asset: Any, rendered: bool) -> dict[str, Any]:
     return {"path": asset.relpath.as_posix(), "sha256": asset.sha256, "state_hash": asset.state_hash,
             "rendered": rendered}  # fmt: skip
