@@ -36,7 +36,9 @@ PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue out
 REQUEST = Request(("mira",), BASIS, (0.5, 1.0))
 
 
-def run_once(template: Path, scratch: Path, batch: int, *, backend: str = "local", workers: int = 1) -> tuple[float, float, int]:
+def run_once(
+    template: Path, scratch: Path, batch: int, *, backend: str = "local", workers: int = 1
+) -> tuple[float, float, int]:
     """(wall s, CPU s, assets rendered) of regenerating REQUEST in a fresh copy of the template."""
     target = scratch / f"run-{time.monotonic_ns()}"
     shutil.copytree(template, target)
@@ -90,7 +92,9 @@ def main() -> None:
 
         if args.ray_workers:
             local = [run_once(template, scratch, best, workers=args.ray_workers) for _ in range(args.repeats)]
-            ray = [run_once(template, scratch, best, backend="ray", workers=args.ray_workers) for _ in range(args.repeats)]
+            ray = [
+                run_once(template, scratch, best, backend="ray", workers=args.ray_workers) for _ in range(args.repeats)
+            ]
             local_rate = statistics.median(r / w for w, _, r in local)
             ray_rate = statistics.median(r / w for w, _, r in ray)
             print(f"{args.ray_workers} workers, batch {best}: local processes {local_rate:.3f} assets/s, "

@@ -48,8 +48,8 @@ class Forge:
         migrating it as needed.
 
         `db_url` puts the database elsewhere (any SQLAlchemy URL; default: $CHARFORGE_DB, else
-        `charforge.db` in the workspace). `identity_builder`, if given, is run by `create` to render the base CG and store
-        the identity.
+        `charforge.db` in the workspace). `identity_builder`, if given, is run by `create` to render
+        the base CG and store the identity.
         """
         workspace = Workspace(path)
         workspace.ensure()

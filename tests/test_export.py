@@ -18,10 +18,10 @@ import PIL.Image
 import pytest
 import soundfile as sf
 
+from charforge.character.identity import build_identity
 from charforge.emotion.labels import PLUTCHIK, SILLYTAVERN, label_state
 from charforge.errors import InvalidInput
 from charforge.export import export_pack
-from charforge.character.identity import build_identity
 from tests.test_feel import face_mask
 
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background, looking calm"

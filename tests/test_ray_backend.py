@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from charforge.jobs import Request, regenerate
-
 from tests.test_feel import make_character
 
 ray = pytest.importorskip("ray", reason="the optional `ray` extra is not installed")

@@ -19,7 +19,6 @@ from charforge.errors import InvalidInput
 from charforge.forge import Forge
 from charforge.jobs import Request, plan, regenerate
 from charforge.paths import sha256_bytes
-
 from charforge.store.models import JobStatus
 from tests.test_feel import make_character
 

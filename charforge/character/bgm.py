@@ -170,7 +170,9 @@ def bgm_key(
     _check(seconds, seed, steps, guidance)
     model_hash = _bgm_model_hash(table.model)
     options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
-    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options})
+    key = canonical_hash(
+        {"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options}
+    )
     return key, plan, {"plan": plan.to_dict(), "model_hash": model_hash, **options}
 
 

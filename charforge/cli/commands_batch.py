@@ -65,7 +65,9 @@ def export(
     emotions: EmotionsOpt = None,
     set_name: SetOpt = None,
     intensity: Annotated[float, typer.Option("--intensity", help="Intensity of each label, (0, 1].")] = 1.0,
-    music: Annotated[bool | None, typer.Option("--bgm/--no-bgm", help="Include music (default: if the format has it).")] = None,
+    music: Annotated[
+        bool | None, typer.Option("--bgm/--no-bgm", help="Include music (default: if the format has it).")
+    ] = None,
     workspace: WorkspaceOpt = None,
     db: DbOpt = None,
     json_out: JsonOpt = False,
@@ -85,7 +87,8 @@ def export(
         echo_json(result.to_dict())
         return
     for pack in result.packs:
-        typer.echo(f"{pack.name}: {len(pack.sprites)} sprites" + (f", {len(pack.tracks)} tracks" if pack.tracks else ""))
+        tracks = f", {len(pack.tracks)} tracks" if pack.tracks else ""
+        typer.echo(f"{pack.name}: {len(pack.sprites)} sprites{tracks}")
     typer.echo(f"{len(result.files)} files written to {result.out} ({result.format})")
 
 
@@ -101,7 +104,9 @@ def regenerate(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes / Ray actors.")] = 1,
     batch: Annotated[int | None, typer.Option("--batch", min=1, max=64, help="States per UNet call.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="local or ray.")] = "local",
-    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: start one here).")] = None,
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster address (default: start one here).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; render and record nothing.")] = False,
     workspace: WorkspaceOpt = None,
     db: DbOpt = None,

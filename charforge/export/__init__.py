@@ -61,7 +61,9 @@ def export_pack(
     wanted = check_labels(labels) if labels is not None else label_set(chosen.default_set)
     characters = forge.list() if names is None else [forge.get(name) for name in names]
     with_music = chosen.music if music is None else music
-    packs = tuple(collect(c, wanted, intensity=intensity, music=with_music, music_options=music_options) for c in characters)
+    packs = tuple(
+        collect(c, wanted, intensity=intensity, music=with_music, music_options=music_options) for c in characters
+    )
     target = prepare_out(out)
     files = [path for pack in packs for path in chosen.write(pack, target)]
     return ExportResult(chosen.name, target, packs, tuple(files))

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from charforge.character import Character
-from charforge.store.records import Asset
 from charforge.emotion import EmotionState
 from charforge.emotion.labels import check_labels, label_state
 from charforge.errors import InvalidInput
+from charforge.store.records import Asset
 
 DEFAULT_MUSIC_SECONDS = 16.0
 _SAFE_FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")

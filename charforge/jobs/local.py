@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from charforge.jobs.run import OnResult, Summary, release_abandoned, where, work
-
 from charforge.store.models import JobStatus
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,12 @@ duplicated (the jobs table is unique per kind, character and key).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from charforge.character import Character
 from charforge.emotion.labels import check_labels, label_state
 from charforge.errors import InvalidInput
-
 from charforge.store.jobs import JobRepository
 from charforge.store.models import AssetKind
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from charforge.errors import InvalidInput
 from charforge.jobs.run import Summary, release_abandoned, where, work
-
 from charforge.store.models import JobStatus
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from typing import Any
 from charforge.emotion import EmotionState
 from charforge.errors import CharforgeError
 from charforge.jobs.plan import BGM_JOB, CG_JOB
-from charforge.store.records import Job
 from charforge.store.models import JobStatus
+from charforge.store.records import Job
 
 log = logging.getLogger(__name__)
 

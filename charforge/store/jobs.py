@@ -129,7 +129,9 @@ class JobRepository:
                     return rec.id
             except sa_exc.IntegrityError:
                 continue
-        raise ConflictError(f"could not record the {kind} job {key[:12]} of {character!r}: another planner kept winning")
+        raise ConflictError(
+            f"could not record the {kind} job {key[:12]} of {character!r}: another planner kept winning"
+        )
 
     def many(self, ids: Iterable[int]) -> list[Job]:
         ids = list(ids)
