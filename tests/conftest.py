@@ -15,6 +15,8 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Each test chooses its database itself (SQLite in its temp workspace, or the test PostgreSQL server).
+os.environ.pop("CHARFORGE_DB", None)
 # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine extra threads only
 # oversubscribe (a tiny UNet call goes from ~0.1 s to >1 s). Override with CHARFORGE_TORCH_THREADS.
 torch.set_num_threads(int(os.environ.get("CHARFORGE_TORCH_THREADS", "1")))

@@ -182,6 +182,25 @@ def test_sigkilled_regenerate_is_completed_by_a_rerun_without_redrawing(forge, m
     _check_store(forge, [j.id for j in jobs])
 
 
+@pytest.mark.slow  # a CLI process (imports, model load) interrupted mid-run
+def test_ctrl_c_gives_the_held_jobs_back(forge, mira):
+    proc = subprocess.Popen(_regenerate_cmd(forge, "--batch", "1"), env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    queue = forge.repository.jobs
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if sum(j.status == "done" for j in queue.many(range(1, 10_000))) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.decode().strip().splitlines()[-1] == "error: aborted"
+    jobs = queue.many(range(1, 10_000))
+    assert jobs and not [j for j in jobs if j.status == "running"]  # nothing left held by the stopped run
+    assert {j.status for j in jobs} <= {"done", "queued"} and any(j.status == "queued" for j in jobs)
+
+
 def test_regenerate_cli_dry_run_and_bad_input(forge, mira, cli):
     ws = ["--workspace", forge.workspace.root, *_db_args(forge)]
     code, out, err = cli("regenerate", "mira", "--emotions", "joy,anger", "--dry-run", "--json", *ws)
