@@ -68,7 +68,7 @@ def main() -> None:
         with Forge.open(template, identity_builder=build_identity) as forge:
             mira = forge.create("mira", prompt=PROMPT, seed=7, model=args.model)
             model = character_model(mira)
-            steps = mira.get_identity("inverted_latents").metadata["inversion"]["steps"]
+            steps = mira.store.get_identity("inverted_latents").metadata["inversion"]["steps"]
         run_once(template, scratch, max(batches))  # warm-up: model load, allocations
         rates: dict[int, list[float]] = {b: [] for b in batches}
         cpu_rates: dict[int, list[float]] = {b: [] for b in batches}
