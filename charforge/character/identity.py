@@ -29,7 +29,7 @@ from pydantic import (
     field_validator,
 )
 
-from charforge.canonical import canonical_hash
+from charforge.character.cache import identity_hash  # noqa: F401 (lives beside the cache keys, free of torch)
 from charforge.character.regions import (
     REGION_WORDS,
     attention_heats,
@@ -161,19 +161,6 @@ class Identity:
 
     def base_image(self) -> PIL.Image.Image:
         return PIL.Image.fromarray(self.base)
-
-
-def identity_hash(character: Character) -> str:
-    """One hash over everything that determines how this character is drawn (for cache keys)."""
-    return canonical_hash(
-        {
-            "prompt": character.prompt,
-            "negative_prompt": character.negative_prompt,
-            "seed": character.seed,
-            "model_hash": character.model_hash,
-            "artifacts": sorted((a.kind, a.name, a.sha256) for a in character.store.identity()),
-        }
-    )
 
 
 def has_identity(character: Character) -> bool:

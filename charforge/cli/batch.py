@@ -6,16 +6,19 @@ with one stderr line and changes nothing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from charforge.cli.main import app
-from charforge.cli.workspace import JsonOpt, WorkspaceOpt, chosen_workspace, echo_json
+from charforge.cli.options import JsonOpt, WorkspaceOpt, chosen_workspace
+from charforge.cli.workspace import echo_json, workspace_at
 from charforge.emotion.labels import label_set, parse_labels
-from charforge.errors import InvalidInput
-from charforge.paths import validate_slug
+from charforge.errors import InvalidInput, NotFound
+from charforge.paths import Workspace, validate_slug
+
+app = typer.Typer()
 
 NamesArg = Annotated[list[str] | None, typer.Argument(metavar="[NAMES]...", help="Characters (or --all).")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every character of the workspace.")]
@@ -28,10 +31,17 @@ DbOpt = Annotated[
 ]  # fmt: skip
 
 
-def _open(ctx: typer.Context, workspace: Path | None, db: str | None):  # type: ignore[no-untyped-def]
-    from charforge.forge import Forge
+def _open(ctx: typer.Context, db: str | None):  # type: ignore[no-untyped-def]
+    """The workspace: its SQLite file must exist, or with a database URL its asset folder."""
+    from charforge.forge import ENV_DB, Forge
 
-    return Forge.open(chosen_workspace(ctx, workspace).root, db_url=db)
+    url = db or os.environ.get(ENV_DB) or None
+    if url is None:
+        return Forge.open(workspace_at(ctx).root)
+    root = Workspace(chosen_workspace(ctx)).root
+    if not root.is_dir():
+        raise NotFound(f"no workspace folder at {root} (pass --workspace DIR)")
+    return Forge.open(root, db_url=url)
 
 
 def _names(names: list[str] | None, every: bool) -> list[str] | None:
@@ -81,7 +91,7 @@ def export(
     _intensity(intensity)
     if out is None:
         raise InvalidInput("export needs --out DIR")
-    with _open(ctx, workspace, db) as forge:
+    with _open(ctx, db) as forge:
         result = export_pack(forge, chosen, fmt, out, labels=labels, intensity=intensity, music=music)
     if json_out:
         echo_json(result.to_dict())
@@ -122,7 +132,7 @@ def regenerate(
         raise InvalidInput(f"unknown --backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if address is not None and backend != "ray":
         raise InvalidInput("--address only applies to --backend ray")
-    with _open(ctx, workspace, db) as forge:
+    with _open(ctx, db) as forge:
         if dry_run:
             planned = plan(forge, request, dry_run=True)
             _print_plan(planned, json_out)
