@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ENV_DB = "CHARFORGE_DB"  # a database URL used instead of the workspace's SQLite file
+
 
 class Forge:
     """A charforge workspace: a database (SQLite in the workspace by default) plus asset files,
@@ -45,12 +47,13 @@ class Forge:
         """Open the workspace at `path` (default: $CHARFORGE_HOME, else ./.charforge), creating and
         migrating it as needed.
 
-        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: `charforge.db` in the
-        workspace). `identity_builder`, if given, is run by `create` to render the base CG and store
-        the identity.
+        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: $CHARFORGE_DB, else
+        `charforge.db` in the workspace). `identity_builder`, if given, is run by `create` to render
+        the base CG and store the identity.
         """
         workspace = Workspace(path)
         workspace.ensure()
+        db_url = db_url if db_url is not None else os.environ.get(ENV_DB) or None
         db = Database.from_url(db_url) if db_url is not None else Database(workspace.db_path)
         try:
             db.ensure_current()

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Each test chooses its database itself (SQLite in its temp workspace, or the test PostgreSQL server).
+os.environ.pop("CHARFORGE_DB", None)
 # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine extra threads only
 # oversubscribe (a tiny UNet call goes from ~0.1 s to >1 s). Override with CHARFORGE_TORCH_THREADS.
 torch.set_num_threads(int(os.environ.get("CHARFORGE_TORCH_THREADS", "1")))
@@ -246,3 +248,22 @@ def pytest_collection_modifyitems(config, items):
         uses = set(getattr(item, "fixturenames", ())) | {v for v in params.values() if isinstance(v, str)}
         if uses & SHIPPED_MODEL_FIXTURES:
             item.add_marker(pytest.mark.slow)
+
+
+from helpers.postgres_server import postgres_server, postgres_url  # noqa: E402, F401  (fixtures)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """The database of a test run on both backends: None (the workspace's SQLite file) or a fresh
+    database on a throwaway PostgreSQL server (skipped, saying why, when the server cannot start)."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def any_forge(tmp_path, db_url):
+    """An empty workspace whose database is SQLite or PostgreSQL (tests using it run on both)."""
+    from charforge.forge import Forge
+
+    with Forge.open(tmp_path / "ws", db_url=db_url) as f:
+        yield f

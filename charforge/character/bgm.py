@@ -155,14 +155,21 @@ def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tu
     return asset, False
 
 
-def _bgm_key(plan: MusicPlan, model: Any, seconds: float, seed: int, loop: bool, steps: int,
-             guidance: float) -> tuple[str, dict[str, Any]]:
+def bgm_key(
+    character: Character, state: EmotionState, *, seconds: float = DEFAULT_SECONDS, seed: int | None = None,
+    loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+) -> tuple[str, MusicPlan, dict[str, Any]]:
+    """(cache key, plan, stored parameters) of the character's music for `state`, without rendering."""
+    table = mood_table(character.settings.get("music"))
+    plan = plan_for_state(state, table)
+    seed = character.seed if seed is None else seed
     _check(seconds, seed, steps, guidance)
-    model_hash = _bgm_model_hash(model)
+    model_hash = _bgm_model_hash(table.model)
     options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
-    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash,
-                          **options})  # fmt: skip
-    return key, {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+    key = canonical_hash(
+        {"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options}
+    )
+    return key, plan, {"plan": plan.to_dict(), "model_hash": model_hash, **options}
 
 
 def find_bgm(
@@ -170,9 +177,8 @@ def find_bgm(
     seed: int | None = None, loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
 ) -> BGMResult | None:
     """The stored music `bgm` would return for these arguments, or None; never renders."""
-    table = mood_table(character.settings.get("music"))
-    plan = plan_for_state(EmotionState.coerce(state, default=character.current_state()), table)
-    key, _ = _bgm_key(plan, table.model, seconds, character.seed if seed is None else seed, loop, steps, guidance)
+    key, plan, _ = bgm_key(character, EmotionState.coerce(state, default=character.current_state()),
+                           seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance)  # fmt: skip
     asset = character.store.find_asset(AssetKind.BGM, key)
     if asset is None:
         return None
@@ -197,9 +203,9 @@ def bgm(
     The seed defaults to the character's, so each character has its own tune for a mood.
     """
     table = mood_table(character.settings.get("music"))
-    plan = plan_for_state(EmotionState.coerce(state, intensities, default=character.current_state()), table)
-    seed = character.seed if seed is None else seed
-    key, params = _bgm_key(plan, table.model, seconds, seed, loop, steps, guidance)
+    key, plan, params = bgm_key(character, EmotionState.coerce(state, intensities, default=character.current_state()),
+                                seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance)  # fmt: skip
+    seed = params["seed"]
     asset, cached = _cached(
         character, key,
         lambda: render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=table.model, steps=steps,

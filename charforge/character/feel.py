@@ -81,6 +81,14 @@ def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(cells.float()[None, None], size=size, mode="nearest")[0, 0].bool()
 
 
+def feel_key(character: Character, state: EmotionState | Mapping[str, float]) -> str:
+    """The key `feel` stores `state`'s picture under now (the character must have an identity); batch
+    planning uses it to skip states already rendered without drawing them."""
+    table = expression_table(character.settings.get("expressions"))
+    cond = conditioning(EmotionState.coerce(state), character.prompt, table)
+    return state_key(character, cond, current_model_hash(character), table)
+
+
 # feel ---------------------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers.characters import PROMPT, face_mask, make_character
+from helpers.characters import PROMPT, face_mask, forbid_model, make_character
 
 from charforge.character.identity import character_model, load_identity
 from charforge.emotion import EmotionState
@@ -20,23 +20,10 @@ def mira(forge, tiny_model_dir):
     return make_character(forge, tiny_model_dir)
 
 
-class _NoModel:
-    """Makes any attempt to load or run a model fail the test."""
-
-    @staticmethod
-    def install(monkeypatch):
-        def refuse(*args, **kwargs):
-            raise AssertionError("the model was used")
-
-        monkeypatch.setattr("charforge.character.feel.replay", refuse)
-        monkeypatch.setattr("charforge.character.feel.character_model", refuse)
-        monkeypatch.setattr("charforge.engine.cache.load_model", refuse)
-
-
 def test_second_feel_of_a_state_returns_the_stored_asset_without_the_model(mira, monkeypatch):
     first = mira.feel(joy=0.8)
     assert not first.cached and first.path.is_file()
-    _NoModel.install(monkeypatch)
+    forbid_model(monkeypatch)
     again = mira.feel(joy=0.8)
     nearby = mira.feel(happy=0.81)  # an alias, and within the quantisation step
     assert again.cached and nearby.cached

@@ -32,3 +32,14 @@ def make_character(forge: Forge, model_dir, name: str = "mira", prompt: str = PR
     character.set_mask("face", face_mask(size))
     character.set_mask("outfit", outfit_mask(size))
     return character
+
+
+def forbid_model(monkeypatch) -> None:
+    """Make any attempt to load or run a model fail the test (for paths that must answer from the cache)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was used")
+
+    monkeypatch.setattr("charforge.character.feel.replay", refuse)
+    monkeypatch.setattr("charforge.character.feel.character_model", refuse)
+    monkeypatch.setattr("charforge.engine.cache.load_model", refuse)

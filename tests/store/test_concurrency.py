@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import sqlite3
 from collections import Counter
 
 from charforge import Forge
@@ -13,10 +12,10 @@ STATES_PER_PROCESS = 100
 NAMES = ("mira", "nell")
 
 
-def _worker(workspace: str, worker: int, start, results) -> None:  # type: ignore[no-untyped-def]
+def _worker(workspace: str, db_url: str | None, worker: int, start, results) -> None:  # type: ignore[no-untyped-def]
     """Record 100 states, alternating between the two characters; report errors instead of raising."""
     try:
-        with Forge.open(workspace) as forge:
+        with Forge.open(workspace, db_url=db_url) as forge:
             characters = [forge.get(n) for n in NAMES]
             start.wait()  # all processes begin writing together
             for i in range(STATES_PER_PROCESS):
@@ -27,8 +26,9 @@ def _worker(workspace: str, worker: int, start, results) -> None:  # type: ignor
         results.put((worker, f"{type(exc).__name__}: {exc}"))
 
 
-def test_four_processes_recording_on_two_characters(tmp_path):
-    with Forge.open(tmp_path) as forge:
+def test_four_processes_recording_on_two_characters(tmp_path, db_url):
+    """On SQLite and on PostgreSQL (`db_url`)."""
+    with Forge.open(tmp_path, db_url=db_url) as forge:
         for name in NAMES:
             forge.create(name, prompt="portrait of a girl")
         start_versions = {c.name: c.version for c in forge.list()}
@@ -36,7 +36,7 @@ def test_four_processes_recording_on_two_characters(tmp_path):
     ctx = mp.get_context("spawn")
     start = ctx.Barrier(PROCESSES)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(tmp_path), w, start, results)) for w in range(PROCESSES)]
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), db_url, w, start, results)) for w in range(PROCESSES)]
     for p in procs:
         p.start()
     outcomes = dict(results.get(timeout=300) for _ in procs)
@@ -44,13 +44,9 @@ def test_four_processes_recording_on_two_characters(tmp_path):
         p.join(timeout=60)
     assert outcomes == {w: None for w in range(PROCESSES)}  # in particular no "database is locked"
 
-    con = sqlite3.connect(tmp_path / "charforge.db")
-    rows = con.execute(
-        "SELECT c.slug, e.character_version, json_extract(e.state, '$.joy'), json_extract(e.state, '$.fear') "
-        "FROM emotion_history e JOIN characters c ON c.id = e.character_id"
-    ).fetchall()
-    final = dict(con.execute("SELECT slug, version FROM characters").fetchall())
-    con.close()
+    with Forge.open(tmp_path, db_url=db_url) as forge:
+        rows = [(c.name, e.version, e.state.joy, e.state.fear) for c in forge.list() for e in c.store.history()]
+        final = {c.name: c.version for c in forge.list()}
 
     assert len(rows) == PROCESSES * STATES_PER_PROCESS
     # every (worker, i) write is there exactly once, on the character it was meant for

@@ -14,6 +14,25 @@ from charforge.errors import AlreadyExists, ConflictError, IntegrityError, Inval
 PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background"
 
 
+@pytest.fixture
+def forge(any_forge):
+    """The tests taking `forge` run on SQLite and on PostgreSQL."""
+    return any_forge
+
+
+def _sql(forge: Forge, statement: str, **params: object) -> list[tuple] | None:
+    """Run raw SQL on the forge's database, behind the API's back (to inspect or damage it)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(forge.db.url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return [tuple(r) for r in result.fetchall()] if result.returns_rows else None
+    finally:
+        engine.dispose()
+
+
 def test_open_creates_the_workspace(tmp_path):
     root = tmp_path / "new" / "ws"
     with Forge.open(root) as forge:
@@ -167,19 +186,16 @@ def test_identity_blob_round_trip_is_bit_exact(forge):
         assert _bits(got) == _bits(value), key
     assert art.metadata == {"method": "null_text", "steps": 50}
     assert art.sha256 == info.sha256
-    row = sqlite3.connect(forge.workspace.db_path).execute("SELECT data, sha256 FROM identity_artifacts").fetchone()
-    assert hashlib.sha256(row[0]).hexdigest() == row[1] == info.sha256
+    [row] = _sql(forge, "SELECT data, sha256 FROM identity_artifacts")
+    assert hashlib.sha256(bytes(row[0])).hexdigest() == row[1] == info.sha256
 
 
 def test_corrupted_blob_raises_integrity_error(forge):
     mira = forge.create("mira", prompt=PROMPT)
     mira.store.put_identity("null_text_embeddings", {"e": torch.randn(4, 16)})
-    con = sqlite3.connect(forge.workspace.db_path)
-    data = bytearray(con.execute("SELECT data FROM identity_artifacts").fetchone()[0])
+    data = bytearray(_sql(forge, "SELECT data FROM identity_artifacts")[0][0])
     data[-1] ^= 0x01  # one flipped bit in the tensor payload
-    con.execute("UPDATE identity_artifacts SET data = ?", (bytes(data),))
-    con.commit()
-    con.close()
+    _sql(forge, "UPDATE identity_artifacts SET data = :data", data=bytes(data))
     with pytest.raises(IntegrityError, match="corrupted"):
         mira.store.get_identity("null_text_embeddings")
 
@@ -254,8 +270,7 @@ def test_delete_removes_blobs_rows_and_unshared_files(forge):
     forge.delete("mira")
     assert not own.path.exists()
     assert shared.path.read_bytes() == b"same bytes"  # nell still uses that file
-    con = sqlite3.connect(forge.workspace.db_path)
-    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+    counts = {t: _sql(forge, f"SELECT count(*) FROM {t}")[0][0]
               for t in ("characters", "identity_artifacts", "emotion_history", "assets")}
     assert counts == {"characters": 1, "identity_artifacts": 0, "emotion_history": 0, "assets": 1}
     assert forge.get_job(job.id).character is None

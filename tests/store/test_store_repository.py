@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 
 import pytest
@@ -90,17 +89,14 @@ def test_emotion_state_coerce():
         EmotionState.coerce({"joy": 0.5}, {"fear": 0.5})
 
 
-SERVER_URL = os.environ.get("CHARFORGE_TEST_DB_URL")
-
-
-@pytest.mark.skipif(not SERVER_URL, reason="set CHARFORGE_TEST_DB_URL to a throwaway server database (its tables are dropped) to run")
-def test_the_store_on_a_server_database(tmp_path):
-    """The same repository on another dialect: migrations both ways, compare-and-swap, appends, jobs."""
-    db = Database.from_url(SERVER_URL)
+def test_the_store_on_a_server_database(tmp_path, postgres_url):
+    """The same repository on another dialect: migrations both ways, compare-and-swap, appends, jobs
+    (on the tests' throwaway PostgreSQL server; skipped, saying why, without one)."""
+    db = Database.from_url(postgres_url)
     assert db.dialect != "sqlite"
     db.downgrade("base")  # the database is the test's own: start empty
     db.close()
-    with Forge.open(tmp_path, db_url=SERVER_URL) as forge:
+    with Forge.open(tmp_path, db_url=postgres_url) as forge:
         assert forge.db.current_revision() == Database.head_revision()
         mira = forge.create("mira", prompt=PROMPT, seed=3)
         mira.record_emotion({"joy": 0.5})
