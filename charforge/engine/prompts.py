@@ -10,7 +10,8 @@ the same number of chunks; short rows get empty chunks (the encoding of "").
 
 Emphasis uses the syntax of Stable Diffusion front ends ("(smiling:1.3)", "((red))", "[sad]"): each
 token's hidden state is multiplied by its weight, then the whole prompt's embedding is rescaled to its
-original mean, A1111's rule, which keeps the overall magnitude the UNet was trained on. A prompt
+original mean, A1111's rule, which keeps the overall magnitude the UNet was trained on (so prompts
+written for A1111 keep their balance here). A prompt
 without emphasis goes through untouched (bit-identical to the unweighted encoding).
 
 SDXL concatenates the penultimate hidden states of its two encoders and also conditions on the second
@@ -261,11 +262,17 @@ def encode_text(model: ModelBundle, prompts: Sequence[str]) -> PromptEmbeds:
 
 
 def _emphasise(embeds: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Scale each token's hidden state by its weight, then restore the prompt's mean (A1111's rule)."""
+    """Scale each token's hidden state by its weight, then restore the prompt's mean (A1111's rule).
+
+    Encoders whose output is layer-normed without a learned shift have a mean of ~0, where the ratio
+    of means is noise; their embedding is then only scaled.
+    """
     if bool((weights == 1).all()):
         return embeds
     original = embeds.mean()
     weighted = embeds * weights.to(embeds.device, embeds.dtype)[:, None]
+    if original.abs() < 1e-3 * embeds.abs().mean():
+        return weighted
     return weighted * (original / weighted.mean())
 
 

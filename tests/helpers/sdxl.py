@@ -76,3 +76,47 @@ def save_tiny_sdxl(path: Path, in_channels: int = 4) -> Path:
     cls = StableDiffusionXLInpaintPipeline if in_channels == 9 else StableDiffusionXLPipeline
     cls(**build_tiny_sdxl_components(in_channels)).save_pretrained(path, safe_serialization=True)
     return path
+
+
+def to_sdxl_checkpoint(model) -> dict[str, torch.Tensor]:
+    """The bundle's weights as one flat state dict in the original SDXL layout (`model.diffusion_model`,
+    `first_stage_model`, `conditioner.embedders.0.transformer` for CLIP ViT-L style and
+    `conditioner.embedders.1.model` in OpenCLIP's names for the second encoder), the inverse of the
+    conversion diffusers' `from_single_file` applies."""
+    from ldm_format import unet_to_ldm, vae_to_ldm
+
+    unet_state = dict(model.unet.state_dict())
+    checkpoint: dict[str, torch.Tensor] = {}
+    for key in [k for k in unet_state if k.startswith("add_embedding.")]:
+        layer, param = key.split(".")[1:]
+        checkpoint[f"model.diffusion_model.label_emb.0.{0 if layer == 'linear_1' else 2}.{param}"] = unet_state.pop(key)
+    checkpoint.update(unet_to_ldm(unet_state, model.unet.config.layers_per_block))
+    checkpoint.update(vae_to_ldm(model.vae.state_dict(), len(model.vae.config.block_out_channels)))
+    for key, tensor in model.text_encoder.state_dict().items():
+        key = key if key.startswith("text_model.") else f"text_model.{key}"
+        checkpoint[f"conditioner.embedders.0.transformer.{key}"] = tensor
+    checkpoint.update(_open_clip(model.text_encoder_2.state_dict(), "conditioner.embedders.1.model."))
+    return {k: v.contiguous() for k, v in checkpoint.items()}
+
+
+def _open_clip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """A `CLIPTextModelWithProjection` state dict in OpenCLIP's names (q/k/v fused, projection transposed)."""
+    out = {
+        "token_embedding.weight": state["text_model.embeddings.token_embedding.weight"],
+        "positional_embedding": state["text_model.embeddings.position_embedding.weight"],
+        "ln_final.weight": state["text_model.final_layer_norm.weight"],
+        "ln_final.bias": state["text_model.final_layer_norm.bias"],
+        "text_projection": state["text_projection.weight"].T,
+    }
+    layers = {int(k.split(".")[3]) for k in state if k.startswith("text_model.encoder.layers.")}
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+             "self_attn.out_proj": "attn.out_proj"}  # fmt: skip
+    for i in sorted(layers):
+        src, dst = f"text_model.encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        for param in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{param}"] = torch.cat(
+                [state[f"{src}self_attn.{p}_proj.{param}"] for p in ("q", "k", "v")]
+            )
+            for ours, theirs in names.items():
+                out[f"{dst}{theirs}.{param}"] = state[f"{src}{ours}.{param}"]
+    return {prefix + k: v for k, v in out.items()}
