@@ -190,16 +190,8 @@ def load_model(
             pipe, source, model_hash = _load_pipeline(str(ref), target_dtype, config)
     if getattr(pipe, "text_encoder", None) is None:
         raise ModelLoadError(f"{source} has no first text encoder (an SDXL refiner?); charforge needs a base model")
-    sdxl = pipe.unet.config.get("addition_embed_type") == "text_time"
-    for name in _WEIGHT_COMPONENTS:
-        module = getattr(pipe, name, None)
-        if module is None:
-            continue
-        # SDXL VAEs overflow in fp16 (`force_upcast`): their pipelines decode in fp32, so keep them there
-        module_dtype = torch.float32 if sdxl and name == "vae" and module.config.get("force_upcast") else target_dtype
-        if module.device != target_device or module.dtype != module_dtype:
-            module.to(device=target_device, dtype=module_dtype)
-        module.eval().requires_grad_(False)
+    with _quiet_loading():
+        _place(pipe, target_device, target_dtype)
     log.info("loaded %s on %s/%s (weights sha256 %s)", source, target_device, target_dtype, model_hash[:10])
     return ModelBundle(
         unet=pipe.unet,
@@ -215,6 +207,20 @@ def load_model(
         tokenizer_2=getattr(pipe, "tokenizer_2", None),
         pipe=pipe,
     )
+
+
+def _place(pipe: Any, device: torch.device, dtype: torch.dtype) -> None:
+    """Every weight module on `device` in `dtype`, frozen; an SDXL VAE marked `force_upcast` stays in
+    fp32, because it overflows in fp16 (its pipelines upcast it for every encode and decode)."""
+    sdxl = pipe.unet.config.get("addition_embed_type") == "text_time"
+    for name in _WEIGHT_COMPONENTS:
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        module_dtype = torch.float32 if sdxl and name == "vae" and module.config.get("force_upcast") else dtype
+        if module.device != device or module.dtype != module_dtype:
+            module.to(device=device, dtype=module_dtype)
+        module.eval().requires_grad_(False)
 
 
 @contextmanager
