@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from charforge.engine.hooks import BatchLayout, Hook, StepContext
 from charforge.engine.loading import ModelBundle
 from charforge.engine.prompts import PromptEmbeds
-from charforge.errors import InvalidInput
 
 Generators = torch.Generator | list[torch.Generator] | None
 
@@ -195,16 +194,8 @@ def denoise(
 
 
 def _conditioning(model: ModelBundle, embeds: torch.Tensor | PromptEmbeds, latents: torch.Tensor) -> PromptEmbeds:
-    """Bare embeddings become `PromptEmbeds`; SDXL rows get the image's size when none was given."""
-    if isinstance(embeds, torch.Tensor):
-        embeds = PromptEmbeds(embeds)
-    if model.family == "sdxl":
-        if embeds.pooled is None:
-            raise InvalidInput("an SDXL model needs pooled text embeddings: encode prompts with encode_text")
-        if embeds.time_ids is None:
-            factor = model.vae_scale_factor
-            embeds = embeds.with_size(model, latents.shape[-2] * factor, latents.shape[-1] * factor)
-    return embeds
+    """Bare embeddings become `PromptEmbeds`, ready for the UNet on these latents."""
+    return (PromptEmbeds(embeds) if isinstance(embeds, torch.Tensor) else embeds).for_latents(model, latents)
 
 
 def _step_uncond(hooks: Sequence[Hook], ctx: StepContext, uncond: PromptEmbeds, batch: int) -> PromptEmbeds:

@@ -93,6 +93,23 @@ class PromptEmbeds:
         ids = add_time_ids(model, height, width, original_size, crop_top_left, target_size)
         return replace(self, time_ids=ids.to(self.pooled.device, self.pooled.dtype).expand(len(self), -1))
 
+    @property
+    def chunks(self) -> int:
+        """How many 77-token chunks the rows were encoded in."""
+        return self.embeds.shape[1] // (CHUNK_TOKENS + 2)
+
+    def for_latents(self, model: ModelBundle, latents: torch.Tensor) -> "PromptEmbeds":
+        """Ready for the UNet on `latents`: an SDXL model needs pooled embeddings, and size numbers,
+        which default to the image's own size (what diffusers' pipelines pass)."""
+        if model.family != "sdxl":
+            return self
+        if self.pooled is None:
+            raise InvalidInput("an SDXL model needs pooled text embeddings: encode prompts with encode_text")
+        if self.time_ids is not None:
+            return self
+        factor = model.vae_scale_factor
+        return self.with_size(model, latents.shape[-2] * factor, latents.shape[-1] * factor)
+
     def _parts(self) -> tuple[torch.Tensor | None, ...]:
         return self.embeds, self.pooled, self.time_ids
 
@@ -213,25 +230,32 @@ def _check_tokenizer(tokenizer: Any) -> None:
 def encode_pair(
     model: ModelBundle, prompts: Sequence[str], negatives: Sequence[str]
 ) -> tuple[PromptEmbeds, PromptEmbeds]:
-    """Prompts and their negatives, encoded together so long ones get the same number of chunks.
-
-    An empty negative of an SDXL model that asks for it (`force_zeros_for_empty_prompt`) becomes
-    zeros, which is how SDXL pipelines treat a missing negative prompt.
-    """
+    """Prompts and their negatives, encoded together so long ones get the same number of chunks."""
     both = encode_text(model, [*prompts, *negatives])
     cond, uncond = both.rows(range(len(prompts))), both.rows(range(len(prompts), len(both)))
-    if model.zero_empty_negative:
-        empty = torch.tensor([n == "" for n in negatives], device=uncond.embeds.device)
-        uncond = PromptEmbeds(
-            torch.where(empty[:, None, None], torch.zeros_like(uncond.embeds), uncond.embeds),
-            torch.where(empty[:, None], torch.zeros_like(uncond.pooled), uncond.pooled),
-        )
-    return cond, uncond
+    return cond, _zero_empty(model, uncond, negatives)
+
+
+def encode_negative(model: ModelBundle, negatives: Sequence[str], min_chunks: int = 1) -> PromptEmbeds:
+    """Unconditional rows. An empty negative of an SDXL model that asks for it
+    (`force_zeros_for_empty_prompt`) is zeros, which is how SDXL pipelines treat a missing negative."""
+    return _zero_empty(model, encode_text(model, negatives, min_chunks=min_chunks), negatives)
+
+
+def _zero_empty(model: ModelBundle, uncond: PromptEmbeds, negatives: Sequence[str]) -> PromptEmbeds:
+    if not model.zero_empty_negative:
+        return uncond
+    empty = torch.tensor([n == "" for n in negatives], device=uncond.embeds.device)
+    return PromptEmbeds(
+        torch.where(empty[:, None, None], torch.zeros_like(uncond.embeds), uncond.embeds),
+        torch.where(empty[:, None], torch.zeros_like(uncond.pooled), uncond.pooled),
+    )
 
 
 @torch.no_grad()
-def encode_text(model: ModelBundle, prompts: Sequence[str]) -> PromptEmbeds:
-    """Conditioning for a batch of prompts (any length, with emphasis), in the model's dtype and device."""
+def encode_text(model: ModelBundle, prompts: Sequence[str], min_chunks: int = 1) -> PromptEmbeds:
+    """Conditioning for a batch of prompts (any length, with emphasis), in the model's dtype and device;
+    at least `min_chunks` chunks of 77 (to match rows encoded elsewhere)."""
     prompts = list(prompts)
     sdxl = model.family == "sdxl"
     tokenized = []
@@ -239,7 +263,7 @@ def encode_text(model: ModelBundle, prompts: Sequence[str]) -> PromptEmbeds:
         _check_tokenizer(tokenizer)
         tokenized.append([weighted_tokens(tokenizer, p) for p in prompts])
     longest = max(len(ids) for rows in tokenized for ids, _ in rows)
-    count = max(1, -(-longest // CHUNK_TOKENS))
+    count = max(min_chunks, -(-longest // CHUNK_TOKENS))
     if count > 1:
         log.info("long prompt: %d tokens encoded as %d chunks of %d", longest, count, CHUNK_TOKENS)
 
