@@ -55,6 +55,12 @@ class ModelBundle:
         return "sdxl" if self.unet.config.get("addition_embed_type") == "text_time" else "sd"
 
     @property
+    def embeds_guidance(self) -> bool:
+        """The UNet takes the guidance scale as an input (`time_cond_proj_dim`: LCM and guided-distilled
+        students), so one pass per row replaces classifier-free guidance's two."""
+        return self.unet.config.get("time_cond_proj_dim") is not None
+
+    @property
     def text_encoders(self) -> list[tuple[Any, Any]]:
         """(tokenizer, text encoder) pairs whose hidden states are concatenated into the UNet's context."""
         pairs = [(self.tokenizer, self.text_encoder)]

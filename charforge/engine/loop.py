@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
@@ -143,7 +144,7 @@ def denoise(
     """
     timesteps = scheduler.timesteps if timesteps is None else timesteps
     batch = latents.shape[0]
-    guided = uncond is not None and guidance_scale > 1
+    guided = uncond is not None and guidance_scale > 1 and not model.embeds_guidance
     cond = _conditioning(model, cond, latents).expand(batch)
     uncond = _conditioning(model, uncond, latents).expand(batch) if guided else None
     step_kwargs = scheduler_step_kwargs(scheduler, generators, eta)
@@ -232,7 +233,10 @@ def _guided_prediction(
         unet_input = torch.cat([model_input[uncond_rows], model_input[cond_rows]])
         parts = [uncond.rows(uncond_rows), cond.rows(cond_rows)] if uncond_rows else [cond.rows(cond_rows)]
         embeds = PromptEmbeds.cat(parts)
-    output = model.unet(unet_input, t, **embeds.unet_kwargs(), return_dict=False)[0]
+    extra: dict[str, Any] = {}
+    if model.embeds_guidance:
+        extra["timestep_cond"] = guidance_embedding(model, guidance_scale, unet_input.shape[0])
+    output = model.unet(unet_input, t, **embeds.unet_kwargs(), **extra, return_dict=False)[0]
 
     n_uncond = len(layout.uncond_rows)
     pred_uncond, pred_cond = output[:n_uncond], output[n_uncond:]
@@ -244,6 +248,15 @@ def _guided_prediction(
         rows = list(layout.uncond_rows)
         noise_pred[rows] = pred_uncond + guidance_scale * (noise_pred[rows] - pred_uncond)
     return noise_pred
+
+
+def guidance_embedding(model: ModelBundle, guidance_scale: float, rows: int) -> torch.Tensor:
+    """(rows, time_cond_proj_dim) sinusoidal embedding of `guidance_scale - 1`, scaled by 1000 like a
+    timestep: the input LCM students were distilled with (diffusers' LCM pipelines build the same)."""
+    w = torch.full((rows,), (guidance_scale - 1) * 1000.0)
+    embedding = get_timestep_embedding(w, model.unet.config.time_cond_proj_dim, flip_sin_to_cos=False,
+                                       downscale_freq_shift=1)  # fmt: skip
+    return embedding.to(device=model.device, dtype=model.dtype)
 
 
 @torch.no_grad()

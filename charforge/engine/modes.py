@@ -221,7 +221,7 @@ def _run(
     timesteps: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
 ) -> Generation:
-    if req.guidance > 1:
+    if req.guidance > 1 and not model.embeds_guidance:
         cond, uncond = encode_pair(model, req.prompts, req.negatives)
     else:
         cond, uncond = encode_text(model, req.prompts), None
