@@ -51,7 +51,7 @@ class ModelBundle:
 
     @property
     def family(self) -> str:
-        """"sdxl" when the UNet takes pooled text + size conditioning (`text_time`), else "sd" (1.x/2.x)."""
+        """ "sdxl" when the UNet takes pooled text + size conditioning (`text_time`), else "sd" (1.x/2.x)."""
         return "sdxl" if self.unet.config.get("addition_embed_type") == "text_time" else "sd"
 
     @property
@@ -142,7 +142,9 @@ def weights_hash(ref: str | os.PathLike | None = None) -> str | None:
 
     Cache keys need the hash of the model in use, and a cache hit must not pay for loading it.
     """
-    path = default_model_path() if ref is None else Path(ref).expanduser() if isinstance(ref, (str, os.PathLike)) else None
+    path = (
+        default_model_path() if ref is None else Path(ref).expanduser() if isinstance(ref, (str, os.PathLike)) else None
+    )
     if path is None:
         return None
     if path.is_dir() and (path / "model_index.json").is_file():
@@ -275,7 +277,9 @@ def _folder_layout(path: Path) -> tuple[int | None, bool]:
     second = index.get("text_encoder_2")
     sdxl = isinstance(second, list) and second[0] is not None
     unet_config = path / "unet" / "config.json"
-    in_channels = json.loads(unet_config.read_text(encoding="utf-8")).get("in_channels") if unet_config.is_file() else None
+    in_channels = (
+        json.loads(unet_config.read_text(encoding="utf-8")).get("in_channels") if unet_config.is_file() else None
+    )
     return in_channels, sdxl
 
 

@@ -52,21 +52,21 @@ class PromptEmbeds:
     def __len__(self) -> int:
         return self.embeds.shape[0]
 
-    def rows(self, rows: Sequence[int]) -> "PromptEmbeds":
+    def rows(self, rows: Sequence[int]) -> PromptEmbeds:
         rows = list(rows)
         return PromptEmbeds(*(None if t is None else t[rows] for t in (self.embeds, self.pooled, self.time_ids)))
 
-    def expand(self, batch: int) -> "PromptEmbeds":
+    def expand(self, batch: int) -> PromptEmbeds:
         """One row broadcast to `batch` rows (an unconditional embedding shared by every image)."""
         if len(self) == batch:
             return self
         return PromptEmbeds(*(None if t is None else t.expand(batch, *t.shape[1:]) for t in self._parts()))
 
-    def with_embeds(self, embeds: torch.Tensor) -> "PromptEmbeds":
+    def with_embeds(self, embeds: torch.Tensor) -> PromptEmbeds:
         """The same pooled/size conditioning under other token embeddings (per-step null-text ones)."""
         return replace(self, embeds=embeds.to(device=self.embeds.device, dtype=self.embeds.dtype))
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "PromptEmbeds":
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> PromptEmbeds:
         return PromptEmbeds(*(None if t is None else t.to(device=device, dtype=dtype) for t in self._parts()))
 
     def unet_kwargs(self) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class PromptEmbeds:
         original_size: tuple[int, int] | None = None,
         crop_top_left: tuple[int, int] = (0, 0),
         target_size: tuple[int, int] | None = None,
-    ) -> "PromptEmbeds":
+    ) -> PromptEmbeds:
         """SDXL's size conditioning for every row (a no-op for SD 1.x/2.x, which has none)."""
         if self.pooled is None:
             return self
@@ -98,7 +98,7 @@ class PromptEmbeds:
         """How many 77-token chunks the rows were encoded in."""
         return self.embeds.shape[1] // (CHUNK_TOKENS + 2)
 
-    def for_latents(self, model: ModelBundle, latents: torch.Tensor) -> "PromptEmbeds":
+    def for_latents(self, model: ModelBundle, latents: torch.Tensor) -> PromptEmbeds:
         """Ready for the UNet on `latents`: an SDXL model needs pooled embeddings, and size numbers,
         which default to the image's own size (what diffusers' pipelines pass)."""
         if model.family != "sdxl":
@@ -114,7 +114,7 @@ class PromptEmbeds:
         return self.embeds, self.pooled, self.time_ids
 
     @staticmethod
-    def cat(parts: Sequence["PromptEmbeds"]) -> "PromptEmbeds":
+    def cat(parts: Sequence[PromptEmbeds]) -> PromptEmbeds:
         """Rows of several conditionings in order; they must agree on length and on what they carry."""
         lengths = {p.embeds.shape[1] for p in parts}
         if len(lengths) > 1:
@@ -122,7 +122,9 @@ class PromptEmbeds:
                 f"prompt embeddings of different lengths ({sorted(lengths)} tokens) cannot share a batch; "
                 "encode long prompts and their negatives together"
             )
-        return PromptEmbeds(*(None if part[0] is None else torch.cat(part) for part in zip(*(p._parts() for p in parts))))
+        return PromptEmbeds(
+            *(None if part[0] is None else torch.cat(part) for part in zip(*(p._parts() for p in parts)))
+        )
 
 
 def add_time_ids(
@@ -140,7 +142,9 @@ def add_time_ids(
     expected = model.unet.add_embedding.linear_1.in_features
     passed = model.unet.config.addition_time_embed_dim * len(ids) + model.text_encoder_2.config.projection_dim
     if expected != passed:
-        raise InvalidInput(f"the UNet expects a {expected}-wide text_time embedding but size + pooled text give {passed}")
+        raise InvalidInput(
+            f"the UNet expects a {expected}-wide text_time embedding but size + pooled text give {passed}"
+        )
     return torch.tensor([ids], dtype=model.dtype, device=model.device)
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_IMAGE_SIZE, build_tiny_components
 from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
 
 from charforge.engine import load_model, make_scheduler, txt2img
-from conftest import TINY_IMAGE_SIZE, build_tiny_components
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_WORDS, build_tiny_tokenizer
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
 from charforge.engine import encode_prompts, make_scheduler, txt2img
 from charforge.engine.prompts import encode_text
-from conftest import TINY_WORDS, build_tiny_tokenizer
 
 _TOKENIZER = build_tiny_tokenizer()
 _WORDS = [w for w in TINY_WORDS if len(_TOKENIZER(w, add_special_tokens=False).input_ids) == 1]
@@ -93,7 +93,9 @@ def test_long_sdxl_prompt_equals_sdxl_pipeline_given_chunked_embeddings(tiny_sdx
     embeds, pooled = _reference_sdxl(tiny_sdxl, LONG, 2)
     negative, negative_pooled = _reference_sdxl(tiny_sdxl, NEGATIVE, 2)
     ours_embeds = encode_text(tiny_sdxl, [LONG])
-    assert torch.allclose(ours_embeds.embeds, embeds, atol=1e-6) and torch.allclose(ours_embeds.pooled, pooled, atol=1e-6)
+    assert torch.allclose(ours_embeds.embeds, embeds, atol=1e-6) and torch.allclose(
+        ours_embeds.pooled, pooled, atol=1e-6
+    )
     pipe = StableDiffusionXLPipeline(
         vae=tiny_sdxl.vae, text_encoder=tiny_sdxl.text_encoder, text_encoder_2=tiny_sdxl.text_encoder_2,
         tokenizer=tiny_sdxl.tokenizer, tokenizer_2=tiny_sdxl.tokenizer_2, unet=tiny_sdxl.unet,

@@ -53,8 +53,12 @@ def _direct(model, text: str) -> torch.Tensor:
 
 @torch.no_grad()
 def test_unmarked_prompts_and_escaped_brackets_are_plain_text(tiny_model):
-    assert torch.equal(encode_prompts(tiny_model, ["a red girl: calm, 2:1"]), _direct(tiny_model, "a red girl: calm, 2:1"))
-    assert torch.allclose(encode_prompts(tiny_model, [r"a \(red\) girl"]), _direct(tiny_model, "a (red) girl"), atol=1e-6)
+    assert torch.equal(
+        encode_prompts(tiny_model, ["a red girl: calm, 2:1"]), _direct(tiny_model, "a red girl: calm, 2:1")
+    )
+    assert torch.allclose(
+        encode_prompts(tiny_model, [r"a \(red\) girl"]), _direct(tiny_model, "a (red) girl"), atol=1e-6
+    )
 
 
 def test_emphasis_past_the_first_chunk_lands_in_the_second(tiny_sdxl):
@@ -68,7 +72,9 @@ def test_emphasis_past_the_first_chunk_lands_in_the_second(tiny_sdxl):
 
 
 def test_pooled_sdxl_embedding_is_not_weighted(tiny_sdxl):
-    assert torch.equal(encode_text(tiny_sdxl, ["a (red:1.5) girl"]).pooled, encode_text(tiny_sdxl, ["a red girl"]).pooled)
+    assert torch.equal(
+        encode_text(tiny_sdxl, ["a (red:1.5) girl"]).pooled, encode_text(tiny_sdxl, ["a red girl"]).pooled
+    )
 
 
 def test_emphasis_changes_the_image(tiny_sdxl):

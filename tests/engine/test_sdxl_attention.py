@@ -30,9 +30,9 @@ def _plain(model, prompts=(SOURCE, SOURCE)):
 
 def test_sdxl_layers_are_found(tiny_sdxl):
     layers = unet_layers(tiny_sdxl.unet).values()
-    cross = [l for l in layers if l.is_cross]
+    cross = [layer for layer in layers if layer.is_cross]
     assert cross and len(cross) == len(layers) / 2  # every transformer block has self + cross attention
-    assert {l.place for l in cross} == {"down", "mid", "up"}
+    assert {layer.place for layer in cross} == {"down", "mid", "up"}
 
 
 def test_replace_with_identical_prompts_reproduces_the_source(tiny_sdxl):
@@ -58,9 +58,13 @@ def test_refine_and_reweight_change_only_the_target(tiny_sdxl):
     tok = tiny_sdxl.tokenizer
     plain = _plain(tiny_sdxl).pixels[:1]
     longer = SOURCE + " and a cat"
-    refined = txt2img(tiny_sdxl, [SOURCE, longer], hooks=[AttentionControl([Refine(tok, SOURCE, [longer])])], **SETTINGS)
+    refined = txt2img(
+        tiny_sdxl, [SOURCE, longer], hooks=[AttentionControl([Refine(tok, SOURCE, [longer])])], **SETTINGS
+    )
     assert (refined.pixels[:1] - plain).abs().max() <= SAME
-    assert (refined.pixels[1:] - _plain(tiny_sdxl, [SOURCE, longer]).pixels[1:]).abs().max() > CHANGED  # the source's layout held
+    assert (
+        refined.pixels[1:] - _plain(tiny_sdxl, [SOURCE, longer]).pixels[1:]
+    ).abs().max() > CHANGED  # the source's layout held
     weighted = txt2img(tiny_sdxl, [SOURCE, SOURCE], hooks=[AttentionControl([Reweight.from_words(tok, SOURCE, {"red": 4.0},
                        branch=1)])], **SETTINGS).pixels  # fmt: skip
     assert (weighted[:1] - plain).abs().max() <= SAME and (weighted[1:] - plain).abs().max() > CHANGED

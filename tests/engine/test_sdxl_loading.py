@@ -35,7 +35,10 @@ def test_a_bundle_built_by_hand_builds_its_pipeline(tiny_sdxl):
 
 
 def test_nine_channel_sdxl_loads_the_inpaint_pipeline(tiny_sdxl_inpaint):
-    assert tiny_sdxl_inpaint.is_inpainting and type(tiny_sdxl_inpaint.pipeline()).__name__ == "StableDiffusionXLInpaintPipeline"
+    assert (
+        tiny_sdxl_inpaint.is_inpainting
+        and type(tiny_sdxl_inpaint.pipeline()).__name__ == "StableDiffusionXLInpaintPipeline"
+    )
 
 
 def test_force_upcast_vae_stays_fp32_under_a_half_precision_unet(tiny_sdxl_dir):

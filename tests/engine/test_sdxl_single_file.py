@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.sdxl import to_sdxl_checkpoint
 from safetensors.torch import save_file
 
 from charforge.engine import load_model, txt2img
 from charforge.errors import ModelLoadError
-from helpers.sdxl import to_sdxl_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from conftest import TINY_IMAGE_SIZE, build_tiny_tokenizer
 
 TIME_EMBED_DIM = 8
