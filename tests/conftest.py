@@ -22,52 +22,10 @@ torch.set_num_threads(int(os.environ.get("CHARFORGE_TORCH_THREADS", "1")))
 # Words that become single tokens in the tiny tokenizer, so tests can address them one token each
 # (Prompt-to-Prompt word alignment, attention maps). Anything else still tokenizes, byte by byte.
 TINY_WORDS = (
-    "a",
-    "an",
-    "the",
-    "of",
-    "and",
-    "with",
-    "in",
-    "on",
-    "photo",
-    "portrait",
-    "painting",
-    "girl",
-    "boy",
-    "woman",
-    "man",
-    "cat",
-    "dog",
-    "red",
-    "blue",
-    "green",
-    "black",
-    "white",
-    "long",
-    "short",
-    "hair",
-    "eyes",
-    "outfit",
-    "dress",
-    "smiling",
-    "smile",
-    "sad",
-    "happy",
-    "angry",
-    "crying",
-    "surprised",
-    "face",
-    "background",
-    "forest",
-    "city",
-    "sky",
-    "night",
-    "day",
-    "music",
-    "piano",
-    "calm",
-    "upbeat",
+    "a", "an", "the", "of", "and", "with", "in", "on", "photo", "portrait", "painting", "girl", "boy",
+    "woman", "man", "cat", "dog", "red", "blue", "green", "black", "white", "long", "short", "hair",
+    "eyes", "outfit", "dress", "smiling", "smile", "sad", "happy", "angry", "crying", "surprised",
+    "face", "background", "forest", "city", "sky", "night", "day", "music", "piano", "calm", "upbeat",
 )
 
 TINY_IMAGE_SIZE = 32  # pixels; the tiny VAE downsamples by 2, so latents are 16x16
@@ -177,26 +135,14 @@ def build_tiny_bgm_components() -> dict:
     parts = build_tiny_components()
     torch.manual_seed(0)
     parts["unet"] = UNet2DConditionModel(
-        sample_size=[16, 64],
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
+        sample_size=[16, 64], in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8,
     ).eval()
     torch.manual_seed(0)
     parts["vae"] = AutoencoderKL(
-        block_out_channels=(16, 32, 32),
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        sample_size=64,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        norm_num_groups=16,
+        block_out_channels=(16, 32, 32), in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=16,
     ).eval()
     return parts
 
