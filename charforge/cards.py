@@ -17,11 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from charforge.canonical import canonical_json
 from charforge.errors import InvalidInput
 from charforge.paths import validate_slug
-from charforge.validation import invalid_input
+from charforge.validation import CONTROL_CHARS, invalid_input
 
 CARD_SUFFIXES = (".toml", ".yaml", ".yml")
 SEED_MAX = 2**32 - 1  # what numpy and every diffusers pipeline accept
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Text = Annotated[str, Field(max_length=2000)]
 
@@ -57,7 +56,7 @@ class CharacterCard(BaseModel):
     @field_validator("display_name", "prompt", "negative_prompt", "model")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROL.search(value):
+        if value is not None and CONTROL_CHARS.search(value):
             raise ValueError("must be a single line without control characters")
         return value
 

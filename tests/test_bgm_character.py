@@ -41,7 +41,7 @@ def test_bgm_is_rendered_once_per_plan_and_cached(forge):
     assert near.plan == first.plan and near.cached and near.path == first.path
     sad = mira.bgm({"sadness": 0.9}, seconds=SECONDS, steps=2)
     assert not sad.cached and sad.path != first.path and sad.plan.mode == "minor"
-    assert len(mira.assets("bgm")) == 2
+    assert len(mira.store.assets("bgm")) == 2
 
 
 def test_current_state_is_the_default_and_calm_music_is_quieter(forge):
@@ -67,7 +67,7 @@ def test_bad_arguments_raise_before_rendering(forge):
     for kwargs in ({"seconds": 0}, {"seconds": 10_000}, {"seed": -1}, {"steps": 0}):
         with pytest.raises(InvalidInput):
             mira.bgm({"joy": 0.5}, **{"seconds": SECONDS, **kwargs})
-    assert mira.assets("bgm") == []
+    assert mira.store.assets("bgm") == []
 
 
 def test_cli_character_and_mood_forms(tmp_path, forge, tiny_bgm_model_dir, cli):
@@ -99,7 +99,7 @@ def test_cli_bad_input_is_one_line_exit_2(forge, args, tmp_path, monkeypatch, cl
     code, stdout, err = cli(*args, "--workspace", str(forge.workspace.root))
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("error:") and stdout == ""
-    assert forge.get("mira").assets("bgm") == []
+    assert forge.get("mira").store.assets("bgm") == []
 
 
 def test_transition_is_one_cached_file_from_one_mood_to_the_other(forge, cli):

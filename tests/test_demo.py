@@ -6,14 +6,11 @@ import json
 
 import numpy as np
 import soundfile as sf
-
 from PIL import Image
-from typer.testing import CliRunner
 
-from charforge.cli.main import _register_commands, app
+from charforge.cards import load_cards
 from charforge.demo import MUSIC_SECONDS, cast_dir, run_demo, sweep_states
 from charforge.forge import Forge
-from charforge.cards import load_cards
 
 
 def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny_bgm_model_dir):
@@ -25,7 +22,7 @@ def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny
         sheet = Image.open(first.sheet)
         assert sheet.height >= 128 * len(cast)  # one row per character
         assert sheet.width >= 128 * len(sweep_states())  # base + 8 emotions x 2 intensities per row
-        assets = {c.name: c.assets("cg") for c in forge.list()}
+        assets = {c.name: c.store.assets("cg") for c in forge.list()}
         assert all(len(a) == len(sweep_states()) for a in assets.values())
         # each character's music for the two contrasting moods: two different, playable files
         assert len(first.music) == 2 * len(cast)
@@ -36,19 +33,16 @@ def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny
         # Second run: nothing new imported, the cached pictures and music are reused (no new assets).
         second = run_demo(forge, model_ref=str(tiny_model_dir), steps=2, bgm_model=str(tiny_bgm_model_dir))
         assert second.imported == []
-        assert {c.name: [x.path for x in c.assets()] for c in forge.list()} == {
-            c.name: [x.path for x in a] for c, a in ((c, assets[c.name] + c.assets("bgm")) for c in forge.list())
+        assert {c.name: [x.path for x in c.store.assets()] for c in forge.list()} == {
+            c.name: [x.path for x in a] for c, a in ((c, assets[c.name] + c.store.assets("bgm")) for c in forge.list())
         }
 
 
-def test_demo_cli_json(tmp_path, tiny_model_dir):
-    _register_commands()
-    result = CliRunner().invoke(
-        app, ["demo", "--workspace", str(tmp_path / "ws"), "--model", str(tiny_model_dir), "--steps", "1", "--no-music",
-              "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+def test_demo_cli_json(tmp_path, tiny_model_dir, cli):
+    code, stdout, err = cli("demo", "--workspace", tmp_path / "ws", "--model", tiny_model_dir, "--steps", "1",
+                            "--no-music", "--json")  # fmt: skip
+    assert code == 0, err
+    out = json.loads(stdout)
     sheet = (tmp_path / "ws").resolve() / "demo" / "contact-sheet.png"
     assert out["sheet"] == str(sheet) and sheet.is_file()
     assert len(out["characters"]) >= 3 and out["music"] == []

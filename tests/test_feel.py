@@ -34,7 +34,7 @@ def make_character(forge: Forge, model_dir, name: str = "mira", prompt: str = PR
     """A character on the tiny model with a built identity and user face/outfit masks (deterministic regions)."""
     character = forge.create(name, prompt=prompt, seed=7, model=str(model_dir), build_identity=False)
     build_identity(character, {"steps": STEPS})
-    size = character.get_identity("base_image").tensors["pixels"].shape[0]
+    size = character.store.get_identity("base_image").tensors["pixels"].shape[0]
     character.set_mask("face", face_mask(size))
     character.set_mask("outfit", outfit_mask(size))
     return character
@@ -66,7 +66,7 @@ def test_second_feel_of_a_state_returns_the_stored_asset_without_the_model(mira,
     nearby = mira.feel(happy=0.81)  # an alias, and within the quantisation step
     assert again.cached and nearby.cached
     assert again.path == first.path == nearby.path and again.key == first.key
-    assert len(mira.assets("cg")) == 1
+    assert len(mira.store.assets("cg")) == 1
     with pytest.raises(AssertionError, match="model was used"):
         mira.feel(joy=0.9)  # a new state does need the model
 
@@ -83,7 +83,7 @@ def test_cache_key_follows_state_identity_and_parameters(mira):
     other = expression_table({"edit": {"cross_replace": 0.7}})
     assert key({"joy": 0.8}, other) != key({"joy": 0.8})
     before = key({"joy": 0.8})
-    mira.set_mask("face", np.flipud(face_mask(mira.get_identity("base_image").tensors["pixels"].shape[0])).copy())
+    mira.set_mask("face", np.flipud(face_mask(mira.store.get_identity("base_image").tensors["pixels"].shape[0])).copy())
     assert key({"joy": 0.8}) != before  # a new mask is a new identity
 
 
@@ -118,7 +118,7 @@ def test_pixels_outside_the_dilated_face_mask_are_the_base_cgs(mira):
 
 def test_neutral_is_the_base_cg_itself(mira):
     result = mira.feel(record=False)
-    base = mira.get_identity("base_image").tensors["pixels"].numpy()
+    base = mira.store.get_identity("base_image").tensors["pixels"].numpy()
     assert np.array_equal(np.asarray(result.image().convert("RGB")), base)
     assert result.conditioning.is_neutral and result.state == EmotionState()
 
@@ -140,16 +140,16 @@ def test_batched_edits_match_single_edits(mira):
 def test_feel_records_the_state_unless_told_not_to(mira):
     mira.feel(sadness=0.6)
     mira.feel(joy=0.4, record=False)
-    assert [e.state for e in mira.history()] == [EmotionState(sadness=0.6)]
+    assert [e.state for e in mira.store.history()] == [EmotionState(sadness=0.6)]
     assert mira.refresh().current_state() == EmotionState(sadness=0.6)
 
 
 def test_feel_builds_a_missing_identity_first(forge, tiny_model_dir):
     plain = forge.create("plain", prompt=PROMPT, seed=3, model=str(tiny_model_dir), build_identity=False,
                          settings={"identity": {"steps": 2}})
-    assert plain.identity() == []
+    assert plain.store.identity() == []
     result = plain.feel(fear=0.7, record=False)
-    assert result.path.is_file() and {a.kind for a in plain.identity()} >= {"base_image", "inverted_latents"}
+    assert result.path.is_file() and {a.kind for a in plain.store.identity()} >= {"base_image", "inverted_latents"}
 
 
 def test_feel_rejects_bad_states_before_touching_anything(mira):
@@ -158,38 +158,38 @@ def test_feel_rejects_bad_states_before_touching_anything(mira):
             mira.feel(bad)
     with pytest.raises(ValueError, match="not both"):
         mira.feel({"joy": 0.5}, fear=0.2)
-    assert mira.assets("cg") == [] and mira.history() == []
+    assert mira.store.assets("cg") == [] and mira.store.history() == []
 
 
 # CLI ------------------------------------------------------------------------------------------------------
 
 
 def test_emote_renders_and_prints_the_asset_path(mira, cli):
-    ws = str(mira.forge.workspace.root)
+    ws = str(mira.store.workspace.root)
     code, out, err = cli("emote", "mira", "joy=0.8", "fear=0.2", "-w", ws)
     assert code == 0, err
     path = out.strip().splitlines()[-1]
-    assert path.endswith(".png") and mira.find_asset("cg", mira.assets("cg")[0].state_hash).path.as_posix() == path
+    assert path.endswith(".png") and mira.store.find_asset("cg", mira.store.assets("cg")[0].state_hash).path.as_posix() == path
     code, out, err = cli("emote", "mira", "happy=0.81", "fear=0.2", "--json", "-w", ws)
     data = json.loads(out)
     assert code == 0 and data["path"] == path and data["cached"] is True
     assert data["state"] == {"joy": 0.81, "fear": 0.2} and data["rendered_state"] == {"joy": 0.8, "fear": 0.2}
-    assert data["hash"] == mira.assets("cg")[0].state_hash and data["source"] == "cli"
+    assert data["hash"] == mira.store.assets("cg")[0].state_hash and data["source"] == "cli"
 
 
 def test_emote_no_render_only_records(mira, cli):
-    code, out, err = cli("emote", "mira", "sadness=0.5", "--no-render", "--json", "-w", str(mira.forge.workspace.root))
-    assert code == 0 and "path" not in json.loads(out) and mira.assets("cg") == []
+    code, out, err = cli("emote", "mira", "sadness=0.5", "--no-render", "--json", "-w", str(mira.store.workspace.root))
+    assert code == 0 and "path" not in json.loads(out) and mira.store.assets("cg") == []
 
 
 def test_explain_shows_phrases_and_weights(mira, cli):
-    ws = str(mira.forge.workspace.root)
+    ws = str(mira.store.workspace.root)
     code, out, err = cli("explain", "mira", "joy=0.8", "fear=0.2", "-w", ws)
     assert code == 0 and "smiling happily" in out and "trembling fearfully" in out
     data = json.loads(cli("explain", "mira", "joy=0.8", "fear=0.2", "--json", "-w", ws)[1])
     assert data["requested"] == {"joy": 0.8, "fear": 0.2}
     assert sum(t["blend"] for t in data["terms"]) + data["neutral_blend"] == pytest.approx(1.0)
-    assert mira.assets("cg") == []  # explaining renders nothing
+    assert mira.store.assets("cg") == []  # explaining renders nothing
 
 
 BAD = [
@@ -221,7 +221,7 @@ def untouched(tmp_path_factory, tiny_model_dir):
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(untouched, cli, args, fragment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     mira = untouched
-    ws = mira.forge.workspace.root
+    ws = mira.store.workspace.root
     before = (mira.refresh().version, sorted(ws.rglob("*")))
     code, out, err = cli(*args, "-w", str(ws))
     assert code == 2, (out, err)

@@ -27,7 +27,7 @@ def forge(tmp_path):
 def test_create_stores_base_inversion_and_masks(forge, tiny_model_dir):
     mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir), build_options={"steps": STEPS})
     model = character_model(mira)
-    kinds = {(a.kind, a.name) for a in mira.identity()}
+    kinds = {(a.kind, a.name) for a in mira.store.identity()}
     assert {("base_image", "main"), ("inverted_latents", "main"), ("inversion_offsets", "main")} <= kinds
     assert mira.model_hash == model.model_hash
     identity = load_identity(mira, model)
@@ -49,7 +49,7 @@ def test_derived_masks_are_disjoint_regions_named_by_their_words(forge, tiny_mod
     assert masks and set(masks) <= {"face", "hair", "outfit", "background"}
     stacked = torch.stack([m.int() for m in masks.values()])
     assert stacked.sum(0).max() <= 1  # regions never overlap
-    words = {a.name: a.metadata["words"] for a in mira.identity() if a.kind == "mask"}
+    words = {a.name: a.metadata["words"] for a in mira.store.identity() if a.kind == "mask"}
     for region, found in words.items():
         assert all(word in PROMPT for word in found)
     assert all(identity.mask_sources[name] == method for name in masks)
@@ -75,8 +75,8 @@ def _changed_copy(model_dir, target):
 def test_model_change_is_stale_until_reinvert(forge, tiny_model_dir, tmp_path):
     mira = make_character(forge, tiny_model_dir)
     first = mira.feel(joy=0.8, record=False)
-    base_before = mira.get_identity("base_image").tensors["pixels"].clone()
-    trajectory_before = mira.get_identity("inverted_latents").tensors["trajectory"].clone()
+    base_before = mira.store.get_identity("base_image").tensors["pixels"].clone()
+    trajectory_before = mira.store.get_identity("inverted_latents").tensors["trajectory"].clone()
     mira.update(model=str(_changed_copy(tiny_model_dir, tmp_path / "changed")))
 
     with pytest.raises(StaleIdentity, match=r"run `charforge reinvert mira`"):
@@ -89,8 +89,8 @@ def test_model_change_is_stale_until_reinvert(forge, tiny_model_dir, tmp_path):
     after = mira.feel(joy=0.8, record=False)
     assert not after.cached and after.path != first.path
     # the picture is kept (inverted again, not redrawn); its inversion and history are new
-    assert torch.equal(mira.get_identity("base_image").tensors["pixels"], base_before)
-    assert not torch.equal(mira.get_identity("inverted_latents").tensors["trajectory"], trajectory_before)
+    assert torch.equal(mira.store.get_identity("base_image").tensors["pixels"], base_before)
+    assert not torch.equal(mira.store.get_identity("inverted_latents").tensors["trajectory"], trajectory_before)
     assert [h["action"] for h in load_identity(mira).history] == ["create", "reinvert"]
     assert load_identity(mira).mask_sources["face"] == "user"  # user masks survive a reinvert
 
@@ -111,15 +111,15 @@ def test_stale_identity_through_the_cli(forge, tiny_model_dir, tmp_path, cli):
 def test_rerender_draws_a_fresh_base(forge, tiny_model_dir):
     mira = make_character(forge, tiny_model_dir)
     mira.update(seed=8)
-    before = mira.get_identity("base_image").tensors["pixels"].clone()
+    before = mira.store.get_identity("base_image").tensors["pixels"].clone()
     mira.reinvert(rerender=True, steps=STEPS)
-    assert not torch.equal(mira.get_identity("base_image").tensors["pixels"], before)
+    assert not torch.equal(mira.store.get_identity("base_image").tensors["pixels"], before)
     assert [h["action"] for h in load_identity(mira).history] == ["create", "rerender"]
 
 
 def test_user_masks_are_validated_and_win_over_attention(forge, tiny_model_dir):
     mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir), build_options={"steps": STEPS})
-    size = mira.get_identity("base_image").tensors["pixels"].shape[0]
+    size = mira.store.get_identity("base_image").tensors["pixels"].shape[0]
     with pytest.raises(InvalidInput, match="must match"):
         mira.set_mask("face", np.ones((size * 2, size), dtype=np.uint8))
     with pytest.raises(InvalidInput, match="empty"):
@@ -135,7 +135,7 @@ def test_user_masks_are_validated_and_win_over_attention(forge, tiny_model_dir):
 
 def test_mask_cli_sets_and_exports(forge, tiny_model_dir, tmp_path, cli):
     mira = make_character(forge, tiny_model_dir)
-    size = mira.get_identity("base_image").tensors["pixels"].shape[0]
+    size = mira.store.get_identity("base_image").tensors["pixels"].shape[0]
     drawn = np.zeros((size, size), dtype=np.uint8)
     drawn[: size // 4] = 255
     PIL.Image.fromarray(drawn).save(tmp_path / "hair.png")

@@ -72,7 +72,7 @@ def test_adopt_reinverts_and_records_the_change(mira):
 
 
 def test_inpaint_cli(mira, cli):
-    ws = str(mira.forge.workspace.root)
+    ws = str(mira.store.workspace.root)
     code, out, err = cli("inpaint", "mira", "--region", "outfit", "--prompt", "red outfit", "--adopt", "--json", "-w", ws)
     assert code == 0, err
     data = json.loads(out)
@@ -103,4 +103,4 @@ def test_bad_inpaint_input(mira):
         mira.inpaint("outfit", "red outfit", strength=1.5)
     with pytest.raises(ValueError, match="must match"):
         mira.inpaint(np.ones((5, 5)), "red outfit")
-    assert mira.assets("cg") == []
+    assert mira.store.assets("cg") == []

@@ -114,9 +114,9 @@ def test_data_survives_upgrade_from_the_first_revision(tmp_path):
         mira = forge.get("mira")
         assert (mira.prompt, mira.seed, mira.version, mira.settings) == ("portrait of mira", 7, 3, {})
         assert mira.current_state() == EmotionState(joy=0.5)
-        assert [e.version for e in mira.history()] == [2, 3]
-        assert [(a.kind, a.name, a.metadata) for a in mira.identity()] == [("mask", "face", {"method": "user"})]
-        assert mira.assets()[0].params == {"steps": 20}
+        assert [e.version for e in mira.store.history()] == [2, 3]
+        assert [(a.kind, a.name, a.metadata) for a in mira.store.identity()] == [("mask", "face", {"method": "user"})]
+        assert mira.store.assets()[0].params == {"steps": 20}
         mira.record_emotion({"fear": 0.2})  # and the upgraded database is writable through the API
         assert forge.get("mira").version == 4
 

@@ -73,8 +73,8 @@ def test_invalid_fields_are_rejected(forge, kwargs):
 def test_rename_keeps_history_identity_and_assets(forge):
     mira = forge.create("mira", prompt=PROMPT)
     mira.record_emotion(EmotionState(joy=0.5))
-    mira.put_identity("mask", {"m": torch.ones(4, 4)}, name="face")
-    mira.add_asset(b"png", "cg", "0" * 64)
+    mira.store.put_identity("mask", {"m": torch.ones(4, 4)}, name="face")
+    mira.store.add_asset(b"png", "cg", "0" * 64)
     forge.create("nell", prompt=PROMPT)
     with pytest.raises(AlreadyExists):
         forge.rename("mira", "nell")
@@ -83,9 +83,9 @@ def test_rename_keeps_history_identity_and_assets(forge):
     renamed = forge.rename("mira", "mirabel")
     with pytest.raises(NotFound):
         forge.get("mira")
-    assert renamed.history()[0].state == EmotionState(joy=0.5)
-    assert [a.kind for a in renamed.identity()] == ["mask"]
-    assert len(renamed.assets()) == 1
+    assert renamed.store.history()[0].state == EmotionState(joy=0.5)
+    assert [a.kind for a in renamed.store.identity()] == ["mask"]
+    assert len(renamed.store.assets()) == 1
 
 
 def test_update_changes_definition_and_bumps_version(forge):
@@ -103,7 +103,7 @@ def test_stale_handle_gets_conflict_not_a_silent_overwrite(forge):
     with pytest.raises(ConflictError):
         b.update(prompt="portrait of a girl with green hair")
     with pytest.raises(ConflictError):
-        b.put_identity("lora", {"w": torch.zeros(2)})
+        b.store.put_identity("lora", {"w": torch.zeros(2)})
     with pytest.raises(ConflictError):
         b.rename("other")
     assert forge.get("mira").prompt == "portrait of a girl with blue hair"
@@ -118,14 +118,14 @@ def test_appends_never_conflict_and_bump_the_version(forge):
     eb = b.record_emotion({"anger": 0.6}, source="llm-tool")  # b's snapshot is stale; appends still work
     assert (ea.version, eb.version) == (2, 3)
     assert forge.get("mira").current_state() == EmotionState(anger=0.6)
-    assert [(e.state, e.source) for e in a.history()] == [
+    assert [(e.state, e.source) for e in a.store.history()] == [
         (EmotionState(joy=0.3), "api"), (EmotionState(anger=0.6), "llm-tool")]
-    assert [e.state for e in a.history(limit=1)] == [EmotionState(anger=0.6)]
+    assert [e.state for e in a.store.history(limit=1)] == [EmotionState(anger=0.6)]
     with pytest.raises(InvalidInput):
         a.record_emotion({"joy": 0.3}, source="telepathy")
     with pytest.raises(InvalidInput):
         a.record_emotion({"joy": 3})
-    assert a.history_count() == 2
+    assert a.store.history_count() == 2
 
 
 def test_deleted_character_handles_fail_clearly(forge):
@@ -158,8 +158,8 @@ def _bits(t: torch.Tensor) -> bytes:
 def test_identity_blob_round_trip_is_bit_exact(forge):
     mira = forge.create("mira", prompt=PROMPT)
     original = _tensors()
-    info = mira.put_identity("inverted_latents", original, metadata={"method": "null_text", "steps": 50})
-    art = mira.get_identity("inverted_latents")
+    info = mira.store.put_identity("inverted_latents", original, metadata={"method": "null_text", "steps": 50})
+    art = mira.store.get_identity("inverted_latents")
     assert set(art.tensors) == set(original)
     for key, value in original.items():
         got = art.tensors[key]
@@ -173,7 +173,7 @@ def test_identity_blob_round_trip_is_bit_exact(forge):
 
 def test_corrupted_blob_raises_integrity_error(forge):
     mira = forge.create("mira", prompt=PROMPT)
-    mira.put_identity("null_text_embeddings", {"e": torch.randn(4, 16)})
+    mira.store.put_identity("null_text_embeddings", {"e": torch.randn(4, 16)})
     con = sqlite3.connect(forge.workspace.db_path)
     data = bytearray(con.execute("SELECT data FROM identity_artifacts").fetchone()[0])
     data[-1] ^= 0x01  # one flipped bit in the tensor payload
@@ -181,72 +181,74 @@ def test_corrupted_blob_raises_integrity_error(forge):
     con.commit()
     con.close()
     with pytest.raises(IntegrityError, match="corrupted"):
-        mira.get_identity("null_text_embeddings")
+        mira.store.get_identity("null_text_embeddings")
 
 
 def test_identity_kinds_names_and_replacement(forge):
     mira = forge.create("mira", prompt=PROMPT)
-    mira.put_identity("mask", {"m": torch.zeros(2, 2)}, name="face")
-    mira.put_identity("mask", {"m": torch.ones(2, 2)}, name="hair")
-    mira.put_identity("mask", {"m": torch.full((2, 2), 2.0)}, name="face")  # replaces
-    assert [(a.kind, a.name) for a in mira.identity()] == [("mask", "face"), ("mask", "hair")]
-    assert torch.equal(mira.get_identity("mask", name="face").tensors["m"], torch.full((2, 2), 2.0))
+    mira.store.put_identity("mask", {"m": torch.zeros(2, 2)}, name="face")
+    mira.store.put_identity("mask", {"m": torch.ones(2, 2)}, name="hair")
+    mira.store.put_identity("mask", {"m": torch.full((2, 2), 2.0)}, name="face")  # replaces
+    assert [(a.kind, a.name) for a in mira.store.identity()] == [("mask", "face"), ("mask", "hair")]
+    assert torch.equal(mira.store.get_identity("mask", name="face").tensors["m"], torch.full((2, 2), 2.0))
     with pytest.raises(InvalidInput):
-        mira.put_identity("pickle", {"m": torch.zeros(1)})
+        mira.store.put_identity("pickle", {"m": torch.zeros(1)})
     with pytest.raises(InvalidInput):
-        mira.put_identity("mask", {"m": [1, 2]})  # type: ignore[dict-item]
+        mira.store.put_identity("mask", {"m": [1, 2]})  # type: ignore[dict-item]
     with pytest.raises(InvalidInput):
-        mira.put_identity("mask", {})
+        mira.store.put_identity("mask", {})
     with pytest.raises(NotFound):
-        mira.get_identity("lora")
-    before = mira.identity_hash()
-    assert mira.delete_identity("mask", name="hair") == 1
-    assert mira.identity_hash() != before
-    assert mira.delete_identity() == 1 and mira.identity() == []
+        mira.store.get_identity("lora")
+    from charforge.character.identity import identity_hash
+
+    before = identity_hash(mira)
+    assert mira.store.delete_identity("mask", name="hair") == 1
+    assert identity_hash(mira) != before
+    assert mira.store.delete_identity() == 1 and mira.store.identity() == []
 
 
 def test_add_asset_is_content_addressed_and_cached_by_state(forge):
     mira = forge.create("mira", prompt=PROMPT)
     state = EmotionState(joy=0.8).canonical_hash()
     data = b"\x89PNG fake image bytes"
-    asset = mira.add_asset(data, "cg", state, {"steps": 20})
+    asset = mira.store.add_asset(data, "cg", state, {"steps": 20})
     digest = hashlib.sha256(data).hexdigest()
     assert asset.path == forge.workspace.root / "assets" / "cg" / digest[:2] / f"{digest}.png"
     assert asset.path.read_bytes() == data and asset.read_bytes() == data
-    assert mira.find_asset("cg", state) == asset
-    assert mira.find_asset("bgm", state) is None
+    assert mira.store.find_asset("cg", state) == asset
+    assert mira.store.find_asset("bgm", state) is None
     # The same state again keeps the first asset (and leaves no stray file behind).
-    again = mira.add_asset(b"other bytes", "cg", state)
+    again = mira.store.add_asset(b"other bytes", "cg", state)
     assert again == asset
     assert sorted(p.name for p in forge.workspace.assets_dir.rglob("*") if p.is_file()) == [f"{digest}.png"]
-    wav = mira.add_asset(b"RIFF", "bgm", state)
+    wav = mira.store.add_asset(b"RIFF", "bgm", state)
     assert wav.path.suffix == ".wav"
-    assert [a.kind for a in mira.assets()] == ["cg", "bgm"] and [a.kind for a in mira.assets("bgm")] == ["bgm"]
+    assert [a.kind for a in mira.store.assets()] == ["cg", "bgm"] and [a.kind for a in mira.store.assets("bgm")] == ["bgm"]
     for bad in [dict(kind="video"), dict(state_hash="not-a-hash"), dict(params={"x": object()})]:
         with pytest.raises(InvalidInput):
-            mira.add_asset(data, **{"kind": "cg", "state_hash": state, **bad})
+            mira.store.add_asset(data, **{"kind": "cg", "state_hash": state, **bad})
 
 
 def test_lost_or_tampered_asset_files_are_detected_and_repaired(forge):
     mira = forge.create("mira", prompt=PROMPT)
     state = "1" * 64
-    asset = mira.add_asset(b"image-v1", "cg", state)
+    asset = mira.store.add_asset(b"image-v1", "cg", state)
     asset.path.write_bytes(b"tampered")
     with pytest.raises(IntegrityError):
         asset.read_bytes()
     asset.path.unlink()
-    assert mira.find_asset("cg", state) is None  # a missing file is a cache miss, not a crash
-    repaired = mira.add_asset(b"image-v2", "cg", state)
-    assert repaired.read_bytes() == b"image-v2" and mira.find_asset("cg", state) == repaired
+    assert mira.store.find_asset("cg", state) is None  # a missing file is a cache miss, not a crash
+    repaired = mira.store.add_asset(b"image-v2", "cg", state)
+    assert repaired.read_bytes() == b"image-v2" and mira.store.find_asset("cg", state) == repaired
 
 
 def test_delete_removes_blobs_rows_and_unshared_files(forge):
     mira, nell = forge.create("mira", prompt=PROMPT), forge.create("nell", prompt=PROMPT)
-    mira.put_identity("inverted_latents", {"x": torch.randn(3)})
+    mira.store.put_identity("inverted_latents", {"x": torch.randn(3)})
     mira.record_emotion({"joy": 0.4})
-    own = mira.add_asset(b"mira only", "cg", "2" * 64)
-    shared = mira.add_asset(b"same bytes", "cg", "3" * 64)
-    nell_asset = nell.add_asset(b"same bytes", "cg", "4" * 64)
+    own = mira.store.add_asset(b"mira only", "cg", "2" * 64)
+    shared = mira.store.add_asset(b"same bytes", "cg", "3" * 64)
+    nell_asset = nell.store.add_asset(b"same bytes", "cg", "4" * 64)
     assert nell_asset.path == shared.path
     job = forge.create_job("regenerate", character="mira")
     forge.delete("mira")
@@ -264,18 +266,18 @@ def test_identity_builder_runs_on_create_and_failure_leaves_nothing(tmp_path):
 
     def builder(character: Character, options):
         calls.append((character.name, dict(options)))
-        character.put_identity("inverted_latents", {"z": torch.zeros(2)}, metadata={"method": "ddim"})
+        character.store.put_identity("inverted_latents", {"z": torch.zeros(2)}, metadata={"method": "ddim"})
         character.update(model_hash="a" * 64)
 
     with Forge.open(tmp_path, identity_builder=builder) as forge:
         mira = forge.create("mira", prompt=PROMPT, build_options={"steps": 10})
         assert calls == [("mira", {"steps": 10})]
-        assert mira.model_hash == "a" * 64 and [a.kind for a in mira.identity()] == ["inverted_latents"]
+        assert mira.model_hash == "a" * 64 and [a.kind for a in mira.store.identity()] == ["inverted_latents"]
         forge.create("plain", prompt=PROMPT, build_identity=False)
         assert len(calls) == 1
 
     def failing(character: Character, options):
-        character.add_asset(b"half-rendered", "cg", "5" * 64)
+        character.store.add_asset(b"half-rendered", "cg", "5" * 64)
         raise RuntimeError("model exploded")
 
     with Forge.open(tmp_path, identity_builder=failing) as forge:

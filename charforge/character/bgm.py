@@ -20,10 +20,11 @@ from charforge.canonical import canonical_hash
 from charforge.emotion.state import EmotionState
 from charforge.errors import InvalidInput, ModelLoadError
 from charforge.store import AssetKind
+from charforge.store.records import Asset
 
 if TYPE_CHECKING:
     from charforge.audio.compose import Clip
-    from charforge.character.handle import Asset, Character
+    from charforge.character.handle import Character
     from charforge.engine.loading import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def bgm_model(ref: str | Path | None = None) -> ModelBundle:
 
 
 def _bgm_model_hash(ref: str | Path | None) -> str:
-    from charforge.engine.loading import default_bgm_model_path, weights_hash
+    from charforge.models import default_bgm_model_path, weights_hash
 
     return weights_hash(default_bgm_model_path() if ref is None else ref) or bgm_model(ref).model_hash
 
@@ -143,27 +144,18 @@ def wav_bytes(clip: Clip) -> bytes:
 # characters -----------------------------------------------------------------------------------------
 
 
-def _as_state(state: EmotionState | Mapping[str, float] | None, intensities: Mapping[str, float],
-              character: Character) -> EmotionState:
-    if state is not None and intensities:
-        raise InvalidInput("give a state or emotion keywords, not both")
-    if state is None:
-        return EmotionState.from_mapping(intensities) if intensities else character.current_state()
-    return state if isinstance(state, EmotionState) else EmotionState.from_mapping(state)
-
-
 def character_plan(character: Character, state: EmotionState | Mapping[str, float] | None = None) -> MusicPlan:
     """What this character's music would be for `state` (None: its current state), without rendering."""
     table = mood_table(character.settings.get("music"))
-    return plan_for_state(_as_state(state, {}, character), table)
+    return plan_for_state(EmotionState.coerce(state, default=character.current_state()), table)
 
 
 def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tuple[Asset, bool]:
-    asset = character.find_asset(AssetKind.BGM, key)
+    asset = character.store.find_asset(AssetKind.BGM, key)
     if asset is not None:
         return asset, True
     clip = build()
-    asset = character.add_asset(wav_bytes(clip), AssetKind.BGM, key, params, suffix=".wav")
+    asset = character.store.add_asset(wav_bytes(clip), AssetKind.BGM, key, params, suffix=".wav")
     return asset, False
 
 
@@ -184,7 +176,7 @@ def bgm(
     The seed defaults to the character's, so each character has its own tune for a mood.
     """
     table = mood_table(character.settings.get("music"))
-    plan = plan_for_state(_as_state(state, intensities, character), table)
+    plan = plan_for_state(EmotionState.coerce(state, intensities, default=character.current_state()), table)
     seed = character.seed if seed is None else seed
     _check(seconds, seed, steps, guidance)
     model_hash = _bgm_model_hash(table.model)
@@ -214,8 +206,8 @@ def bgm_transition(
 ) -> BGMResult:
     """Music that moves from `from_state` (None: the current one) to `to_state`, as one cached file."""
     table = mood_table(character.settings.get("music"))
-    plan_from = plan_for_state(_as_state(from_state, {}, character), table)
-    plan_to = plan_for_state(_as_state(to_state, {}, character), table)
+    plan_from = plan_for_state(EmotionState.coerce(from_state, default=character.current_state()), table)
+    plan_to = plan_for_state(EmotionState.coerce(to_state), table)
     seed = character.seed if seed is None else seed
     _check(1.0, seed, steps, guidance)
     model_hash = _bgm_model_hash(table.model)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -92,15 +91,3 @@ def evaluate(model: str | Path | None = None, *, samples: int = 200, steps: int 
     }
     log.info("evaluation: %s", report)
     return report
-
-
-def contact_sheet(images: torch.Tensor, columns: int = 10) -> np.ndarray:
-    """Tile N x 3 x H x W images in [-1, 1] into one uint8 picture (for eyeballing a run)."""
-    n, _, h, w = images.shape
-    rows = math.ceil(n / columns)
-    sheet = np.full((rows * h, columns * w, 3), 255, dtype=np.uint8)
-    pix = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    for i in range(n):
-        r, c = divmod(i, columns)
-        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = pix[i]
-    return sheet
