@@ -7,9 +7,10 @@ import torch
 from test_inversion import PROMPT, smooth_tiny_model
 
 from charforge.engine.attention import Controller, LocalBlend, MutualSelfAttention, Replace
-from charforge.engine.edit import edit, prompt_edit_controllers
+from charforge.engine.edit import edit, prompt_edit_controllers, reconstruct_latents
 from charforge.engine.hooks import Hook
-from charforge.engine.inversion import encode_mean, invert, invert_latent, prepare_image, reconstruct_latents
+from charforge.engine.images import prepare_image
+from charforge.engine.inversion import encode_mean, invert, invert_latent
 from charforge.engine.loop import decode_latents
 
 TARGET = "a portrait of a crying girl with red hair"

@@ -7,7 +7,9 @@ import PIL.Image
 import pytest
 import torch
 
-from charforge.engine.inversion import InversionResult, psnr, reconstruct
+from charforge.engine.edit import reconstruct
+from charforge.engine.images import psnr
+from charforge.engine.inversion import InversionResult
 
 PROMPT = "a portrait of a smiling girl with red hair"
 
@@ -24,7 +26,7 @@ def test_invert_writes_inversion_and_reconstruction_and_prints_psnr(cli, tiny_mo
     out = tmp_path / "inv"
     code, stdout, err = cli("invert", picture, "--prompt", PROMPT, "--steps", 3, "--model", tiny_model_dir, "--out", out)
     assert code == 0, err
-    inversion = InversionResult.load(out)
+    inversion = InversionResult.from_pretrained(out)
     assert (inversion.method, inversion.steps, inversion.guidance) == ("direct", 3, 7.5)
     written = np.asarray(PIL.Image.open(out / "reconstruction.png"), dtype=np.float32) / 255
     expected = reconstruct(tiny_model, inversion)[0].permute(1, 2, 0).numpy()

@@ -53,9 +53,9 @@ class _NoModel:
         def refuse(*args, **kwargs):
             raise AssertionError("the model was used")
 
-        monkeypatch.setattr("charforge.character.feel.denoise", refuse)
+        monkeypatch.setattr("charforge.character.feel.replay", refuse)
         monkeypatch.setattr("charforge.character.feel.character_model", refuse)
-        monkeypatch.setattr("charforge.character.identity.load_model", refuse)
+        monkeypatch.setattr("charforge.engine.cache.load_model", refuse)
 
 
 def test_second_feel_of_a_state_returns_the_stored_asset_without_the_model(mira, monkeypatch):

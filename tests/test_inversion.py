@@ -17,14 +17,8 @@ from conftest import build_tiny_components
 from diffusers import DDIMInverseScheduler, EulerDiscreteScheduler, StableDiffusionPipeline
 
 from charforge.engine import load_model
-from charforge.engine.inversion import (
-    InversionResult,
-    invert,
-    invert_latent,
-    inversion_schedulers,
-    reconstruct,
-    reconstruct_latents,
-)
+from charforge.engine.edit import reconstruct, reconstruct_latents
+from charforge.engine.inversion import InversionResult, invert, invert_latent, inversion_schedulers
 from charforge.errors import IntegrityError, InvalidInput, NotFound, StaleIdentity
 
 PROMPT = "a portrait of a smiling girl with red hair"
@@ -105,27 +99,27 @@ def test_guided_reconstruction_needs_more_than_ddim(model, latent):
     assert snr["null-text"] > snr["ddim"] + 1  # the optimised embeddings pull it back towards the pivot
     losses = results["null-text"].extra["losses"]
     assert len(losses) == steps and all(last <= first for first, last in losses)
-    assert results["null-text"].uncond_embeddings.shape == (steps, 77, 32)
-    assert results["direct"].offsets.shape == (steps, 4, 16, 16)
+    assert results["null-text"].step_tensors["uncond_embeddings"].shape == (steps, 77, 32)
+    assert results["direct"].step_tensors["offsets"].shape == (steps, 4, 16, 16)
 
 
 def test_save_load_and_tamper_detection(model, latent, tmp_path):
     inversion = invert_latent(model, latent, PROMPT, "direct", steps=4, guidance=7.5)
-    folder = inversion.save(tmp_path / "inv")
+    folder = inversion.save_pretrained(tmp_path / "inv")
     meta = json.loads((folder / "inversion.json").read_text())
     assert (meta["method"], meta["steps"], meta["guidance"], meta["model_hash"]) == ("direct", 4, 7.5, model.model_hash)
-    loaded = InversionResult.load(folder)
-    assert torch.equal(loaded.trajectory, inversion.trajectory) and torch.equal(loaded.offsets, inversion.offsets)
-    assert loaded.timesteps == inversion.timesteps and loaded.uncond_embeddings is None
+    loaded = InversionResult.from_pretrained(folder)
+    assert torch.equal(loaded.trajectory, inversion.trajectory) and torch.equal(loaded.step_tensors["offsets"], inversion.step_tensors["offsets"])
+    assert loaded.timesteps == inversion.timesteps and set(loaded.step_tensors) == {"offsets"}
     torch.testing.assert_close(reconstruct_latents(model, loaded), reconstruct_latents(model, inversion))
 
     blob = bytearray((folder / "inversion.safetensors").read_bytes())
     blob[-1] ^= 0xFF
     (folder / "inversion.safetensors").write_bytes(bytes(blob))
     with pytest.raises(IntegrityError):
-        InversionResult.load(folder)
+        InversionResult.from_pretrained(folder)
     with pytest.raises(NotFound):
-        InversionResult.load(tmp_path / "missing")
+        InversionResult.from_pretrained(tmp_path / "missing")
 
 
 def test_refuses_other_models_and_bad_options(model, latent):

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from charforge.engine.attention import LocalBlend
-from charforge.engine.edit import edit, prompt_edit_controllers
-from charforge.engine.inversion import encode_mean, invert, prepare_image, psnr, reconstruct
+from charforge.engine.edit import edit, prompt_edit_controllers, reconstruct
+from charforge.engine.images import prepare_image, psnr
+from charforge.engine.inversion import encode_mean, invert
 from charforge.engine.loop import decode_latents
 
 STEPS = 10

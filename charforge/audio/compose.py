@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 from charforge.audio import analysis
 from charforge.audio.codec import SpectrogramCodec, SpectrogramPreset, get_preset, preset_names
 from charforge.audio.levels import limit_peak
+from charforge.engine.images import decode_pixels
 from charforge.engine.loading import ModelBundle
-from charforge.engine.loop import decode_latents, denoise, encode_images, initial_noise, seeded_generators
+from charforge.engine.loop import denoise, encode_images, initial_noise, seeded_generators
 from charforge.engine.modes import LatentBlend, strength_timesteps
 from charforge.engine.prompts import encode_prompts
 from charforge.engine.schedulers import make_scheduler, scheduler_key
@@ -125,11 +126,6 @@ def _decode_strip(codec: SpectrogramCodec, strip: PIL.Image.Image, seed: int, n_
     return limit_peak(samples)
 
 
-@torch.no_grad()
-def _decode_pixels(model: ModelBundle, latents: torch.Tensor) -> torch.Tensor:
-    return (decode_latents(model, latents) / 2 + 0.5).clamp(0, 1)
-
-
 # -- continuation -----------------------------------------------------------------------------
 
 
@@ -213,7 +209,7 @@ def generate_strip(
         latents = _sample_tile(
             model, scheduler, steps, cond, uncond, guidance, _tile_seed(seed, index), shape, previous, keep_cells
         )
-        grey = _grey(_decode_pixels(model, latents))
+        grey = _grey(decode_pixels(model, latents))
         left = index * advance
         if index == 0 or keep == 0:
             strip[:, left : left + p.width] = grey
@@ -431,7 +427,7 @@ def transition(
     uncond = encode_prompts(model, [negative]) if guidance > 1 else None
     if seed_image is None:
         seed_latents = _sample_tile(model, scheduler, steps, cond_from, uncond, guidance, seed_from, shape, None, 0)
-        pixels = _decode_pixels(model, seed_latents)
+        pixels = decode_pixels(model, seed_latents)
     else:
         pixels = _seed_pixels(seed_image, p, model)
 
@@ -460,7 +456,7 @@ def transition(
             timesteps = strength_timesteps(model, sched, steps, seg_strength)
             latents = sched.add_noise(source, noise, timesteps[:1])
         final = denoise(model, sched, latents, cond, uncond, guidance, (), timesteps=timesteps, generators=generators)
-        strip[:, index * p.width : (index + 1) * p.width] = _grey(_decode_pixels(model, final))
+        strip[:, index * p.width : (index + 1) * p.width] = _grey(decode_pixels(model, final))
     image = _strip_image(strip)
     samples = _decode_strip(SpectrogramCodec(p), image, seed_from, strip.shape[1] * p.hop_length)
     return Clip(samples, p.sample_rate, image)

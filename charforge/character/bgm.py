@@ -35,7 +35,6 @@ MAX_SECONDS = 300.0
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 5.0
 LOOP_BAR_BEATS = 4
-_LOADED: dict[tuple[str, str | None], ModelBundle] = {}
 
 
 @dataclass(frozen=True)
@@ -61,17 +60,14 @@ class BGMResult:
 
 def bgm_model(ref: str | Path | None = None) -> ModelBundle:
     """The BGM model (None: the shipped charforge-mini-bgm), loaded once per process."""
-    from charforge.engine.loading import default_bgm_model_path, load_model, weights_hash
+    from charforge.engine.cache import cached_model
+    from charforge.engine.loading import default_bgm_model_path
 
     if ref is None:
         ref = default_bgm_model_path()
         if not (ref / "model_index.json").is_file():
             raise ModelLoadError(f"the default BGM model is not installed at {ref}; pass a BGM model folder")
-    key = (str(ref), weights_hash(ref))
-    if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = load_model(ref)
-    return _LOADED[key]
+    return cached_model(ref)
 
 
 def _bgm_model_hash(ref: str | Path | None) -> str:
