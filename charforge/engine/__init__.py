@@ -20,7 +20,14 @@ from charforge.engine.loop import (
 )
 from charforge.engine.modes import Generation, GenerationParams, LatentBlend, img2img, inpaint, txt2img
 from charforge.engine.outputs import format_parameters, parse_parameters, read_parameters, save_png
-from charforge.engine.prompts import PromptEmbeds, add_time_ids, encode_negative, encode_pair, encode_prompts, encode_text
+from charforge.engine.prompts import (
+    PromptEmbeds,
+    add_time_ids,
+    encode_negative,
+    encode_pair,
+    encode_prompts,
+    encode_text,
+)
 from charforge.engine.schedulers import make_scheduler
 
 __all__ = [
