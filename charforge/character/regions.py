@@ -26,6 +26,7 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler
 
 from charforge.engine import ModelBundle, encode_text
 from charforge.engine.attention import AttentionStore
@@ -138,11 +139,13 @@ def influence_heats(
     generator = torch.Generator("cpu").manual_seed(seed)
     change = torch.zeros(len(texts) - 1, *clean.shape[-2:])
     train_steps = model.scheduler.config.num_train_timesteps
+    # noised the way the UNet was trained (alphas_cumprod), whichever sampler the model ships with
+    noiser = DDPMScheduler.from_config(model.scheduler.config)
     for fraction in INFLUENCE_TIMESTEPS:
         t = torch.tensor(int(fraction * train_steps), device=model.device)
         for _ in range(INFLUENCE_DRAWS):
             noise = torch.randn(clean.shape, generator=generator).to(clean)
-            noisy = model.scheduler.add_noise(clean, noise, t)
+            noisy = noiser.add_noise(clean, noise, t)
             eps = model.unet(noisy.expand(len(texts), -1, -1, -1), t, **embeds.unet_kwargs(), return_dict=False)[0]
             change += (eps[1:] - eps[:1]).float().pow(2).sum(dim=1).sqrt().cpu()
     heats, start = {}, 0
