@@ -269,15 +269,15 @@ def encode_images(model: ModelBundle, images: torch.Tensor, generators: Generato
     else:
         generator = generators[0] if isinstance(generators, list) else generators
         latents = model.vae.encode(images).latent_dist.sample(generator)
-    return _latent_scale(model, latents, encode=True).to(model.dtype)  # an upcast VAE answers in fp32
+    return scale_latents(model, latents, encode=True).to(model.dtype)  # an upcast VAE answers in fp32
 
 
 def decode_latents(model: ModelBundle, latents: torch.Tensor) -> torch.Tensor:
     """Scaled latents -> pixels in [-1, 1]; differentiable (loss guidance decodes x0 under grad)."""
-    return model.vae.decode(_latent_scale(model, latents.to(model.vae.dtype), encode=False), return_dict=False)[0]
+    return model.vae.decode(scale_latents(model, latents.to(model.vae.dtype), encode=False), return_dict=False)[0]
 
 
-def _latent_scale(model: ModelBundle, latents: torch.Tensor, encode: bool) -> torch.Tensor:
+def scale_latents(model: ModelBundle, latents: torch.Tensor, encode: bool) -> torch.Tensor:
     """SD VAEs scale latents to unit variance (`scaling_factor`); some newer ones also shift them, by
     one number (`shift_factor`) or per channel (`latents_mean`/`latents_std`, as SDXL pipelines read)."""
     config = model.vae.config

@@ -20,7 +20,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler
 from charforge.engine.hooks import Hook, StepContext
 from charforge.engine.inversion.result import InversionResult
 from charforge.engine.loading import ModelBundle
-from charforge.engine.loop import denoise
+from charforge.engine.loop import denoise, scale_latents
 from charforge.engine.prompts import PromptEmbeds, encode_negative, encode_text
 from charforge.errors import InvalidInput, ModelLoadError, StaleIdentity
 
@@ -56,8 +56,7 @@ def inversion_schedulers(model: ModelBundle, steps: int) -> tuple[DDIMScheduler,
 def encode_mean(model: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
     """The VAE posterior's mean, scaled: inversion must be deterministic, so no posterior sample."""
     dist = model.vae.encode(pixels.to(model.device, model.vae.dtype)).latent_dist
-    shift = getattr(model.vae.config, "shift_factor", None) or 0.0
-    return ((dist.mode() - shift) * model.vae.config.scaling_factor).to(model.dtype)
+    return scale_latents(model, dist.mode(), encode=True).to(model.dtype)
 
 
 def check_model(model: ModelBundle, inversion: InversionResult) -> None:
