@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")  # the last only in SDXL
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
