@@ -41,7 +41,8 @@ def resolve_model_ref(ref: str | os.PathLike | None) -> str | os.PathLike | None
 
 def weights_hash(ref: str | os.PathLike | None = None) -> str | None:
     """The `model_hash` `load_model(ref)` would report, without loading: for a local diffusers folder or
-    .safetensors file (None: the default model; a name of `SHIPPED_MODELS`); None for anything else (hub ids, built pipelines).
+    .safetensors file (None: the default model; or a name of `SHIPPED_MODELS`); None for anything else
+    (hub ids, built pipelines).
 
     Cache keys need the hash of the model in use, and a cache hit must not pay for loading it.
     """
