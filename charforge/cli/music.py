@@ -62,7 +62,7 @@ def bgm(
     ] = 4,
     seed: SeedOpt = None,
     loop: Annotated[
-        bool, typer.Option("--loop", help="A seamless loop of whole bars, at least --seconds long (rounded up to a bar).")
+        bool, typer.Option("--loop", help="A seamless loop of whole bars, at least --seconds long (rounded up).")
     ] = False,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Denoising steps per tile.")] = 20,
     model: Annotated[
