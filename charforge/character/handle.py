@@ -165,15 +165,31 @@ class Character:
     # run time (only for type checking), so there is no import circle.
 
     def feel(
-        self, state: EmotionState | Mapping[str, float] | None = None, /, *, record: bool = True, **intensities: float
+        self,
+        state: EmotionState | Mapping[str, float] | None = None,
+        /,
+        *,
+        record: bool = True,
+        progress: bool = False,
+        **intensities: float,
     ) -> FeelResult:
         """This character's CG for a state, e.g. `mira.feel(joy=0.8)`: rendered once, then served from the cache.
 
-        With `record` the state also becomes the current one. See `charforge.character.feel.feel`.
+        A state drawn before is found by its key alone (`charforge.character.cache.cached_picture`), without
+        importing torch or loading the model. With `record` the state also becomes the current one;
+        `progress` shows the rendering's steps. See `charforge.character.feel.feel`.
         """
-        from charforge.character.feel import feel
+        from charforge.character.cache import cached_picture
 
-        return feel(self, state, record=record, **intensities)
+        wanted = EmotionState.coerce(state, intensities)
+        hit = cached_picture(self, wanted)
+        if hit is None:
+            from charforge.character.feel import feel
+
+            return feel(self, wanted, record=record, progress=progress)
+        if record:
+            self.record_emotion(wanted)
+        return hit
 
     def bgm(
         self, state: EmotionState | Mapping[str, float] | None = None, /, *, seconds: float = 10.0, **options: Any

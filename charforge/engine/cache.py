@@ -11,7 +11,13 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from charforge.engine.loading import ModelBundle, default_model_path, load_model, weights_hash
+from charforge.engine.loading import (
+    ModelBundle,
+    default_model_path,
+    load_model,
+    resolve_model_ref,
+    weights_hash,
+)
 
 MAX_MODELS = 2
 
@@ -20,6 +26,7 @@ _LOADED: OrderedDict[tuple[str, str | None], ModelBundle] = OrderedDict()
 
 def cached_model(ref: str | os.PathLike | None = None) -> ModelBundle:
     """`load_model(ref)` (None: the shipped portrait model), loaded once while its weights stay the same."""
+    ref = resolve_model_ref(ref)
     source = str(default_model_path() if ref is None else Path(ref) if isinstance(ref, os.PathLike) else ref)
     key = (source, weights_hash(ref))
     if key in _LOADED:

@@ -31,6 +31,7 @@ from charforge.models import (  # noqa: F401 (default paths and weights_hash are
     default_model_path,
     hash_files,
     hash_folder,
+    resolve_model_ref,
     weights_hash,
 )
 
@@ -180,13 +181,14 @@ def load_model(
     config: str | os.PathLike | None = None,
 ) -> ModelBundle:
     """Load a diffusers folder, a single .safetensors file, a hub id, or adopt a built pipeline
-    (None: the shipped default model).
+    (None or "charforge-mini": the shipped portrait model; "charforge-mini-bgm": the shipped music model).
 
     A single-file checkpoint holds weights only; its component configs come from the hub (cached
     after the first time) unless `config` names a diffusers folder or hub id of the same architecture.
     """
     target_device = pick_device(device)
     target_dtype = pick_dtype(target_device, dtype)
+    ref = resolve_model_ref(ref)
     if ref is None:
         ref = default_model_path()
         if not (ref / "model_index.json").is_file():

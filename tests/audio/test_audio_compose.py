@@ -224,3 +224,31 @@ def test_slerp_keeps_the_norm_of_gaussian_noise() -> None:
     assert abs(float(middle.norm() / a.norm()) - 1) < 0.02
     assert float(((a + b) / 2).norm() / a.norm()) < 0.75  # what a plain average would do
     assert compose.slerp(a, b, 0.0) is a and compose.slerp(a, b, 1.0) is b
+
+
+@pytest.mark.parametrize("bpm, seconds", [(70, 5.0), (123, 4.0), (140, 6.2)])
+def test_a_loop_asked_for_seconds_is_the_fewest_whole_bars_that_long(bpm, seconds) -> None:
+    """Never less than asked (issue #19): rounded up to whole bars at the tempo heard, never down."""
+    spec = music.MusicSpec(tonic=2, mode="major", bpm=bpm, lead="piano", density=0.6, seed=3)
+    clip = music.render(spec, seconds + 2 * 4 * 60.0 / bpm + 1.0, SR, offset=0.2)
+    loop = compose.make_loop(clip, SR, min_seconds=seconds)
+    bar = 4 * 60.0 / bpm
+    assert loop.size >= seconds * SR
+    assert loop.size < (seconds + bar) * SR + 0.01 * SR  # one bar more at most
+    _assert_seamless(clip, loop, bpm)
+
+
+def test_a_loop_longer_than_the_clip_holds_is_refused() -> None:
+    spec = music.MusicSpec(tonic=2, mode="major", bpm=120, lead="piano", density=0.6, seed=3)
+    with pytest.raises(InvalidInput, match="whole bar"):
+        compose.make_loop(music.render(spec, 5.0, SR), SR, min_seconds=5.0)
+
+
+def test_a_character_loop_is_at_least_the_seconds_asked(spec_model) -> None:
+    from charforge.audio.mood import mood_table, plan_music
+    from charforge.character.bgm import render_plan
+
+    plan = plan_music(0.5, 0.3, mood_table())
+    for seconds in (3.0, 5.5):
+        clip = render_plan(plan, seconds=seconds, loop=True, model=spec_model, steps=2)
+        assert clip.samples.size >= seconds * clip.sample_rate

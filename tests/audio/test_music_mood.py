@@ -62,3 +62,14 @@ def test_bad_points_and_templates_are_rejected():
         plan_music(1.5, 0.0)
     with pytest.raises(InvalidInput, match="template"):
         plan_music(0.0, 0.0, mood_table({"template": "{colour} loop"}))
+
+
+def test_neutral_plays_a_resting_mood_not_upbeat():
+    """Issue #19: no feeling played "upbeat hopeful" (valence/arousal (0, 0) sit on band edges)."""
+    neutral = plan_for_state(EmotionState.neutral())
+    assert neutral.arousal < 0 and "upbeat" not in neutral.prompt
+    assert neutral.bpm < plan_music(0.0, 0.0).bpm
+    assert plan_for_state(EmotionState(joy=0.05)) == neutral  # below the neutral threshold: the same plan
+    table = mood_table({"neutral": [-0.6, -0.8]})  # data, overridable per character
+    moody = plan_for_state(EmotionState.neutral(), table)
+    assert moody.mode == "minor" and moody.bpm < neutral.bpm
