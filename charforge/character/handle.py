@@ -175,21 +175,13 @@ class Character:
     ) -> FeelResult:
         """This character's CG for a state, e.g. `mira.feel(joy=0.8)`: rendered once, then served from the cache.
 
-        A state drawn before is found by its key alone (`charforge.character.cache.cached_picture`), without
+        A state drawn before is found by its key alone (`charforge.character.emote`), without
         importing torch or loading the model. With `record` the state also becomes the current one;
         `progress` shows the rendering's steps. See `charforge.character.feel.feel`.
         """
-        from charforge.character.cache import cached_picture
+        from charforge.character.emote import emote
 
-        wanted = EmotionState.coerce(state, intensities)
-        hit = cached_picture(self, wanted)
-        if hit is None:
-            from charforge.character.feel import feel
-
-            return feel(self, wanted, record=record, progress=progress)
-        if record:
-            self.record_emotion(wanted)
-        return hit
+        return emote(self, EmotionState.coerce(state, intensities), record=record, progress=progress)
 
     def bgm(
         self, state: EmotionState | Mapping[str, float] | None = None, /, *, seconds: float = 10.0, **options: Any
