@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from charforge.engine.attention.tokens import expand_tokens
 from charforge.engine.loading import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 def token_ids(model: ModelBundle, prompts: Sequence[str]) -> torch.Tensor:
     """Padded, truncated token ids (B, max_length); warns when a prompt loses words to truncation."""
     tokenizer = model.tokenizer
+    prompts = [expand_tokens(tokenizer, p) for p in prompts]
     batch = tokenizer(
         list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )

@@ -17,9 +17,19 @@ import torch
 from charforge.errors import InvalidInput
 
 
+def expand_tokens(tokenizer: Any, prompt: str) -> str:
+    """`prompt` with each multi-vector textual-inversion token written out as its sub-tokens (`<tok>` ->
+    `<tok> <tok>_1 ...`) by diffusers' own `maybe_convert_prompt`, as its pipelines do before encoding."""
+    if all(added.special for added in tokenizer.added_tokens_decoder.values()):
+        return prompt
+    from diffusers.loaders import TextualInversionLoaderMixin
+
+    return TextualInversionLoaderMixin().maybe_convert_prompt(prompt, tokenizer)
+
+
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of `prompt` without BOS/EOS/padding (position p here is column p + 1 of a map)."""
-    return list(tokenizer(prompt, add_special_tokens=False).input_ids)
+    return list(tokenizer(expand_tokens(tokenizer, prompt), add_special_tokens=False).input_ids)
 
 
 def max_columns(tokenizer: Any) -> int:
