@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from charforge.canonical import canonical_hash
+from charforge.character.look_store import character_look, look_key_of
 from charforge.character.regions import (
     REGION_WORDS,
     attention_heats,
@@ -41,6 +42,7 @@ from charforge.character.regions import (
 )
 from charforge.emotion.conditioning import expression_table
 from charforge.engine import ModelBundle, denoise, load_model, txt2img
+from charforge.engine.adapters import wear
 from charforge.engine.attention import AttentionControl, AttentionStore
 from charforge.engine.inversion import (
     DEFAULT_METHOD,
@@ -127,11 +129,14 @@ def _model_key(ref: str | None) -> tuple[str, str | None]:
 
 
 def character_model(character: Character) -> ModelBundle:
-    """The character's model, loaded once per process (reloaded when its weights change on disk)."""
+    """The character's model wearing the character's look (learnt token, LoRA), loaded once per process
+    (reloaded when its weights change on disk). Characters share the model: each call puts this
+    character's look on and takes the previous one off (nothing is reloaded for the same character)."""
     key = _model_key(character.model_ref)
     if key not in _LOADED:
         _LOADED.clear()  # one model in memory at a time: characters usually share one
         _LOADED[key] = load_model(character.model_ref)
+    wear(_LOADED[key], character_look(character))
     return _LOADED[key]
 
 
@@ -165,13 +170,16 @@ class Identity:
 
 def identity_hash(character: Character) -> str:
     """One hash over everything that determines how this character is drawn (for cache keys)."""
+    infos = character.store.identity()
+    look = look_key_of(infos)  # token name and LoRA strength are not in the shas; absent: keys of old identities stay
     return canonical_hash(
         {
             "prompt": character.prompt,
             "negative_prompt": character.negative_prompt,
             "seed": character.seed,
             "model_hash": character.model_hash,
-            "artifacts": sorted((a.kind, a.name, a.sha256) for a in character.store.identity()),
+            "artifacts": sorted((a.kind, a.name, a.sha256) for a in infos),
+            **({"look": look} if look else {}),
         }
     )
 
@@ -199,6 +207,12 @@ def check_fresh(character: Character, model_hash: str) -> None:
         raise StaleIdentity(
             f"the identity of {character.name!r} was made with model {made_with[:10]} but {model} is now "
             f"{model_hash[:10]}; run `charforge reinvert {character.name}` to rebuild it with this model"
+        )
+    if info.metadata.get("look", "") != look_key_of(list(infos.values())):
+        raise StaleIdentity(
+            f"the look of {character.name!r} (token, LoRA) changed since its identity was built; run "
+            f"`charforge reinvert {character.name} --rerender` to redraw its base CG with the look "
+            f"(or without --rerender to invert the stored picture again)"
         )
 
 
@@ -326,7 +340,10 @@ def _write(
     tensors = inversion.tensors()
     store.put_identity(
         IdentityKind.INVERTED_LATENTS, {"trajectory": tensors["trajectory"]},
-        metadata={"model_hash": model.model_hash, "inversion": {**inversion.metadata(), "extra": {}}},
+        metadata={
+            "model_hash": model.model_hash, "look": look_key_of(store.identity()),
+            "inversion": {**inversion.metadata(), "extra": {}},
+        },
     )  # fmt: skip
     extra = {IdentityKind.INVERSION_OFFSETS: "offsets", IdentityKind.NULL_TEXT_EMBEDDINGS: "uncond_embeddings"}
     for kind, key in extra.items():
