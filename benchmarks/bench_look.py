@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--lora-steps", type=int, default=500)
     parser.add_argument("--lora-lr", type=float, default=2e-3)
     parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--lora-strength", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
@@ -121,7 +122,7 @@ def main() -> None:
                                           classifier, character),
         f"token {TOKEN}": evaluate(model, Look({TOKEN: vectors}), TOKEN + ", {phrase}", args.samples, args.steps,
                                    args.guidance, classifier, character),
-        f"LoRA r{args.rank}": evaluate(model, Look(lora=lora), "{phrase}", args.samples, args.steps, args.guidance,
+        f"LoRA r{args.rank} x{args.lora_strength:g}": evaluate(model, Look(lora=lora, strength=args.lora_strength), "{phrase}", args.samples, args.steps, args.guidance,
                                        classifier, character),
     }
     print(f"\n{args.samples} samples per row, expressions cycling, seeds {EVAL_SEED}+")

@@ -121,6 +121,8 @@ class Forge:
         )  # fmt: skip
         character = self._handle(row)
         log.info("created character %s", card.name)
+        if card.look is not None:
+            self._import_look(character, card)
         if build_identity and self.identity_builder is not None:
             try:
                 self.identity_builder(character, dict(build_options or {}))
@@ -130,6 +132,18 @@ class Forge:
                 raise
             character.refresh()
         return character
+
+    def _import_look(self, character: Character, card: CharacterCard) -> None:
+        """The card's embedding and LoRA become the character's look (a file that does not fit undoes the create)."""
+        from charforge.character.look import import_look
+
+        try:
+            for kind, path in card.look.files():
+                options = {"token": card.look.token} if kind == "embedding" else {"strength": card.look.strength}
+                import_look(character, path, **options)
+        except BaseException:
+            self.delete(card.name)
+            raise
 
     def get(self, name: str) -> Character:
         return self._handle(self.repository.get_character(name))

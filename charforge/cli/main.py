@@ -35,6 +35,9 @@ def _register_commands() -> None:
     from charforge.cli import commands_edit  # noqa: F401
     from charforge.cli import commands_feel  # noqa: F401
     from charforge.cli import commands_music  # noqa: F401
+    from charforge.cli import commands_look
+
+    app.add_typer(commands_look.app)
 
 
 def fail(message: str) -> typer.Exit:
