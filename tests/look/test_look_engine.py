@@ -163,3 +163,22 @@ def test_exported_files_change_plain_diffusers_exactly_as_charforge(tmp_path, ti
 
     assert np.abs(ours - theirs).max() <= 1e-4
     assert np.abs(ours - bare).max() > 1e-3  # the look changed the picture (the token spelt out otherwise)
+
+
+def test_a_kohya_lora_goes_through_diffusers_converters_to_the_same_effect(tmp_path, tiny_model):
+    data = training_set(tiny_model, _pictures(), ["smiling", "sad"])
+    lora, _ = train_lora(tiny_model, data, rank=2, steps=3, lr=0.05)
+    kohya = {}
+    for key, value in lora.items():  # unet.<module>.lora.down.weight -> lora_unet_<module_with_underscores>.lora_down.weight
+        module, part = key.removeprefix("unet.").rsplit(".lora.", 1)
+        name = "lora_unet_" + module.replace(".", "_")
+        kohya[f"{name}.lora_{part}"] = value
+        kohya[f"{name}.alpha"] = torch.tensor(2.0)
+    save_file(kohya, str(tmp_path / "kohya.safetensors"))
+    back = read_lora(tmp_path / "kohya.safetensors")
+    with wearing(tiny_model, Look(lora=lora)):
+        ours = _render(tiny_model)
+    with wearing(tiny_model, Look(lora=back)):
+        theirs = _render(tiny_model)
+    assert any(k.startswith("lora_unet_") for k in back)
+    assert (ours - theirs).abs().max() <= 1e-5 and not torch.equal(ours, _render(tiny_model))
