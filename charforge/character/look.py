@@ -7,9 +7,11 @@ stored in the identity, worn by the shared model whenever the character is drawn
 the files diffusers' own loaders read. A new look makes the identity stale: the base CG was drawn
 and inverted without it, so `reinvert` (optionally `--rerender`) rebuilds it with the look on.
 
-Captions: a picture is captioned `"{token}, <neutral expression>"` when it is the base CG and
-`"{token}"` otherwise, unless `captions` says more (e.g. each picture's expression, which lets the
-token learn the look but not a face). A LoRA's captions use the character's token if it has one.
+Captions (unless `captions` says more, e.g. each picture's expression, which lets the look be learnt
+without a face): a token's pictures are captioned `"{token}, <neutral expression>"` for the base CG
+and `"{token}"` otherwise. A LoRA's captions are the same with the character's token if it has one,
+else the character's own prompt (what the character is drawn with, so that is what the LoRA learns
+to draw as these pictures).
 """
 
 from __future__ import annotations
@@ -168,6 +170,8 @@ def learn_lora(
     current = character_look(character)
     tokens = dict(current.tokens) if current is not None else {}
     token = character_token(character)
+    if token is None and captions is None:
+        captions = character.prompt
     texts = [_fill(c, token) for c in _captions(character, len(pictures), images is None, captions)]
     model = character_model(character)
     with wearing(model, None):

@@ -182,3 +182,28 @@ def test_a_kohya_lora_goes_through_diffusers_converters_to_the_same_effect(tmp_p
         theirs = _render(tiny_model)
     assert any(k.startswith("lora_unet_") for k in back)
     assert (ours - theirs).abs().max() <= 1e-5 and not torch.equal(ours, _render(tiny_model))
+
+
+def test_ctrl_c_stops_training_and_returns_the_best_checkpoint(tiny_model):
+    from charforge.engine.adapters.textual_inversion import TokenEncoder, initial_vectors
+    from charforge.engine.adapters.training import fit
+
+    data = training_set(tiny_model, _pictures(), ["<tokc>, smiling", "<tokc>, sad"])
+    encoder = TokenEncoder(tiny_model, {"<tokc>": initial_vectors(tiny_model, 1)}, trainable="<tokc>")
+    encoder.text_encoder.requires_grad_(False)
+    calls, snapshots = [], []
+
+    def encode(captions):
+        calls.append(1)
+        if len(calls) == 6:  # check, step 1 + check, step 2 + check, then step 3 is interrupted
+            raise KeyboardInterrupt
+        return encoder(captions)
+
+    def snapshot():
+        snapshots.append(encoder.trained_vectors())
+        return {"v": snapshots[-1]}
+
+    result = fit(tiny_model, data, [encoder.rows], encode, snapshot, steps=50, lr=0.5, check_every=1)
+    assert result.interrupted and result.steps == 2
+    assert any(result.state["v"] is s for s in snapshots)
+    assert not torch.equal(encoder.trained_vectors(), snapshots[0])  # it did train before the interrupt
