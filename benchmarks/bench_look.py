@@ -90,10 +90,10 @@ def main() -> None:
     parser.add_argument("--character", type=int, default=0, help="index of the held-out character (seed 77)")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps of renders and samples")
     parser.add_argument("--guidance", type=float, default=5.0)
-    parser.add_argument("--token-steps", type=int, default=300)
+    parser.add_argument("--token-steps", type=int, default=200)
     parser.add_argument("--token-lr", type=float, default=5e-2)
     parser.add_argument("--vectors", type=int, default=4)
-    parser.add_argument("--lora-steps", type=int, default=500)
+    parser.add_argument("--lora-steps", type=int, default=600)
     parser.add_argument("--lora-lr", type=float, default=2e-3)
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--lora-strengths", type=float, nargs="+", default=[1.0], help="LoRA strengths to sample at")
@@ -125,8 +125,10 @@ def main() -> None:
         vectors, _ = train_token(model, token_data, TOKEN, vectors=args.vectors, steps=args.token_steps,
                                  lr=args.token_lr, progress=True)
         token_seconds = time.monotonic() - t0
-        rows[f"token: '{TOKEN}, {{phrase}}'"] = evaluate(model, Look({TOKEN: vectors}), TOKEN + ", {phrase}", args.samples,
-                                          args.steps, args.guidance, classifier, character)
+        rows[f"token: '{TOKEN}, {{phrase}}'"] = evaluate(
+            model, Look({TOKEN: vectors}), TOKEN + ", {phrase}", args.samples, args.steps, args.guidance, classifier,
+            character,
+        )
     if args.skip != "lora":
         lora_data = training_set(model, images, [args.lora_prompt.format(phrase=phrase) for _, phrase in renders])
         t0 = time.monotonic()
@@ -141,7 +143,8 @@ def main() -> None:
     header = f"{'variant':<44}{'look (all 4)':>13}" + "".join(f"{a:>12}" for a in LOOK) + f"{'expression':>12}"
     print(header)
     for name, row in rows.items():
-        print(f"{name:<44}{row['look']:>13.0%}" + "".join(f"{row[a]:>12.0%}" for a in LOOK) + f"{row['expression']:>12.0%}")
+        cells = "".join(f"{row[a]:>12.0%}" for a in LOOK)
+        print(f"{name:<44}{row['look']:>13.0%}{cells}{row['expression']:>12.0%}")
     base = max(row["look"] for name, row in rows.items() if name.startswith("no adapter"))
     print(f"\ntraining on {torch.get_num_threads()} threads (target: token <= 180 s, LoRA <= 300 s):")
     if token_seconds is not None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import PIL.Image
+
 from charforge.character.identity import character_model, has_identity
 from charforge.character.look_store import character_look, character_token
 from charforge.emotion.conditioning import expression_table
@@ -124,7 +125,7 @@ def learn_token(
     *,
     token: str | None = None,
     vectors: int = 4,
-    steps: int = 300,
+    steps: int = 200,
     lr: float = 5e-2,
     init: str | None = None,
     captions: str | Sequence[str] | None = None,
@@ -156,7 +157,7 @@ def learn_lora(
     images: ImageSource | Sequence[ImageSource] | None = None,
     *,
     rank: int = 4,
-    steps: int = 500,
+    steps: int = 600,
     lr: float = 2e-3,
     strength: float = 1.0,
     text_encoder: bool = False,
@@ -248,4 +249,3 @@ def forget_look(character: Character, kind: str | None = None) -> int:
         raise InvalidInput(f"unknown look kind {kind!r} (choose from {', '.join(KINDS)})")
     kinds = [KINDS[kind]] if kind else list(KINDS.values())
     return sum(character.store.delete_identity(k) for k in kinds)
-

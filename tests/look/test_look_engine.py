@@ -169,7 +169,10 @@ def test_a_kohya_lora_goes_through_diffusers_converters_to_the_same_effect(tmp_p
     data = training_set(tiny_model, _pictures(), ["smiling", "sad"])
     lora, _ = train_lora(tiny_model, data, rank=2, steps=3, lr=0.05)
     kohya = {}
-    for key, value in lora.items():  # unet.<module>.lora.down.weight -> lora_unet_<module_with_underscores>.lora_down.weight
+    for (
+        key,
+        value,
+    ) in lora.items():  # unet.<module>.lora.down.weight -> lora_unet_<module_with_underscores>.lora_down.weight
         module, part = key.removeprefix("unet.").rsplit(".lora.", 1)
         name = "lora_unet_" + module.replace(".", "_")
         kohya[f"{name}.lora_{part}"] = value

@@ -68,8 +68,8 @@ def look_key(tokens: Mapping[str, torch.Tensor], lora: Mapping[str, torch.Tensor
     """A content hash of a look (tensor bytes, names, strength)."""
 
     def digest(tensors: Mapping[str, torch.Tensor]) -> dict[str, str]:
-        return {name: hashlib.sha256(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
-                for name, t in sorted(tensors.items())}  # fmt: skip
+        raw = {name: t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy() for name, t in tensors.items()}
+        return {name: hashlib.sha256(data.tobytes()).hexdigest() for name, data in sorted(raw.items())}
 
     return canonical_hash({"tokens": digest(tokens), "lora": digest(lora or {}), "strength": float(strength)})
 

@@ -100,7 +100,7 @@ def train_lora(
     rank: int = 4,
     text_encoder: bool = False,
     tokens: Mapping[str, torch.Tensor] | None = None,
-    steps: int = 400,
+    steps: int = 600,
     lr: float = 2e-3,
     batch: int = 4,
     seed: int = 0,
@@ -124,7 +124,10 @@ def train_lora(
         inject_adapter_in_model(_lora_config(rank, TEXT_TARGETS), encoder.text_encoder)
         modules["text_encoder"] = encoder.text_encoder
     params = {
-        f"{prefix}.{name}": p for prefix, module in modules.items() for name, p in module.named_parameters() if p.requires_grad
+        f"{prefix}.{name}": p
+        for prefix, module in modules.items()
+        for name, p in module.named_parameters()
+        if p.requires_grad
     }
 
     def snapshot() -> dict[str, torch.Tensor]:

@@ -28,7 +28,8 @@ def diffusers_pipeline(model: ModelBundle) -> Any:
             scheduler=model.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )  # fmt: skip
         pipe.set_progress_bar_config(disable=True)
-        _PIPELINES[id(model)] = (weakref.ref(model, lambda _, key=id(model): _PIPELINES.pop(key, None)), pipe)
+        _PIPELINES[id(model)] = (weakref.ref(model), pipe)
+        weakref.finalize(model, _PIPELINES.pop, id(model), None)
     if pipe.tokenizer is not model.tokenizer:
         pipe.tokenizer = model.tokenizer
     return pipe

@@ -153,7 +153,8 @@ class TokenEncoder:
         texts = [expand(c, self.tokens) for c in captions]
         batch = tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
         device = self.model.device
-        mask = batch.attention_mask.to(device) if getattr(self.text_encoder.config, "use_attention_mask", False) else None
+        use_mask = getattr(self.text_encoder.config, "use_attention_mask", False)
+        mask = batch.attention_mask.to(device) if use_mask else None
         return self.text_encoder(batch.input_ids.to(device), attention_mask=mask)[0]
 
 
@@ -178,7 +179,7 @@ def train_token(
     vectors: int = 4,
     init: str | None = None,
     others: Mapping[str, torch.Tensor] | None = None,
-    steps: int = 300,
+    steps: int = 200,
     lr: float = 5e-2,
     batch: int = 4,
     seed: int = 0,

@@ -118,7 +118,7 @@ def fit(
             bar.update(1)
     except KeyboardInterrupt:
         interrupted = True
-        log.warning("%s interrupted after %d steps; keeping the best checkpoint (check loss %.4f)", desc, done, best_loss)
+        log.warning("%s interrupted after %d steps; keeping the best checkpoint (loss %.4f)", desc, done, best_loss)
     finally:
         bar.close()
     seconds = time.monotonic() - start
