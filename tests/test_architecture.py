@@ -14,8 +14,6 @@ import ast
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
-
 import charforge
 
 PACKAGE = Path(charforge.__file__).resolve().parent
@@ -144,18 +142,8 @@ def test_checker_sees_lazy_circles_and_ignores_type_only_imports(tmp_path):
 # the package ----------------------------------------------------------------------------------------
 
 
-def test_no_import_cycle_outside_the_cli():
-    found = [c for c in cycles(import_graph(PACKAGE)) if not any(_in(m, ("charforge.cli",)) for m in c)]
-    assert found == []
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="cli/main.py <-> cli/commands_*.py (each command module imports `app` from main) until the CLI "
-    "restructuring (one Typer sub-app per module, registered by main.py) lands",
-)
-def test_no_import_cycle_in_the_cli():
-    assert [c for c in cycles(import_graph(PACKAGE)) if any(_in(m, ("charforge.cli",)) for m in c)] == []
+def test_no_import_cycle_anywhere():
+    assert cycles(import_graph(PACKAGE)) == []
 
 
 def test_runtime_never_imports_recipes_or_the_cli():

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background"
 
@@ -93,7 +92,7 @@ def test_emote_records_the_state(ws, cli):
 
 def test_rename_and_delete(ws, cli):
     assert cli("rename", "mira", "mirabel", "-w", str(ws))[0] == 0
-    assert cli("delete", "mirabel", "-w", str(ws))[0] == 0
+    assert cli("delete", "mirabel", "--yes", "-w", str(ws))[0] == 0
     assert json.loads(cli("list", "--json", "-w", str(ws))[1]) == []
 
 
@@ -162,17 +161,19 @@ def test_import_is_all_or_nothing(tmp_path, cli):
     ws = tmp_path / "ws"
     code, _, err = cli("import", str(cards), "-w", str(ws))
     assert code == 2 and "b.toml" in err and "seed" in err
-    assert json.loads(cli("list", "--json", "-w", str(ws))[1]) == []
+    assert not ws.exists()
 
 
 def test_db_commands(tmp_path, cli):
     ws = str(tmp_path)
     assert cli("db", "current", "-w", ws)[0] == 2  # nothing to inspect yet, and nothing created
+    assert cli("db", "upgrade", "-w", ws)[0] == 2  # only init/create/import/demo make a workspace
     assert not (tmp_path / "charforge.db").exists()
+    assert cli("init", "-w", ws)[0] == 0
     code, out, _ = cli("db", "upgrade", "--json", "-w", ws)
     info = json.loads(out)
     assert code == 0 and info["current"] == info["head"]
-    info = json.loads(cli("db", "downgrade", "base", "--json", "-w", ws)[1])
+    info = json.loads(cli("db", "downgrade", "base", "--yes", "--json", "-w", ws)[1])
     assert info["current"] is None
     info = json.loads(cli("db", "upgrade", "0001", "--json", "-w", ws)[1])
     assert info["current"] == "0001"
@@ -184,6 +185,7 @@ def test_console_script_end_to_end(tmp_path):
     """The installed `charforge` command: a real process, exit codes and one-line errors."""
     exe = Path(sys.executable).with_name("charforge")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from charforge.cli.main import main; main()"]
+    assert subprocess.run([*cmd, "--workspace", str(tmp_path), "init"], capture_output=True).returncode == 0
     ok = subprocess.run([*cmd, "--workspace", str(tmp_path), "list", "--json"], capture_output=True, text=True)
     assert ok.returncode == 0 and json.loads(ok.stdout) == []
     bad = subprocess.run([*cmd, "--workspace", str(tmp_path), "emote", "mira", "joy=nan"],

@@ -6,14 +6,11 @@ import json
 
 import numpy as np
 import soundfile as sf
-
 from PIL import Image
-from typer.testing import CliRunner
 
-from charforge.cli.main import _register_commands, app
+from charforge.cards import load_cards
 from charforge.demo import MUSIC_SECONDS, cast_dir, run_demo, sweep_states
 from charforge.forge import Forge
-from charforge.cards import load_cards
 
 
 def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny_bgm_model_dir):
@@ -41,14 +38,11 @@ def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny
         }
 
 
-def test_demo_cli_json(tmp_path, tiny_model_dir):
-    _register_commands()
-    result = CliRunner().invoke(
-        app, ["demo", "--workspace", str(tmp_path / "ws"), "--model", str(tiny_model_dir), "--steps", "1", "--no-music",
-              "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+def test_demo_cli_json(tmp_path, tiny_model_dir, cli):
+    code, stdout, err = cli("demo", "--workspace", tmp_path / "ws", "--model", tiny_model_dir, "--steps", "1",
+                            "--no-music", "--json")  # fmt: skip
+    assert code == 0, err
+    out = json.loads(stdout)
     sheet = (tmp_path / "ws").resolve() / "demo" / "contact-sheet.png"
     assert out["sheet"] == str(sheet) and sheet.is_file()
     assert len(out["characters"]) >= 3 and out["music"] == []

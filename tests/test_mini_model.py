@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
+from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini.evaluate import SHIPPED, load_pipeline, psnr
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
-from charforge.errors import InvalidInput
 from charforge.recipes.training.trainer import grow_run, load_run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -168,19 +167,15 @@ def test_portrait_face_weight_covers_the_rendered_face():
     assert (weight > 1).sum() <= 2 * (face16 > 0.5).sum()  # with a margin (fringe, chin), not the picture
 
 
-def test_train_cli_refuses_to_overwrite_a_run_and_bad_minutes(tmp_path):
-    from charforge.cli.main import _register_commands, app
-
-    _register_commands()
+def test_train_cli_refuses_to_overwrite_a_run_and_bad_minutes(tmp_path, cli):
     (tmp_path / "run" / "checkpoint").mkdir(parents=True)
-    runner = CliRunner()
-    result = runner.invoke(app, ["train", "portrait-mini", "--out", str(tmp_path / "run"), "--minutes", "1"])
-    assert result.exit_code != 0 and "--resume" in str(result.exception) + result.output
-    result = runner.invoke(app, ["train", "portrait-mini", "--out", str(tmp_path / "new"), "--minutes", "0"])
-    assert result.exit_code != 0 and "minutes" in str(result.exception) + result.output
+    code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "run", "--minutes", "1")
+    assert code == 2 and "--resume" in err
+    code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "new", "--minutes", "0")
+    assert code == 2 and "minutes" in err
     assert not (tmp_path / "new").exists()
-    result = runner.invoke(app, ["eval", "portrait-mini", "--model", str(tmp_path), "--samples", "1"])
-    assert result.exit_code != 0 and "model_index.json" in str(result.exception) + result.output
+    code, _, err = cli("eval", "portrait-mini", "--model", tmp_path, "--samples", "1")
+    assert code == 2 and "model_index.json" in err
 
 
 # --- the shipped model ---------------------------------------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import librosa
@@ -13,6 +11,7 @@ import soundfile as sf
 
 from charforge.audio.levels import DEFAULT_PEAK, limit_peak
 from charforge.errors import InvalidInput, NotFound
+from charforge.files import atomic_write
 
 # Suffix -> (libsndfile format, subtype). OGG is only offered when the linked libsndfile has Vorbis.
 _FORMATS: dict[str, tuple[str, str]] = {
@@ -60,15 +59,7 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
     y = limit_peak(samples, ceiling=DEFAULT_PEAK)  # lossy encoders overshoot a full-scale input
     if not path.parent.is_dir():
         raise NotFound(f"output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
-        sf.write(tmp, y, sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda stream: sf.write(stream, y, sample_rate, format=fmt, subtype=subtype))
 
 
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:

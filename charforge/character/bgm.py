@@ -75,7 +75,7 @@ def bgm_model(ref: str | Path | None = None) -> ModelBundle:
 
 
 def _bgm_model_hash(ref: str | Path | None) -> str:
-    from charforge.engine.loading import default_bgm_model_path, weights_hash
+    from charforge.models import default_bgm_model_path, weights_hash
 
     return weights_hash(default_bgm_model_path() if ref is None else ref) or bgm_model(ref).model_hash
 

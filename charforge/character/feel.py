@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from charforge.canonical import canonical_hash
+from charforge.character.cache import KEY_VERSION, FeelResult, edit_params, state_key
 from charforge.character.identity import (
     Identity,
     build_identity,
@@ -81,7 +82,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 1  # bump when the rendering changes in a way the parameters do not show
 RENDER_BATCH = 8  # edits denoised together in one loop call by `feel_many`
 
 
@@ -113,68 +113,7 @@ def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(cells.float()[None, None], size=size, mode="nearest")[0, 0].bool()
 
 
-@dataclass(frozen=True)
-class FeelResult:
-    """A picture of a state: the stored asset, the (quantised) state and what it was conditioned on."""
-
-    asset: Asset
-    state: EmotionState
-    conditioning: Conditioning
-    cached: bool
-
-    @property
-    def path(self) -> Path:
-        return self.asset.path
-
-    @property
-    def key(self) -> str:
-        return self.asset.state_hash
-
-    def image(self) -> PIL.Image.Image:
-        import io
-
-        return PIL.Image.open(io.BytesIO(self.asset.read_bytes()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.asset.path),
-            "hash": self.asset.state_hash,
-            "state": self.state.components(),
-            "dominant": self.state.dominant,
-            "cached": self.cached,
-            "conditioning": self.conditioning.to_dict(),
-        }
-
-
-# keys -------------------------------------------------------------------------------------------------
-
-
-def _edit_params(table: ExpressionTable) -> dict[str, Any]:
-    return table.edit.model_dump()
-
-
-def state_key(character: Character, cond: Conditioning, model_hash: str, table: ExpressionTable) -> str:
-    """The cache key of a state's picture: same identity, state, model and parameters -> same key."""
-    return canonical_hash(
-        {
-            "what": "feel",
-            "version": KEY_VERSION,
-            "identity": identity_hash(character),
-            "state": cond.state.intensities(),
-            "model": model_hash,
-            "conditioning": cond.to_dict(),
-            "edit": _edit_params(table),
-        }
-    )
-
-
 # feel ---------------------------------------------------------------------------------------------------
-
-
-def explain(character: Character, state: EmotionState | Mapping[str, float]) -> Conditioning:
-    """What `state` becomes for this character (after quantisation and its expression overrides)."""
-    table = expression_table(character.settings.get("expressions"))
-    return conditioning(EmotionState.coerce(state), character.prompt, table)
 
 
 def feel(
@@ -263,7 +202,7 @@ def _store(
         "mode": mode,
         "state": cond.state.components(),
         "conditioning": cond.to_dict(),
-        "edit": _edit_params(table),
+        "edit": edit_params(table),
         "identity": identity_hash,
         "model_hash": character.model_hash,
     }

@@ -195,7 +195,7 @@ class Character:
 
     def explain(self, state: EmotionState | Mapping[str, float]) -> Conditioning:
         """What `state` becomes for this character: phrases, blend and attention weights (no rendering)."""
-        from charforge.character.feel import explain
+        from charforge.character.cache import explain
 
         return explain(self, state)
 

@@ -29,8 +29,8 @@ from pydantic import (
     field_validator,
 )
 
-from charforge.canonical import canonical_hash
-from charforge.character.look_store import character_look, look_key_of
+from charforge.character.cache import identity_hash, look_key_of  # noqa: F401 (beside the cache keys, free of torch)
+from charforge.character.look_store import character_look
 from charforge.character.regions import (
     REGION_WORDS,
     attention_heats,
@@ -166,22 +166,6 @@ class Identity:
 
     def base_image(self) -> PIL.Image.Image:
         return PIL.Image.fromarray(self.base)
-
-
-def identity_hash(character: Character) -> str:
-    """One hash over everything that determines how this character is drawn (for cache keys)."""
-    infos = character.store.identity()
-    look = look_key_of(infos)  # token name and LoRA strength are not in the shas; absent: keys of old identities stay
-    return canonical_hash(
-        {
-            "prompt": character.prompt,
-            "negative_prompt": character.negative_prompt,
-            "seed": character.seed,
-            "model_hash": character.model_hash,
-            "artifacts": sorted((a.kind, a.name, a.sha256) for a in infos),
-            **({"look": look} if look else {}),
-        }
-    )
 
 
 def has_identity(character: Character) -> bool:

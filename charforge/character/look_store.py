@@ -9,29 +9,16 @@ until the identity is rebuilt with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from charforge.canonical import canonical_hash
+from charforge.character.cache import look_key_of
 from charforge.engine.adapters import Look
 from charforge.store.models import IdentityKind
-from charforge.store.records import ArtifactInfo
 
 if TYPE_CHECKING:
     from charforge.character.handle import Character
 
-LOOK_KINDS = (IdentityKind.TEXTUAL_INVERSION.value, IdentityKind.LORA.value)
 _CACHE: dict[str, Look] = {}  # look key -> look, so a render of a character already worn reads no blobs
-
-
-def look_key_of(infos: Sequence[ArtifactInfo]) -> str:
-    """The key of the look among `infos` (a character's identity listing); "" when it has none."""
-    parts = sorted(
-        (a.kind, a.name, a.sha256, a.metadata.get("token"), a.metadata.get("strength"))
-        for a in infos
-        if a.kind in LOOK_KINDS
-    )
-    return canonical_hash({"look": [list(p) for p in parts]}) if parts else ""
 
 
 def character_look(character: Character) -> Look | None:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,6 +41,7 @@ from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import decode_latents, denoise
 from charforge.engine.prompts import encode_prompts
 from charforge.errors import IntegrityError, InvalidInput, ModelLoadError, NotFound, StaleIdentity
+from charforge.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ class InversionResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         blob, meta = self.to_bytes()
-        _atomic_write(folder / TENSORS_FILE, blob)
-        _atomic_write(folder / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False).encode())
+        atomic_write(folder / TENSORS_FILE, blob)
+        atomic_write(folder / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False).encode())
         return folder
 
     @classmethod
@@ -150,17 +150,6 @@ class InversionResult:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise IntegrityError(f"{meta} is not valid JSON: {exc}") from exc
         return cls.from_bytes(tensors.read_bytes(), metadata)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def inversion_schedulers(model: ModelBundle, steps: int) -> tuple[DDIMScheduler, DDIMInverseScheduler]:

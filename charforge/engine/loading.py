@@ -20,12 +20,17 @@ from typing import Any
 
 import torch
 
-from charforge.errors import ModelLoadError
+from charforge.errors import InvalidInput, ModelLoadError
+from charforge.models import (  # noqa: F401 (default paths and weights_hash are part of this module's API)
+    WEIGHT_COMPONENTS,
+    default_bgm_model_path,
+    default_model_path,
+    hash_files,
+    hash_folder,
+    weights_hash,
+)
 
 log = logging.getLogger(__name__)
-
-_WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass
@@ -80,41 +85,38 @@ class ModelBundle:
         return self.model_hash[:10]
 
 
-def default_model_path() -> Path:
-    """The portrait mini model shipped inside the package (used when no --model is given)."""
-    return Path(__file__).resolve().parent.parent / "models" / "portrait-mini"
-
-
-def default_bgm_model_path() -> Path:
-    """The spectrogram mini model shipped inside the package (the default for music)."""
-    return Path(__file__).resolve().parent.parent / "models" / "bgm-mini"
-
-
-def weights_hash(ref: str | os.PathLike | None = None) -> str | None:
-    """The `model_hash` `load_model(ref)` would report, without loading: for a local diffusers folder or
-    .safetensors file (None: the default model); None for anything else (hub ids, built pipelines).
-
-    Cache keys need the hash of the model in use, and a cache hit must not pay for loading it.
-    """
-    path = default_model_path() if ref is None else Path(ref).expanduser() if isinstance(ref, (str, os.PathLike)) else None
-    if path is None:
-        return None
-    if path.is_dir() and (path / "model_index.json").is_file():
-        return _hash_folder(path)
-    if path.suffix == ".safetensors" and path.is_file():
-        return _hash_files([path], path.parent)
-    return None
-
-
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """cuda > mps > cpu unless the caller says otherwise."""
+    """The caller's device, else $CHARFORGE_DEVICE, else cuda > mps > cpu; refused when it is not there."""
+    device = device if device is not None else os.environ.get("CHARFORGE_DEVICE") or None
     if device is not None:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise InvalidInput(f"unknown device {device!r}; this torch has {', '.join(_devices())}") from None
+        if not _available(chosen):
+            have = ", ".join(_devices())
+            raise InvalidInput(f"device {device} is not available: this torch ({torch.__version__}) has {have}")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _devices() -> list[str]:
+    found = ["cpu"]
+    found += [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    mps = getattr(torch.backends, "mps", None)
+    return found + (["mps"] if mps is not None and mps.is_available() else [])
+
+
+def _available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    if device.type == "mps":
+        return "mps" in _devices()
+    return True
 
 
 def pick_dtype(device: torch.device, dtype: torch.dtype | None = None) -> torch.dtype:
@@ -148,7 +150,7 @@ def load_model(
     else:
         with _quiet_loading():
             pipe, source, model_hash = _load_pipeline(str(ref), target_dtype, config)
-    for name in _WEIGHT_COMPONENTS:
+    for name in WEIGHT_COMPONENTS:
         module = getattr(pipe, name)
         if module.device != target_device or module.dtype != target_dtype:
             module.to(device=target_device, dtype=target_dtype)
@@ -204,7 +206,7 @@ def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | Non
             pipe = _pipeline_class().from_pretrained(path, use_safetensors=True, local_files_only=True, **common)
         except Exception as exc:  # diffusers raises many types; the user needs one line
             raise ModelLoadError(f"cannot load model folder {path}: {_first_line(exc)}") from exc
-        return pipe, str(path), _hash_folder(path)
+        return pipe, str(path), hash_folder(path)
     if path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
         raise ModelLoadError(f"refusing {path.name}: pickle checkpoints are unsafe; convert it to .safetensors")
     if path.suffix == ".safetensors":
@@ -222,7 +224,7 @@ def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | Non
                 f"cannot load checkpoint {path.name} ({reason}); pass a diffusers folder of the same "
                 "architecture as its config (CLI: --config FOLDER), or use a diffusers folder as the model"
             ) from exc
-        return pipe, str(path), _hash_files([path], path.parent)
+        return pipe, str(path), hash_files([path], path.parent)
     if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
         raise ModelLoadError(f"model not found: {ref} (pass a diffusers folder, a .safetensors file or a hub id)")
     return _load_from_hub(ref, common)
@@ -240,12 +242,12 @@ def _load_from_hub(repo_id: str, common: dict) -> tuple[Any, str, str]:
             f"local diffusers folder, e.g. --model /path/to/{repo_id.split('/')[-1]}"
         ) from exc
     folder = Path(pipe._name_or_path) if Path(getattr(pipe, "_name_or_path", "")).is_dir() else None
-    model_hash = _hash_folder(folder) if folder is not None else _hash_modules(pipe)
+    model_hash = hash_folder(folder) if folder is not None else _hash_modules(pipe)
     return pipe, repo_id, model_hash
 
 
 def _refuse_pickle_only(path: Path) -> None:
-    for name in _WEIGHT_COMPONENTS:
+    for name in WEIGHT_COMPONENTS:
         sub = path / name
         if sub.is_dir() and not any(sub.glob("*.safetensors")):
             raise ModelLoadError(
@@ -259,32 +261,10 @@ def _first_line(exc: BaseException) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-def _hash_folder(path: Path) -> str:
-    files = sorted(f for name in _WEIGHT_COMPONENTS for f in (path / name).glob("*.safetensors"))
-    return _hash_files(files, path)
-
-
-def _hash_files(files: list[Path], root: Path) -> str:
-    """sha256 over (relative name, bytes) of each weight file; cached per (path, size, mtime)."""
-    total = hashlib.sha256()
-    for file in files:
-        stat = file.stat()
-        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in _HASH_CACHE:
-            digest = hashlib.sha256()
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(block)
-            _HASH_CACHE[key] = digest.hexdigest()
-        total.update(file.relative_to(root).as_posix().encode())
-        total.update(_HASH_CACHE[key].encode())
-    return total.hexdigest()
-
-
 def _hash_modules(pipe: Any) -> str:
     """For a pipeline built in memory there are no files: hash the tensors themselves."""
     total = hashlib.sha256()
-    for name in _WEIGHT_COMPONENTS:
+    for name in WEIGHT_COMPONENTS:
         for key, tensor in sorted(getattr(pipe, name).state_dict().items()):
             total.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             total.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
