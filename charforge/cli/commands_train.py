@@ -39,18 +39,30 @@ def train_portrait_mini(
         help="Extra decoder-only fine-tune after the UNet phase (sharper pictures, same latent space).")] = 10.0,
     threads: Annotated[Optional[int], typer.Option(
         help="Torch threads (default: the run's, 2 for a new run); 1 when another job shares the cores.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(
+        help="Fine-tune this exported model folder (VAE kept, new caption words added) instead of training from scratch.")] = None,
 ) -> None:
-    """Train the default portrait model from scratch (or resume), then export a diffusers folder."""
+    """Train the default portrait model from scratch (or resume, or fine-tune one), then export a diffusers folder."""
     if threads is not None and threads < 1:
         raise InvalidInput(f"--threads must be at least 1, got {threads}")
     if minutes <= 0 or decoder_minutes < 0:
         raise InvalidInput(f"--minutes must be positive and --decoder-minutes not negative, got {minutes}, {decoder_minutes}")
     check_run_dir(out, resume)
-    from charforge.recipes.portrait_mini.recipe import train_portrait_mini as run
+    if init_from is not None and not (init_from / "model_index.json").is_file():
+        raise InvalidInput(f"--init-from {init_from} is not a diffusers model folder (no model_index.json)")
+    from charforge.recipes.portrait_mini.recipe import finetune_portrait_mini, train_portrait_mini as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if init_from is not None or (resume and (out / "checkpoint" / "state.json").is_file() and _is_finetune(out)):
+        typer.echo(str(finetune_portrait_mini(out, init_from, minutes, resume=resume, seed=seed, threads=threads)))
+        return
     folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads)
     typer.echo(str(folder))
+
+
+def _is_finetune(out: Path) -> bool:
+    state = json.loads((out / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+    return state.get("config", {}).get("vae_fraction") == 0.0
 
 
 @eval_app.command("portrait-mini")
