@@ -32,6 +32,8 @@ SALIENCE: dict[str, tuple[float, float, float]] = {
     "anticipation": (0.9, 0.8, 0.6),
 }
 OWNERSHIP_POWER = 4.0
+# drawn strength = intensity ** GAMMA: a little concave, so that faint (0.1-0.2) faces already show
+GAMMA = 0.8
 
 # offsets from the calm face; zero for every parameter not named
 _BROW_KEYS = ("raise_", "inner", "outer", "asym", "arch", "thick")
@@ -72,7 +74,7 @@ def _offsets(emotion: str, i: float) -> dict[str, dict[str, float]]:
     if emotion == "anger":
         return {"brows": {"raise_": 4 * i, "inner": 18 * i, "outer": -8 * i, "thick": 2 * i},
                 "eyes": {"open": -0.25 * i},
-                "mouth": {"half": 5 * i, "lift": -4 * i, "open": 15 * i, "teeth": i, "clench": _ramp(i, 0.0, 0.5)}}
+                "mouth": {"half": 7 * i, "lift": -4 * i, "upper": -3 * i, "open": 18 * i, "teeth": i, "clench": _ramp(i, 0.0, 0.5)}}
     if emotion == "anticipation":
         return {"brows": {"raise_": -12 * i, "outer": -4 * i, "arch": -3 * i},
                 "eyes": {"open": 0.25 * i, "pupil": 2.0 * i, "sparkle": i},
@@ -105,7 +107,7 @@ def ownership(state: Mapping[str, float]) -> dict[str, dict[str, float]]:
 
 def face_of(state: Mapping[str, float]) -> Face:
     """The face of a (possibly mixed) emotion state {emotion: intensity in [0, 1]}."""
-    state = {e: float(i) for e, i in state.items() if e in SALIENCE and i > 0}
+    state = {e: float(i) ** GAMMA for e, i in state.items() if e in SALIENCE and i > 0}
     shares = ownership(state)
     parts = {}
     for part, keys in (("brows", _BROW_KEYS), ("eyes", _EYE_KEYS), ("mouth", _MOUTH_KEYS)):
@@ -152,7 +154,7 @@ def _draw_eyes(p, eyes: dict[str, float], iris, skin) -> None:
             p.ellipse((ex - ir, ey - ir, ex + ir, ey + ir), iris)
             pr = min(pupil, ir - 1)
             p.ellipse((ex - pr, ey - pr, ex + pr, ey + pr), (10, 10, 10))
-            spark = 4.5 * eyes["sparkle"]
+            spark = 5.5 * eyes["sparkle"]
             if spark >= 0.5:  # eager, shining eyes
                 sx, sy = ex + ir * 0.35, ey - ir * 0.35
                 p.ellipse((sx - spark, sy - spark, sx + spark, sy + spark), (255, 255, 255))
