@@ -30,7 +30,7 @@ WEIGHTS = Path(__file__).with_name("classifier.safetensors")
 # head name -> (Portrait field, class names)
 HEADS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hair_colour": ("hair_colour", tuple(render.HAIR_COLOURS)),
-    "expression": ("expression", tuple(render.EXPRESSIONS)),
+    "expression": ("dominant", tuple(render.EXPRESSIONS)),
     "hair_style": ("hair_style", render.HAIR_STYLES),
     "outfit": ("outfit", tuple(render.OUTFIT_COLOURS)),
     "background": ("background", tuple(render.BACKGROUND_COLOURS)),
@@ -67,7 +67,7 @@ def _labels(portraits: list[Portrait]) -> dict[str, torch.Tensor]:
             for name, (field, classes) in HEADS.items()}
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Blur, shift, colour jitter and noise: the ways a decoded sample differs from a clean render."""
     n = x.shape[0]
     sigma = torch.rand(n, generator=gen) * 1.0
@@ -110,7 +110,7 @@ def train_classifier(seconds: float = 480.0, count: int = 8000, seed: int = 7, b
         for g in opt.param_groups:
             g["lr"] = 3e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * elapsed / seconds)))
         idx = torch.randint(count, (batch,), generator=gen)
-        logits = model(_augment(images[idx], gen))
+        logits = model(augment(images[idx], gen))
         loss = sum(F.cross_entropy(logits[name], labels[name][idx]) for name in HEADS)
         opt.zero_grad()
         loss.backward()

@@ -22,7 +22,7 @@ EMOTIONS: tuple[str, ...] = ("joy", "trust", "fear", "surprise", "sadness", "dis
 
 # how strongly each emotion shows in each part (brows, eyes, mouth): decides who owns a part in a mixture
 SALIENCE: dict[str, tuple[float, float, float]] = {
-    "joy": (0.3, 0.6, 1.0),
+    "joy": (0.3, 0.4, 1.0),
     "trust": (0.3, 0.9, 0.8),
     "fear": (0.7, 0.9, 0.6),
     "surprise": (0.8, 1.0, 0.7),
@@ -35,7 +35,8 @@ OWNERSHIP_POWER = 4.0
 # drawn strength = intensity ** GAMMA: a little concave, so that faint (0.1-0.2) faces already show
 GAMMA = 0.8
 
-# offsets from the calm face; zero for every parameter not named
+# offsets from the calm face (drawing pixels at 256x256); zero for every parameter not named. Brows
+# rise at most ~16 px: higher, they would slide under the fringe and vanish.
 _BROW_KEYS = ("raise_", "inner", "outer", "asym", "arch", "thick")
 _EYE_KEYS = ("open", "pupil", "squint_left", "lid", "sparkle")
 _MOUTH_KEYS = ("half", "lift", "upper", "open", "teeth", "clench", "wave", "skew", "tongue")
@@ -56,15 +57,15 @@ def _offsets(emotion: str, i: float) -> dict[str, dict[str, float]]:
                 "eyes": {"open": -0.3 * i, "lid": i},
                 "mouth": {"half": 6 * i, "lift": 10 * i}}
     if emotion == "fear":
-        return {"brows": {"raise_": -12 * i, "inner": -12 * i, "outer": 4 * i},
+        return {"brows": {"raise_": -8 * i, "inner": -9 * i, "outer": 5 * i},
                 "eyes": {"open": 0.3 * i, "pupil": -2.5 * i},
                 "mouth": {"half": 2 * i, "lift": -3 * i, "open": 14 * i, "wave": 6 * i, "teeth": _ramp(i, 0.2, 0.6)}}
     if emotion == "surprise":
-        return {"brows": {"raise_": -20 * i, "inner": -2 * i, "outer": -2 * i, "arch": -4 * i},
+        return {"brows": {"raise_": -13 * i, "inner": -1 * i, "outer": -1 * i, "arch": -3 * i},
                 "eyes": {"open": 0.45 * i, "pupil": -1.5 * i},
                 "mouth": {"half": -7 * i, "upper": -10 * i, "open": 20 * i}}
     if emotion == "sadness":
-        return {"brows": {"raise_": -2 * i, "inner": -16 * i, "outer": 6 * i},
+        return {"brows": {"raise_": -1 * i, "inner": -14 * i, "outer": 7 * i},
                 "eyes": {"open": -0.2 * i},
                 "mouth": {"half": 2 * i, "lift": -12 * i, "upper": -4 * i}}
     if emotion == "disgust":
@@ -76,7 +77,7 @@ def _offsets(emotion: str, i: float) -> dict[str, dict[str, float]]:
                 "eyes": {"open": -0.25 * i},
                 "mouth": {"half": 7 * i, "lift": -4 * i, "upper": -3 * i, "open": 18 * i, "teeth": i, "clench": _ramp(i, 0.0, 0.5)}}
     if emotion == "anticipation":
-        return {"brows": {"raise_": -12 * i, "outer": -4 * i, "arch": -3 * i},
+        return {"brows": {"raise_": -9 * i, "outer": -3 * i, "arch": -3 * i},
                 "eyes": {"open": 0.25 * i, "pupil": 2.0 * i, "sparkle": i},
                 "mouth": {"half": 3 * i, "lift": 7 * i, "open": 9 * i}}
     raise KeyError(emotion)

@@ -167,6 +167,12 @@ class Portrait:
         pairs = ((self.expression, self.intensity), *self.blend)
         return {e: float(i) for e, i in pairs if e != "neutral" and i >= CALM_BELOW}
 
+    @property
+    def dominant(self) -> str:
+        """The strongest emotion drawn ("neutral" for a calm face; ties go to the basis order)."""
+        state = self.state()
+        return max(state, key=lambda e: (state[e], -EMOTIONS.index(e))) if state else "neutral"
+
     def caption(self) -> str:
         accessory = {"none": "", "glasses": "wearing glasses, ", "hat": "wearing a hat, "}[self.accessory]
         return (
