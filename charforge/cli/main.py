@@ -35,6 +35,7 @@ def _register_commands() -> None:
     from charforge.cli import commands_edit  # noqa: F401
     from charforge.cli import commands_feel  # noqa: F401
     from charforge.cli import commands_music  # noqa: F401
+    from charforge.cli import commands_emotions  # noqa: F401
 
 
 def fail(message: str) -> typer.Exit:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,6 +22,14 @@ from charforge.errors import InvalidInput
 from charforge.validation import invalid_input
 
 FILENAME = "emotion_calibration.json"
+_HASH = re.compile(r"^[0-9a-f]{8,128}$")
+
+
+def workspace_relpath(model_hash: str) -> PurePosixPath:
+    """Where a workspace keeps the calibration of a user's model: calibrations/<model hash>.json."""
+    if not _HASH.match(model_hash or ""):
+        raise InvalidInput(f"not a model hash: {model_hash!r}")
+    return PurePosixPath("calibrations") / f"{model_hash}.json"
 
 
 class Point(BaseModel):
@@ -108,4 +117,4 @@ def save_calibration(calibration: Calibration, path: str | os.PathLike[str]) -> 
     return path
 
 
-__all__ = ["FILENAME", "Calibration", "Curve", "Point", "load_calibration", "save_calibration"]
+__all__ = ["FILENAME", "workspace_relpath", "Calibration", "Curve", "Point", "load_calibration", "save_calibration"]

@@ -1,0 +1,135 @@
+"""`charforge calibrate NAME` and `charforge eval emotions`: measure how a model draws emotion intensity.
+
+`calibrate portrait-mini` measures the shipped default model (or `--model DIR`, another folder of the
+same kind) with the emotion judge on held-out characters and stores the result beside the model;
+`calibrate CHARACTER` measures that character's own model on the character itself, by how much its
+face changes, and stores it in the workspace. Heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charforge.cli.main import app
+from charforge.cli.workspace import JsonOpt, WorkspaceOpt, echo_json, open_forge
+from charforge.errors import InvalidInput
+
+MINI = "portrait-mini"
+_MODES = ("edit", "plain")
+
+
+def _eval_group() -> typer.Typer:
+    """The `eval` group (created by the training commands); ours is added to it."""
+    for group in app.registered_groups:
+        if group.name == "eval":
+            return group.typer_instance
+    group = typer.Typer(help="Measure charforge's own mini models.", no_args_is_help=True)
+    app.add_typer(group, name="eval")
+    return group
+
+
+def _check(mode: str, characters: int, steps: int) -> None:
+    if mode not in _MODES:
+        raise InvalidInput(f"--mode must be one of {', '.join(_MODES)}, got {mode!r}")
+    if characters < 1 or steps < 1:
+        raise InvalidInput("--characters and --steps must be at least 1")
+
+
+def _mini_folder(model: Optional[Path]) -> Path:
+    from charforge.engine.loading import default_model_path
+
+    folder = Path(model) if model is not None else default_model_path()
+    if not (folder / "model_index.json").is_file():
+        raise InvalidInput(f"{folder} is not a diffusers model folder (no model_index.json)")
+    return folder
+
+
+@app.command("calibrate")
+def calibrate(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help=f"'{MINI}' (the default model) or a character's name.")],
+    model: Annotated[Optional[Path], typer.Option(help=f"With '{MINI}': another folder of that model.")] = None,
+    characters: Annotated[int, typer.Option(help=f"With '{MINI}': held-out characters to measure on.")] = 3,
+    steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure once how strongly each intensity word and attention weight shows each emotion; store it."""
+    _check("edit", characters, steps)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from charforge.emotion.calibration import save_calibration, workspace_relpath
+    from charforge.emotion.conditioning import expression_table
+    from charforge.recipes.portrait_mini.emotion_eval import calibrate as measure
+    from charforge.recipes.portrait_mini.emotion_eval import character_sitting, held_out_cast, sittings
+    from charforge.recipes.portrait_mini.judge import load_judge
+
+    if name == MINI:
+        from charforge.engine.loading import weights_hash
+
+        folder = _mini_folder(model)
+        table = expression_table()
+        with sittings(held_out_cast(characters), "edit", str(folder), steps, table) as people:
+            result = measure(weights_hash(str(folder)) or "", people, table, load_judge())
+        path = save_calibration(result, folder)
+    else:
+        if model is not None:
+            raise InvalidInput("--model only applies to portrait-mini; a character is measured with its own model")
+        with open_forge(ctx, workspace) as forge:
+            character = forge.get(name)
+            family = "mini" if character.model_ref is None else "sd"
+            table = expression_table(character.settings.get("expressions"), family=family)
+            sitting = character_sitting(character, table)
+            from charforge.identity import current_model_hash
+
+            model_hash = current_model_hash(character)
+            judge = load_judge() if family == "mini" else None
+            result = measure(model_hash, iter([sitting]), table, judge)
+            path = forge.workspace.write_atomic(workspace_relpath(model_hash),
+                                                json.dumps(result.model_dump(), indent=1).encode("utf-8"))
+    if json_out:
+        echo_json({"path": str(path), **result.model_dump()})
+        return
+    typer.echo(f"calibration ({result.method}) written to {path}")
+    for emotion, curve in result.emotions.items():
+        chain = result.chain(emotion)
+        steps_text = ", ".join(f"{p.word}@{p.attention:g}={level:.2f}" for level, p in chain)
+        typer.echo(f"  {emotion:13s} calm {curve.calm:.3f}; {steps_text}")
+
+
+@_eval_group().command("emotions")
+def eval_emotions(
+    model: Annotated[Optional[Path], typer.Option(help="portrait-mini folder (default: the shipped model).")] = None,
+    mode: Annotated[str, typer.Option(help="edit: as `feel` draws (invert + edit); plain: generations of the prompt.")] = "edit",
+    characters: Annotated[int, typer.Option(help="Held-out characters.")] = 6,
+    steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
+    calibrated: Annotated[bool, typer.Option(help="Use the model folder's calibration, if it has one.")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Intensity sweeps (8 emotions x 0.1..1.0) and two-emotion mixtures, read by the emotion judge."""
+    _check(mode, characters, steps)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from charforge.emotion.calibration import load_calibration
+    from charforge.recipes.portrait_mini.emotion_eval import sweep
+
+    folder = _mini_folder(model)
+    calibration = load_calibration(folder) if calibrated else None
+    report = sweep(mode, characters, str(folder), steps, calibration)
+    if json_out:
+        echo_json(report)
+        return
+    typer.echo(f"{report['characters']} held-out characters, mode {mode}, {steps} steps, "
+               f"{'calibrated' if report['calibrated'] else 'uncalibrated'}; judge readings by requested intensity")
+    typer.echo(f"{'emotion':13s} {'calm':>5s} " + " ".join(f"{v:>5g}" for v in report["levels"])
+               + "  spearman levels top@.6+")
+    for emotion, row in report["emotions"].items():
+        means = " ".join(f"{m:5.2f}" for m in row["mean_by_level"])
+        typer.echo(f"{emotion:13s} {row['calm']:5.2f} {means}  {row['spearman_means']:8.2f} {row['distinct_levels']:6d} "
+                   f"{row['recognised_at_0.6_plus']:6.2f}")
+    mix = report["mixtures"]
+    typer.echo(f"mixtures: {mix['count']}, both requested in the judge's top two {mix['both_in_top_two']:.1%}, "
+               f"an unrequested emotion on top {mix['unrequested_on_top']:.1%}")
