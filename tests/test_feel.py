@@ -137,6 +137,30 @@ def test_batched_edits_match_single_edits(mira):
         assert np.abs(picture - alone.astype(int)).max() <= 2
 
 
+def test_a_mixture_is_conditioned_on_its_composed_prompt_never_an_average(mira, monkeypatch):
+    """The text rows handed to the loop are exactly the encoder's output for each state's one prompt."""
+    from charforge.character import feel as feel_module
+    from charforge.engine import encode_prompts
+
+    seen = {}
+    real = feel_module.denoise
+
+    def spy(model, scheduler, start, cond, *args, **kwargs):
+        seen["cond"] = cond.clone()
+        return real(model, scheduler, start, cond, *args, **kwargs)
+
+    monkeypatch.setattr(feel_module, "denoise", spy)
+    model = character_model(mira)
+    identity = load_identity(mira, model)
+    table = expression_table()
+    conds = [conditioning({"anger": 0.5, "disgust": 0.5}, mira.prompt, table),
+             conditioning({"joy": 0.6, "surprise": 0.4}, mira.prompt, table)]
+    feel_module.edit_latents(model, identity, conds, table)
+    expected = encode_prompts(model, [identity.inversion.prompt, *(c.target_prompt for c in conds)])
+    assert torch.equal(seen["cond"], expected.to(seen["cond"].dtype))
+    assert conds[0].target_prompt.endswith("moderately grimacing disgustedly and moderately frowning angrily")
+
+
 def test_feel_records_the_state_unless_told_not_to(mira):
     mira.feel(sadness=0.6)
     mira.feel(joy=0.4, record=False)
@@ -188,7 +212,7 @@ def test_explain_shows_phrases_and_weights(mira, cli):
     assert code == 0 and "smiling happily" in out and "trembling fearfully" in out
     data = json.loads(cli("explain", "mira", "joy=0.8", "fear=0.2", "--json", "-w", ws)[1])
     assert data["requested"] == {"joy": 0.8, "fear": 0.2}
-    assert sum(t["blend"] for t in data["terms"]) + data["neutral_blend"] == pytest.approx(1.0)
+    assert data["target_prompt"].endswith(", very smiling happily and faintly trembling fearfully")
     assert mira.assets("cg") == []  # explaining renders nothing
 
 

@@ -50,6 +50,7 @@ from charforge.character.identity import (
     png_bytes,
 )
 from charforge.paths import sha256_bytes, validate_slug
+from charforge.character.expressions import character_table, model_calibration
 from charforge.character.regions import mask_from_image
 from charforge.store.models import AssetKind, IdentityKind
 
@@ -156,8 +157,8 @@ def _as_state(state: EmotionState | Mapping[str, float] | None, intensities: Map
 
 def explain(character: Character, state: EmotionState | Mapping[str, float]) -> Conditioning:
     """What `state` becomes for this character (after quantisation and its expression overrides)."""
-    table = expression_table(character.settings.get("expressions"))
-    return conditioning(_as_state(state, {}), character.prompt, table)
+    table = character_table(character)
+    return conditioning(_as_state(state, {}), character.prompt, table, model_calibration(character))
 
 
 def feel(
@@ -190,8 +191,9 @@ def feel_many(
     """Pictures of several states; the ones not cached yet are rendered `batch` at a time in one loop call."""
     if batch < 1:
         raise InvalidInput(f"batch must be at least 1, got {batch}")
-    table = expression_table(character.settings.get("expressions"))
-    conds = [conditioning(_as_state(s, {}), character.prompt, table) for s in states]
+    table = character_table(character)
+    calibration = model_calibration(character)
+    conds = [conditioning(_as_state(s, {}), character.prompt, table, calibration) for s in states]
     if not has_identity(character):
         log.info("%s has no identity yet; building it first", character.name)
         build_identity(character)
@@ -253,14 +255,9 @@ def _store(
     return character.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
 
 
-def _blend_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> torch.Tensor:
-    """Rows: the source prompt, then each state's weighted sum of its prompts' embeddings."""
-    prompts = list(dict.fromkeys([source, *(p for c in conds for p, _ in c.blend())]))
-    encoded = dict(zip(prompts, encode_prompts(model, prompts)))
-    rows = [encoded[source]]
-    for cond in conds:
-        rows.append(sum(weight * encoded[prompt] for prompt, weight in cond.blend()))
-    return torch.stack(rows)
+def _prompt_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> torch.Tensor:
+    """Rows: the source prompt, then each state's one composed prompt (embeddings are never averaged)."""
+    return encode_prompts(model, [source, *(c.target_prompt for c in conds)])
 
 
 def render_edits(
@@ -309,7 +306,7 @@ def edit_latents(
     source = inversion.prompt
     targets = [c.target_prompt for c in conds]
     scheduler, _ = inversion_schedulers(model, inversion.steps)
-    cond = _blend_embeddings(model, source, conds)
+    cond = _prompt_embeddings(model, source, conds)
     _, uncond = source_embeddings(model, inversion)
 
     schedule = dict(cross_replace_steps=table.edit.cross_replace, self_replace_steps=table.edit.self_replace)
@@ -318,7 +315,8 @@ def edit_latents(
     weights = {}
     for branch, c in enumerate(conds, start=1):
         row = torch.ones(max_columns(tokenizer))
-        row[word_columns(tokenizer, c.target_prompt, c.dominant.phrase)] = c.attention_weight
+        for words, weight in c.token_weights().items():
+            row[word_columns(tokenizer, c.target_prompt, words)] = weight
         weights[branch] = row
     controllers.append(Reweight(weights))
 
@@ -328,7 +326,7 @@ def edit_latents(
         hooks.append(MaskBlend(cells))
     else:  # no mask of the region: confine the edit to where the expression words attend
         log.warning("no %r mask; limiting the edit to where the expression words attend", table.edit.region)
-        words = list(dict.fromkeys(c.dominant.phrase for c in conds))
+        words = list(dict.fromkeys(t.words for c in conds for t in c.terms))
         controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
 
     control = AttentionControl(controllers)

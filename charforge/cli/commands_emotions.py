@@ -79,12 +79,14 @@ def calibrate(
     else:
         if model is not None:
             raise InvalidInput("--model only applies to portrait-mini; a character is measured with its own model")
+        from charforge.character.expressions import model_family
+
         with open_forge(ctx, workspace) as forge:
             character = forge.get(name)
-            family = "mini" if character.model_ref is None else "sd"
+            family = model_family(character.model_ref)
             table = expression_table(character.settings.get("expressions"), family=family)
             sitting = character_sitting(character, table)
-            from charforge.identity import current_model_hash
+            from charforge.character.identity import current_model_hash
 
             model_hash = current_model_hash(character)
             judge = load_judge() if family == "mini" else None

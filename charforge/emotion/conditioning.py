@@ -203,15 +203,6 @@ class Conditioning:
         """The composed expression slot ("looking calm" when neutral)."""
         return self.neutral_phrase if self.is_neutral else _compose(self.terms, self.joiner)
 
-    # --- until feel.py reads `target_prompt` and `token_weights()` (after the character package move) ---
-    def blend(self) -> list[tuple[str, float]]:
-        """The one prompt the picture is conditioned on, with weight 1 (nothing is averaged)."""
-        return [(self.target_prompt, 1.0)]
-
-    @property
-    def attention_weight(self) -> float:
-        return self.terms[0].attention if self.terms else 1.0
-
     def token_weights(self) -> dict[str, float]:
         """Words of the target prompt -> cross-attention weight (Prompt-to-Prompt reweight)."""
         return {t.words: t.attention for t in self.terms}

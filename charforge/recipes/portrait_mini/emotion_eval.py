@@ -75,7 +75,7 @@ def sittings(cast: Sequence[Member], mode: str, model: str | None, steps: int = 
     table = table or expression_table()
     if mode == "edit":
         from charforge.forge import Forge
-        from charforge.identity import build_identity
+        from charforge.character.identity import build_identity
 
         with tempfile.TemporaryDirectory() as tmp, Forge.open(tmp, identity_builder=build_identity) as forge:
             yield (character_sitting(forge.create(m.name, prompt=m.prompt, seed=m.seed, model=model,
@@ -114,8 +114,8 @@ def sittings(cast: Sequence[Member], mode: str, model: str | None, steps: int = 
 
 def character_sitting(character: Any, table: ExpressionTable) -> Sitting:
     """A stored character drawn the way `feel` draws it (edits of its inverted base CG, composited)."""
-    from charforge.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask
-    from charforge.identity import character_model, load_identity
+    from charforge.character.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask
+    from charforge.character.identity import character_model, load_identity
 
     bundle = character_model(character)
     identity = load_identity(character, bundle)

