@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from charforge.character.handle import Character
-from charforge.emotion.conditioning import expression_table
+from charforge.character.expressions import character_table
 from charforge.engine import ModelBundle, denoise, load_model, txt2img
 from charforge.engine.attention import AttentionControl, AttentionStore
 from charforge.engine.inversion import (
@@ -102,7 +102,7 @@ def region_words(character: Character) -> dict[str, tuple[str, ...]]:
             if isinstance(words, str) or not all(isinstance(w, str) and w.strip() for w in words):
                 raise InvalidInput(f"settings.regions.{name} must be a list of words")
             regions[name] = tuple(words)
-    table = expression_table(character.settings.get("expressions"))
+    table = character_table(character)
     regions["face"] = (*regions.get("face", ()), table.neutral_phrase)
     return regions
 
@@ -276,7 +276,7 @@ def derive_masks(
     if opts.mask_method == "attention":
         heats = attention_heats(store or _replay_attention(model, inversion), model.tokenizer, prompt, spans)
     else:
-        table = expression_table(character.settings.get("expressions"))
+        table = character_table(character)
         swaps = {table.neutral_phrase: list(dict.fromkeys(e.phrase for e in table.emotions.values()))}
         clean = inversion.clean_latent.to(model.device, model.dtype)
         alternatives = region_alternatives(prompt, spans, swaps)
