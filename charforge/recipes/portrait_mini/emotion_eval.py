@@ -162,9 +162,9 @@ def distinct_levels(means: Sequence[float], noise: float) -> int:
 
 
 def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, steps: int = 20,
-          calibration: Calibration | None = None) -> dict[str, Any]:
+          calibration: Calibration | None = None, judge: EmotionJudge | None = None) -> dict[str, Any]:
     """Run the issue's grid; returns per-emotion intensity tables, mixture and trust/anticipation figures."""
-    judge = load_judge()
+    judge = judge or load_judge()
     table = expression_table()
     cast = held_out_cast(characters)
     singles = [{e: v} for e in BASIS for v in LEVELS]
@@ -203,7 +203,8 @@ def summarise(readings: dict[str, np.ndarray], mixes, face_change, noise: np.nda
         means = rows.mean(0)
         requested = np.tile(np.array(LEVELS), (len(rows), 1))
         own = [r[1 + j * n_levels: 1 + (j + 1) * n_levels] for r in readings.values()]
-        top = np.mean([(o[-5:].argmax(1) == j).mean() for o in own])  # levels 0.6..1.0
+        strong = [k for k, v in enumerate(LEVELS) if v >= 0.6]
+        top = np.mean([(o[strong].argmax(1) == j).mean() for o in own])
         changes = face_change[e]
         tables[e] = {
             "calm": round(float(calm.mean()), 3),
@@ -216,8 +217,8 @@ def summarise(readings: dict[str, np.ndarray], mixes, face_change, noise: np.nda
             "recognised_at_0.6_plus": round(float(top), 3),
             "face_change_0.2_vs_calm": round(float(np.mean([c for v, c, _ in changes if v == 0.2])), 2),
             "face_change_1.0_vs_0.6": round(float(np.mean([d for v, _, d in changes if v == 1.0])), 2),
-            "judge_0.2_minus_calm": round(float(means[1] - calm.mean()), 3),
-            "judge_1.0_minus_0.6": round(float(means[-1] - means[5]), 3),
+            "judge_0.2_minus_calm": round(float(means[LEVELS.index(0.2)] - calm.mean()), 3),
+            "judge_1.0_minus_0.6": round(float(means[LEVELS.index(1.0)] - means[LEVELS.index(0.6)]), 3),
         }
     both, wrong_top = [], []
     per_pair: dict[str, list[bool]] = {}

@@ -21,7 +21,8 @@ from torch import nn
 
 from charforge.errors import ModelLoadError
 from charforge.recipes.portrait_mini import render
-from charforge.recipes.portrait_mini.classifier import augment
+from charforge.recipes.portrait_mini.classifier import WEIGHTS as CLASSIFIER_WEIGHTS
+from charforge.recipes.portrait_mini.classifier import PortraitClassifier, augment
 from charforge.recipes.portrait_mini.dataset import image_to_tensor
 from charforge.recipes.portrait_mini.render import EMOTIONS, Portrait
 
@@ -33,25 +34,19 @@ CHECK_SEED = 32  # held-out identities
 
 
 class EmotionJudge(nn.Module):
-    """Three conv stages on the face crop (where eyes, brows, mouth and marks are), an MLP head.
+    """The portrait classifier's convolutional trunk with a regression head of eight intensities.
 
-    Kept light (about 16M multiply-adds per face) so it trains in minutes on one shared CPU core.
+    Training starts from the shipped classifier's trunk (which already reads eyes, brows and mouths),
+    so the judge learns intensities in minutes on one shared CPU core instead of from scratch.
     """
-
-    CROP = (slice(4, 60), slice(4, 60))
 
     def __init__(self) -> None:
         super().__init__()
-
-        def conv(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-
-        self.features = nn.Sequential(*conv(3, 16), nn.MaxPool2d(2), *conv(16, 32), *conv(32, 32), nn.MaxPool2d(2),
-                                      *conv(32, 64), nn.MaxPool2d(2))
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, len(EMOTIONS)))
+        self.features = PortraitClassifier().features
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, len(EMOTIONS)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x[..., self.CROP[0], self.CROP[1]]))
+        return self.head(self.features(x))
 
     @torch.no_grad()
     def intensities(self, images: torch.Tensor) -> torch.Tensor:
@@ -80,12 +75,15 @@ def train_judge(seconds: float = 600.0, count: int = 8000, seed: int = TRAIN_SEE
     images, portraits = judge_set(seed, count, held_out=False)
     y = targets(portraits)
     model = EmotionJudge()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    trunk = {k.removeprefix("features."): v for k, v in load_file(str(CLASSIFIER_WEIGHTS)).items()
+             if k.startswith("features.")}
+    model.features.load_state_dict(trunk)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     model.train()
     start, step = time.monotonic(), 0
     while (elapsed := time.monotonic() - start) < seconds:
         for g in opt.param_groups:
-            g["lr"] = 2e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * elapsed / seconds)))
+            g["lr"] = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * elapsed / seconds)))
         idx = torch.randint(count, (batch,), generator=gen)
         loss = F.mse_loss(model(augment(images[idx], gen)), y[idx])
         opt.zero_grad()
