@@ -78,6 +78,8 @@ def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = F
 
 
 FINETUNE_LR = 4e-4
+# small batches: on a shared CPU a fine-tune is limited by how many updates it gets, not by data
+FINETUNE_BATCH = 8
 # new words start from the embedding of a related word the model already draws
 RELATED_WORDS = {"gazing": "looking", "trustingly": "happily", "waiting": "gasping", "eagerly": "surprised"}
 
@@ -114,7 +116,7 @@ def init_from_model(model: str | Path, out: str | Path, minutes: float, seed: in
                    if k in text_config(0, 0, 0, 0)}, "vocab_size": len(tok)}
     spec = ModelSpec(plain(vae.config), plain(unet.config), text_cfg, scheduler_config(), tok)
     cfg = recipe_config(seed, minutes)
-    cfg.vae_fraction, cfg.unet_lr, cfg.text_lr = 0.0, FINETUNE_LR, FINETUNE_LR
+    cfg.vae_fraction, cfg.unet_lr, cfg.text_lr, cfg.unet_batch = 0.0, FINETUNE_LR, FINETUNE_LR, FINETUNE_BATCH
     if threads is not None:
         cfg.threads = threads
     torch.set_num_threads(cfg.threads)
@@ -166,7 +168,7 @@ def finetune_portrait_mini(out: str | Path, init_from: str | Path | None, minute
     out = Path(out)
     if resume and (out / "spec.json").is_file():
         trainer = load_run(out, PortraitSource(DATA_SEED + seed, DATASET_SIZE))
-        trainer.cfg.minutes, trainer.cfg.decoder_minutes = minutes, 0.0
+        trainer.cfg.minutes, trainer.cfg.decoder_minutes, trainer.cfg.unet_batch = minutes, 0.0, FINETUNE_BATCH
         if threads is not None:
             trainer.cfg.threads = threads
     else:
