@@ -234,7 +234,7 @@ def test_shipped_classifier_reads_held_out_renders():
 
     images, portraits = render_set(778, 120, held_out=True)
     acc = accuracy(load_classifier(), images, portraits)
-    assert acc["hair_colour"] >= 0.97 and acc["expression"] >= 0.9
+    assert acc["hair_colour"] >= 0.97 and min(acc.values()) >= 0.9
 
 
 def test_a_warm_start_keeps_the_old_model_and_grows_the_vocabulary(tmp_path):

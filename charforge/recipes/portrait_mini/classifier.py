@@ -1,4 +1,6 @@
-"""A tiny CNN that reads a 64x64 portrait's attributes and expression: the judge of generated samples.
+"""A tiny CNN that reads a 64x64 portrait's identity attributes: the judge of generated samples.
+
+Expressions are read by the emotion judge (`judge.py`), which regresses all eight intensities.
 
 It is trained only on renderer images, with blur, noise and colour jitter, so that a generated
 portrait (slightly soft and noisy) is read the way its prompt's renderer twin would be. It is tiny
@@ -30,7 +32,6 @@ WEIGHTS = Path(__file__).with_name("classifier.safetensors")
 # head name -> (Portrait field, class names)
 HEADS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hair_colour": ("hair_colour", tuple(render.HAIR_COLOURS)),
-    "expression": ("dominant", tuple(render.EXPRESSIONS)),
     "hair_style": ("hair_style", render.HAIR_STYLES),
     "outfit": ("outfit", tuple(render.OUTFIT_COLOURS)),
     "background": ("background", tuple(render.BACKGROUND_COLOURS)),
@@ -136,7 +137,8 @@ def load_classifier(path: str | Path = WEIGHTS) -> PortraitClassifier:
         raise ModelLoadError(f"portrait classifier weights not found at {path}; "
                              "train them with `python -m charforge.recipes.portrait_mini.classifier`")
     model = PortraitClassifier()
-    model.load_state_dict(load_file(str(path)))
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in load_file(str(path)).items() if k in own})
     return model.eval()
 
 

@@ -55,6 +55,15 @@ class EmotionJudge(nn.Module):
         return torch.cat([self(images[k:k + 128]).clamp(0, 1) for k in range(0, len(images), 128)])
 
 
+CALM_READING = 0.15  # a face whose every reading is below this is read as calm
+
+
+def dominant(readings: torch.Tensor) -> list[str]:
+    """The strongest emotion of each N x 8 reading, or "neutral" when none reaches `CALM_READING`."""
+    top = readings.max(1)
+    return [EMOTIONS[int(i)] if v >= CALM_READING else "neutral" for v, i in zip(top.values, top.indices)]
+
+
 def targets(portraits: list[Portrait]) -> torch.Tensor:
     return torch.tensor([[p.state().get(e, 0.0) for e in EMOTIONS] for p in portraits], dtype=torch.float32)
 
