@@ -4,7 +4,7 @@
 
 Characters are the sample cast plus held-out renderer identities (combinations never seen in
 training), each created the way `charforge create` does it (render, invert, attention masks). Every
-character gets each emotion the portrait classifier knows at two intensities plus two mixtures, all
+character gets each basis emotion at two intensities plus two mixtures, all
 rendered through the same functions `feel` uses. Per edit:
 
 - PSNR outside the dilated face mask (the region the edit may change) against the base CG, both for
@@ -13,7 +13,7 @@ rendered through the same functions `feel` uses. Per edit:
 - whether the emotion judge (`charforge.recipes.portrait_mini.judge`) reads the requested dominant emotion.
 
 It also reports how well the derived face mask matches the renderer's exact face mask, and, as the
-ceiling an edit can hardly pass, how often the classifier reads the emotion from a plain generation
+ceiling an edit can hardly pass, how often the judge reads the emotion from a plain generation
 of the target prompt (same seed, steps and guidance): an edit cannot show an expression the model
 does not draw.
 Targets (issue 6): PSNR >= 35 dB, dominant emotion recognised in >= 85% of at least 50 edits.
