@@ -42,18 +42,18 @@ def character_table(character: Character) -> ExpressionTable:
 
 
 def model_calibration(character: Character) -> Calibration | None:
-    """The calibration of the character's model: beside a charforge-mini folder, else in the workspace.
+    """The calibration of the character's model: the workspace's own measurement of these weights
+    (`charforge calibrate NAME`), else the one shipped beside a charforge-mini folder.
 
     A calibration measured on other weights than the model's current ones is ignored (with a warning).
     """
     ref = character.model_ref
     current = weights_hash(ref) or character.model_hash
-    if model_family(ref) == "mini":
-        found = load_calibration(default_model_path() if ref is None else Path(ref))
-    elif current:
+    found = None
+    if current:
         found = load_calibration(character.forge.workspace.resolve(workspace_relpath(current)))
-    else:
-        found = None
+    if found is None and model_family(ref) == "mini":
+        found = load_calibration(default_model_path() if ref is None else Path(ref))
     if found is not None and current and found.model_hash != current:
         log.warning("the calibration of %s was measured on other weights; run `charforge calibrate`",
                     ref or "the default model")

@@ -2,8 +2,8 @@
 
 `calibrate portrait-mini` measures the shipped default model (or `--model DIR`, another folder of the
 same kind) with the emotion judge on held-out characters and stores the result beside the model;
-`calibrate CHARACTER` measures that character's own model on the character itself, by how much its
-face changes, and stores it in the workspace. Heavy imports stay inside the commands.
+`calibrate CHARACTER` measures that character's model on the character itself, by how much its face
+changes (no judge needed), and stores it in the workspace, where it takes precedence for those weights. Heavy imports stay inside the commands.
 """
 
 from __future__ import annotations
@@ -79,18 +79,14 @@ def calibrate(
     else:
         if model is not None:
             raise InvalidInput("--model only applies to portrait-mini; a character is measured with its own model")
-        from charforge.character.expressions import model_family
+        from charforge.character.expressions import character_table
+        from charforge.character.identity import current_model_hash
 
         with open_forge(ctx, workspace) as forge:
             character = forge.get(name)
-            family = model_family(character.model_ref)
-            table = expression_table(character.settings.get("expressions"), family=family)
-            sitting = character_sitting(character, table)
-            from charforge.character.identity import current_model_hash
-
+            table = character_table(character)
             model_hash = current_model_hash(character)
-            judge = load_judge() if family == "mini" else None
-            result = measure(model_hash, iter([sitting]), table, judge)
+            result = measure(model_hash, iter([character_sitting(character, table)]), table, None)
             path = forge.workspace.write_atomic(workspace_relpath(model_hash),
                                                 json.dumps(result.model_dump(), indent=1).encode("utf-8"))
     if json_out:

@@ -77,18 +77,20 @@ def judge_set(seed: int, count: int, *, held_out: bool) -> tuple[torch.Tensor, l
     return render_faces(portraits), portraits
 
 
-def train_judge(seconds: float = 600.0, count: int = 8000, seed: int = TRAIN_SEED, batch: int = 32) -> EmotionJudge:
-    """Train on `count` renders of training identities for `seconds` of wall clock."""
+def train_judge(seconds: float = 600.0, count: int = 8000, seed: int = TRAIN_SEED, batch: int = 32,
+                start: EmotionJudge | None = None) -> EmotionJudge:
+    """Train on `count` renders of training identities for `seconds` of wall clock (further, from `start`)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     images, portraits = judge_set(seed, count, held_out=False)
     y = targets(portraits)
-    model = EmotionJudge()
-    trunk = {k.removeprefix("features."): v for k, v in load_file(str(CLASSIFIER_WEIGHTS)).items()
-             if k.startswith("features.")}
-    model.features.load_state_dict(trunk)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    model = start if start is not None else EmotionJudge()
+    if start is None:
+        trunk = {k.removeprefix("features."): v for k, v in load_file(str(CLASSIFIER_WEIGHTS)).items()
+                 if k.startswith("features.")}
+        model.features.load_state_dict(trunk)
     model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     start, step = time.monotonic(), 0
     while (elapsed := time.monotonic() - start) < seconds:
         for g in opt.param_groups:
@@ -135,10 +137,15 @@ def check(model: EmotionJudge, count: int = 1500, seed: int = CHECK_SEED) -> dic
 
 
 if __name__ == "__main__":  # python -m charforge.recipes.portrait_mini.judge: retrain the shipped judge
-    import sys
+    import argparse
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m charforge.recipes.portrait_mini.judge")
+    parser.add_argument("seconds", type=float, nargs="?", default=600.0)
+    parser.add_argument("--more", action="store_true", help="train the shipped judge further (new data seed)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    judge = train_judge(float(sys.argv[1]) if len(sys.argv) > 1 else 600.0)
+    judge = train_judge(args.seconds, seed=TRAIN_SEED + 100 if args.more else TRAIN_SEED,
+                        start=load_judge() if args.more else None)
     save_judge(judge)
     log.info("held-out renders: %s", check(judge))
