@@ -19,7 +19,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,7 @@ class Sitting:
     base: np.ndarray
     face: np.ndarray  # bool H x W: where an edit may change the picture
     draw: Draw
+    outside_psnr: list[float] = field(default_factory=list)  # edits: decoded picture vs base outside the face
 
 
 @contextmanager
@@ -128,11 +129,20 @@ def character_sitting(character: Any, table: ExpressionTable) -> Sitting:
         for start in range(0, len(conds), 8):
             latents = edit_latents(bundle, identity, list(conds[start:start + 8]), table)
             pictures = decode_pictures(bundle, latents[1:])
+            sitting.outside_psnr.extend(psnr_outside(p, identity.base, inside) for p in pictures)
             out += composite(pictures, identity.base, cells) if cells is not None else pictures
         return out
 
     member = Member(character.name, character.prompt, character.seed)
-    return Sitting(member, identity.base, inside, draw)
+    sitting = Sitting(member, identity.base, inside, draw)
+    return sitting
+
+
+def psnr_outside(picture: np.ndarray, base: np.ndarray, face: np.ndarray) -> float:
+    """PSNR (dB) of the raw decoded edit against the base CG outside the face region (before compositing)."""
+    diff = (picture.astype(np.float64) - base.astype(np.float64))[~face] / 255.0
+    mse = float((diff ** 2).mean()) if diff.size else 0.0
+    return 99.0 if mse == 0 else 10 * float(np.log10(1.0 / mse))
 
 
 def read(judge: EmotionJudge, pictures: Sequence[np.ndarray]) -> np.ndarray:
@@ -171,6 +181,7 @@ def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, ste
     readings: dict[str, np.ndarray] = {}  # character -> (1 + len(singles)) x 8, row 0 = calm
     mixes: list[tuple[str, str, float, np.ndarray]] = []
     face_change: dict[str, list[tuple[float, float, float]]] = {}  # emotion -> (level, change vs calm, vs 0.6)
+    outside: list[float] = []
     with sittings(cast, mode, model, steps, table) as people:
         for k, sit in enumerate(people):
             conds = [conditioning(s, sit.member.prompt, table, calibration) for s in singles]
@@ -189,8 +200,13 @@ def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, ste
                          for a, b, w in wanted]
             for (a, b, w), r in zip(wanted, read(judge, sit.draw(mix_conds))):
                 mixes.append((a, b, w, r))
+            outside += sit.outside_psnr
             log.info("%s done (%d/%d)", sit.member.name, k + 1, len(cast))
-    return summarise(readings, mixes, face_change, judge_noise(judge), mode, steps, calibration is not None)
+    report = summarise(readings, mixes, face_change, judge_noise(judge), mode, steps, calibration is not None)
+    if outside:
+        report["psnr_outside_face_raw_db"] = {"min": round(min(outside), 2), "median": round(float(np.median(outside)), 2),
+                                              "share_at_least_35": round(float(np.mean(np.array(outside) >= 35)), 3)}
+    return report
 
 
 def summarise(readings: dict[str, np.ndarray], mixes, face_change, noise: np.ndarray, mode: str, steps: int,
