@@ -67,3 +67,27 @@ def test_a_measured_setting_is_one_prompt_with_its_word_and_weight():
     cond = setting_conditioning("anger", "slightly", 1.4, held_out_cast(1)[0].prompt, table)
     assert cond.target_prompt.endswith(", slightly frowning angrily")
     assert cond.token_weights() == {"slightly frowning angrily": 1.4}
+
+
+def test_summary_figures_follow_the_readings():
+    from charforge.recipes.portrait_mini.emotion_eval import LEVELS, summarise
+
+    n = len(LEVELS)
+    readings = {}
+    for c in range(2):
+        rows = [np.zeros(len(BASIS))]
+        for j in range(len(BASIS)):
+            for v in LEVELS:
+                r = np.zeros(len(BASIS))
+                r[j] = v if j != 0 else 0.5  # joy reads flat: no grading
+                rows.append(r)
+        readings[f"c{c}"] = np.stack(rows)
+    mixes = [("anger", "disgust", 0.5, np.eye(len(BASIS))[BASIS.index("anger")] + 0.5 * np.eye(len(BASIS))[BASIS.index("disgust")]),
+             ("anger", "disgust", 0.5, np.eye(len(BASIS))[BASIS.index("joy")])]
+    face_change = {e: [(v, 10 * v, abs(v - 0.6)) for v in LEVELS] for e in BASIS}
+    report = summarise(readings, mixes, face_change, np.full(len(BASIS), 0.05), "plain", 10, False)
+    fear = report["emotions"]["fear"]
+    assert fear["spearman_means"] == pytest.approx(1.0) and fear["distinct_levels"] == n
+    assert fear["recognised_at_0.6_plus"] == 1.0 and fear["judge_0.2_minus_calm"] == pytest.approx(0.2)
+    assert report["emotions"]["joy"]["distinct_levels"] == 1
+    assert report["mixtures"]["both_in_top_two"] == 0.5 and report["mixtures"]["unrequested_on_top"] == 0.5
