@@ -33,7 +33,9 @@ def _eval_group() -> typer.Typer:
     return group
 
 
-def _check(mode: str, characters: int, steps: int) -> None:
+def _check(mode: str, characters: int, steps: int, workers: int = 1) -> None:
+    if workers < 1:
+        raise InvalidInput(f"--workers must be at least 1, got {workers}")
     if mode not in _MODES:
         raise InvalidInput(f"--mode must be one of {', '.join(_MODES)}, got {mode!r}")
     if characters < 1 or steps < 1:
@@ -56,25 +58,24 @@ def calibrate(
     model: Annotated[Optional[Path], typer.Option(help=f"With '{MINI}': another folder of that model.")] = None,
     characters: Annotated[int, typer.Option(help=f"With '{MINI}': held-out characters to measure on.")] = 3,
     steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
+    workers: Annotated[int, typer.Option(help=f"With '{MINI}': processes drawing characters side by side.")] = 1,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure once how strongly each intensity word and attention weight shows each emotion; store it."""
-    _check("edit", characters, steps)
+    _check("edit", characters, steps, workers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from charforge.emotion.calibration import save_calibration, workspace_relpath
     from charforge.emotion.conditioning import expression_table
     from charforge.recipes.portrait_mini.emotion_eval import calibrate as measure
-    from charforge.recipes.portrait_mini.emotion_eval import character_sitting, held_out_cast, sittings
-    from charforge.recipes.portrait_mini.judge import load_judge
+    from charforge.recipes.portrait_mini.emotion_eval import calibrate_mini, character_sitting, held_out_cast
 
     if name == MINI:
         from charforge.engine.loading import weights_hash
 
         folder = _mini_folder(model)
-        table = expression_table()
-        with sittings(held_out_cast(characters), "edit", str(folder), steps, table) as people:
-            result = measure(weights_hash(str(folder)) or "", people, table, load_judge())
+        result = calibrate_mini(weights_hash(str(folder)) or "", held_out_cast(characters), str(folder), steps,
+                                workers=min(workers, characters))
         path = save_calibration(result, folder)
     else:
         if model is not None:
@@ -106,17 +107,18 @@ def eval_emotions(
     characters: Annotated[int, typer.Option(help="Held-out characters.")] = 6,
     steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
     calibrated: Annotated[bool, typer.Option(help="Use the model folder's calibration, if it has one.")] = True,
+    workers: Annotated[int, typer.Option(help="Processes drawing characters side by side (one thread each).")] = 1,
     json_out: JsonOpt = False,
 ) -> None:
     """Intensity sweeps (8 emotions x 0.1..1.0) and two-emotion mixtures, read by the emotion judge."""
-    _check(mode, characters, steps)
+    _check(mode, characters, steps, workers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from charforge.emotion.calibration import load_calibration
     from charforge.recipes.portrait_mini.emotion_eval import sweep
 
     folder = _mini_folder(model)
     calibration = load_calibration(folder) if calibrated else None
-    report = sweep(mode, characters, str(folder), steps, calibration)
+    report = sweep(mode, characters, str(folder), steps, calibration, workers=max(1, min(workers, characters)))
     if json_out:
         echo_json(report)
         return

@@ -171,38 +171,58 @@ def distinct_levels(means: Sequence[float], noise: float) -> int:
     return count
 
 
-def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, steps: int = 20,
-          calibration: Calibration | None = None, judge: EmotionJudge | None = None) -> dict[str, Any]:
-    """Run the issue's grid; returns per-emotion intensity tables, mixture and trust/anticipation figures."""
-    judge = judge or load_judge()
-    table = expression_table()
-    cast = held_out_cast(characters)
+def _sweep_character(k: int, member: Member, mode: str, model: str | None, steps: int,
+                     calibration: Calibration | None) -> dict[str, Any]:
+    """Everything the sweep needs from one character (run in a worker process of its own)."""
+    torch.set_num_threads(1)
+    judge, table = load_judge(), expression_table()
     singles = [{e: v} for e in BASIS for v in LEVELS]
-    readings: dict[str, np.ndarray] = {}  # character -> (1 + len(singles)) x 8, row 0 = calm
-    mixes: list[tuple[str, str, float, np.ndarray]] = []
-    face_change: dict[str, list[tuple[float, float, float]]] = {}  # emotion -> (level, change vs calm, vs 0.6)
-    outside: list[float] = []
-    with sittings(cast, mode, model, steps, table) as people:
-        for k, sit in enumerate(people):
-            conds = [conditioning(s, sit.member.prompt, table, calibration) for s in singles]
-            pictures = sit.draw(conds)
-            readings[sit.member.name] = read(judge, [sit.base, *pictures])
+    out: dict[str, Any] = {"face_change": {}, "mixes": []}
+    with sittings([member], mode, model, steps, table) as people:
+        for sit in people:
+            pictures = sit.draw([conditioning(s, member.prompt, table, calibration) for s in singles])
+            out["readings"] = read(judge, [sit.base, *pictures])
             by_state = dict(zip((tuple(s.items())[0] for s in singles), pictures))
             for e in BASIS:
                 ref = by_state[(e, 0.6)].astype(int)
                 for v in LEVELS:
                     pic = by_state[(e, v)].astype(int)
-                    face_change.setdefault(e, []).append(
+                    out["face_change"].setdefault(e, []).append(
                         (v, float(np.abs(pic - sit.base.astype(int))[sit.face].mean()),
                          float(np.abs(pic - ref)[sit.face].mean())))
             wanted = [(a, b, MIX_WEIGHTS[(i + k) % len(MIX_WEIGHTS)]) for i, (a, b) in enumerate(PAIRS)]
-            mix_conds = [conditioning({a: w, b: round(1 - w, 2)}, sit.member.prompt, table, calibration)
+            mix_conds = [conditioning({a: w, b: round(1 - w, 2)}, member.prompt, table, calibration)
                          for a, b, w in wanted]
-            for (a, b, w), r in zip(wanted, read(judge, sit.draw(mix_conds))):
-                mixes.append((a, b, w, r))
-            outside += sit.outside_psnr
-            log.info("%s done (%d/%d)", sit.member.name, k + 1, len(cast))
-    report = summarise(readings, mixes, face_change, judge_noise(judge), mode, steps, calibration is not None)
+            out["mixes"] = [(a, b, w, r) for (a, b, w), r in zip(wanted, read(judge, sit.draw(mix_conds)))]
+            out["outside"] = list(sit.outside_psnr)
+    log.info("%s done", member.name)
+    return out
+
+
+def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, steps: int = 20,
+          calibration: Calibration | None = None, workers: int = 1) -> dict[str, Any]:
+    """Run the issue's grid; returns per-emotion intensity tables, mixture and trust/anticipation figures.
+
+    Characters are independent, so `workers` processes (one thread each) may draw them side by side.
+    """
+    cast = held_out_cast(characters)
+    jobs = [(k, m, mode, model, steps, calibration) for k, m in enumerate(cast)]
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_sweep_character, *zip(*jobs)))
+    else:
+        parts = [_sweep_character(*job) for job in jobs]
+    readings = {m.name: part["readings"] for m, part in zip(cast, parts)}
+    mixes = [mix for part in parts for mix in part["mixes"]]
+    face_change: dict[str, list[tuple[float, float, float]]] = {}
+    for part in parts:
+        for e, rows in part["face_change"].items():
+            face_change.setdefault(e, []).extend(rows)
+    outside = [v for part in parts for v in part["outside"]]
+    report = summarise(readings, mixes, face_change, judge_noise(load_judge()), mode, steps, calibration is not None)
     if outside:
         report["psnr_outside_face_raw_db"] = {"min": round(min(outside), 2), "median": round(float(np.median(outside)), 2),
                                               "share_at_least_35": round(float(np.mean(np.array(outside) >= 35)), 3)}
@@ -267,29 +287,58 @@ def setting_conditioning(emotion: str, word: str, attention: float, base_prompt:
     return Conditioning(state, base_prompt, table.neutral_phrase, (term,), target, True, table.joiner)
 
 
+def measure_settings(sit: Sitting, table: ExpressionTable, judge: EmotionJudge | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(response per setting, calm reading per emotion) of one character; settings as in `calibrate`."""
+    settings = _settings(table)
+    pictures = sit.draw([setting_conditioning(e, w, a, sit.member.prompt, table) for e, w, a in settings])
+    if judge is None:
+        base = sit.base.astype(int)
+        return np.array([np.abs(p.astype(int) - base)[sit.face].mean() / 255.0 for p in pictures]), np.zeros(len(BASIS))
+    values = read(judge, [sit.base, *pictures])
+    return np.array([values[1 + k, BASIS.index(e)] for k, (e, _, _) in enumerate(settings)]), values[0]
+
+
+def _settings(table: ExpressionTable) -> list[tuple[str, str, float]]:
+    return [(e, w.word, a) for e in BASIS for w in table.words for a in table.attention.calibrate]
+
+
+def _calibrate_member(member: Member, model: str | None, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    torch.set_num_threads(1)
+    table = expression_table()
+    with sittings([member], "edit", model, steps, table) as people:
+        return measure_settings(next(people), table, load_judge())
+
+
+def calibrate_mini(model_hash: str, cast: Sequence[Member], model: str | None, steps: int,
+                   workers: int = 1) -> Calibration:
+    """The judge's calibration of a charforge-mini folder on `cast`, one worker process per character."""
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_calibrate_member, cast, [model] * len(cast), [steps] * len(cast)))
+    else:
+        parts = [_calibrate_member(m, model, steps) for m in cast]
+    return _curves(model_hash, "judge", expression_table(), [p[0] for p in parts], [p[1] for p in parts])
+
+
 def calibrate(model_hash: str, people: Iterator[Sitting], table: ExpressionTable,
               judge: EmotionJudge | None) -> Calibration:
     """Measure every (emotion, word, weight) setting on `people`; by the judge, or by face change without one."""
-    settings = [(e, w.word, a) for e in BASIS for w in table.words for a in table.attention.calibrate]
-    sums = np.zeros(len(settings))
-    calm = np.zeros(len(BASIS))
-    count = 0
-    for sit in people:
-        conds = [setting_conditioning(e, w, a, sit.member.prompt, table) for e, w, a in settings]
-        pictures = sit.draw(conds)
-        if judge is not None:
-            values = read(judge, [sit.base, *pictures])
-            calm += values[0]
-            sums += np.array([values[1 + k, BASIS.index(e)] for k, (e, _, _) in enumerate(settings)])
-        else:
-            base = sit.base.astype(int)
-            sums += np.array([np.abs(p.astype(int) - base)[sit.face].mean() / 255.0 for p in pictures])
-        count += 1
-        log.info("calibrated on %s", sit.member.name)
-    means = sums / max(count, 1)
+    parts = [measure_settings(sit, table, judge) for sit in people]
+    return _curves(model_hash, "judge" if judge is not None else "face-change", table,
+                   [p[0] for p in parts], [p[1] for p in parts])
+
+
+def _curves(model_hash: str, method: str, table: ExpressionTable, responses: list[np.ndarray],
+            calms: list[np.ndarray]) -> Calibration:
+    settings = _settings(table)
+    means, calm = np.mean(responses, axis=0), np.mean(calms, axis=0)
     curves = {}
     for j, e in enumerate(BASIS):
         points = [Point(word=w, attention=a, response=round(float(m), 4))
                   for (emo, w, a), m in zip(settings, means) if emo == e]
-        curves[e] = Curve(points=points, calm=round(float(calm[j] / max(count, 1)), 4))
-    return Calibration(model_hash=model_hash, method="judge" if judge is not None else "face-change", emotions=curves)
+        curves[e] = Curve(points=points, calm=round(float(calm[j]), 4))
+    return Calibration(model_hash=model_hash, method=method, emotions=curves)

@@ -74,14 +74,13 @@ def evaluate(model: str | Path | None = None, *, samples: int = 200, steps: int 
     """Figures of the issue's "done when": hair-colour and expression accuracy, VAE PSNR (dB)."""
     pipe = load_pipeline(model)
     judge = load_classifier()
-    emotions = load_judge()
     portraits = list(sample_portraits(EVAL_SEED, samples, held_out=True, min_intensity=0.3))
     prompts = [p.caption() for p in portraits]
     t0 = time.monotonic()
     images = generate(pipe, prompts, steps=steps, guidance=guidance, seed=seed)
     seconds = time.monotonic() - t0
     acc = accuracy(judge, images, portraits)
-    read = dominant(emotions.intensities(images))
+    read = dominant(load_judge().intensities(images))
     acc["expression"] = float(np.mean([r == p.dominant for r, p in zip(read, portraits)]))
     real_images, real_portraits = render_set(EVAL_SEED + 1, samples, held_out=True)
     judge_acc = accuracy(judge, real_images, real_portraits)
