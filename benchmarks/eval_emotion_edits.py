@@ -4,16 +4,16 @@
 
 Characters are the sample cast plus held-out renderer identities (combinations never seen in
 training), each created the way `charforge create` does it (render, invert, attention masks). Every
-character gets each emotion the portrait classifier knows at two intensities plus two mixtures, all
+character gets each basis emotion at two intensities plus two mixtures, all
 rendered through the same functions `feel` uses. Per edit:
 
 - PSNR outside the dilated face mask (the region the edit may change) against the base CG, both for
   the raw decoded edit and for the stored picture (which pastes the base's pixels there);
 - face change: mean absolute difference inside that region, in 0-255 levels;
-- whether `charforge.recipes.portrait_mini.classifier` reads the requested dominant emotion from the picture.
+- whether the emotion judge (`charforge.recipes.portrait_mini.judge`) reads the requested dominant emotion.
 
 It also reports how well the derived face mask matches the renderer's exact face mask, and, as the
-ceiling an edit can hardly pass, how often the classifier reads the emotion from a plain generation
+ceiling an edit can hardly pass, how often the judge reads the emotion from a plain generation
 of the target prompt (same seed, steps and guidance): an edit cannot show an expression the model
 does not draw.
 Targets (issue 6): PSNR >= 35 dB, dominant emotion recognised in >= 85% of at least 50 edits.
@@ -43,10 +43,10 @@ from charforge.character.feel import composite, decode_pictures, edit_latents, e
 from charforge.forge import Forge  # noqa: E402
 from charforge.character.identity import build_identity, character_model, load_identity  # noqa: E402
 from charforge.recipes.portrait_mini import render  # noqa: E402
-from charforge.recipes.portrait_mini.classifier import load_classifier  # noqa: E402
+from charforge.recipes.portrait_mini.judge import dominant, load_judge  # noqa: E402
 from charforge.recipes.portrait_mini.dataset import image_to_tensor  # noqa: E402
 
-EMOTIONS = ("joy", "sadness", "anger", "surprise", "fear", "disgust")  # the classifier's non-neutral classes
+EMOTIONS = ("joy", "trust", "fear", "surprise", "sadness", "disgust", "anger", "anticipation")
 MIXTURES = ((0.9, 0.3), (0.8, 0.4))  # (dominant, second) intensities; the second is the next emotion
 
 
@@ -87,7 +87,7 @@ def main() -> None:
                         "'{\"edit\": {\"cross_replace\": 0.6}}' (what a character's settings.expressions holds)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    judge = load_classifier()
+    judge = load_judge()
     overrides = json.loads(args.expressions)
     table = expression_table(overrides)
     wanted = states()
@@ -119,8 +119,8 @@ def main() -> None:
             plain = txt2img(model, [c.target_prompt for c in conds], negative=character.negative_prompt,
                             seed=seed, steps=inversion.steps, guidance=inversion.guidance).images
             batch = torch.stack([image_to_tensor(p) for p in [identity.base, *final]])
-            predicted = judge.predict(batch)["expression"]
-            plain_read = judge.predict(torch.stack([image_to_tensor(np.asarray(p)) for p in plain]))["expression"]
+            predicted = dominant(judge.intensities(batch))
+            plain_read = dominant(judge.intensities(torch.stack([image_to_tensor(np.asarray(p)) for p in plain])))
             for (dominant, state), r, f, guess, plain_guess in zip(wanted, raw, final, predicted[1:], plain_read):
                 rows.append({
                     "character": name, "state": state, "dominant": dominant, "predicted": guess,

@@ -74,15 +74,21 @@ def import_cast(forge: Forge, model_ref: str | None = None) -> list[str]:
     return created
 
 
-SWEEP_INTENSITIES = (0.5, 1.0)
+SWEEP_INTENSITIES = (0.3, 0.6, 1.0)
+# mixtures the contact sheet shows after the graded rows: each part of the face takes its own emotion
+SWEEP_MIXTURES: tuple[dict[str, float], ...] = (
+    {"anger": 0.5, "disgust": 0.5}, {"joy": 0.6, "surprise": 0.4}, {"sadness": 0.6, "fear": 0.5},
+)
 
 
 def sweep_states() -> list[tuple[str, dict[str, float]]]:
-    """(label, state): neutral, then every basis emotion at each sweep intensity."""
+    """(label, state): neutral, every basis emotion at each sweep intensity, then a few mixtures."""
     states = [("base", {})]
     for name in BASIS:
         for value in SWEEP_INTENSITIES:
             states.append((f"{name} {value:g}", {name: value}))
+    for mix in SWEEP_MIXTURES:
+        states.append((" + ".join(f"{k} {v:g}" for k, v in mix.items()), dict(mix)))
     return states
 
 

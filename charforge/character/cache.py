@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import PIL.Image
 
 from charforge.canonical import canonical_hash
+from charforge.character.expressions import character_table, model_calibration
 from charforge.emotion import EmotionState
-from charforge.emotion.conditioning import Conditioning, ExpressionTable, conditioning, expression_table
+from charforge.emotion.conditioning import Conditioning, ExpressionTable, conditioning
 from charforge.models import weights_hash
 from charforge.store.models import AssetKind, IdentityKind
 from charforge.store.records import ArtifactInfo, Asset
@@ -111,10 +112,18 @@ def state_key(character: Character, cond: Conditioning, model_hash: str, table: 
     )
 
 
+def state_conditioning(
+    character: Character, state: EmotionState | Mapping[str, float]
+) -> tuple[ExpressionTable, Conditioning]:
+    """The expression table of the character's model family and what `state` becomes under it (with the
+    model's calibration): the one place a state turns into phrases, for keys, renders and `explain`."""
+    table = character_table(character)
+    return table, conditioning(EmotionState.coerce(state), character.prompt, table, model_calibration(character))
+
+
 def explain(character: Character, state: EmotionState | Mapping[str, float]) -> Conditioning:
-    """What `state` becomes for this character (after quantisation and its expression overrides)."""
-    table = expression_table(character.settings.get("expressions"))
-    return conditioning(EmotionState.coerce(state), character.prompt, table)
+    """What `state` becomes for this character (after quantisation, its overrides and the calibration)."""
+    return state_conditioning(character, state)[1]
 
 
 def cached_picture(character: Character, state: EmotionState) -> FeelResult | None:
@@ -126,7 +135,6 @@ def cached_picture(character: Character, state: EmotionState) -> FeelResult | No
     model_hash = weights_hash(character.model_ref)
     if model_hash is None:
         return None
-    table = expression_table(character.settings.get("expressions"))
-    cond = conditioning(state, character.prompt, table)
+    table, cond = state_conditioning(character, state)
     asset = character.store.find_asset(AssetKind.CG, state_key(character, cond, model_hash, table))
     return None if asset is None else FeelResult(asset, cond.state, cond, cached=True)

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from charforge.canonical import canonical_hash
-from charforge.character.cache import KEY_VERSION, FeelResult, edit_params, state_key
+from charforge.character.cache import KEY_VERSION, FeelResult, edit_params, state_conditioning, state_key
+from charforge.character.expressions import character_table
 from charforge.character.identity import (
     Identity,
     build_identity,
@@ -46,10 +47,8 @@ from charforge.emotion import EmotionState
 from charforge.emotion.conditioning import (
     Conditioning,
     ExpressionTable,
-    conditioning,
-    expression_table,
 )
-from charforge.engine import ModelBundle, PromptEmbeds, decode_pixels, encode_text, to_uint8
+from charforge.engine import ModelBundle, decode_pixels, to_uint8
 from charforge.engine import inpaint as engine_inpaint
 from charforge.engine.attention import Controller, LocalBlend, Refine, Replace, Reweight
 from charforge.engine.attention.tokens import max_columns, word_columns
@@ -84,8 +83,7 @@ def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def feel_key(character: Character, state: EmotionState | Mapping[str, float]) -> str:
     """The key `feel` stores `state`'s picture under now (the character must have an identity); batch
     planning uses it to skip states already rendered without drawing them."""
-    table = expression_table(character.settings.get("expressions"))
-    cond = conditioning(EmotionState.coerce(state), character.prompt, table)
+    table, cond = state_conditioning(character, state)
     return state_key(character, cond, current_model_hash(character), table)
 
 
@@ -122,8 +120,8 @@ def feel_many(
     """Pictures of several states; the ones not cached yet are rendered `batch` at a time in one loop call."""
     if batch < 1:
         raise InvalidInput(f"batch must be at least 1, got {batch}")
-    table = expression_table(character.settings.get("expressions"))
-    conds = [conditioning(EmotionState.coerce(s), character.prompt, table) for s in states]
+    table = character_table(character)
+    conds = [state_conditioning(character, s)[1] for s in states]
     if not has_identity(character):
         log.info("%s has no identity yet; building it first", character.name)
         build_identity(character)
@@ -185,22 +183,6 @@ def _store(
     return character.store.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
 
 
-def _blend_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> PromptEmbeds:
-    """One row per state: the weighted sum of its prompts' conditioning (token embeddings, and the
-    pooled embeddings of SDXL models).
-
-    The prompts are encoded in one batch behind the source prompt, as pictures already in caches were:
-    the text encoder's batched matmuls round differently for another batch, which would move an
-    edit's latents by ~1e-6 and could flip a pixel of a picture whose key says it is unchanged.
-    """
-    prompts = list(dict.fromkeys([source, *(p for c in conds for p, _ in c.blend())]))
-    encoded = encode_text(model, prompts)
-    position = {prompt: row for row, prompt in enumerate(prompts)}
-
-    def blend(rows: torch.Tensor) -> torch.Tensor:
-        return torch.stack([sum(weight * rows[position[p]] for p, weight in cond.blend()) for cond in conds])
-
-    return PromptEmbeds(blend(encoded.embeds), None if encoded.pooled is None else blend(encoded.pooled))
 
 
 def render_edits(
@@ -252,7 +234,11 @@ def edit_latents(
     weights = {}
     for branch, c in enumerate(conds, start=1):
         row = torch.ones(max_columns(tokenizer))
-        row[word_columns(tokenizer, c.target_prompt, c.dominant.phrase)] = c.attention_weight
+        for words, weight in c.token_weights().items():
+            try:
+                row[word_columns(tokenizer, c.target_prompt, words)] = weight
+            except InvalidInput:  # the composed prompt holds its words, so they lie past the token limit
+                log.warning("%r lies past the %d tokens an edit can weight; drawn unweighted", words, len(row))
         weights[branch] = row
     controllers.append(Reweight(weights))
 
@@ -261,10 +247,10 @@ def edit_latents(
         controllers.append(LocalBlend(mask=cells))
     else:  # no mask of the region: confine the edit to where the expression words attend
         log.warning("no %r mask; limiting the edit to where the expression words attend", table.edit.region)
-        words = list(dict.fromkeys(c.dominant.phrase for c in conds))
+        words = list(dict.fromkeys(t.words for c in conds for t in c.terms))
         controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
 
-    return replay(model, inversion, _blend_embeddings(model, source, conds), controllers)
+    return replay(model, inversion, targets, controllers)
 
 
 # inpainting -----------------------------------------------------------------------------------------------
@@ -352,7 +338,9 @@ def inpaint(
         region_name = "custom"
     full_prompt = region_prompt(character.prompt, prompt)
     if full_prompt is None:
-        log.warning("the base prompt names no region ending in %r; drawing with the prompt as given", prompt.split()[-1])
+        log.warning(
+            "the base prompt names no region ending in %r; drawing with the prompt as given", prompt.split()[-1]
+        )
     draw_prompt = full_prompt or prompt
     steps = steps or identity.inversion.steps
     guidance = guidance if guidance is not None else identity.inversion.guidance

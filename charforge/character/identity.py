@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from charforge.character.cache import identity_hash, look_key_of  # noqa: F401 (beside the cache keys, free of torch)
+from charforge.character.expressions import character_table
 from charforge.character.look_store import character_look
 from charforge.character.regions import (
     REGION_WORDS,
@@ -40,7 +41,6 @@ from charforge.character.regions import (
     region_alternatives,
     region_spans,
 )
-from charforge.emotion.conditioning import expression_table
 from charforge.engine import ModelBundle, cached_model, prepare_image, to_uint8, txt2img
 from charforge.engine.adapters import wear
 from charforge.engine.attention import AttentionControl, AttentionStore
@@ -105,7 +105,7 @@ def region_words(character: Character) -> dict[str, tuple[str, ...]]:
             if isinstance(words, str) or not all(isinstance(w, str) and w.strip() for w in words):
                 raise InvalidInput(f"settings.regions.{name} must be a list of words")
             regions[name] = tuple(words)
-    table = expression_table(character.settings.get("expressions"))
+    table = character_table(character)
     regions["face"] = (*regions.get("face", ()), table.neutral_phrase)
     return regions
 
@@ -266,7 +266,7 @@ def derive_masks(
     if opts.mask_method == "attention":
         heats = attention_heats(store or _replay_attention(model, inversion), model.tokenizer, prompt, spans)
     else:
-        table = expression_table(character.settings.get("expressions"))
+        table = character_table(character)
         swaps = {table.neutral_phrase: list(dict.fromkeys(e.phrase for e in table.emotions.values()))}
         clean = inversion.clean_latent.to(model.device, model.dtype)
         alternatives = region_alternatives(prompt, spans, swaps)

@@ -104,8 +104,7 @@ def explain(
     typer.echo(f"conditioning: {cond.describe()}")
     for term in cond.terms:
         emotions_text = "+".join(term.emotions)
-        typer.echo(f"  {term.blend:.2f} x [{emotions_text} {term.intensity:.2f}] {term.prompt}")
-    if cond.neutral_blend > 0:
-        typer.echo(f"  {cond.neutral_blend:.2f} x [neutral] {cond.base_prompt}")
+        typer.echo(f"  [{emotions_text} {term.intensity:.2f}] {term.words!r} attention x{term.attention:.2f}")
+    typer.echo(f"prompt: {cond.target_prompt}")
     vad = state.vad()
     typer.echo(f"valence {vad.valence:+.2f}, arousal {vad.arousal:+.2f}, dominance {vad.dominance:+.2f}")

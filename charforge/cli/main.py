@@ -19,6 +19,7 @@ import typer  # noqa: E402
 from charforge import __version__  # noqa: E402
 from charforge.cli import (  # noqa: E402
     batch,
+    calibration,
     characters,
     database,
     demo,
@@ -70,11 +71,13 @@ app.add_typer(generate.app)
 app.add_typer(edit.app)
 app.add_typer(service.app)
 app.add_typer(batch.app)
+app.add_typer(calibration.app)
 app.add_typer(database.app, name="db")
 app.add_typer(train, name="train")
 app.add_typer(evaluate, name="eval")
 train.add_typer(mini_models.train_app)
 evaluate.add_typer(mini_models.eval_app)
+evaluate.add_typer(calibration.eval_app)
 
 
 def command() -> typer.core.TyperGroup:

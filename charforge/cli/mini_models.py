@@ -90,13 +90,23 @@ def train_portrait_mini(
             min=1, help="Torch threads (default: the run's, 2 for a new run); 1 when another job shares the cores."
         ),
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Fine-tune this exported model folder (VAE kept, new caption words added) instead."),
+    ] = None,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Train the default portrait model from scratch (or resume), then export a diffusers folder."""
+    """Train the default portrait model from scratch (or resume, or fine-tune one), then export a diffusers folder."""
     _check_run(out, resume, device)
+    if init_from is not None and not (init_from / "model_index.json").is_file():
+        raise InvalidInput(f"--init-from {init_from} is not a diffusers model folder (no model_index.json)")
+    from charforge.recipes.portrait_mini.recipe import finetune_portrait_mini, is_finetune_run
     from charforge.recipes.portrait_mini.recipe import train_portrait_mini as run
 
+    if init_from is not None or (resume and is_finetune_run(out)):
+        typer.echo(str(finetune_portrait_mini(out, init_from, minutes, resume=resume, seed=seed, threads=threads)))
+        return
     folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads)
     typer.echo(str(folder))
 

@@ -1,11 +1,13 @@
-"""Emotion state -> what the picture is conditioned on: expression phrases, their blend and attention weights.
+"""Emotion state -> what the picture is conditioned on: one composed expression phrase and its attention weights.
 
 The mapping is data (`expressions.toml`, overridable per character), so tuning how a character shows
-joy never touches code. A state becomes a blend of prompts that differ only in the expression slot:
-the base prompt (neutral phrase) and one prompt per emotion taking part. Blend weights grow linearly
-from the neutral threshold, so intensity and mixture move the picture gradually rather than in jumps,
-and a state at the threshold is exactly the base prompt. Past `full_at`, intensity raises the
-phrase's cross-attention weight (Prompt-to-Prompt reweight) instead.
+joy never touches code. A state becomes ONE prompt: the base prompt with its neutral phrase replaced by
+every emotion taking part, each as "<intensity word> <phrase>", joined in the fixed basis order
+("very frowning angrily and slightly grimacing disgustedly"). Text embeddings of different prompts are
+never averaged: a model reads an average of "smiling" and "frowning" as something else entirely (a
+smile with blush, in charforge-mini), while it was taught the composed phrase. Each term's words get
+a cross-attention weight; a model's calibration (measured once, see `calibration.py`) chooses the word
+and weight that draw the requested intensity in equal perceived steps.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from charforge.emotion.calibration import Calibration
 from charforge.emotion.state import EmotionState
 from charforge.emotion.table import BASIS, emotion_table
 from charforge.paths import validate_slug
 from charforge.validation import CONTROL_CHARS, table_with_overrides
+
+# tables shipped for model families: charforge-mini's caption words, and plain English for SD checkpoints
+FAMILIES = {"mini": "expressions.toml", "sd": "expressions_sd.toml"}
 
 
 def _phrase(value: str) -> str:
@@ -44,11 +50,28 @@ class _Expression(BaseModel):
         return _phrase(value)
 
 
-class _Intensity(BaseModel):
+class _Word(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    full_at: float = Field(gt=0.0, le=1.0)
-    weight_at_full: float = Field(gt=0.0, le=5.0)
-    weight_at_max: float = Field(gt=0.0, le=5.0)
+    word: str
+    upto: float = Field(gt=0.0, le=1.0)
+
+    @field_validator("word")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return _phrase(value)
+
+
+class _Attention(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    default: float = Field(gt=0.0, le=5.0)
+    calibrate: list[float] = Field(min_length=1)  # the weights a calibration measures
+
+    @field_validator("calibrate")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(not 0.0 < w <= 5.0 for w in value):
+            raise ValueError("attention weights must be in (0, 5]")
+        return sorted(value)
 
 
 class _Edit(BaseModel):
@@ -72,9 +95,18 @@ class ExpressionTable(BaseModel):
     neutral_phrase: str
     quantization: float = Field(gt=0.0, le=1.0)
     max_mixture: int = Field(ge=1, le=3)
-    intensity: _Intensity
+    joiner: str
+    words: list[_Word] = Field(min_length=1)
+    attention: _Attention
     emotions: dict[str, _Expression]
     edit: _Edit
+
+    def word_for(self, intensity: float) -> str:
+        """The intensity word of the band `intensity` falls in (the table's own, uncalibrated reading)."""
+        for entry in self.words:
+            if intensity <= entry.upto + 1e-9:
+                return entry.word
+        return self.words[-1].word
 
     @field_validator("neutral_phrase")
     @classmethod
@@ -83,6 +115,9 @@ class ExpressionTable(BaseModel):
 
     @model_validator(mode="after")
     def _every_basis_emotion(self) -> ExpressionTable:
+        bounds = [w.upto for w in self.words]
+        if bounds != sorted(bounds) or bounds[-1] < 1.0:
+            raise ValueError("[[words]] must go from the weakest to the strongest, the last up to 1.0")
         unknown = sorted(set(self.emotions) - set(BASIS))
         if unknown:
             raise ValueError(f"unknown emotion {unknown[0]!r} in [emotions] (known: {', '.join(BASIS)})")
@@ -92,15 +127,18 @@ class ExpressionTable(BaseModel):
         return self
 
 
-@lru_cache(maxsize=1)
-def _shipped() -> dict[str, Any]:
-    text = resources.files("charforge.emotion").joinpath("expressions.toml").read_text(encoding="utf-8")
+@lru_cache(maxsize=4)
+def _shipped(family: str = "mini") -> dict[str, Any]:
+    text = resources.files("charforge.emotion").joinpath(FAMILIES[family]).read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
-def expression_table(overrides: Mapping[str, Any] | None = None) -> ExpressionTable:
-    """The shipped table with `overrides` (a character's `settings["expressions"]`) merged in."""
-    return table_with_overrides(ExpressionTable, _shipped(), overrides, "expressions", "expressions.toml")
+def expression_table(overrides: Mapping[str, Any] | None = None, family: str = "mini") -> ExpressionTable:
+    """The shipped table of a model `family` ("mini" or "sd") with `overrides` (a character's
+    `settings["expressions"]`) merged in."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+    return table_with_overrides(ExpressionTable, _shipped(family), overrides, "expressions", FAMILIES[family])
 
 
 def swap_phrase(base_prompt: str, neutral_phrase: str, phrase: str) -> str:
@@ -115,35 +153,40 @@ def swap_phrase(base_prompt: str, neutral_phrase: str, phrase: str) -> str:
 
 @dataclass(frozen=True)
 class Term:
-    """One expression taking part in a picture: its phrase, the emotions behind it and their weights."""
+    """One expression taking part in a picture: its words in the prompt and their attention weight."""
 
-    phrase: str
+    phrase: str  # the table's phrase of the emotion(s), e.g. "frowning angrily"
     emotions: tuple[str, ...]
     intensity: float  # after each emotion's scale, summed over emotions sharing the phrase, <= 1
-    blend: float  # share of this phrase's prompt in the text conditioning
-    attention: float  # cross-attention weight of the phrase's tokens
-    prompt: str
+    word: str  # intensity word, e.g. "very"
+    attention: float  # cross-attention weight of the term's words
+
+    @property
+    def words(self) -> str:
+        """What the term adds to the prompt: "<word> <phrase>"."""
+        return f"{self.word} {self.phrase}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "phrase": self.phrase,
             "emotions": list(self.emotions),
             "intensity": round(self.intensity, 4),
-            "blend": round(self.blend, 4),
+            "word": self.word,
             "attention": round(self.attention, 4),
-            "prompt": self.prompt,
         }
 
 
 @dataclass(frozen=True)
 class Conditioning:
-    """What a state becomes: a blend of prompts (neutral + terms) and the expression slot's attention weight."""
+    """What a state becomes: one target prompt, and the attention weight of each term's words in it."""
 
     state: EmotionState  # quantised
     base_prompt: str
     neutral_phrase: str
-    neutral_blend: float
-    terms: tuple[Term, ...]
+    terms: tuple[Term, ...]  # strongest first
+    target_prompt: str  # the base prompt with the composed expression (the base prompt when neutral)
+    calibrated: bool
+    joiner: str = "and"
 
     @property
     def is_neutral(self) -> bool:
@@ -155,31 +198,21 @@ class Conditioning:
         return self.terms[0] if self.terms else None
 
     @property
-    def target_prompt(self) -> str:
-        """The prompt of the strongest expression (the base prompt when neutral)."""
-        return self.terms[0].prompt if self.terms else self.base_prompt
+    def expression(self) -> str:
+        """The composed expression slot ("looking calm" when neutral)."""
+        return self.neutral_phrase if self.is_neutral else _compose(self.terms, self.joiner)
 
-    @property
-    def attention_weight(self) -> float:
-        """Blend-weighted attention weight of the expression slot."""
-        total = sum(t.blend for t in self.terms)
-        return 1.0 if total == 0 else sum(t.blend * t.attention for t in self.terms) / total
-
-    def blend(self) -> list[tuple[str, float]]:
-        """(prompt, weight) pairs whose text embeddings, summed with these weights, condition the picture."""
-        pairs = [(t.prompt, t.blend) for t in self.terms]
-        if self.neutral_blend > 0:
-            pairs.append((self.base_prompt, self.neutral_blend))
-        return pairs
+    def token_weights(self) -> dict[str, float]:
+        """Words of the target prompt -> cross-attention weight (Prompt-to-Prompt reweight)."""
+        return {t.words: t.attention for t in self.terms}
 
     def describe(self) -> str:
-        """One line a person can read: which phrases, how much of each, how strongly attended."""
+        """One line a person can read: the composed expression and each term's attention weight."""
         if self.is_neutral:
             return f"neutral: the base prompt as is ({self.neutral_phrase!r})"
-        parts = [f"{t.blend:.2f} x {t.phrase!r} (attention x{t.attention:.2f})" for t in self.terms]
-        if self.neutral_blend > 0:
-            parts.append(f"{self.neutral_blend:.2f} x {self.neutral_phrase!r}")
-        return " + ".join(parts)
+        parts = [f"{t.words!r} (attention x{t.attention:.2f})" for t in self.terms]
+        how = "calibrated" if self.calibrated else "uncalibrated"
+        return f"{' + '.join(parts)} [{how}]"
 
     def to_dict(self) -> dict[str, Any]:
         vad = self.state.vad()
@@ -189,30 +222,30 @@ class Conditioning:
             "neutral": self.is_neutral,
             "base_prompt": self.base_prompt,
             "neutral_phrase": self.neutral_phrase,
-            "neutral_blend": round(self.neutral_blend, 4),
+            "target_prompt": self.target_prompt,
             "terms": [t.to_dict() for t in self.terms],
-            "attention_weight": round(self.attention_weight, 4),
+            "calibrated": self.calibrated,
             "vad": vad._asdict(),
         }
 
 
-def _blend_share(intensity: float, threshold: float, full_at: float) -> float:
-    if full_at <= threshold:
-        return 1.0 if intensity >= threshold else 0.0
-    return min(1.0, max(0.0, (intensity - threshold) / (full_at - threshold)))
-
-
-def _attention(intensity: float, spec: _Intensity) -> float:
-    if intensity <= spec.full_at or spec.full_at >= 1.0:
-        return spec.weight_at_full
-    t = (intensity - spec.full_at) / (1.0 - spec.full_at)
-    return spec.weight_at_full + t * (spec.weight_at_max - spec.weight_at_full)
+def _compose(terms: tuple[Term, ...], joiner: str) -> str:
+    """Terms in the fixed basis order (not by strength), so states with the same emotions align word for word."""
+    ordered = sorted(terms, key=lambda t: min(BASIS.index(e) for e in t.emotions))
+    return f" {joiner} ".join(t.words for t in ordered)
 
 
 def conditioning(
-    state: EmotionState | Mapping[str, float], base_prompt: str, table: ExpressionTable | None = None
+    state: EmotionState | Mapping[str, float],
+    base_prompt: str,
+    table: ExpressionTable | None = None,
+    calibration: Calibration | None = None,
 ) -> Conditioning:
-    """The conditioning of `state` (quantised with the table's step) for a character drawn with `base_prompt`."""
+    """The conditioning of `state` (quantised with the table's step) for a character drawn with `base_prompt`.
+
+    With a `calibration`, each term's intensity word and attention weight come from the model's
+    measured curve of its (first) emotion; without, from the table's bands and default weight.
+    """
     table = table or expression_table()
     state = state if isinstance(state, EmotionState) else EmotionState.from_mapping(state)
     state = state.quantized(table.quantization)
@@ -221,7 +254,7 @@ def conditioning(
     by_phrase: dict[str, tuple[list[str], float]] = {}
     for name in BASIS:
         value = getattr(state, name)
-        if value <= 0.0:
+        if value < threshold or value <= 0.0:
             continue
         entry = table.emotions[name]
         if entry.phrase.lower() == table.neutral_phrase.lower():
@@ -230,23 +263,16 @@ def conditioning(
         by_phrase[entry.phrase] = ([*names, name], min(1.0, total + value * entry.scale))
 
     ranked = sorted(by_phrase.items(), key=lambda item: -item[1][1])[: table.max_mixture]
-    shares = [(phrase, names, e, _blend_share(e, threshold, table.intensity.full_at)) for phrase, (names, e) in ranked]
-    shares = [s for s in shares if s[3] > 0.0]
-    total = sum(s[3] for s in shares)
-    scale = 1.0 / total if total > 1.0 else 1.0
-    terms = tuple(
-        Term(
-            phrase=phrase,
-            emotions=tuple(names),
-            intensity=e,
-            blend=share * scale,
-            attention=_attention(e, table.intensity),
-            prompt=swap_phrase(base_prompt, table.neutral_phrase, phrase),
-        )
-        for phrase, names, e, share in shares
-    )
-    neutral_blend = max(0.0, 1.0 - sum(t.blend for t in terms))
-    return Conditioning(state, base_prompt, table.neutral_phrase, neutral_blend, terms)
+    terms = []
+    used_calibration = False
+    for phrase, (names, e) in ranked:
+        setting = calibration.setting(names[0], e) if calibration is not None else None
+        used_calibration |= setting is not None
+        word, attention = setting or (table.word_for(e), table.attention.default)
+        terms.append(Term(phrase=phrase, emotions=tuple(names), intensity=e, word=word, attention=attention))
+    terms_t = tuple(terms)
+    target = swap_phrase(base_prompt, table.neutral_phrase, _compose(terms_t, table.joiner)) if terms_t else base_prompt
+    return Conditioning(state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner)
 
 
 __all__ = ["Conditioning", "ExpressionTable", "Term", "conditioning", "expression_table", "swap_phrase"]

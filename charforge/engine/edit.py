@@ -88,8 +88,10 @@ def replay(
         targets = PromptEmbeds(targets)
     if isinstance(targets, PromptEmbeds):
         cond = PromptEmbeds.cat([cond, targets.to(cond.embeds.device, cond.embeds.dtype)])
-    elif targets:  # encoded behind the source, in one batch: batched text-encoder matmuls round by batch
-        cond = PromptEmbeds.cat([cond, encode_text(model, [source, *targets]).rows(range(1, len(targets) + 1))])
+    elif targets:  # encoded behind the source, in one batch (batched text-encoder matmuls round by batch),
+        # and as many chunks as the source: attention control lines target tokens up with the source's
+        encoded = encode_text(model, [source, *targets], min_chunks=cond.chunks, max_chunks=cond.chunks)
+        cond = PromptEmbeds.cat([cond, encoded.rows(range(1, len(targets) + 1))])
     control = AttentionControl(controllers) if controllers else None
     follow = method.replay_hooks(
         inversion,

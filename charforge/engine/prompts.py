@@ -267,9 +267,13 @@ def _zero_empty(model: ModelBundle, uncond: PromptEmbeds, negatives: Sequence[st
 
 
 @torch.no_grad()
-def encode_text(model: ModelBundle, prompts: Sequence[str], min_chunks: int = 1) -> PromptEmbeds:
+def encode_text(
+    model: ModelBundle, prompts: Sequence[str], min_chunks: int = 1, max_chunks: int | None = None
+) -> PromptEmbeds:
     """Conditioning for a batch of prompts (any length, with emphasis), in the model's dtype and device;
-    at least `min_chunks` chunks of 77 (to match rows encoded elsewhere)."""
+    at least `min_chunks` chunks of 77 (to match rows encoded elsewhere) and, when rows must line up
+    token for token with rows encoded before (an edit's targets against its source), at most `max_chunks`:
+    the tokens past them are dropped with a warning, as single-chunk pipelines truncate."""
     prompts = list(prompts)
     sdxl = model.family == "sdxl"
     tokenized = []
@@ -278,6 +282,10 @@ def encode_text(model: ModelBundle, prompts: Sequence[str], min_chunks: int = 1)
         tokenized.append([weighted_tokens(tokenizer, p) for p in prompts])
     longest = max(len(ids) for rows in tokenized for ids, _ in rows)
     count = max(min_chunks, -(-longest // CHUNK_TOKENS))
+    if max_chunks is not None and count > max_chunks:
+        log.warning("prompt of %d tokens cut to %d chunks of %d to line up with its source prompt",
+                    longest, max_chunks, CHUNK_TOKENS)  # fmt: skip
+        count = max_chunks
     if count > 1:
         log.info("long prompt: %d tokens encoded as %d chunks of %d", longest, count, CHUNK_TOKENS)
 

@@ -21,7 +21,7 @@ def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny
         assert sorted(first.imported) == sorted(cast)
         sheet = Image.open(first.sheet)
         assert sheet.height >= 128 * len(cast)  # one row per character
-        assert sheet.width >= 128 * len(sweep_states())  # base + 8 emotions x 2 intensities per row
+        assert sheet.width >= 128 * len(sweep_states())  # base + 8 emotions x 3 intensities + mixtures per row
         assets = {c.name: c.store.assets("cg") for c in forge.list()}
         assert all(len(a) == len(sweep_states()) for a in assets.values())
         # each character's music for the two contrasting moods: two different, playable files

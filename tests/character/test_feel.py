@@ -99,6 +99,29 @@ def test_batched_edits_match_single_edits(mira):
         assert np.abs(picture - alone.astype(int)).max() <= 2
 
 
+def test_a_mixture_is_conditioned_on_its_composed_prompt_never_an_average(mira, monkeypatch):
+    """The targets handed to the one replay path are each state's one composed prompt (text, which replay
+    encodes beside the source prompt), never a blend of embeddings."""
+    from charforge.character import feel as feel_module
+
+    seen = {}
+    real = feel_module.replay
+
+    def spy(model, inversion, targets, *args, **kwargs):
+        seen["targets"] = list(targets)
+        return real(model, inversion, targets, *args, **kwargs)
+
+    monkeypatch.setattr(feel_module, "replay", spy)
+    model = character_model(mira)
+    identity = load_identity(mira, model)
+    table = expression_table()
+    conds = [conditioning({"anger": 0.5, "disgust": 0.5}, mira.prompt, table),
+             conditioning({"joy": 0.6, "surprise": 0.4}, mira.prompt, table)]
+    feel_module.edit_latents(model, identity, conds, table)
+    assert seen["targets"] == [c.target_prompt for c in conds]
+    assert conds[0].target_prompt.endswith("moderately grimacing disgustedly and moderately frowning angrily")
+
+
 def test_feel_records_the_state_unless_told_not_to(mira):
     mira.feel(sadness=0.6)
     mira.feel(joy=0.4, record=False)
@@ -150,7 +173,7 @@ def test_explain_shows_phrases_and_weights(mira, cli):
     assert code == 0 and "smiling happily" in out and "trembling fearfully" in out
     data = json.loads(cli("explain", "mira", "joy=0.8", "fear=0.2", "--json", "-w", ws)[1])
     assert data["requested"] == {"joy": 0.8, "fear": 0.2}
-    assert sum(t["blend"] for t in data["terms"]) + data["neutral_blend"] == pytest.approx(1.0)
+    assert data["target_prompt"].endswith(", very smiling happily and faintly trembling fearfully")
     assert mira.store.assets("cg") == []  # explaining renders nothing
 
 

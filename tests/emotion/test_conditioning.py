@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charforge.emotion import BASIS, EmotionState, emotion_table
+from charforge.emotion.calibration import Calibration, Curve, Point, load_calibration, save_calibration
 from charforge.emotion.conditioning import conditioning, expression_table, swap_phrase
 from charforge.errors import InvalidInput
-from charforge.recipes.portrait_mini.render import EXPRESSIONS
+from charforge.recipes.portrait_mini.render import EXPRESSIONS, INTENSITY_WORDS, JOINER, sample_portraits
 
 BASE = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background, looking calm"
 THRESHOLD = emotion_table().neutral_threshold
@@ -19,52 +21,96 @@ def test_shipped_table_speaks_the_mini_models_words():
     table = expression_table()
     assert set(table.emotions) == set(BASIS)
     assert table.neutral_phrase == EXPRESSIONS["neutral"]
-    known = set(EXPRESSIONS.values())
-    assert all(e.phrase in known for e in table.emotions.values())
-    # every emotion the mini model can draw is drawn with its own caption phrase
-    for name, phrase in EXPRESSIONS.items():
-        if name != "neutral":
-            assert table.emotions[name].phrase == phrase
+    # every basis emotion has its own face and its own caption phrase in the mini model
+    for name in BASIS:
+        assert table.emotions[name].phrase == EXPRESSIONS[name]
+    assert [w.word for w in table.words] == [word for _, word in INTENSITY_WORDS]
+    assert table.joiner == JOINER
+
+
+def test_conditioning_prompt_is_the_renderers_caption_of_the_same_state():
+    """The composed prompt is word for word what the model was trained on for that face."""
+    person = next(iter(sample_portraits(3, 1, held_out=None))).with_expression("neutral", 0.0)
+    for state in ({"joy": 0.3}, {"anger": 0.5, "disgust": 0.5}, {"joy": 0.7, "surprise": 0.3, "fear": 0.9},
+                  {"trust": 1.0}, {"anticipation": 0.15}):
+        cond = conditioning(state, person.caption())
+        assert cond.target_prompt == person.with_state(state).caption()
 
 
 def test_neutral_state_is_the_base_prompt():
     cond = conditioning(EmotionState(), BASE)
-    assert cond.is_neutral and cond.blend() == [(BASE, 1.0)] and cond.target_prompt == BASE
+    assert cond.is_neutral and cond.target_prompt == BASE and cond.token_weights() == {}
     below = conditioning(EmotionState(joy=THRESHOLD / 2), BASE)
     assert below.is_neutral
 
 
-def test_single_emotion_swaps_the_expression_slot_word_for_word():
-    cond = conditioning({"joy": 1.0}, BASE)
-    assert cond.target_prompt == BASE.replace("looking calm", "smiling happily")
-    assert len(cond.target_prompt.split()) == len(BASE.split())  # a Prompt-to-Prompt word swap
-    assert cond.neutral_blend == 0.0 and cond.attention_weight == pytest.approx(expression_table().intensity.weight_at_max)
+def test_one_prompt_per_state_never_an_average():
+    """A mixture is one composed prompt; nothing asks for embeddings of several prompts to be mixed."""
+    cond = conditioning({"anger": 0.5, "disgust": 0.5}, BASE)
+    assert not hasattr(cond, "blend") and cond.target_prompt.count("looking calm") == 0
+    assert cond.target_prompt.endswith("moderately grimacing disgustedly and moderately frowning angrily")
+    assert set(cond.token_weights()) == {"moderately grimacing disgustedly", "moderately frowning angrily"}
 
 
-def test_intensity_moves_the_blend_then_the_attention_weight_monotonically():
-    spec = expression_table().intensity
-    values = [round(0.05 * k, 2) for k in range(1, 21)]
-    conds = [conditioning({"sadness": v}, BASE) for v in values]
-    shares = [c.terms[0].blend if c.terms else 0.0 for c in conds]
-    weights = [c.attention_weight for c in conds]
-    assert all(a <= b for a, b in zip(shares, shares[1:])) and shares[-1] == 1.0
-    assert all(a <= b for a, b in zip(weights, weights[1:]))
-    # below full_at only the blend moves; above it only the attention weight does
-    assert all(w == spec.weight_at_full for v, w in zip(values, weights) if v <= spec.full_at)
-    assert all(s == 1.0 for v, s in zip(values, shares) if v >= spec.full_at)
-    # gradual: no step of 0.05 in intensity moves the blend by more than 0.05 / (full_at - threshold)
-    limit = 0.05 / (spec.full_at - THRESHOLD) + 1e-9
-    assert max(b - a for a, b in zip(shares, shares[1:])) <= limit
+def test_mixture_order_is_fixed_whatever_the_strengths():
+    a = conditioning({"joy": 0.9, "surprise": 0.3}, BASE).target_prompt.split()
+    b = conditioning({"joy": 0.3, "surprise": 0.9}, BASE).target_prompt.split()
+    assert len(a) == len(b)
+    differing = [k for k, (x, y) in enumerate(zip(a, b)) if x != y]
+    assert len(differing) == 2  # only the two intensity words swap: a Prompt-to-Prompt word swap aligns
+    assert {a[k] for k in differing} == {"extremely", "slightly"}
 
 
-def test_mixtures_blend_several_phrases_with_weights_that_sum_to_one():
-    cond = conditioning({"joy": 0.8, "fear": 0.3}, BASE)
-    phrases = [t.phrase for t in cond.terms]
-    assert phrases == ["smiling happily", "trembling fearfully"]  # strongest first
-    assert sum(w for _, w in cond.blend()) == pytest.approx(1.0)
-    assert cond.terms[0].blend > cond.terms[1].blend > 0
-    weak = conditioning({"joy": 0.3, "fear": 0.2}, BASE)
-    assert weak.neutral_blend > 0 and sum(w for _, w in weak.blend()) == pytest.approx(1.0)
+def test_intensity_word_grows_with_intensity_uncalibrated():
+    words = [t.word for t in (conditioning({"sadness": 0.05 * k}, BASE).terms[0] for k in range(1, 21))]
+    order = [w.word for w in expression_table().words]
+    ranks = [order.index(w) for w in words]
+    assert ranks == sorted(ranks) and ranks[0] == 0 and ranks[-1] == len(order) - 1
+
+
+def _calibration(points: dict[str, list[tuple[str, float, float]]]) -> Calibration:
+    return Calibration(model_hash="x", method="judge", emotions={
+        e: Curve(points=[Point(word=w, attention=a, response=r) for w, a, r in pts], calm=0.0)
+        for e, pts in points.items()})
+
+
+def test_calibration_maps_requests_monotonically_onto_measured_settings():
+    # "very" at 1.4 reads weaker than at 1.0, and "extremely" at 0.7 weaker than calm: measured noise
+    cal = _calibration({"joy": [("faintly", 1.0, 0.1), ("slightly", 1.0, 0.3), ("slightly", 1.4, 0.45),
+                                ("very", 1.0, 0.8), ("very", 1.4, 0.7), ("extremely", 1.0, 1.0),
+                                ("extremely", 0.7, -0.1)]})
+    chain = cal.chain("joy")
+    assert [round(level, 2) for level, _ in chain] == [0.1, 0.3, 0.45, 0.7, 0.8, 1.0]
+    settings_ = [cal.setting("joy", k / 20) for k in range(1, 21)]
+    # the chosen setting never reads weaker for a stronger request (same word: interpolated weight)
+    def read(s):
+        word, att = s
+        same = sorted((p.attention, level) for level, p in chain if p.word == word)
+        return float(np.interp(att, [x for x, _ in same], [y for _, y in same]))
+    reads = [read(s) for s in settings_]
+    assert all(a <= b + 1e-9 for a, b in zip(reads, reads[1:]))
+    assert settings_[-1] == ("extremely", 1.0) and settings_[0] == ("faintly", 1.0)
+    # equal perceived steps: a request reads as itself wherever the chain is measured
+    assert reads[7] == pytest.approx(0.4, abs=1e-6) and reads[11] == pytest.approx(0.6, abs=0.125 + 1e-9)  # between words: the nearer one
+
+
+def test_conditioning_uses_the_calibration_when_given():
+    cal = _calibration({"anger": [("slightly", 0.7, 0.2), ("slightly", 1.4, 0.5), ("extremely", 1.0, 1.0)]})
+    cond = conditioning({"anger": 0.35, "joy": 0.5}, BASE, calibration=cal)
+    anger = next(t for t in cond.terms if t.emotions == ("anger",))
+    joy = next(t for t in cond.terms if t.emotions == ("joy",))
+    assert anger.word == "slightly" and 0.7 < anger.attention < 1.4 and cond.calibrated
+    assert (joy.word, joy.attention) == ("moderately", 1.0)  # not measured: the table's reading
+
+
+def test_calibration_round_trips_through_json(tmp_path):
+    cal = _calibration({"fear": [("very", 1.0, 0.6)]})
+    path = save_calibration(cal, tmp_path)
+    assert load_calibration(tmp_path) == cal and path.name == "emotion_calibration.json"
+    assert load_calibration(tmp_path / "nothing") is None
+    path.write_text("{}", encoding="utf-8")
+    with pytest.raises(InvalidInput):
+        load_calibration(path)
 
 
 def test_at_most_max_mixture_emotions_take_part():
@@ -74,20 +120,24 @@ def test_at_most_max_mixture_emotions_take_part():
 
 
 def test_emotions_sharing_a_phrase_add_up():
-    # trust borrows joy's smile at half scale; together they make a stronger smile than joy alone
-    alone = conditioning({"joy": 0.3}, BASE)
-    together = conditioning({"joy": 0.3, "trust": 0.4}, BASE)
+    table = expression_table({"emotions": {"trust": {"phrase": "smiling happily", "scale": 0.5}}})
+    together = conditioning({"joy": 0.3, "trust": 0.4}, BASE, table)
     assert [t.emotions for t in together.terms] == [("joy", "trust")]
-    assert together.terms[0].intensity == pytest.approx(0.3 + 0.4 * expression_table().emotions["trust"].scale)
-    assert together.terms[0].blend > alone.terms[0].blend
+    assert together.terms[0].intensity == pytest.approx(0.3 + 0.4 * 0.5)
+
+
+def test_sd_family_table_speaks_plain_english():
+    table = expression_table(family="sd")
+    cond = conditioning({"anger": 0.9}, "photo of a woman, calm neutral expression", table)
+    assert cond.target_prompt == "photo of a woman, intense angry expression, furrowed brows"
+    with pytest.raises(ValueError):
+        expression_table(family="nope")
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.dictionaries(st.sampled_from(BASIS), st.floats(0, 1), max_size=4))
-def test_blend_is_a_convex_combination_and_quantisation_is_idempotent(values):
+def test_quantisation_is_idempotent(values):
     cond = conditioning(values, BASE)
-    weights = [w for _, w in cond.blend()]
-    assert all(w >= 0 for w in weights) and sum(weights) == pytest.approx(1.0)
     again = conditioning(cond.state, BASE)
     assert again.state == cond.state and again.to_dict() == cond.to_dict()
 
@@ -114,7 +164,8 @@ def test_per_character_overrides_merge_into_the_shipped_table():
         ({"emotions": {"joy": {"scale": 2}}}, "scale"),
         ({"quantization": 0}, "quantization"),
         ({"max_mixture": 7}, "max_mixture"),
-        ({"intensity": {"full_at": -1}}, "full_at"),
+        ({"words": [{"word": "x", "upto": 0.5}]}, "words"),
+        ({"attention": {"default": 0, "calibrate": [1.0]}}, "default"),
         ({"colour": "red"}, "colour"),
         ("joy", "table"),
     ],
@@ -137,4 +188,5 @@ def test_describe_and_dict_name_phrases_and_weights():
     assert "frowning angrily" in text and "grimacing disgustedly" in text
     data = cond.to_dict()
     assert data["dominant"] == "anger" and [t["phrase"] for t in data["terms"]][0] == "frowning angrily"
+    assert data["target_prompt"] == cond.target_prompt
     assert data["vad"]["valence"] < 0

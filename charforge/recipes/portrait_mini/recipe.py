@@ -6,16 +6,23 @@ checkpoint (resumable) and, when training ends, the exported diffusers folder in
 
 from __future__ import annotations
 
-import sys
+import json
 import logging
+import sys
 from pathlib import Path
 
-from charforge.errors import InvalidInput
 import torch
 
+from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini import render
-from charforge.recipes.portrait_mini.architecture import (GROWN_PREFIXES, LATENT_SIZE, scheduler_config, text_config, unet_config,
-                                         vae_config)
+from charforge.recipes.portrait_mini.architecture import (
+    GROWN_PREFIXES,
+    LATENT_SIZE,
+    scheduler_config,
+    text_config,
+    unet_config,
+    vae_config,
+)
 from charforge.recipes.portrait_mini.dataset import PortraitSource
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
@@ -73,6 +80,108 @@ def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = F
         trainer = LatentDiffusionTrainer(spec, source, recipe_config(seed, minutes, decoder_minutes), out)
     if threads is not None:
         trainer.cfg.threads = threads
+    trainer.run()
+    return trainer.export(out / "model")
+
+
+FINETUNE_LR = 4e-4
+# small batches: on a shared CPU a fine-tune is limited by how many updates it gets, not by data
+FINETUNE_BATCH = 8
+# new words start from the embedding of a related word the model already draws
+RELATED_WORDS = {"gazing": "looking", "trustingly": "happily", "waiting": "gasping", "eagerly": "surprised"}
+
+
+def init_from_model(model: str | Path, out: str | Path, minutes: float, seed: int = 0,
+                    dataset_size: int = DATASET_SIZE, threads: int | None = None) -> LatentDiffusionTrainer:
+    """A UNet-phase run in `out` warm-started from the exported model folder `model` (VAE kept as is).
+
+    The tokenizer is `model`'s plus the renderer's new caption words (old ids and tokenisations
+    unchanged); the text encoder grows one embedding row per new token, initialised from a related
+    word or from the mean of the pieces the word used to split into. The dataset is encoded with
+    `model`'s VAE under its own scaling factor, so the UNet keeps the latent space it was trained in.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from charforge.recipes.portrait_mini.tokenizer import extend_tokenizer
+
+    model, out = Path(model), Path(out)
+    if (out / "checkpoint").exists():
+        raise InvalidInput(f"{out} already holds a training run; pass --resume to continue it")
+    old_tok = CLIPTokenizer.from_pretrained(str(model / "tokenizer"))
+    added = extend_tokenizer(model / "tokenizer", out / "tokenizer")
+    tok = CLIPTokenizer.from_pretrained(str(out / "tokenizer"))
+    vae = AutoencoderKL.from_pretrained(str(model / "vae"))
+    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"))
+    text = CLIPTextModel.from_pretrained(str(model / "text_encoder"))
+
+    def plain(config) -> dict:
+        return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+    text_cfg = {**{k: v for k, v in text.config.to_dict().items()
+                   if k in text_config(0, 0, 0, 0)}, "vocab_size": len(tok)}
+    spec = ModelSpec(plain(vae.config), plain(unet.config), text_cfg, scheduler_config(), tok)
+    cfg = recipe_config(seed, minutes)
+    cfg.vae_fraction, cfg.unet_lr, cfg.text_lr, cfg.unet_batch = 0.0, FINETUNE_LR, FINETUNE_LR, FINETUNE_BATCH
+    if threads is not None:
+        cfg.threads = threads
+    torch.set_num_threads(cfg.threads)
+    source = PortraitSource(DATA_SEED + seed, dataset_size)
+    trainer = LatentDiffusionTrainer(spec, source, cfg, out)
+    trainer.vae.load_state_dict(vae.state_dict())
+    trainer.unet.load_state_dict(unet.state_dict())
+    state = text.state_dict()
+    key = next(k for k in state if k.endswith("embeddings.token_embedding.weight"))
+    old_rows = state[key]
+    rows = torch.cat([old_rows, torch.zeros(len(tok) - len(old_rows), old_rows.shape[1])])
+    vocab = {i: t for t, i in tok.get_vocab().items()}
+    for token_id in added:
+        word = vocab[token_id].removesuffix("</w>")
+        source_word = RELATED_WORDS.get(word, word)
+        pieces = old_tok(source_word, add_special_tokens=False).input_ids
+        rows[token_id] = old_rows[pieces].mean(0)
+    state[key] = rows
+    trainer.text_encoder.load_state_dict(state)
+    for ema, module in ((trainer.ema_unet, trainer.unet), (trainer.ema_text, trainer.text_encoder)):
+        ema.shadow_params = [p.detach().clone() for p in module.parameters()]
+    trainer.phase, trainer.finished = "unet", {"vae": {"step": 0, "elapsed": 0.0}}
+    _encode_with(trainer, vae.config.scaling_factor, out / "latents.safetensors", save_file)
+    trainer.save()
+    log.info("warm start from %s: %d new tokens", model, len(added))
+    return trainer
+
+
+@torch.no_grad()
+def _encode_with(trainer: LatentDiffusionTrainer, scaling: float, path: Path, save_file) -> None:
+    trainer.vae.eval()
+    means, stds = [], []
+    n = len(trainer.source)
+    for start in range(0, n, 64):
+        images = torch.stack([trainer.source[k][0] for k in range(start, min(n, start + 64))])
+        dist = trainer.vae.encode(images).latent_dist
+        means.append(dist.mean.half())
+        stds.append(dist.std.half())
+        if start % 1280 == 0:
+            log.info("encoded %d / %d", start, n)
+    trainer.vae.register_to_config(scaling_factor=scaling)
+    save_file({"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(),
+               "scaling_factor": torch.tensor(scaling)}, str(path))
+
+
+def finetune_portrait_mini(out: str | Path, init_from: str | Path | None, minutes: float, resume: bool = False,
+                           seed: int = 0, threads: int | None = None) -> Path:
+    """Fine-tune an exported model (`init_from`) on the current renderer's data; export to `out/model`."""
+    out = Path(out)
+    if resume and (out / "spec.json").is_file():
+        trainer = load_run(out, PortraitSource(DATA_SEED + seed, DATASET_SIZE))
+        trainer.cfg.minutes, trainer.cfg.decoder_minutes, trainer.cfg.unet_batch = minutes, 0.0, FINETUNE_BATCH
+        if threads is not None:
+            trainer.cfg.threads = threads
+    else:
+        if init_from is None:
+            raise InvalidInput("a new fine-tune needs --init-from MODEL_FOLDER")
+        trainer = init_from_model(init_from, out, minutes, seed=seed, threads=threads)
     trainer.run()
     return trainer.export(out / "model")
 
@@ -149,3 +258,11 @@ if __name__ == "__main__":  # the extra steps of the shipped run; see the model 
         branch_decoder_run(args.main_run, args.branch, args.decoder_minutes)
     else:
         sys.stdout.write(f"{graft_decoder(args.main_run, args.branch, args.folder)}\n")
+
+
+def is_finetune_run(out: str | Path) -> bool:
+    """Whether the run in `out` is a fine-tune (its VAE is frozen), so --resume continues it as one."""
+    state = Path(out) / "checkpoint" / "state.json"
+    if not state.is_file():
+        return False
+    return json.loads(state.read_text(encoding="utf-8")).get("config", {}).get("vae_fraction") == 0.0

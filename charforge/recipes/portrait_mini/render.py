@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from charforge.errors import InvalidInput
+from charforge.recipes.portrait_mini.face import CANVAS, EMOTIONS, HEAD_CENTER, HEAD_RADII, draw_face, face_of
 
 # --- attribute space -------------------------------------------------------------------------------
 # Words are the caption words; colours are RGB. Order is part of the data contract (class indices).
@@ -63,8 +64,10 @@ BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
 }
 ACCESSORIES: tuple[str, ...] = ("none", "glasses", "hat")
 
-# Each expression is two words in the same slot at the end of the caption, so a Prompt-to-Prompt
-# word swap between any two expressions aligns token for token.
+# Each basis emotion's phrase (two words). The expression slot ends the caption: "looking calm" for a
+# calm face, else every emotion present as "<intensity word> <phrase>", joined by "and", always in
+# the fixed basis order (`EMOTIONS`) whatever their strengths, so two states with the same emotions
+# differ only in their intensity words, word for word (a Prompt-to-Prompt replace aligns).
 EXPRESSIONS: dict[str, str] = {
     "neutral": "looking calm",
     "joy": "smiling happily",
@@ -73,25 +76,55 @@ EXPRESSIONS: dict[str, str] = {
     "surprise": "gasping surprised",
     "fear": "trembling fearfully",
     "disgust": "grimacing disgustedly",
+    "trust": "gazing trustingly",
+    "anticipation": "waiting eagerly",
 }
+# intensity word of each band (upper bound inclusive); below `CALM_BELOW` an emotion is not drawn
+INTENSITY_WORDS: tuple[tuple[float, str], ...] = (
+    (0.2, "faintly"), (0.4, "slightly"), (0.6, "moderately"), (0.8, "very"), (1.0, "extremely"),
+)
+CALM_BELOW = 0.05
+JOINER = "and"
 
 MASK_NAMES: tuple[str, ...] = ("background", "hair", "face", "neck", "outfit", "accessory")
 _LABEL = {name: i for i, name in enumerate(MASK_NAMES)}
 
-CANVAS = 256  # drawing resolution; images are box-downsampled to `size` for clean edges
-HEAD_CENTER = (128, 112)
-HEAD_RADII = (60, 68)
-_BROW_COLOUR = (58, 38, 30)
-_LINE = (40, 24, 24)
-_MOUTH_INSIDE = (120, 20, 30)
-_TEETH = (250, 250, 250)
-_TEAR = (70, 160, 255)
 _HAT = (70, 48, 96)
+
+
+def intensity_word(intensity: float) -> str:
+    """The caption word of an intensity's band (faintly .. extremely)."""
+    for top, word in INTENSITY_WORDS:
+        if intensity <= top + 1e-9:
+            return word
+    raise InvalidInput(f"intensity must be in [0, 1], got {intensity}")
+
+
+def band_centre(word: str) -> float:
+    """The middle of the band an intensity word names."""
+    low = 0.0
+    for top, name in INTENSITY_WORDS:
+        if name == word:
+            return (low + top) / 2
+        low = top
+    raise InvalidInput(f"unknown intensity word {word!r}")
+
+
+def expression_phrase(state: dict[str, float]) -> str:
+    """The caption's expression slot for {emotion: intensity} (see `EXPRESSIONS`)."""
+    present = [e for e in EMOTIONS if state.get(e, 0.0) >= CALM_BELOW]
+    if not present:
+        return EXPRESSIONS["neutral"]
+    return f" {JOINER} ".join(f"{intensity_word(state[e])} {EXPRESSIONS[e]}" for e in present)
 
 
 @dataclass(frozen=True)
 class Portrait:
-    """The full description of one portrait; `caption()` renders it into the prompt the model learns."""
+    """The full description of one portrait; `caption()` renders it into the prompt the model learns.
+
+    The face is `expression` at `intensity`, mixed with the emotions of `blend` ((emotion, intensity)
+    pairs) when there are any.
+    """
 
     hair_colour: str
     hair_style: str
@@ -102,6 +135,7 @@ class Portrait:
     accessory: str
     expression: str
     intensity: float
+    blend: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         checks = (
@@ -117,15 +151,34 @@ class Portrait:
         for field, value, allowed in checks:
             if value not in allowed:
                 raise InvalidInput(f"unknown {field} {value!r}; expected one of {', '.join(allowed)}")
-        if not 0.0 <= float(self.intensity) <= 1.0:
-            raise InvalidInput(f"intensity must be in [0, 1], got {self.intensity}")
+        seen = {self.expression}
+        for name, value in ((self.expression, self.intensity), *self.blend):
+            if name not in EXPRESSIONS:
+                raise InvalidInput(f"unknown emotion {name!r}; expected one of {', '.join(EXPRESSIONS)}")
+            if not 0.0 <= float(value) <= 1.0:
+                raise InvalidInput(f"intensity must be in [0, 1], got {value}")
+        for name, _ in self.blend:
+            if name in seen or name == "neutral":
+                raise InvalidInput(f"emotion {name!r} appears twice in the face (or is neutral)")
+            seen.add(name)
+
+    def state(self) -> dict[str, float]:
+        """{emotion: intensity} of the emotions drawn (those at or above `CALM_BELOW`)."""
+        pairs = ((self.expression, self.intensity), *self.blend)
+        return {e: float(i) for e, i in pairs if e != "neutral" and i >= CALM_BELOW}
+
+    @property
+    def dominant(self) -> str:
+        """The strongest emotion drawn ("neutral" for a calm face; ties go to the basis order)."""
+        state = self.state()
+        return max(state, key=lambda e: (state[e], -EMOTIONS.index(e))) if state else "neutral"
 
     def caption(self) -> str:
         accessory = {"none": "", "glasses": "wearing glasses, ", "hat": "wearing a hat, "}[self.accessory]
         return (
             f"portrait of a girl with {self.hair_style} {self.hair_colour} hair, {self.eye_colour} eyes, "
             f"{self.skin} skin, {self.outfit} outfit, {self.background} background, "
-            f"{accessory}{EXPRESSIONS[self.expression]}"
+            f"{accessory}{expression_phrase(self.state())}"
         )
 
     def identity_key(self) -> tuple[str, ...]:
@@ -134,11 +187,37 @@ class Portrait:
                 self.background, self.accessory)
 
     def with_expression(self, expression: str, intensity: float) -> Portrait:
-        return Portrait(**{**asdict(self), "expression": expression, "intensity": intensity})
+        return Portrait(**{**asdict(self), "expression": expression, "intensity": intensity, "blend": ()})
+
+    def with_state(self, state: dict[str, float]) -> Portrait:
+        """The same identity with the face of {emotion: intensity} (strongest first; empty = calm)."""
+        ranked = sorted(((e, float(i)) for e, i in state.items() if i > 0), key=lambda kv: -kv[1])
+        if not ranked:
+            return self.with_expression("neutral", 0.0)
+        (first, value), rest = ranked[0], tuple(ranked[1:])
+        return Portrait(**{**asdict(self), "expression": first, "intensity": value, "blend": rest})
 
 
-def portrait_from_caption(caption: str, intensity: float = 1.0) -> Portrait:
-    """The inverse of `Portrait.caption()`, e.g. to get the exact masks of a prompt written in this grammar."""
+def _parse_expression(phrase: str) -> dict[str, float]:
+    """The state of an expression slot: each intensity word read as its band's centre."""
+    if phrase == EXPRESSIONS["neutral"]:
+        return {}
+    by_phrase = {words: name for name, words in EXPRESSIONS.items() if name != "neutral"}
+    state: dict[str, float] = {}
+    for part in phrase.split(f" {JOINER} "):
+        word, _, rest = part.partition(" ")
+        name = by_phrase.get(rest)
+        if name is None or name in state:
+            raise ValueError(part)
+        state[name] = band_centre(word)
+    return state
+
+
+def portrait_from_caption(caption: str, intensity: float | None = None) -> Portrait:
+    """The inverse of `Portrait.caption()`, e.g. to get the exact masks of a prompt written in this grammar.
+
+    Intensities are the centres of the caption's bands; `intensity`, if given, replaces them all.
+    """
     text = " ".join(caption.lower().split())
     prefix = "portrait of a girl with "
     parts = text[len(prefix):].split(", ") if text.startswith(prefix) else []
@@ -146,13 +225,15 @@ def portrait_from_caption(caption: str, intensity: float = 1.0) -> Portrait:
         style, hair, _ = parts[0].split()
         eye, skin, outfit, background = (parts[k].split()[0] for k in range(1, 5))
         accessory = {"wearing glasses": "glasses", "wearing a hat": "hat"}.get(parts[5], "none")
-        phrase = parts[-1]
-        expression = next(name for name, words in EXPRESSIONS.items() if words == phrase)
         if len(parts) != (7 if accessory != "none" else 6):
             raise ValueError
-    except (IndexError, ValueError, StopIteration):
+        state = _parse_expression(parts[-1])
+        if intensity is not None:
+            state = dict.fromkeys(state, float(intensity))
+        base = Portrait(hair, style, eye, skin, outfit, background, accessory, "neutral", 0.0)
+    except (IndexError, ValueError, InvalidInput):
         raise InvalidInput(f"not a portrait-mini caption: {caption!r}") from None
-    return Portrait(hair, style, eye, skin, outfit, background, accessory, expression, intensity)
+    return base.with_state(state)
 
 
 def is_held_out(p: Portrait) -> bool:
@@ -168,14 +249,29 @@ def is_held_out(p: Portrait) -> bool:
     return (h * 3 + o * 5 + b * 7 + s * 11) % 8 == 0
 
 
-def random_portrait(rng: np.random.Generator, *, min_intensity: float = 0.3) -> Portrait:
-    """Uniform over attributes; intensity uniform in [min_intensity, 1] (faint expressions teach little)."""
+# shares of calm, single-emotion, two- and three-emotion faces in the data
+FACE_MIX: tuple[float, float, float, float] = (0.06, 0.52, 0.32, 0.10)
+MIXTURE_MIN = 0.2  # each emotion of a mixture is at least this strong, so each part can be seen
+
+
+def random_state(rng: np.random.Generator, *, min_intensity: float = CALM_BELOW) -> dict[str, float]:
+    """A calm face, one emotion (intensity uniform in [min_intensity, 1]) or a mixture of two or three."""
+    kind = int(rng.choice(4, p=FACE_MIX))
+    if kind == 0:
+        return {}
+    names = [EMOTIONS[k] for k in rng.permutation(len(EMOTIONS))[:kind]]
+    low = min_intensity if kind == 1 else max(min_intensity, MIXTURE_MIN)
+    return {e: round(float(rng.uniform(low, 1.0)), 3) for e in names}
+
+
+def random_portrait(rng: np.random.Generator, *, min_intensity: float = CALM_BELOW) -> Portrait:
+    """Uniform over identity attributes; the face from `random_state`."""
 
     def pick(options) -> str:
         options = list(options)
         return options[int(rng.integers(len(options)))]
 
-    return Portrait(
+    base = Portrait(
         hair_colour=pick(HAIR_COLOURS),
         hair_style=pick(HAIR_STYLES),
         eye_colour=pick(EYE_COLOURS),
@@ -183,13 +279,14 @@ def random_portrait(rng: np.random.Generator, *, min_intensity: float = 0.3) -> 
         outfit=pick(OUTFIT_COLOURS),
         background=pick(BACKGROUND_COLOURS),
         accessory=pick(ACCESSORIES),
-        expression=pick(EXPRESSIONS),
-        intensity=round(float(rng.uniform(min_intensity, 1.0)), 3),
+        expression="neutral",
+        intensity=0.0,
     )
+    return base.with_state(random_state(rng, min_intensity=min_intensity))
 
 
 def sample_portraits(seed: int, count: int, *, held_out: bool | None = False,
-                     min_intensity: float = 0.3) -> Iterator[Portrait]:
+                     min_intensity: float = CALM_BELOW) -> Iterator[Portrait]:
     """`count` portraits from `seed`; held_out=False -> training combos only, True -> held-out only, None -> any."""
     rng = np.random.default_rng(seed)
     made = 0
@@ -231,6 +328,18 @@ class _Painter:
         self.d.line(pts, fill=fill, width=width, joint="curve")
         if label is not None:
             self.l.line(pts, fill=_LABEL[label], width=width, joint="curve")
+
+    def blend_ellipse(self, box, colour, alpha: float) -> None:
+        self._blend(lambda d: d.ellipse(box, fill=(*colour, int(255 * alpha))))
+
+    def blend_rect(self, box, colour, alpha: float) -> None:
+        self._blend(lambda d: d.rectangle(box, fill=(*colour, int(255 * alpha))))
+
+    def _blend(self, draw) -> None:
+        overlay = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
+        draw(ImageDraw.Draw(overlay))
+        self.rgb.paste(Image.alpha_composite(self.rgb.convert("RGBA"), overlay).convert("RGB"))
+        self.d = ImageDraw.Draw(self.rgb)
 
 
 def _curve(x0: float, x1: float, y: float, bend: float, n: int = 16) -> list[tuple[float, float]]:
@@ -284,138 +393,6 @@ def _draw_hair_front(p: _Painter, style: str, colour) -> None:
         p.polygon(pts, colour, "hair")
 
 
-def _eye_openness(expression: str, i: float) -> float:
-    return {
-        "neutral": 1.0, "joy": 1.0 - 0.55 * i, "sadness": 0.85 - 0.15 * i, "anger": 0.85 - 0.25 * i,
-        "surprise": 1.1 + 0.35 * i, "fear": 1.05 + 0.25 * i, "disgust": 0.75 - 0.3 * i,
-    }[expression]
-
-
-def _draw_eyes(p: _Painter, expression: str, i: float, iris) -> None:
-    cx, cy = HEAD_CENTER
-    openness = _eye_openness(expression, i)
-    pupil = {"fear": 3, "surprise": 4}.get(expression, 5)
-    for side in (-1, 1):
-        ex, ey = cx + side * 28, cy + 4
-        rx, ry = 16, 17 * openness
-        if expression == "disgust" and side == -1:
-            ry *= 0.6  # one eye narrowed more: disgust is lopsided
-        p.ellipse((ex - rx, ey - ry, ex + rx, ey + ry), (255, 255, 255), outline=_LINE, width=3)
-        ir = min(11.0, ry - 2)
-        if ir > 2:
-            p.ellipse((ex - ir, ey - ir, ex + ir, ey + ir), iris)
-            pr = min(pupil, ir - 1)
-            p.ellipse((ex - pr, ey - pr, ex + pr, ey + pr), (10, 10, 10))
-
-
-def _draw_brows(p: _Painter, expression: str, i: float) -> None:
-    cx, cy = HEAD_CENTER
-    base = cy - 28
-    # (raise both, inner end offset, outer end offset); negative y is up
-    raise_, inner, outer = {
-        "neutral": (0, 0, 0),
-        "joy": (-5 * i, 0, 0),
-        "sadness": (-2 * i, -16 * i, 6 * i),
-        "anger": (4 * i, 16 * i, -8 * i),
-        "surprise": (-18 * i, -2 * i, -2 * i),
-        "fear": (-12 * i, -12 * i, 4 * i),
-        "disgust": (0, 0, 0),
-    }[expression]
-    width = 9 if expression == "anger" else 8
-    for side in (-1, 1):
-        r_in, r_out = raise_ + inner, raise_ + outer
-        if expression == "disgust":
-            r_in, r_out = (12 * i, 0) if side == -1 else (-10 * i, -6 * i)
-        x_in, x_out = cx + side * 10, cx + side * 46
-        y_mid = base + (r_in + r_out) / 2 - (4 if expression in ("surprise", "joy") else 0)
-        p.line([(x_out, base + r_out), ((x_in + x_out) / 2, y_mid), (x_in, base + r_in)], _BROW_COLOUR, width)
-
-
-def _draw_mouth(p: _Painter, expression: str, i: float) -> None:
-    cx, cy = HEAD_CENTER
-    my = cy + 40
-    if expression == "neutral":
-        p.line([(cx - 16, my), (cx + 16, my)], _LINE, 6)
-    elif expression == "joy":
-        half = 20 + 10 * i
-        bend = 8 + 16 * i
-        upper = _curve(cx - half, cx + half, my - 4, 4 * i)
-        lower = _curve(cx + half, cx - half, my - 4, bend)
-        p.polygon(upper + lower, _MOUTH_INSIDE)
-        if i > 0.35:
-            p.polygon(upper + _curve(cx + half, cx - half, my - 4, 4 * i + 6), _TEETH)
-        p.line(upper + lower + [upper[0]], _LINE, 4)
-    elif expression == "sadness":
-        half = 18 + 4 * i
-        p.line(_curve(cx - half, cx + half, my + 8, -(6 + 14 * i)), _LINE, 7)
-    elif expression == "anger":
-        half, h = 22, 8 + 8 * i
-        p.rect((cx - half, my - h / 2, cx + half, my + h / 2), _TEETH, radius=3)
-        p.line([(cx - half, my), (cx + half, my)], _LINE, 3)
-        for k in (-1, 0, 1):
-            p.line([(cx + k * 11, my - h / 2), (cx + k * 11, my + h / 2)], _LINE, 2)
-        p.d.rounded_rectangle((cx - half, my - h / 2, cx + half, my + h / 2), radius=3, outline=_LINE, width=4)
-    elif expression == "surprise":
-        rx, ry = 9 + 6 * i, 10 + 12 * i
-        p.ellipse((cx - rx, my + 2 - ry, cx + rx, my + 2 + ry), _MOUTH_INSIDE, outline=_LINE, width=4)
-    elif expression == "fear":
-        half = 20
-        amp = 3 + 5 * i
-        top = [(cx - half + 40 * k / 8, my - 2 + (amp if k % 2 else -amp)) for k in range(9)]
-        bottom = [(cx + half, my + 10 + 6 * i), (cx - half, my + 10 + 6 * i)]
-        p.polygon(top + bottom, _MOUTH_INSIDE)
-        p.line(top, _TEETH, 4)
-        p.line(top + bottom + [top[0]], _LINE, 3)
-    elif expression == "disgust":
-        pts = [(cx - 22, my + 6 + 6 * i), (cx - 8, my - 2), (cx + 6, my + 6), (cx + 22, my - 8 - 6 * i)]
-        p.line(pts, _LINE, 7)
-        # tongue out at high intensity
-        if i > 0.5:
-            p.ellipse((cx - 4, my + 2, cx + 10, my + 10 + 10 * i), (230, 90, 110), outline=_LINE, width=2)
-
-
-def _draw_marks(p: _Painter, expression: str, i: float) -> None:
-    """Cartoon signs that make an expression readable at 64x64: blush, tears, anger vein, sweat, green pallor."""
-    cx, cy = HEAD_CENTER
-    if expression == "joy":
-        a = int(80 + 140 * i)
-        for side in (-1, 1):
-            x, y = cx + side * 40, cy + 26
-            _blend_ellipse(p, (x - 12, y - 6, x + 12, y + 6), (255, 90, 120), a / 255)
-    elif expression == "sadness":
-        length = 14 + 44 * i
-        for side in (-1, 1):
-            x, y = cx + side * 30, cy + 18
-            p.rect((x - 4, y, x + 4, y + length), _TEAR, "face", radius=4)
-    elif expression == "anger":
-        x, y, s = cx + 44, cy + 30, 8 + 8 * i
-        for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
-            p.line([(x + dx * s * 0.3, y + dy * s), (x + dx * s * 0.3, y + dy * s * 0.3),
-                    (x + dx * s, y + dy * s * 0.3)], (220, 20, 20), 5, "face")
-    elif expression == "fear":
-        for k in range(3):
-            y = cy + 24 + 7 * k
-            _blend_rect(p, (cx - 52, y, cx - 30, y + 3), (90, 90, 200), 0.4 + 0.5 * i)
-            _blend_rect(p, (cx + 30, y, cx + 52, y + 3), (90, 90, 200), 0.4 + 0.5 * i)
-        x, y = cx + 58, cy - 24
-        p.polygon([(x, y - 10 - 8 * i), (x - 7, y + 4), (x + 7, y + 4)], (150, 210, 255), "face")
-        p.ellipse((x - 7, y - 4, x + 7, y + 10), (150, 210, 255), "face")
-    elif expression == "disgust":
-        _blend_ellipse(p, (cx - 40, cy + 26, cx + 40, cy + 58), (90, 170, 60), 0.25 + 0.45 * i)
-
-
-def _blend_ellipse(p: _Painter, box, colour, alpha: float) -> None:
-    overlay = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
-    ImageDraw.Draw(overlay).ellipse(box, fill=(*colour, int(255 * alpha)))
-    p.rgb.paste(Image.alpha_composite(p.rgb.convert("RGBA"), overlay).convert("RGB"))
-
-
-def _blend_rect(p: _Painter, box, colour, alpha: float) -> None:
-    overlay = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
-    ImageDraw.Draw(overlay).rectangle(box, fill=(*colour, int(255 * alpha)))
-    p.rgb.paste(Image.alpha_composite(p.rgb.convert("RGBA"), overlay).convert("RGB"))
-
-
 def _draw_accessory(p: _Painter, accessory: str) -> None:
     cx, cy = HEAD_CENTER
     if accessory == "glasses":
@@ -439,7 +416,6 @@ def render(portrait: Portrait, size: int = 64) -> tuple[np.ndarray, dict[str, np
     if CANVAS % size:
         raise InvalidInput(f"size must divide {CANVAS}, got {size}")
     q = portrait
-    i = float(q.intensity)
     hair, skin = HAIR_COLOURS[q.hair_colour], SKIN_TONES[q.skin]
     p = _Painter(BACKGROUND_COLOURS[q.background])
     cx, cy = HEAD_CENTER
@@ -450,14 +426,7 @@ def render(portrait: Portrait, size: int = 64) -> tuple[np.ndarray, dict[str, np
     p.rect((cx - 20, cy + 40, cx + 20, 206), skin, "neck", radius=8)
     p.ellipse((cx - 30, 186, cx + 30, 214), skin, "neck")
     p.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), skin, "face")
-    _draw_marks_under = q.expression in ("joy", "disgust")
-    if _draw_marks_under:
-        _draw_marks(p, q.expression, i)
-    _draw_eyes(p, q.expression, i, EYE_COLOURS[q.eye_colour])
-    _draw_brows(p, q.expression, i)
-    _draw_mouth(p, q.expression, i)
-    if not _draw_marks_under:
-        _draw_marks(p, q.expression, i)
+    draw_face(p, face_of(q.state()), EYE_COLOURS[q.eye_colour], skin)
     _draw_hair_front(p, q.hair_style, hair)
     _draw_accessory(p, q.accessory)
 

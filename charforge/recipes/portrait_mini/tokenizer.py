@@ -42,14 +42,30 @@ def caption_words() -> list[str]:
         words.update(table)
     for phrase in render.EXPRESSIONS.values():
         words.update(phrase.split())
+    words.update(word for _, word in render.INTENSITY_WORDS)
+    words.add(render.JOINER)
     words.update("portrait of a girl with hair eyes skin outfit background wearing glasses hat".split())
     words.update((",", "."))
     return sorted(words)
 
 
-def learn_merges(words: list[str]) -> list[tuple[str, str]]:
+def _apply(seq: list[str], pair: tuple[str, str]) -> list[str]:
+    out, k = [], 0
+    while k < len(seq):
+        if k + 1 < len(seq) and (seq[k], seq[k + 1]) == pair:
+            out.append(seq[k] + seq[k + 1])
+            k += 2
+        else:
+            out.append(seq[k])
+            k += 1
+    return out
+
+
+def learn_merges(words: list[str], known: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     """Plain BPE on `words` (each counted once) until every word is a single symbol.
 
+    `known` merges are applied first, in order, and the new merges are learnt on what they leave, so
+    appending the result to `known` changes no word the known merges already tokenised.
     Ties are broken by the pair itself so the result is deterministic.
     """
     table = _bytes_to_unicode()
@@ -57,6 +73,8 @@ def learn_merges(words: list[str]) -> list[tuple[str, str]]:
     for w in words:
         chars = [table[b] for b in w.encode("utf-8")]
         chars[-1] += "</w>"
+        for pair in known:
+            chars = _apply(chars, pair)
         seqs[w] = chars
     merges: list[tuple[str, str]] = []
     while True:
@@ -69,15 +87,7 @@ def learn_merges(words: list[str]) -> list[tuple[str, str]]:
         best = min(pairs, key=lambda pr: (-pairs[pr], pr))
         merges.append(best)
         for w, seq in seqs.items():
-            out, k = [], 0
-            while k < len(seq):
-                if k + 1 < len(seq) and (seq[k], seq[k + 1]) == best:
-                    out.append(seq[k] + seq[k + 1])
-                    k += 2
-                else:
-                    out.append(seq[k])
-                    k += 1
-            seqs[w] = out
+            seqs[w] = _apply(seq, best)
 
 
 def write_tokenizer_files(folder: str | Path, words: list[str] | None = None) -> Path:
@@ -85,8 +95,6 @@ def write_tokenizer_files(folder: str | Path, words: list[str] | None = None) ->
 
     `words` are the caption words to make single tokens (default: the portrait renderer's).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     alphabet = list(_bytes_to_unicode().values())
     vocab_list = alphabet + [c + "</w>" for c in alphabet]
     merges = learn_merges(caption_words() if words is None else sorted(set(words)))
@@ -94,6 +102,43 @@ def write_tokenizer_files(folder: str | Path, words: list[str] | None = None) ->
         vocab_list.append(a + b)
     vocab_list += [BOS, EOS]
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
+    return _write(folder, vocab, merges)
+
+
+def read_bpe(folder: str | Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """(vocab, merges) of a saved CLIP tokenizer folder (tokenizer.json, or vocab.json + merges.txt)."""
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file():
+        model = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        return dict(model["vocab"]), merges
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
+    return vocab, [tuple(line.split(" ")) for line in lines if line]
+
+
+def extend_tokenizer(source: str | Path, folder: str | Path, words: list[str] | None = None) -> list[int]:
+    """Write into `folder` the tokenizer of `source` plus merges that make each of `words` one token.
+
+    Existing ids and tokenisations are unchanged (new merges come after the old ones, new tokens get
+    the next ids), so a text encoder trained on `source` only needs new embedding rows. Returns the
+    new token ids.
+    """
+    vocab, known = read_bpe(source)
+    merges = learn_merges(caption_words() if words is None else sorted(set(words)), known)
+    vocab = dict(vocab)
+    added = []
+    for a, b in merges:
+        if a + b not in vocab:
+            vocab[a + b] = len(vocab)
+            added.append(vocab[a + b])
+    _write(folder, vocab, [*known, *merges])
+    return added
+
+
+def _write(folder: str | Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text(
         "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")

@@ -1,0 +1,344 @@
+"""Emotion fidelity of a portrait model: does requested intensity grade, do mixtures show both feelings?
+
+The grid is fixed up front (issue 18): every basis emotion at 0.1, 0.2, ..., 1.0 and every pair of
+emotions with weights 0.3 / 0.5 / 0.7 (the other 1 - w), on characters whose identities were held
+out of training. Pictures are made the way `Character.feel` makes them (render, invert, edit with
+Prompt-to-Prompt inside the face mask; `mode="edit"`) or as plain generations of the target prompt
+with the same seed (`mode="plain"`, what the model itself draws). The judge (`judge.py`, trained on
+renders only) reads each picture's eight intensities.
+
+The same machinery measures a model's calibration (`calibrate`): how strongly each (intensity word,
+attention weight) setting shows each emotion, by the judge or, for models it cannot read, by how
+much the face changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from charforge.emotion.calibration import Calibration, Curve, Point
+from charforge.emotion.conditioning import Conditioning, ExpressionTable, Term, conditioning, expression_table, swap_phrase
+from charforge.emotion.table import BASIS
+from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini.dataset import image_to_tensor
+from charforge.recipes.portrait_mini.judge import EmotionJudge, load_judge, render_faces
+
+log = logging.getLogger(__name__)
+
+LEVELS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
+MIX_WEIGHTS: tuple[float, ...] = (0.3, 0.5, 0.7)
+CAST_SEED = 2025  # held-out identities of the evaluation (not the training seed 1234, not the judge's)
+PAIRS: tuple[tuple[str, str], ...] = tuple(itertools.combinations(BASIS, 2))
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    prompt: str  # calm caption of a held-out identity
+    seed: int
+
+
+def held_out_cast(count: int) -> list[Member]:
+    people = render.sample_portraits(CAST_SEED, count, held_out=True)
+    return [Member(f"held{k}", p.with_expression("neutral", 0.0).caption(), 300 + k) for k, p in enumerate(people)]
+
+
+# --- making pictures ------------------------------------------------------------------------------
+
+Draw = Callable[[Sequence[Conditioning]], list[np.ndarray]]
+
+
+@dataclass
+class Sitting:
+    """One character ready to be drawn: its calm picture, its face region and how to draw states."""
+
+    member: Member
+    base: np.ndarray
+    face: np.ndarray  # bool H x W: where an edit may change the picture
+    draw: Draw
+    outside_psnr: list[float] = field(default_factory=list)  # edits: decoded picture vs base outside the face
+
+
+@contextmanager
+def sittings(cast: Sequence[Member], mode: str, model: str | None, steps: int = 20,
+             table: ExpressionTable | None = None) -> Iterator[Iterator[Sitting]]:
+    """Characters of `cast` one by one, created in a scratch workspace (edit mode) or not at all (plain)."""
+    table = table or expression_table()
+    if mode == "edit":
+        from charforge.forge import Forge
+        from charforge.character.identity import build_identity
+
+        with tempfile.TemporaryDirectory() as tmp, Forge.open(tmp, identity_builder=build_identity) as forge:
+            yield (character_sitting(forge.create(m.name, prompt=m.prompt, seed=m.seed, model=model,
+                                                  build_options={"steps": steps}), table) for m in cast)
+        return
+    from charforge.engine import load_model, txt2img
+    from charforge.engine.attention import AttentionControl
+    from charforge.engine.attention.p2p import Reweight
+    from charforge.engine.attention.tokens import max_columns, word_columns
+
+    bundle = load_model(model)
+
+    def plain(member: Member, conds: Sequence[Conditioning]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for start in range(0, len(conds), 16):
+            chunk = list(conds[start:start + 16])
+            weights = {}
+            for row, cond in enumerate(chunk):
+                w = torch.ones(max_columns(bundle.tokenizer))
+                for words, weight in cond.token_weights().items():
+                    w[word_columns(bundle.tokenizer, cond.target_prompt, words)] = weight
+                weights[row] = w
+            result = txt2img(bundle, [c.target_prompt for c in chunk], seed=member.seed, steps=steps, guidance=5.0,
+                             hooks=[AttentionControl([Reweight(weights)])])
+            out += [np.asarray(im) for im in result.images]
+        return out
+
+    def each() -> Iterator[Sitting]:
+        for member in cast:
+            base = plain(member, [conditioning({}, member.prompt, table)])[0]
+            face = render.render(render.portrait_from_caption(member.prompt))[1]["face"]
+            yield Sitting(member, base, face, lambda conds, m=member: plain(m, conds))
+
+    yield each()
+
+
+def character_sitting(character: Any, table: ExpressionTable) -> Sitting:
+    """A stored character drawn the way `feel` draws it (edits of its inverted base CG, composited)."""
+    from charforge.character.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask
+    from charforge.character.identity import character_model, load_identity
+
+    bundle = character_model(character)
+    identity = load_identity(character, bundle)
+    cells = edit_mask(bundle, identity, table)
+    inside = (pixel_mask(cells, identity.base.shape[:2]).numpy() if cells is not None
+              else np.ones(identity.base.shape[:2], dtype=bool))
+
+    def draw(conds: Sequence[Conditioning]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for start in range(0, len(conds), 8):
+            latents = edit_latents(bundle, identity, list(conds[start:start + 8]), table)
+            pictures = decode_pictures(bundle, latents[1:])
+            sitting.outside_psnr.extend(psnr_outside(p, identity.base, inside) for p in pictures)
+            out += composite(pictures, identity.base, cells) if cells is not None else pictures
+        return out
+
+    member = Member(character.name, character.prompt, character.seed)
+    sitting = Sitting(member, identity.base, inside, draw)
+    return sitting
+
+
+def psnr_outside(picture: np.ndarray, base: np.ndarray, face: np.ndarray) -> float:
+    """PSNR (dB) of the raw decoded edit against the base CG outside the face region (before compositing)."""
+    diff = (picture.astype(np.float64) - base.astype(np.float64))[~face] / 255.0
+    mse = float((diff ** 2).mean()) if diff.size else 0.0
+    return 99.0 if mse == 0 else 10 * float(np.log10(1.0 / mse))
+
+
+def read(judge: EmotionJudge, pictures: Sequence[np.ndarray]) -> np.ndarray:
+    """N x 8 judged intensities (columns in BASIS order)."""
+    batch = torch.stack([image_to_tensor(p) for p in pictures])
+    return judge.intensities(batch).numpy()
+
+
+# --- the sweep ------------------------------------------------------------------------------------
+
+
+def judge_noise(judge: EmotionJudge, count: int = 400) -> np.ndarray:
+    """Per emotion, the judge's RMS error on renders of held-out identities: the finest step it can resolve."""
+    people = list(render.sample_portraits(CAST_SEED + 1, count, held_out=True))
+    truth = np.array([[p.state().get(e, 0.0) for e in BASIS] for p in people])
+    pred = judge.intensities(render_faces(people)).numpy()
+    return np.sqrt(((pred - truth) ** 2).mean(0))
+
+
+def distinct_levels(means: Sequence[float], noise: float) -> int:
+    """Levels in request order whose reading exceeds the last counted one by more than `noise` (greedy)."""
+    count, last = 0, -np.inf
+    for m in means:
+        if m > last + noise:
+            count, last = count + 1, m
+    return count
+
+
+def _sweep_character(k: int, member: Member, mode: str, model: str | None, steps: int,
+                     calibration: Calibration | None) -> dict[str, Any]:
+    """Everything the sweep needs from one character (run in a worker process of its own)."""
+    torch.set_num_threads(1)
+    judge, table = load_judge(), expression_table()
+    singles = [{e: v} for e in BASIS for v in LEVELS]
+    out: dict[str, Any] = {"face_change": {}, "mixes": []}
+    with sittings([member], mode, model, steps, table) as people:
+        for sit in people:
+            pictures = sit.draw([conditioning(s, member.prompt, table, calibration) for s in singles])
+            out["readings"] = read(judge, [sit.base, *pictures])
+            by_state = dict(zip((tuple(s.items())[0] for s in singles), pictures))
+            for e in BASIS:
+                ref = by_state[(e, 0.6)].astype(int)
+                for v in LEVELS:
+                    pic = by_state[(e, v)].astype(int)
+                    out["face_change"].setdefault(e, []).append(
+                        (v, float(np.abs(pic - sit.base.astype(int))[sit.face].mean()),
+                         float(np.abs(pic - ref)[sit.face].mean())))
+            wanted = [(a, b, MIX_WEIGHTS[(i + k) % len(MIX_WEIGHTS)]) for i, (a, b) in enumerate(PAIRS)]
+            mix_conds = [conditioning({a: w, b: round(1 - w, 2)}, member.prompt, table, calibration)
+                         for a, b, w in wanted]
+            out["mixes"] = [(a, b, w, r) for (a, b, w), r in zip(wanted, read(judge, sit.draw(mix_conds)))]
+            out["outside"] = list(sit.outside_psnr)
+    log.info("%s done", member.name)
+    return out
+
+
+def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, steps: int = 20,
+          calibration: Calibration | None = None, workers: int = 1) -> dict[str, Any]:
+    """Run the issue's grid; returns per-emotion intensity tables, mixture and trust/anticipation figures.
+
+    Characters are independent, so `workers` processes (one thread each) may draw them side by side.
+    """
+    cast = held_out_cast(characters)
+    jobs = [(k, m, mode, model, steps, calibration) for k, m in enumerate(cast)]
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_sweep_character, *zip(*jobs)))
+    else:
+        parts = [_sweep_character(*job) for job in jobs]
+    readings = {m.name: part["readings"] for m, part in zip(cast, parts)}
+    mixes = [mix for part in parts for mix in part["mixes"]]
+    face_change: dict[str, list[tuple[float, float, float]]] = {}
+    for part in parts:
+        for e, rows in part["face_change"].items():
+            face_change.setdefault(e, []).extend(rows)
+    outside = [v for part in parts for v in part["outside"]]
+    report = summarise(readings, mixes, face_change, judge_noise(load_judge()), mode, steps, calibration is not None)
+    if outside:
+        report["psnr_outside_face_raw_db"] = {"min": round(min(outside), 2), "median": round(float(np.median(outside)), 2),
+                                              "share_at_least_35": round(float(np.mean(np.array(outside) >= 35)), 3)}
+    return report
+
+
+def summarise(readings: dict[str, np.ndarray], mixes, face_change, noise: np.ndarray, mode: str, steps: int,
+              calibrated: bool) -> dict[str, Any]:
+    n_levels = len(LEVELS)
+    tables: dict[str, Any] = {}
+    for j, e in enumerate(BASIS):
+        rows = np.stack([r[1 + j * n_levels: 1 + (j + 1) * n_levels, j] for r in readings.values()])  # chars x levels
+        calm = np.array([r[0, j] for r in readings.values()])
+        means = rows.mean(0)
+        requested = np.tile(np.array(LEVELS), (len(rows), 1))
+        own = [r[1 + j * n_levels: 1 + (j + 1) * n_levels] for r in readings.values()]
+        strong = [k for k, v in enumerate(LEVELS) if v >= 0.6]
+        top = np.mean([(o[strong].argmax(1) == j).mean() for o in own])
+        changes = face_change[e]
+        tables[e] = {
+            "calm": round(float(calm.mean()), 3),
+            "mean_by_level": [round(float(m), 3) for m in means],
+            "std_by_level": [round(float(s), 3) for s in rows.std(0)],
+            "spearman_means": round(float(spearmanr(LEVELS, means).statistic), 3),
+            "spearman_all": round(float(spearmanr(requested.ravel(), rows.ravel()).statistic), 3),
+            "distinct_levels": distinct_levels(list(means), float(noise[j])),
+            "judge_noise": round(float(noise[j]), 3),
+            "recognised_at_0.6_plus": round(float(top), 3),
+            "face_change_0.2_vs_calm": round(float(np.mean([c for v, c, _ in changes if v == 0.2])), 2),
+            "face_change_1.0_vs_0.6": round(float(np.mean([d for v, _, d in changes if v == 1.0])), 2),
+            "judge_0.2_minus_calm": round(float(means[LEVELS.index(0.2)] - calm.mean()), 3),
+            "judge_1.0_minus_0.6": round(float(means[LEVELS.index(1.0)] - means[LEVELS.index(0.6)]), 3),
+        }
+    both, wrong_top = [], []
+    per_pair: dict[str, list[bool]] = {}
+    for a, b, w, r in mixes:
+        order = np.argsort(-r)
+        top2 = {BASIS[order[0]], BASIS[order[1]]}
+        ok = top2 == {a, b}
+        both.append(ok)
+        wrong_top.append(BASIS[order[0]] not in (a, b))
+        per_pair.setdefault(f"{a}+{b}", []).append(ok)
+    return {
+        "mode": mode, "steps": steps, "characters": len(readings), "calibrated": calibrated,
+        "levels": list(LEVELS), "emotions": tables,
+        "mixtures": {"count": len(mixes), "both_in_top_two": round(float(np.mean(both)), 3),
+                     "unrequested_on_top": round(float(np.mean(wrong_top)), 3),
+                     "per_pair_both": {k: round(float(np.mean(v)), 2) for k, v in per_pair.items()}},
+    }
+
+
+# --- calibration ----------------------------------------------------------------------------------
+
+
+def setting_conditioning(emotion: str, word: str, attention: float, base_prompt: str,
+                         table: ExpressionTable) -> Conditioning:
+    """The conditioning of one measured setting: `emotion` drawn with `word` at `attention`."""
+    term = Term(phrase=table.emotions[emotion].phrase, emotions=(emotion,), intensity=1.0, word=word,
+                attention=attention)
+    target = swap_phrase(base_prompt, table.neutral_phrase, term.words)
+    state = conditioning({emotion: 1.0}, base_prompt, table).state
+    return Conditioning(state, base_prompt, table.neutral_phrase, (term,), target, True, table.joiner)
+
+
+def measure_settings(sit: Sitting, table: ExpressionTable, judge: EmotionJudge | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(response per setting, calm reading per emotion) of one character; settings as in `calibrate`."""
+    settings = _settings(table)
+    pictures = sit.draw([setting_conditioning(e, w, a, sit.member.prompt, table) for e, w, a in settings])
+    if judge is None:
+        base = sit.base.astype(int)
+        return np.array([np.abs(p.astype(int) - base)[sit.face].mean() / 255.0 for p in pictures]), np.zeros(len(BASIS))
+    values = read(judge, [sit.base, *pictures])
+    return np.array([values[1 + k, BASIS.index(e)] for k, (e, _, _) in enumerate(settings)]), values[0]
+
+
+def _settings(table: ExpressionTable) -> list[tuple[str, str, float]]:
+    return [(e, w.word, a) for e in BASIS for w in table.words for a in table.attention.calibrate]
+
+
+def _calibrate_member(member: Member, model: str | None, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    torch.set_num_threads(1)
+    table = expression_table()
+    with sittings([member], "edit", model, steps, table) as people:
+        return measure_settings(next(people), table, load_judge())
+
+
+def calibrate_mini(model_hash: str, cast: Sequence[Member], model: str | None, steps: int,
+                   workers: int = 1) -> Calibration:
+    """The judge's calibration of a charforge-mini folder on `cast`, one worker process per character."""
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_calibrate_member, cast, [model] * len(cast), [steps] * len(cast)))
+    else:
+        parts = [_calibrate_member(m, model, steps) for m in cast]
+    return _curves(model_hash, "judge", expression_table(), [p[0] for p in parts], [p[1] for p in parts])
+
+
+def calibrate(model_hash: str, people: Iterator[Sitting], table: ExpressionTable,
+              judge: EmotionJudge | None) -> Calibration:
+    """Measure every (emotion, word, weight) setting on `people`; by the judge, or by face change without one."""
+    parts = [measure_settings(sit, table, judge) for sit in people]
+    return _curves(model_hash, "judge" if judge is not None else "face-change", table,
+                   [p[0] for p in parts], [p[1] for p in parts])
+
+
+def _curves(model_hash: str, method: str, table: ExpressionTable, responses: list[np.ndarray],
+            calms: list[np.ndarray]) -> Calibration:
+    settings = _settings(table)
+    means, calm = np.mean(responses, axis=0), np.mean(calms, axis=0)
+    curves = {}
+    for j, e in enumerate(BASIS):
+        points = [Point(word=w, attention=a, response=round(float(m), 4))
+                  for (emo, w, a), m in zip(settings, means) if emo == e]
+        curves[e] = Curve(points=points, calm=round(float(calm[j]), 4))
+    return Calibration(model_hash=model_hash, method=method, emotions=curves)
