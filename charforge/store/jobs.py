@@ -64,7 +64,11 @@ class JobRepository:
         status: JobStatus | str | None = None,
         progress: float | None = None,
         error: str | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> Job:
+        if result is not None:
+            result = dict(result)
+            canonical_json(result)  # rejects values that are not plain JSON
         with self.db.write() as session:
             job = _get(session, job_id)
             if status is not None:
@@ -75,6 +79,8 @@ class JobRepository:
                 job.progress = float(progress)
             if error is not None:
                 job.error = error
+            if result is not None:
+                job.result = result
             job.updated_at = utcnow()
             session.flush()
             return _job(session, job)

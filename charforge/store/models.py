@@ -213,6 +213,7 @@ class JobRecord(Base):
     key: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # What the finished job produced (plain JSON, e.g. the asset it rendered); None until then.
     result: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
