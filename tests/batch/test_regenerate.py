@@ -111,6 +111,7 @@ def _claimer(workspace: str, db: str, ids: list[int], worker: str, out) -> None:
         out.put(mine)
 
 
+@pytest.mark.slow  # three processes importing charforge
 def test_claims_are_atomic_across_processes(forge):
     forge.create("nell", prompt="portrait of a boy", build_identity=False)
     queue = forge.repository.jobs
