@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from charforge.cards import CharacterCard
 from charforge.character.handle import Character, IdentityBuilder
+from charforge.errors import AlreadyExists
 from charforge.paths import Workspace
 from charforge.store import Database, Repository
 from charforge.store.models import JobStatus
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from sqlalchemy import URL
 
 log = logging.getLogger(__name__)
+
+ENV_DB = "CHARFORGE_DB"  # a database URL used instead of the workspace's SQLite file
 
 
 class Forge:
@@ -45,12 +48,13 @@ class Forge:
         """Open the workspace at `path` (default: $CHARFORGE_HOME, else ./.charforge), creating and
         migrating it as needed.
 
-        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: `charforge.db` in the
-        workspace). `identity_builder`, if given, is run by `create` to render the base CG and store
-        the identity.
+        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: $CHARFORGE_DB, else
+        `charforge.db` in the workspace). `identity_builder`, if given, is run by `create` to render
+        the base CG and store the identity.
         """
         workspace = Workspace(path)
         workspace.ensure()
+        db_url = db_url if db_url is not None else os.environ.get(ENV_DB) or None
         db = Database.from_url(db_url) if db_url is not None else Database(workspace.db_path)
         try:
             db.ensure_current()
@@ -89,8 +93,15 @@ class Forge:
         settings: Mapping[str, Any] | None = None,
         build_identity: bool = True,
         build_options: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+        progress: bool = False,
     ) -> Character:
         """Create a character. Without `seed`, one is derived from the name (stable across runs).
+
+        With `exist_ok`, a character of that name with the same definition (prompts, seed, model,
+        display name, settings) is returned as it is, so a script can run twice; one defined
+        differently is still `AlreadyExists`, naming what differs (nothing is silently kept or
+        overwritten).
 
         When the forge has an `identity_builder` and `build_identity` is true, it runs next (render the
         base CG, invert it, store the identity, with `build_options`); if it fails the character is
@@ -105,7 +116,9 @@ class Forge:
             display_name=display_name,
             settings=dict(settings or {}),
         )
-        return self.create_from_card(card, build_identity=build_identity, build_options=build_options)
+        return self.create_from_card(
+            card, build_identity=build_identity, build_options=build_options, exist_ok=exist_ok, progress=progress
+        )
 
     def create_from_card(
         self,
@@ -113,23 +126,50 @@ class Forge:
         *,
         build_identity: bool = True,
         build_options: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+        progress: bool = False,
     ) -> Character:
-        row = self.repository.create_character(
-            card.name, display_name=card.resolved_display_name(), base_prompt=card.prompt,
-            negative_prompt=card.negative_prompt, seed=card.resolved_seed(), model_ref=card.model,
-            settings=card.settings,
-        )  # fmt: skip
+        """`create` from a card (see there for `exist_ok`; `progress` shows the identity build's steps)."""
+        try:
+            row = self.repository.create_character(
+                card.name, display_name=card.resolved_display_name(), base_prompt=card.prompt,
+                negative_prompt=card.negative_prompt, seed=card.resolved_seed(), model_ref=card.model,
+                settings=card.settings,
+            )  # fmt: skip
+        except AlreadyExists:
+            if not exist_ok:
+                raise
+            return self._same_definition(card)
         character = self._handle(row)
         log.info("created character %s", card.name)
         if build_identity and self.identity_builder is not None:
+            options = dict(build_options or {})
+            if progress:
+                options.setdefault("progress", True)
             try:
-                self.identity_builder(character, dict(build_options or {}))
+                self.identity_builder(character, options)
             except BaseException:
                 log.warning("building the identity of %s failed; removing it", card.name)
                 self.delete(card.name)
                 raise
             character.refresh()
         return character
+
+    def _same_definition(self, card: CharacterCard) -> Character:
+        existing = self.get(card.name)
+        wanted = {
+            "display_name": card.resolved_display_name(), "prompt": card.prompt,
+            "negative_prompt": card.negative_prompt, "seed": card.resolved_seed(), "model": card.model,
+            "settings": card.settings,
+        }  # fmt: skip
+        have = existing.to_dict()
+        differs = [field for field, value in wanted.items() if have[field] != value]
+        if differs:
+            raise AlreadyExists(
+                f"a character named {card.name!r} already exists with another {', '.join(differs)}; "
+                "use forge.get(name) or character.update(...)"
+            )
+        return existing
 
     def get(self, name: str) -> Character:
         return self._handle(self.repository.get_character(name))

@@ -40,20 +40,11 @@ from charforge.character.regions import (
     region_spans,
 )
 from charforge.emotion.conditioning import expression_table
-from charforge.engine import ModelBundle, denoise, load_model, txt2img
+from charforge.engine import ModelBundle, cached_model, prepare_image, to_uint8, txt2img
 from charforge.engine.attention import AttentionControl, AttentionStore
-from charforge.engine.inversion import (
-    DEFAULT_METHOD,
-    METHODS,
-    FollowInversion,
-    InversionResult,
-    encode_mean,
-    inversion_schedulers,
-    invert_latent,
-    prepare_image,
-    source_embeddings,
-)
-from charforge.engine.loading import default_model_path, weights_hash
+from charforge.engine.edit import replay
+from charforge.engine.inversion import DEFAULT_METHOD, METHODS, InversionResult, encode_mean, invert_latent
+from charforge.engine.loading import weights_hash
 from charforge.errors import InvalidInput, NotFound, StaleIdentity
 from charforge.paths import validate_slug
 from charforge.store.models import IdentityKind
@@ -119,25 +110,14 @@ def region_words(character: Character) -> dict[str, tuple[str, ...]]:
 
 # models ---------------------------------------------------------------------------------------------
 
-_LOADED: dict[tuple[str, str | None], ModelBundle] = {}
-
-
-def _model_key(ref: str | None) -> tuple[str, str | None]:
-    return (str(default_model_path()) if ref is None else ref, weights_hash(ref))
-
-
 def character_model(character: Character) -> ModelBundle:
     """The character's model, loaded once per process (reloaded when its weights change on disk)."""
-    key = _model_key(character.model_ref)
-    if key not in _LOADED:
-        _LOADED.clear()  # one model in memory at a time: characters usually share one
-        _LOADED[key] = load_model(character.model_ref)
-    return _LOADED[key]
+    return cached_model(character.model_ref)
 
 
 def current_model_hash(character: Character) -> str:
     """The hash of the model the character is drawn with now, without loading local models."""
-    return _model_key(character.model_ref)[1] or character_model(character).model_hash
+    return weights_hash(character.model_ref) or character_model(character).model_hash
 
 
 # the stored identity ---------------------------------------------------------------------------------
@@ -202,12 +182,7 @@ def load_identity(character: Character, model: ModelBundle | None = None) -> Ide
     for kind in (IdentityKind.INVERSION_OFFSETS, IdentityKind.NULL_TEXT_EMBEDDINGS):
         if any(a.kind == kind.value for a in infos):
             tensors.update(character.store.get_identity(kind).tensors)
-    inversion = InversionResult(
-        method=meta["method"], prompt=meta["prompt"], negative_prompt=meta["negative_prompt"], steps=meta["steps"],
-        guidance=meta["guidance"], model_hash=meta["model_hash"], width=meta["width"], height=meta["height"],
-        timesteps=list(meta["timesteps"]), trajectory=tensors["trajectory"],
-        uncond_embeddings=tensors.get("uncond_embeddings"), offsets=tensors.get("offsets"),
-    )  # fmt: skip
+    inversion = InversionResult.from_tensors(tensors, meta)
     base = character.store.get_identity(IdentityKind.BASE_IMAGE)
     masks, sources = {}, {}
     for info in infos:
@@ -237,11 +212,6 @@ def set_mask(character: Character, name: str, mask: PIL.Image.Image | np.ndarray
 # building -----------------------------------------------------------------------------------------------
 
 
-def _pixels(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
-    return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
 def png_bytes(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     PIL.Image.fromarray(pixels).save(buf, format="PNG")
@@ -260,17 +230,13 @@ def _render_base(
         model, character.prompt, negative=character.negative_prompt, seed=character.seed,
         steps=opts.steps, guidance=opts.guidance, hooks=[AttentionControl([store])] if store else [],
     )  # fmt: skip
-    return _pixels(gen.pixels), gen.latents, store
+    return to_uint8(gen.pixels)[0], gen.latents, store
 
 
 def _replay_attention(model: ModelBundle, inversion: InversionResult) -> AttentionStore:
     """Record the cross-attention of redrawing an inverted picture (for masks of pictures not drawn here)."""
     store = AttentionStore(keep_steps=False, self_max_tokens=0)
-    forward, _ = inversion_schedulers(model, inversion.steps)
-    cond, uncond = source_embeddings(model, inversion)
-    start = inversion.x_T.to(model.device, model.dtype)
-    hooks = [FollowInversion(inversion), AttentionControl([store])]
-    denoise(model, forward, start, cond, uncond, inversion.guidance, hooks)
+    replay(model, inversion, controllers=[store])
     return store
 
 

@@ -18,6 +18,7 @@ import typer  # noqa: E402
 
 from charforge import __version__  # noqa: E402
 from charforge.cli import (  # noqa: E402
+    batch,
     characters,
     database,
     demo,
@@ -66,6 +67,7 @@ app.add_typer(demo.app)
 app.add_typer(generate.app)
 app.add_typer(edit.app)
 app.add_typer(service.app)
+app.add_typer(batch.app)
 app.add_typer(database.app, name="db")
 app.add_typer(train, name="train")
 app.add_typer(evaluate, name="eval")
