@@ -142,6 +142,8 @@ class Forge:
             return self._same_definition(card)
         character = self._handle(row)
         log.info("created character %s", card.name)
+        if card.look is not None:
+            self._import_look(character, card)
         if build_identity and self.identity_builder is not None:
             options = dict(build_options or {})
             if progress:
@@ -170,6 +172,18 @@ class Forge:
                 "use forge.get(name) or character.update(...)"
             )
         return existing
+
+    def _import_look(self, character: Character, card: CharacterCard) -> None:
+        """The card's embedding and LoRA become the character's look (a file that does not fit undoes the create)."""
+        from charforge.character.look import import_look
+
+        try:
+            for kind, path in card.look.files():
+                options = {"token": card.look.token} if kind == "embedding" else {"strength": card.look.strength}
+                import_look(character, path, **options)
+        except BaseException:
+            self.delete(card.name)
+            raise
 
     def get(self, name: str) -> Character:
         return self._handle(self.repository.get_character(name))

@@ -26,6 +26,7 @@ from charforge.cli import (  # noqa: E402
     emotions,
     generate,
     identity,
+    look,
     mini_models,
     music,
     service,
@@ -62,6 +63,7 @@ def _root(
 app.add_typer(characters.app)
 app.add_typer(emotions.app)
 app.add_typer(identity.app)
+app.add_typer(look.app)
 app.add_typer(music.app)
 app.add_typer(demo.app)
 app.add_typer(generate.app)

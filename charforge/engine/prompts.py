@@ -195,6 +195,16 @@ def parse_emphasis(prompt: str) -> tuple[str, list[tuple[str, float]]]:
     return "".join(text for text, _ in merged), merged
 
 
+def expand_tokens(tokenizer: Any, prompt: str) -> str:
+    """`prompt` with each multi-vector textual-inversion token written out as its sub-tokens (`<tok>` ->
+    `<tok> <tok>_1 ...`) by diffusers' own `maybe_convert_prompt`, as its pipelines do before encoding."""
+    if all(added.special for added in tokenizer.added_tokens_decoder.values()):
+        return prompt
+    from diffusers.loaders import TextualInversionLoaderMixin
+
+    return TextualInversionLoaderMixin().maybe_convert_prompt(prompt, tokenizer)
+
+
 def weighted_tokens(tokenizer: Any, prompt: str) -> tuple[list[int], list[float]]:
     """Token ids of `prompt` without BOS/EOS (markup removed) and each token's emphasis weight.
 
@@ -204,7 +214,7 @@ def weighted_tokens(tokenizer: Any, prompt: str) -> tuple[list[int], list[float]
     ids: list[int] = []
     weights: list[float] = []
     for text, weight in parse_emphasis(prompt)[1]:
-        piece = tokenizer(text, add_special_tokens=False).input_ids
+        piece = tokenizer(expand_tokens(tokenizer, text), add_special_tokens=False).input_ids
         ids.extend(piece)
         weights.extend([weight] * len(piece))
     return ids, weights

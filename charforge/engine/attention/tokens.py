@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
-from charforge.engine.prompts import parse_emphasis
+from charforge.engine.prompts import expand_tokens, parse_emphasis
 from charforge.errors import InvalidInput
 
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of `prompt` without BOS/EOS/padding (position p here is column p + 1 of a map)."""
-    return list(tokenizer(prompt, add_special_tokens=False).input_ids)
+    return list(tokenizer(expand_tokens(tokenizer, prompt), add_special_tokens=False).input_ids)
 
 
 def max_columns(tokenizer: Any) -> int:
