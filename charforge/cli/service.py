@@ -43,6 +43,7 @@ def _check_exposure(host: str, api_key: str | None) -> None:
 @tools_app.command("export")
 def tools_export(
     fmt: Annotated[str, typer.Option("--format", help="openai, openai-responses or anthropic.")] = "openai",
+    workspace: WorkspaceOpt = None,  # accepted like everywhere; the tool definitions do not depend on it
 ) -> None:
     """Print the tool definitions in a vendor's function-calling format (JSON)."""
     from charforge.tools.schema import export

@@ -2,8 +2,9 @@
 
 Callers (HTTP handlers, MCP calls) only write a job row and hand its id to `submit`; they never touch
 torch, so an event loop serving requests stays responsive while a render runs. Jobs live in the
-workspace's jobs table, so `start` picks up what a previous process left queued (or was running when
-it died) and runs it again: the verbs are cached, so nothing is rendered twice.
+workspace's jobs table and are claimed before they run (compare-and-set, like the batch runners), so
+several servers on one workspace never run the same job; `start` requeues what a dead process held
+(or left running) and picks up everything queued. The verbs are cached, so a rerun renders nothing twice.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
 
 from charforge.errors import CharforgeError
-from charforge.forge import Forge, Job
-from charforge.tools.render import RUNNERS, UNFINISHED, run_job
+from charforge.forge import Forge
+from charforge.jobs.run import abandoned, worker_name
+from charforge.tools.render import RUNNERS, run_job
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,9 @@ _STOP = -1
 
 
 class Worker:
-    def __init__(self, forge: Forge, *, on_update: Callable[[Job], None] | None = None) -> None:
+    def __init__(self, forge: Forge) -> None:
         self.forge = forge
-        self.on_update = on_update
+        self.name = worker_name()
         self._queue: queue.Queue[int] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
@@ -38,10 +39,16 @@ class Worker:
         if self._thread is not None:
             return self
         if resume:
-            pending = [j for status in UNFINISHED for j in self.forge.jobs(status) if j.kind in RUNNERS]
-            for job in sorted(pending, key=lambda j: j.id):
-                log.info("resuming %s job %d of %s", job.kind, job.id, job.character)
-                self.submit(job.id)
+            jobs = self.forge.repository.jobs
+            running = [j for j in self.forge.jobs("running") if j.kind in RUNNERS]
+            for job in running:
+                if job.worker is None:  # left running by a process that did not claim it
+                    self.forge.update_job(job.id, status="queued")
+            jobs.release_abandoned([j.id for j in running if j.worker], abandoned)
+            for job in self.forge.jobs("queued"):
+                if job.kind in RUNNERS:
+                    log.info("resuming %s job %d of %s", job.kind, job.id, job.character)
+                    self.submit(job.id)
         self._thread = threading.Thread(target=self._run, name="charforge-worker", daemon=True)
         self._thread.start()
         return self
@@ -82,23 +89,19 @@ class Worker:
                 if self._unfinished == 0:
                     self._idle.set()
 
-    def _update(self, job_id: int, **changes: object) -> None:
-        job = self.forge.update_job(job_id, **changes)  # type: ignore[arg-type]
-        if self.on_update is not None:
-            self.on_update(job)
-
     def _execute(self, job_id: int) -> None:
-        job = self.forge.get_job(job_id)
-        if job.status not in UNFINISHED:
-            return  # done by another worker, or cancelled, meanwhile
-        self._update(job_id, status="running", progress=0.05)
+        jobs = self.forge.repository.jobs
+        claimed = jobs.claim([job_id], self.name, 1)
+        if not claimed:
+            return  # taken by another worker, finished or cancelled meanwhile
+        [job] = claimed
         try:
             result = run_job(self.forge, job)
         except CharforgeError as exc:
             log.warning("%s job %d failed: %s", job.kind, job_id, exc)
-            self._update(job_id, status="failed", progress=1.0, error=str(exc))
+            jobs.fail(job_id, self.name, str(exc))
         except Exception as exc:
             log.exception("%s job %d crashed", job.kind, job_id)
-            self._update(job_id, status="failed", progress=1.0, error=f"internal error: {type(exc).__name__}: {exc}")
+            jobs.fail(job_id, self.name, f"internal error: {type(exc).__name__}: {exc}")
         else:
-            self._update(job_id, status="done", progress=1.0, result=result)
+            jobs.finish(job_id, self.name, result)

@@ -132,3 +132,36 @@ def test_a_job_keeps_its_result_as_plain_json(cast):
     with Forge.open(cast.workspace.root) as other:  # another process reads it back
         assert other.get_job(job.id).result == {"asset": {"url": "/assets/cg/ab/x.png"}}
         assert other.get_job(job.id).to_dict()["result"] == {"asset": {"url": "/assets/cg/ab/x.png"}}
+
+
+def test_two_workers_on_one_workspace_run_a_job_once(cast, monkeypatch):
+    from charforge.tools import render
+
+    calls = []
+    feel = render.RUNNERS["feel"]
+    monkeypatch.setitem(render.RUNNERS, "feel", lambda character, params: calls.append(1) or feel(character, params))
+    job = cast.create_job("feel", {"state": {"trust": 0.6}}, character="mira")
+    first, second = Worker(cast), Worker(cast)
+    first.submit(job.id)
+    second.submit(job.id)
+    first.start(resume=False), second.start(resume=False)
+    assert first.wait_idle(60) and second.wait_idle(60)
+    first.stop(), second.stop()
+    done = cast.get_job(job.id)
+    assert done.status == "done" and done.worker in (first.name, second.name) and len(calls) == 1
+
+
+def test_a_job_held_by_a_dead_process_is_taken_back_on_start(cast):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job = cast.create_job("feel", {"state": {"fear": 0.4}}, character="mira")
+    [held] = cast.repository.jobs.claim([job.id], f"{socket.gethostname()}:{dead.pid}:gone", 1)
+    assert held.status == "running"
+    worker = Worker(cast).start()
+    assert worker.wait_idle(60)
+    worker.stop()
+    assert cast.get_job(job.id).status == "done"
