@@ -275,14 +275,18 @@ def _options(dtype: torch.dtype, sdxl: bool) -> dict[str, Any]:
 
 def _folder_layout(path: Path) -> tuple[int | None, bool]:
     """(UNet input channels, is SDXL) of a diffusers folder, read from its JSON files."""
-    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-    second = index.get("text_encoder_2")
-    sdxl = isinstance(second, list) and second[0] is not None
+    sdxl = _is_sdxl_index(json.loads((path / "model_index.json").read_text(encoding="utf-8")))
     unet_config = path / "unet" / "config.json"
     in_channels = (
         json.loads(unet_config.read_text(encoding="utf-8")).get("in_channels") if unet_config.is_file() else None
     )
     return in_channels, sdxl
+
+
+def _is_sdxl_index(index: dict[str, Any]) -> bool:
+    """A pipeline index with a second text encoder describes an SDXL model."""
+    second = index.get("text_encoder_2")
+    return isinstance(second, list) and second[0] is not None
 
 
 def _checkpoint_layout(path: Path) -> tuple[int | None, bool]:
@@ -329,12 +333,15 @@ def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | Non
         return pipe, str(path), hash_files([path], path.parent)
     if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
         raise ModelLoadError(f"model not found: {ref} (pass a diffusers folder, a .safetensors file or a hub id)")
-    return _load_from_hub(ref, _options(dtype, sdxl=False))
+    return _load_from_hub(ref, dtype)
 
 
-def _load_from_hub(repo_id: str, common: dict) -> tuple[Any, str, str]:
+def _load_from_hub(repo_id: str, dtype: torch.dtype) -> tuple[Any, str, str]:
+    from diffusers import DiffusionPipeline
+
     try:
-        pipe = _pipeline_class().from_pretrained(repo_id, use_safetensors=True, **common)
+        sdxl = _is_sdxl_index(DiffusionPipeline.load_config(repo_id))  # model_index.json only, then the weights
+        pipe = _pipeline_class(None, sdxl).from_pretrained(repo_id, use_safetensors=True, **_options(dtype, sdxl))
     except Exception as exc:
         reason = _first_line(exc)
         if any(word in reason.lower() for word in ("offline", "cache", "connect", "resolve")):

@@ -9,8 +9,8 @@ concatenated along the sequence (so the UNet attends over 77·k columns). Every 
 the same number of chunks; short rows get empty chunks (the encoding of "").
 
 Emphasis uses the syntax of Stable Diffusion front ends ("(smiling:1.3)", "((red))", "[sad]"): each
-token's hidden state is multiplied by its weight, then the whole prompt's embedding is rescaled to its
-original mean, A1111's rule, which keeps the overall magnitude the UNet was trained on (so prompts
+token's hidden state is multiplied by its weight, then the prompt's embedding (per text encoder) is
+rescaled to its original mean, A1111's rule, which keeps the overall magnitude the UNet was trained on (so prompts
 written for A1111 keep their balance here). A prompt
 without emphasis goes through untouched (bit-identical to the unweighted encoding).
 
@@ -289,20 +289,19 @@ def encode_text(
     if count > 1:
         log.info("long prompt: %d tokens encoded as %d chunks of %d", longest, count, CHUNK_TOKENS)
 
-    hidden, pooled, weights = [], None, None
+    hidden, pooled = [], None
     for (tokenizer, encoder), rows in zip(model.text_encoders, tokenized):
         chunked = [_chunks(tokenizer, ids, w, count) for ids, w in rows]
         ids, weights, mask = (torch.stack(part).flatten(0, 1).to(model.device) for part in zip(*chunked))
         if not getattr(encoder.config, "use_attention_mask", False):
             mask = None
         out = encoder(ids, attention_mask=mask, output_hidden_states=sdxl)
-        states = out.hidden_states[-2] if sdxl else out[0]
-        hidden.append(states.reshape(len(prompts), -1, states.shape[-1]))
+        states = (out.hidden_states[-2] if sdxl else out[0]).reshape(len(prompts), count * ids.shape[-1], -1)
+        # each encoder's tokens weighted and its mean restored on its own, as A1111 does for SDXL
+        hidden.append(torch.stack([_emphasise(e, w) for e, w in zip(states, weights.reshape(len(prompts), -1))]))
         if sdxl and out[0].ndim == 2:  # the projection model's pooled output, first chunk of each row
             pooled = out[0].reshape(len(prompts), count, -1)[:, 0]
-    weights = weights.reshape(len(prompts), -1)  # emphasis is the same for both encoders' tokens
     embeds = torch.cat(hidden, dim=-1)
-    embeds = torch.stack([_emphasise(e, w) for e, w in zip(embeds, weights)])
     cast = dict(device=model.device, dtype=model.text_encoder.dtype)
     return PromptEmbeds(embeds.to(**cast), None if pooled is None else pooled.to(**cast))
 

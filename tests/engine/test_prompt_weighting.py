@@ -1,6 +1,7 @@
 """Emphasis markup ("(word:1.3)", "((word))", "[word]") weights token embeddings through the same
 encoding path as every prompt: each marked token's hidden state is scaled by its weight, then the
-prompt's embedding is rescaled to its unweighted mean (A1111's rule). Unmarked prompts are untouched."""
+prompt's embedding is rescaled to its unweighted mean (A1111's rule), per text encoder (SDXL's two
+encoders each keep their own mean, as in A1111). Unmarked prompts are untouched."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ import torch
 from charforge.engine import encode_prompts, txt2img
 from charforge.engine.prompts import encode_text
 from charforge.errors import InvalidInput
+
+
+def _per_encoder(model, embeds: torch.Tensor) -> list[torch.Tensor]:
+    """The embedding's feature slices that come from each text encoder (SDXL concatenates two)."""
+    sizes = [encoder.config.hidden_size for _, encoder in model.text_encoders]
+    return list(embeds.split(sizes, dim=-1))
 
 
 def _common_factor(weighted: torch.Tensor, plain: torch.Tensor, column_weights: dict[int, float]) -> float:
@@ -35,15 +42,15 @@ def _common_factor(weighted: torch.Tensor, plain: torch.Tensor, column_weights: 
 )
 def test_emphasis_scales_the_marked_tokens_and_keeps_the_mean(family, marked, columns, tiny_model, tiny_sdxl):
     model = tiny_model if family == "sd" else tiny_sdxl
-    plain = encode_prompts(model, ["a red girl"])
-    weighted = encode_prompts(model, [marked])
-    factor = _common_factor(weighted, plain, columns)
-    if plain.mean().abs() > 1e-3 * plain.abs().mean():  # A1111 restores the prompt's mean
-        assert torch.allclose(weighted.mean(), plain.mean(), rtol=1e-4)
-        assert factor != pytest.approx(1.0, abs=1e-4)
-    else:  # a zero-mean (layer-normed) encoder: a ratio of means would be noise, so plain scaling
-        assert factor == pytest.approx(1.0, abs=1e-5)
-    assert not torch.allclose(weighted, plain, atol=1e-3)
+    plain_all, weighted_all = encode_prompts(model, ["a red girl"]), encode_prompts(model, [marked])
+    for plain, weighted in zip(_per_encoder(model, plain_all), _per_encoder(model, weighted_all)):
+        factor = _common_factor(weighted, plain, columns)
+        if plain.mean().abs() > 1e-3 * plain.abs().mean():  # A1111 restores the prompt's mean
+            assert torch.allclose(weighted.mean(), plain.mean(), rtol=1e-4)
+            assert factor != pytest.approx(1.0, abs=1e-4)
+        else:  # a zero-mean (layer-normed) encoder: a ratio of means would be noise, so plain scaling
+            assert factor == pytest.approx(1.0, abs=1e-5)
+        assert not torch.allclose(weighted, plain, atol=1e-3)
 
 
 def _direct(model, text: str) -> torch.Tensor:
@@ -65,10 +72,11 @@ def test_emphasis_past_the_first_chunk_lands_in_the_second(tiny_sdxl):
     words = ["girl"] * 100
     plain_text = " ".join(words)
     marked = " ".join(words[:90] + ["(girl:1.4)"] + words[91:])
-    plain, weighted = encode_prompts(tiny_sdxl, [plain_text]), encode_prompts(tiny_sdxl, [marked])
+    plain_all, weighted_all = encode_prompts(tiny_sdxl, [plain_text]), encode_prompts(tiny_sdxl, [marked])
     column = 77 + 1 + (90 - 75)  # second chunk: BOS, then token 75 onwards
-    _common_factor(weighted, plain, {column: 1.4})
-    assert torch.allclose(weighted.mean(), plain.mean(), rtol=1e-4)
+    for plain, weighted in zip(_per_encoder(tiny_sdxl, plain_all), _per_encoder(tiny_sdxl, weighted_all)):
+        _common_factor(weighted, plain, {column: 1.4})
+        assert torch.allclose(weighted.mean(), plain.mean(), rtol=1e-4)
 
 
 def test_pooled_sdxl_embedding_is_not_weighted(tiny_sdxl):

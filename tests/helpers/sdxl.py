@@ -82,7 +82,7 @@ def to_sdxl_checkpoint(model) -> dict[str, torch.Tensor]:
     `first_stage_model`, `conditioner.embedders.0.transformer` for CLIP ViT-L style and
     `conditioner.embedders.1.model` in OpenCLIP's names for the second encoder), the inverse of the
     conversion diffusers' `from_single_file` applies."""
-    from ldm_format import unet_to_ldm, vae_to_ldm
+    from helpers.ldm_format import unet_to_ldm, vae_to_ldm
 
     unet_state = dict(model.unet.state_dict())
     checkpoint: dict[str, torch.Tensor] = {}
