@@ -31,7 +31,7 @@ import torch
 from charforge.canonical import canonical_hash
 from charforge.engine.adapters.pipeline import diffusers_pipeline
 from charforge.engine.adapters.textual_inversion import check_token
-from charforge.engine.loading import ModelBundle
+from charforge.engine.loading import ModelBundle, _quiet_loading
 from charforge.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ def wear(model: ModelBundle, look: Look | None) -> None:
     state = _WORN.setdefault(id(model), _Worn())
     if state.key == (None if look is None else look.key):
         return
+    with _quiet_loading():  # diffusers' and transformers' notes and bars on every switch would bury the output
+        _switch(model, look, state)
+
+
+def _switch(model: ModelBundle, look: Look | None, state: _Worn) -> None:
     _take_off(model, state)
     if look is None:
         return
