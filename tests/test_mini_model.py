@@ -61,8 +61,8 @@ def tiny_spec(tmp_path: Path) -> ModelSpec:
 
 
 def tiny_config(**kw) -> TrainConfig:
-    base = dict(threads=1, minutes=60.0, max_steps=3, vae_fraction=0.4, decoder_minutes=60.0, vae_batch=4, unet_batch=4, checkpoint_minutes=100.0, vae_crop=8,
-                ema_decay=0.9)
+    base = dict(threads=1, minutes=60.0, max_steps=3, vae_fraction=0.4, decoder_minutes=10.0, vae_batch=4, unet_batch=4,
+                checkpoint_minutes=100.0, vae_crop=8, ema_decay=0.9)
     return TrainConfig(**{**base, **kw})
 
 
@@ -71,7 +71,8 @@ def test_training_resumes_after_a_crash_and_exports_a_loadable_ema_pipeline(tmp_
 
     run = tmp_path / "run"
     centre = [[3.0 if 2 <= r < 6 and 2 <= c < 6 else 1.0 for c in range(8)] for r in range(8)]
-    crashing = LatentDiffusionTrainer(tiny_spec(tmp_path), ToySource(fail_after=10),
+    # the first 16 reads time the latent encoding (set aside from the budget); training reads 4 a step
+    crashing = LatentDiffusionTrainer(tiny_spec(tmp_path), ToySource(fail_after=16 + 10),
                                       tiny_config(checkpoint_minutes=0.0, loss_weight=centre), run)
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashing.run()

@@ -20,6 +20,7 @@ from charforge.audio.codec import get_preset
 from charforge.recipes.portrait_mini.architecture import scheduler_config, text_config
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
+from charforge.recipes.training.budget import Budget
 from charforge.recipes.training.trainer import load_run
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,13 @@ def recipe_config(seed: int, minutes: float) -> TrainConfig:
 
 
 def train_bgm_mini(out: str | Path, minutes: float = 45.0, resume: bool = False, seed: int = 0,
-                   dataset_size: int = DATASET_SIZE) -> Path:
-    """Train (or resume) in `out`, export to `out/model`, return that folder."""
+                   dataset_size: int = DATASET_SIZE, budget: Budget | None = None) -> Path:
+    """Train (or resume) in `out`, export to `out/model`, return that folder.
+
+    `budget` is the whole call's wall-clock time (default: `minutes` from now): rendering the
+    spectrograms and the export come out of it too.
+    """
+    budget = budget or Budget.minutes(minutes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source = BGMSource(DATA_SEED + seed, dataset_size, PRESET)
@@ -86,7 +92,7 @@ def train_bgm_mini(out: str | Path, minutes: float = 45.0, resume: bool = False,
         trainer.cfg.minutes = minutes  # a resumed run may be given more (or less) time
     else:
         trainer = LatentDiffusionTrainer(bgm_spec(out / "tokenizer"), source, recipe_config(seed, minutes), out)
-    trainer.run()
+    trainer.run(budget)
     return trainer.export(out / "model")
 
 

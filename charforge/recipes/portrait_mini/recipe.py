@@ -19,6 +19,7 @@ from charforge.recipes.portrait_mini.architecture import (GROWN_PREFIXES, LATENT
 from charforge.recipes.portrait_mini.dataset import PortraitSource
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
+from charforge.recipes.training.budget import Budget
 from charforge.recipes.training.trainer import grow_run, load_run
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,13 @@ def recipe_config(seed: int, minutes: float, decoder_minutes: float = 0.0) -> Tr
 
 def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = False, seed: int = 0,
                         decoder_minutes: float = 0.0, dataset_size: int = DATASET_SIZE,
-                        threads: int | None = None) -> Path:
-    """Train (or resume) in `out`, export to `out/model`, return that folder."""
+                        threads: int | None = None, budget: Budget | None = None) -> Path:
+    """Train (or resume) in `out`, export to `out/model`, return that folder.
+
+    `budget` is the whole call's wall-clock time (default: `minutes` from now), export included;
+    `decoder_minutes` are the last of `minutes`, not extra.
+    """
+    budget = budget or Budget.minutes(minutes)
     out = Path(out)
     source = PortraitSource(DATA_SEED + seed, dataset_size)
     if resume and (out / "spec.json").is_file():
@@ -73,7 +79,7 @@ def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = F
         trainer = LatentDiffusionTrainer(spec, source, recipe_config(seed, minutes, decoder_minutes), out)
     if threads is not None:
         trainer.cfg.threads = threads
-    trainer.run()
+    trainer.run(budget)
     return trainer.export(out / "model")
 
 
