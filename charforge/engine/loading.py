@@ -27,6 +27,7 @@ from charforge.models import (  # noqa: F401 (default paths and weights_hash are
     default_model_path,
     hash_files,
     hash_folder,
+    read_vocabulary,
     resolve_model_ref,
     weights_hash,
 )
@@ -47,6 +48,7 @@ class ModelBundle:
     source: str
     device: torch.device
     dtype: torch.dtype
+    vocabulary: frozenset[str] | None = None  # declared words (charforge.models.VOCABULARY_FILE); None: open
 
     @property
     def prediction_type(self) -> str:
@@ -168,6 +170,7 @@ def load_model(
         source=source,
         device=target_device,
         dtype=target_dtype,
+        vocabulary=read_vocabulary(source) if Path(source).is_dir() else None,
     )
 
 

@@ -12,8 +12,11 @@ from collections.abc import Sequence
 import torch
 
 from charforge.engine.loading import ModelBundle
+from charforge.models import VOCABULARY_FILE, unknown_words
 
 log = logging.getLogger(__name__)
+
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()  # (model, unknown words) already warned about
 
 
 def token_ids(model: ModelBundle, prompts: Sequence[str]) -> torch.Tensor:
@@ -26,7 +29,22 @@ def token_ids(model: ModelBundle, prompts: Sequence[str]) -> torch.Tensor:
         length = len(tokenizer(prompt).input_ids)
         if length > tokenizer.model_max_length:
             log.warning("prompt truncated to %d tokens: %r", tokenizer.model_max_length, prompt)
+    if model.vocabulary is not None:
+        _warn_unknown_words(model, prompts)
     return batch
+
+
+def _warn_unknown_words(model: ModelBundle, prompts: Sequence[str]) -> None:
+    """A model with a closed vocabulary draws unknown words as noise (a random portrait, not a knight):
+    say which words, once per model and set of words."""
+    unknown = tuple(dict.fromkeys(w for p in prompts for w in unknown_words(p, model.vocabulary)))
+    if not unknown or (model.source, unknown) in _WARNED:
+        return
+    _WARNED.add((model.source, unknown))
+    log.warning(
+        "words outside the vocabulary of %s are ignored by it: %s (its words: %s)",
+        model.source, ", ".join(unknown), f"{model.source}/{VOCABULARY_FILE}",
+    )  # fmt: skip
 
 
 @torch.no_grad()

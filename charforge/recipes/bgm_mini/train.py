@@ -17,6 +17,7 @@ from typing import Any
 
 from charforge.recipes.bgm_mini.dataset import BGMSource, caption_words
 from charforge.audio.codec import get_preset
+from charforge.models import write_vocabulary
 from charforge.recipes.portrait_mini.architecture import scheduler_config, text_config
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
@@ -93,10 +94,17 @@ def train_bgm_mini(out: str | Path, minutes: float = 45.0, resume: bool = False,
     else:
         trainer = LatentDiffusionTrainer(bgm_spec(out / "tokenizer"), source, recipe_config(seed, minutes), out)
     trainer.run(budget)
-    return trainer.export(out / "model")
+    return _export(trainer, out / "model")
 
 
 def export_bgm_mini(run_dir: str | Path, folder: str | Path) -> Path:
     """Export a run's current weights (EMA) as a diffusers folder, e.g. into charforge/models/bgm-mini."""
     trainer = load_run(run_dir, BGMSource(DATA_SEED, 1, PRESET))
-    return trainer.export(folder)
+    return _export(trainer, folder)
+
+
+def _export(trainer: LatentDiffusionTrainer, folder: str | Path) -> Path:
+    """The diffusers folder, with the caption words it was trained on declared as its vocabulary."""
+    folder = trainer.export(folder)
+    write_vocabulary(folder, caption_words())
+    return folder

@@ -17,7 +17,8 @@ from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.architecture import (GROWN_PREFIXES, LATENT_SIZE, scheduler_config, text_config, unet_config,
                                          vae_config)
 from charforge.recipes.portrait_mini.dataset import PortraitSource
-from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
+from charforge.models import write_vocabulary
+from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
 from charforge.recipes.training.budget import Budget
 from charforge.recipes.training.trainer import grow_run, load_run
@@ -80,7 +81,14 @@ def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = F
     if threads is not None:
         trainer.cfg.threads = threads
     trainer.run(budget)
-    return trainer.export(out / "model")
+    return export_portrait_mini(trainer, out / "model")
+
+
+def export_portrait_mini(trainer: LatentDiffusionTrainer, folder: str | Path) -> Path:
+    """The diffusers folder, with the caption words it was trained on declared as its vocabulary."""
+    folder = trainer.export(folder)
+    write_vocabulary(folder, caption_words())
+    return folder
 
 
 def branch_decoder_run(main_run: str | Path, branch: str | Path, decoder_minutes: float, seed: int = 0,
@@ -122,7 +130,7 @@ def graft_decoder(main_run: str | Path, branch: str | Path, folder: str | Path, 
     if any(not vae[k].equal(current[k]) for k in encoder_keys):
         raise InvalidInput(f"{branch} does not share {main_run}'s encoder; it is not a decoder branch of it")
     trainer.vae.load_state_dict(vae)
-    return trainer.export(folder)
+    return export_portrait_mini(trainer, folder)
 
 
 def grow_portrait_run(old_run: str | Path, new_run: str | Path, seed: int = 0, dataset_size: int = DATASET_SIZE) -> Path:

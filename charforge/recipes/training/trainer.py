@@ -235,9 +235,12 @@ class LatentDiffusionTrainer:
         bar = tqdm(total=round(length), initial=min(round(start), round(length)), unit="s",
                    desc=f"train {phase}", mininterval=5.0)
         cap = self.cfg.max_steps
-        while self.elapsed < length and (cap is None or self.step < cap):
+        last = 0.0  # the last step's time: a step that would end past the phase's length is not begun
+        while self.elapsed + last < length and (cap is None or self.step < cap):
+            before = self.elapsed
             loss = train_step(self.elapsed / length)
             self.elapsed = start + time.monotonic() - begun  # wall time, checkpoints included
+            last = self.elapsed - before
             self.step += 1
             bar.n = min(int(self.elapsed), bar.total)
             bar.set_postfix(step=self.step, loss=f"{loss:.4f}")
