@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from charforge.models import VOCABULARY_FILE, default_bgm_model_path, default_model_path, read_vocabulary
-from charforge.models import write_vocabulary
+from charforge.models import (
+    VOCABULARY_FILE,
+    default_bgm_model_path,
+    default_model_path,
+    read_vocabulary,
+    write_vocabulary,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN = "portrait of a girl with red hair"
