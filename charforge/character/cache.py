@@ -111,3 +111,4 @@ def cached_picture(character: Character, state: EmotionState) -> FeelResult | No
     cond = conditioning(state, character.prompt, table)
     asset = character.store.find_asset(AssetKind.CG, state_key(character, cond, model_hash, table))
     return None if asset is None else FeelResult(asset, cond.state, cond, cached=True)
+

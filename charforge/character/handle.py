@@ -175,21 +175,13 @@ class Character:
     ) -> FeelResult:
         """This character's CG for a state, e.g. `mira.feel(joy=0.8)`: rendered once, then served from the cache.
 
-        A state drawn before is found by its key alone (`charforge.character.cache.cached_picture`), without
-        importing torch or loading the model. With `record` the state also becomes the current one;
+        A state drawn before is found by its key alone, without importing torch or loading the model
+        (`charforge.character.cache_first`). With `record` the state also becomes the current one;
         `progress` shows the rendering's steps. See `charforge.character.feel.feel`.
         """
-        from charforge.character.cache import cached_picture
+        from charforge.character.cache_first import feel
 
-        wanted = EmotionState.coerce(state, intensities)
-        hit = cached_picture(self, wanted)
-        if hit is None:
-            from charforge.character.feel import feel
-
-            return feel(self, wanted, record=record, progress=progress)
-        if record:
-            self.record_emotion(wanted)
-        return hit
+        return feel(self, state, record=record, progress=progress, **intensities)
 
     def bgm(
         self, state: EmotionState | Mapping[str, float] | None = None, /, *, seconds: float = 10.0, **options: Any
