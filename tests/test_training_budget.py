@@ -26,6 +26,7 @@ class Interrupted(ToySource):
         return super().__getitem__(i)
 
 
+@pytest.mark.slow  # trains (tiny components, 12 s)
 def test_a_run_with_its_export_ends_within_ten_percent_of_its_budget(tmp_path):
     budget = Budget.minutes(0.2)  # 12 s, started before the data is "rendered"
     time.sleep(1.0)  # what a recipe does before the trainer (rendering data) is spent from the budget too
@@ -39,6 +40,7 @@ def test_a_run_with_its_export_ends_within_ten_percent_of_its_budget(tmp_path):
     assert all(trainer.finished[phase]["step"] > 0 for phase in ("vae", "unet", "decoder"))  # each had its share
 
 
+@pytest.mark.slow  # trains (tiny components, a few steps)
 def test_ctrl_c_saves_the_steps_done_and_resume_continues_from_them(tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config(max_steps=6)  # checkpoints every 100 min: only the interrupt saves mid-phase

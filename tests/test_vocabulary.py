@@ -58,6 +58,7 @@ def test_unknown_words_are_named_once_per_model(closed_model_dir, tiny_model_dir
         assert len(_warnings(caplog)) == 2
 
 
+@pytest.mark.slow  # a fresh process: torch and diffusers imported from cold
 def test_the_cli_prints_the_warning_once(closed_model_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
