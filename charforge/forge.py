@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ENV_DB = "CHARFORGE_DB"  # a database URL used instead of the workspace's SQLite file
+
 
 class Forge:
     """A charforge workspace: a database (SQLite in the workspace by default) plus asset files,
@@ -46,12 +48,13 @@ class Forge:
         """Open the workspace at `path` (default: $CHARFORGE_HOME, else ./.charforge), creating and
         migrating it as needed.
 
-        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: `charforge.db` in the
-        workspace). `identity_builder`, if given, is run by `create` to render the base CG and store
-        the identity.
+        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: $CHARFORGE_DB, else
+        `charforge.db` in the workspace). `identity_builder`, if given, is run by `create` to render
+        the base CG and store the identity.
         """
         workspace = Workspace(path)
         workspace.ensure()
+        db_url = db_url if db_url is not None else os.environ.get(ENV_DB) or None
         db = Database.from_url(db_url) if db_url is not None else Database(workspace.db_path)
         try:
             db.ensure_current()
@@ -139,6 +142,8 @@ class Forge:
             return self._same_definition(card)
         character = self._handle(row)
         log.info("created character %s", card.name)
+        if card.look is not None:
+            self._import_look(character, card)
         if build_identity and self.identity_builder is not None:
             options = dict(build_options or {})
             if progress:
@@ -167,6 +172,18 @@ class Forge:
                 "use forge.get(name) or character.update(...)"
             )
         return existing
+
+    def _import_look(self, character: Character, card: CharacterCard) -> None:
+        """The card's embedding and LoRA become the character's look (a file that does not fit undoes the create)."""
+        from charforge.character.look import import_look
+
+        try:
+            for kind, path in card.look.files():
+                options = {"token": card.look.token} if kind == "embedding" else {"strength": card.look.strength}
+                import_look(character, path, **options)
+        except BaseException:
+            self.delete(card.name)
+            raise
 
     def get(self, name: str) -> Character:
         return self._handle(self.repository.get_character(name))
@@ -203,8 +220,10 @@ class Forge:
         status: JobStatus | str | None = None,
         progress: float | None = None,
         error: str | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> Job:
-        return self.repository.jobs.update(job_id, status=status, progress=progress, error=error)
+        """Move a job along; `result` is what it produced (plain JSON, e.g. the asset it rendered)."""
+        return self.repository.jobs.update(job_id, status=status, progress=progress, error=error, result=result)
 
     def get_job(self, job_id: int) -> Job:
         return self.repository.jobs.get(job_id)

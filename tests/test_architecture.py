@@ -21,7 +21,10 @@ MAX_LINES = 500
 MAX_CHARACTER_MEMBERS = 15
 # The verbs' thin forwards on Character: each only imports its verb and calls it (checked below).
 CHARACTER_FORWARDS = frozenset(
-    {"feel", "bgm", "bgm_transition", "explain", "inpaint", "reinvert", "set_mask", "record_emotion"}
+    {
+        "feel", "bgm", "bgm_transition", "explain", "inpaint", "reinvert", "set_mask", "record_emotion",
+        "learn_token", "learn_lora",
+    }
 )
 NOT_RUNTIME = ("charforge.recipes", "charforge.cli")
 

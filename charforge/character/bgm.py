@@ -169,6 +169,37 @@ def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tu
     return asset, False
 
 
+def bgm_key(
+    character: Character, state: EmotionState, *, seconds: float = DEFAULT_SECONDS, seed: int | None = None,
+    loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+) -> tuple[str, MusicPlan, dict[str, Any]]:
+    """(cache key, plan, stored parameters) of the character's music for `state`, without rendering."""
+    table = mood_table(character.settings.get("music"))
+    plan = plan_for_state(state, table)
+    seed = character.seed if seed is None else seed
+    _check(seconds, seed, steps, guidance)
+    model_hash = _bgm_model_hash(table.model)
+    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
+    key = canonical_hash(
+        {"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options}
+    )
+    return key, plan, {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+
+
+def find_bgm(
+    character: Character, state: EmotionState | Mapping[str, float] | None = None, *, seconds: float = DEFAULT_SECONDS,
+    seed: int | None = None, loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+) -> BGMResult | None:
+    """The stored music `bgm` would return for these arguments, or None; never renders."""
+    key, plan, _ = bgm_key(character, EmotionState.coerce(state, default=character.current_state()),
+                           seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance)  # fmt: skip
+    asset = character.store.find_asset(AssetKind.BGM, key)
+    if asset is None:
+        return None
+    rate, length = _audio_info(asset)
+    return BGMResult(asset.path, plan, length, rate, True, asset, key)
+
+
 def bgm(
     character: Character,
     state: EmotionState | Mapping[str, float] | None = None,
@@ -186,13 +217,9 @@ def bgm(
     The seed defaults to the character's, so each character has its own tune for a mood.
     """
     table = mood_table(character.settings.get("music"))
-    plan = plan_for_state(EmotionState.coerce(state, intensities, default=character.current_state()), table)
-    seed = character.seed if seed is None else seed
-    _check(seconds, seed, steps, guidance)
-    model_hash = _bgm_model_hash(table.model)
-    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
-    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options})
-    params = {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+    key, plan, params = bgm_key(character, EmotionState.coerce(state, intensities, default=character.current_state()),
+                                seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance)  # fmt: skip
+    seed = params["seed"]
     asset, cached = _cached(
         character, key,
         lambda: render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=table.model, steps=steps,

@@ -9,7 +9,7 @@ diffusers or the engine: `charforge emote` of a cached state costs about as much
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +20,8 @@ from charforge.canonical import canonical_hash
 from charforge.emotion import EmotionState
 from charforge.emotion.conditioning import Conditioning, ExpressionTable, conditioning, expression_table
 from charforge.models import weights_hash
-from charforge.store.models import AssetKind
-from charforge.store.records import Asset
+from charforge.store.models import AssetKind, IdentityKind
+from charforge.store.records import ArtifactInfo, Asset
 
 if TYPE_CHECKING:
     from charforge.character.handle import Character
@@ -29,15 +29,34 @@ if TYPE_CHECKING:
 KEY_VERSION = 1  # bump when the rendering changes in a way the parameters do not show
 
 
+LOOK_KINDS = (IdentityKind.TEXTUAL_INVERSION.value, IdentityKind.LORA.value)
+
+
+def look_key_of(infos: Sequence[ArtifactInfo]) -> str:
+    """The key of the look (token, LoRA) among a character's identity listing; "" when it has none.
+
+    The token's name and the LoRA's strength are in it, not only the blobs' shas: both change the picture.
+    """
+    parts = sorted(
+        (a.kind, a.name, a.sha256, a.metadata.get("token"), a.metadata.get("strength"))
+        for a in infos
+        if a.kind in LOOK_KINDS
+    )
+    return canonical_hash({"look": [list(p) for p in parts]}) if parts else ""
+
+
 def identity_hash(character: Character) -> str:
     """One hash over everything that determines how this character is drawn (for cache keys)."""
+    infos = character.store.identity()
+    look = look_key_of(infos)  # only when there is one: the keys of identities without a look stay as they were
     return canonical_hash(
         {
             "prompt": character.prompt,
             "negative_prompt": character.negative_prompt,
             "seed": character.seed,
             "model_hash": character.model_hash,
-            "artifacts": sorted((a.kind, a.name, a.sha256) for a in character.store.identity()),
+            "artifacts": sorted((a.kind, a.name, a.sha256) for a in infos),
+            **({"look": look} if look else {}),
         }
     )
 

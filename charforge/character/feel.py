@@ -49,7 +49,7 @@ from charforge.emotion.conditioning import (
     conditioning,
     expression_table,
 )
-from charforge.engine import ModelBundle, decode_pixels, encode_prompts, to_uint8
+from charforge.engine import ModelBundle, PromptEmbeds, decode_pixels, encode_text, to_uint8
 from charforge.engine import inpaint as engine_inpaint
 from charforge.engine.attention import Controller, LocalBlend, Refine, Replace, Reweight
 from charforge.engine.attention.tokens import max_columns, word_columns
@@ -79,6 +79,14 @@ def latent_mask(mask: torch.Tensor, factor: int, dilation: int) -> torch.Tensor:
 def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Latent cells (h, w) -> the bool pixel mask (H, W) they cover."""
     return F.interpolate(cells.float()[None, None], size=size, mode="nearest")[0, 0].bool()
+
+
+def feel_key(character: Character, state: EmotionState | Mapping[str, float]) -> str:
+    """The key `feel` stores `state`'s picture under now (the character must have an identity); batch
+    planning uses it to skip states already rendered without drawing them."""
+    table = expression_table(character.settings.get("expressions"))
+    cond = conditioning(EmotionState.coerce(state), character.prompt, table)
+    return state_key(character, cond, current_model_hash(character), table)
 
 
 # feel ---------------------------------------------------------------------------------------------------
@@ -178,16 +186,22 @@ def _store(
     return character.store.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
 
 
-def _blend_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> torch.Tensor:
-    """One row per state: the weighted sum of its prompts' embeddings.
+def _blend_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> PromptEmbeds:
+    """One row per state: the weighted sum of its prompts' conditioning (token embeddings, and the
+    pooled embeddings of SDXL models).
 
     The prompts are encoded in one batch behind the source prompt, as pictures already in caches were:
     the text encoder's batched matmuls round differently for another batch, which would move an
     edit's latents by ~1e-6 and could flip a pixel of a picture whose key says it is unchanged.
     """
     prompts = list(dict.fromkeys([source, *(p for c in conds for p, _ in c.blend())]))
-    encoded = dict(zip(prompts, encode_prompts(model, prompts)))
-    return torch.stack([sum(weight * encoded[prompt] for prompt, weight in cond.blend()) for cond in conds])
+    encoded = encode_text(model, prompts)
+    position = {prompt: row for row, prompt in enumerate(prompts)}
+
+    def blend(rows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([sum(weight * rows[position[p]] for p, weight in cond.blend()) for cond in conds])
+
+    return PromptEmbeds(blend(encoded.embeds), None if encoded.pooled is None else blend(encoded.pooled))
 
 
 def render_edits(

@@ -21,6 +21,7 @@ from charforge.store.records import EmotionEntry
 if TYPE_CHECKING:
     from charforge.character.bgm import BGMResult
     from charforge.character.feel import FeelResult, InpaintResult
+    from charforge.character.look import LearnResult
     from charforge.emotion.conditioning import Conditioning
 
 _UNSET: Any = object()
@@ -175,13 +176,13 @@ class Character:
     ) -> FeelResult:
         """This character's CG for a state, e.g. `mira.feel(joy=0.8)`: rendered once, then served from the cache.
 
-        A state drawn before is found by its key alone, without importing torch or loading the model
-        (`charforge.character.cache_first`). With `record` the state also becomes the current one;
+        A state drawn before is found by its key alone (`charforge.character.emote`), without
+        importing torch or loading the model. With `record` the state also becomes the current one;
         `progress` shows the rendering's steps. See `charforge.character.feel.feel`.
         """
-        from charforge.character.cache_first import feel
+        from charforge.character.emote import emote
 
-        return feel(self, state, record=record, progress=progress, **intensities)
+        return emote(self, EmotionState.coerce(state, intensities), record=record, progress=progress)
 
     def bgm(
         self, state: EmotionState | Mapping[str, float] | None = None, /, *, seconds: float = 10.0, **options: Any
@@ -224,6 +225,18 @@ class Character:
     ) -> EmotionEntry:
         """Append a state to the history and make it the current one (see `CharacterStore.record_emotion`)."""
         return self.store.record_emotion(state, source=source)
+
+    def learn_token(self, images: Any = None, /, **options: Any) -> LearnResult:
+        """Teach this character's look as a textual-inversion token (default: from its base CG)."""
+        from charforge.character.look import learn_token
+
+        return learn_token(self, images, **options)
+
+    def learn_lora(self, images: Any = None, /, **options: Any) -> LearnResult:
+        """Teach this character's look as a peft LoRA (default: from its base CG)."""
+        from charforge.character.look import learn_lora
+
+        return learn_lora(self, images, **options)
 
     def set_mask(self, name: str, mask: Any) -> None:
         """Store a user-drawn region mask (white = inside), replacing the one derived from the words."""

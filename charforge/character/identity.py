@@ -29,7 +29,8 @@ from pydantic import (
     field_validator,
 )
 
-from charforge.character.cache import identity_hash  # noqa: F401 (lives beside the cache keys, free of torch)
+from charforge.character.cache import identity_hash, look_key_of  # noqa: F401 (beside the cache keys, free of torch)
+from charforge.character.look_store import character_look
 from charforge.character.regions import (
     REGION_WORDS,
     attention_heats,
@@ -41,6 +42,7 @@ from charforge.character.regions import (
 )
 from charforge.emotion.conditioning import expression_table
 from charforge.engine import ModelBundle, cached_model, prepare_image, to_uint8, txt2img
+from charforge.engine.adapters import wear
 from charforge.engine.attention import AttentionControl, AttentionStore
 from charforge.engine.edit import replay
 from charforge.engine.inversion import DEFAULT_METHOD, METHODS, InversionResult, encode_mean, invert_latent
@@ -111,8 +113,12 @@ def region_words(character: Character) -> dict[str, tuple[str, ...]]:
 # models ---------------------------------------------------------------------------------------------
 
 def character_model(character: Character) -> ModelBundle:
-    """The character's model, loaded once per process (reloaded when its weights change on disk)."""
-    return cached_model(character.model_ref)
+    """The character's model wearing the character's look (learnt token, LoRA), loaded once per process
+    (reloaded when its weights change on disk). Characters share the model: each call puts this
+    character's look on and takes the previous one off (nothing is reloaded for the same character)."""
+    model = cached_model(character.model_ref)
+    wear(model, character_look(character))
+    return model
 
 
 def current_model_hash(character: Character) -> str:
@@ -166,6 +172,12 @@ def check_fresh(character: Character, model_hash: str) -> None:
         raise StaleIdentity(
             f"the identity of {character.name!r} was made with model {made_with[:10]} but {model} is now "
             f"{model_hash[:10]}; run `charforge reinvert {character.name}` to rebuild it with this model"
+        )
+    if info.metadata.get("look", "") != look_key_of(list(infos.values())):
+        raise StaleIdentity(
+            f"the look of {character.name!r} (token, LoRA) changed since its identity was built; run "
+            f"`charforge reinvert {character.name} --rerender` to redraw its base CG with the look "
+            f"(or without --rerender to invert the stored picture again)"
         )
 
 
@@ -280,7 +292,10 @@ def _write(
     tensors = inversion.tensors()
     store.put_identity(
         IdentityKind.INVERTED_LATENTS, {"trajectory": tensors["trajectory"]},
-        metadata={"model_hash": model.model_hash, "inversion": {**inversion.metadata(), "extra": {}}},
+        metadata={
+            "model_hash": model.model_hash, "look": look_key_of(store.identity()),
+            "inversion": {**inversion.metadata(), "extra": {}},
+        },
     )  # fmt: skip
     extra = {IdentityKind.INVERSION_OFFSETS: "offsets", IdentityKind.NULL_TEXT_EMBEDDINGS: "uncond_embeddings"}
     for kind, key in extra.items():

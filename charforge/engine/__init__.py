@@ -20,7 +20,14 @@ from charforge.engine.loop import (
 )
 from charforge.engine.modes import Generation, GenerationParams, LatentBlend, img2img, inpaint, txt2img
 from charforge.engine.outputs import format_parameters, parse_parameters, read_parameters, save_png
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.prompts import (
+    PromptEmbeds,
+    add_time_ids,
+    encode_negative,
+    encode_pair,
+    encode_prompts,
+    encode_text,
+)
 from charforge.engine.schedulers import make_scheduler
 
 __all__ = [
@@ -31,7 +38,9 @@ __all__ = [
     "LatentBlend",
     "LossGuidance",
     "ModelBundle",
+    "PromptEmbeds",
     "StepContext",
+    "add_time_ids",
     "cached_model",
     "colour_loss",
     "decode_latents",
@@ -39,7 +48,10 @@ __all__ = [
     "default_model_path",
     "denoise",
     "encode_images",
+    "encode_negative",
+    "encode_pair",
     "encode_prompts",
+    "encode_text",
     "format_parameters",
     "img2img",
     "initial_noise",

@@ -49,14 +49,14 @@ from charforge.engine.inversion import (
 from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import denoise
 from charforge.engine.modes import txt2img
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.prompts import PromptEmbeds, encode_text
 from charforge.errors import InvalidInput
 
 
 def replay(
     model: ModelBundle,
     inversion: InversionResult,
-    targets: str | Sequence[str] | torch.Tensor = (),
+    targets: str | Sequence[str] | PromptEmbeds | torch.Tensor = (),
     controllers: Sequence[Controller] = (),
     *,
     source_prompt: str | None = None,
@@ -68,7 +68,8 @@ def replay(
     """Denoise from the inversion's x_T: THE way anything is redrawn from an inversion.
 
     Row 0 is the source, held on the inversion by its method's replay hooks; rows 1.. are `targets`,
-    given as prompts or as conditioning embeddings (n, L, D) (blends of prompts, for instance).
+    given as prompts or as their conditioning (`PromptEmbeds`, or bare (n, L, D) embeddings for SD
+    1.x/2.x), such as blends of prompts.
     `controllers` run in one `AttentionControl` after the method's hooks, then `hooks`. With no
     targets this is a reconstruction. `source_prompt` defaults to the prompt the image was inverted
     with (null-text embeddings and direct offsets were fitted to it). `shortcut=False` computes the
@@ -84,18 +85,20 @@ def replay(
     if isinstance(targets, str):
         targets = [targets]
     if isinstance(targets, torch.Tensor):
-        cond = torch.cat([cond, targets.to(cond)])
+        targets = PromptEmbeds(targets)
+    if isinstance(targets, PromptEmbeds):
+        cond = PromptEmbeds.cat([cond, targets.to(cond.embeds.device, cond.embeds.dtype)])
     elif targets:  # encoded behind the source, in one batch: batched text-encoder matmuls round by batch
-        cond = torch.cat([cond, encode_prompts(model, [source, *targets])[1:]])
+        cond = PromptEmbeds.cat([cond, encode_text(model, [source, *targets]).rows(range(1, len(targets) + 1))])
     control = AttentionControl(controllers) if controllers else None
     follow = method.replay_hooks(
         inversion,
         needs_source=control.needs_source if control else None,
-        shortcut=shortcut and cond.shape[0] > 1,  # a lone source cannot be left out
+        shortcut=shortcut and len(cond) > 1,  # a lone source cannot be left out
         offset_targets=offset_targets,
     )
     own = [*follow, control] if control else follow
-    start = inversion.x_T.to(model.device, model.dtype).expand(cond.shape[0], -1, -1, -1).clone()
+    start = inversion.x_T.to(model.device, model.dtype).expand(len(cond), -1, -1, -1).clone()
     return denoise(model, scheduler, start, cond, uncond, inversion.guidance, [*own, *hooks], progress=progress)
 
 

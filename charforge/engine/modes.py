@@ -22,7 +22,7 @@ from charforge.engine.loop import (
     initial_noise,
     seeded_generators,
 )
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.prompts import encode_pair, encode_text
 from charforge.engine.schedulers import make_scheduler, scheduler_key
 from charforge.errors import InvalidInput
 
@@ -219,8 +219,10 @@ def _run(
     timesteps: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
 ) -> Generation:
-    cond = encode_prompts(model, req.prompts)
-    uncond = encode_prompts(model, req.negatives) if req.guidance > 1 else None
+    if req.guidance > 1 and not model.embeds_guidance:
+        cond, uncond = encode_pair(model, req.prompts, req.negatives)
+    else:
+        cond, uncond = encode_text(model, req.prompts), None
     final = denoise(
         model, sched, latents, cond, uncond, req.guidance, hooks,
         timesteps=timesteps, generators=generators, eta=eta, unet_extra_channels=extra, progress=progress,

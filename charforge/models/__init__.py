@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")  # the last only in SDXL
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
@@ -91,11 +91,13 @@ closed vocabulary (the mini models: captions from a renderer) draws any other wo
 prompt outside it is warned about; a model without the file (Stable Diffusion) is not checked."""
 
 _WORD = re.compile(r"[^\W\d_]+")
+_ADDED_TOKEN = re.compile(r"<[^<>\s]+>")  # a textual-inversion token such as <mira>: not a word of the model's
 
 
 def prompt_words(prompt: str) -> list[str]:
-    """The words of a prompt as a vocabulary check sees them: lower-case runs of letters, in order."""
-    return _WORD.findall(prompt.lower())
+    """The words of a prompt as a vocabulary check sees them: lower-case runs of letters, in order
+    (emphasis weights and added `<tokens>` are not words)."""
+    return _WORD.findall(_ADDED_TOKEN.sub(" ", prompt.lower()))
 
 
 def read_vocabulary(folder: str | os.PathLike) -> frozenset[str] | None:

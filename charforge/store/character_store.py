@@ -168,7 +168,7 @@ class CharacterStore:
         state = EmotionState.coerce(state)
         source = parse_enum(EmotionSource, source, "emotion source")
         with self.repository.db.write() as session:
-            rec = characters.current(session, self.row)
+            rec = characters.current(session, self.row, lock=True)
             rec.current_state = state.intensities()
             rec.current_state_hash = state.canonical_hash()
             row = characters.commit_change(session, rec)
@@ -221,7 +221,7 @@ class CharacterStore:
             workspace.write_atomic(rel, data)
         orphan: str | None = None
         with self.repository.db.write() as session:
-            rec = characters.current(session, self.row)
+            rec = characters.current(session, self.row, lock=True)
             existing = assets.one(session, rec.id, kind.value, state_hash)
             kept = None if existing is None else Asset.of(existing, workspace)
             if kept is not None and kept.intact():

@@ -20,8 +20,8 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler
 from charforge.engine.hooks import Hook, StepContext
 from charforge.engine.inversion.result import InversionResult
 from charforge.engine.loading import ModelBundle
-from charforge.engine.loop import denoise
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.loop import denoise, scale_latents
+from charforge.engine.prompts import PromptEmbeds, encode_negative, encode_text
 from charforge.errors import InvalidInput, ModelLoadError, StaleIdentity
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ def inversion_schedulers(model: ModelBundle, steps: int) -> tuple[DDIMScheduler,
 def encode_mean(model: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
     """The VAE posterior's mean, scaled: inversion must be deterministic, so no posterior sample."""
     dist = model.vae.encode(pixels.to(model.device, model.vae.dtype)).latent_dist
-    shift = getattr(model.vae.config, "shift_factor", None) or 0.0
-    return ((dist.mode() - shift) * model.vae.config.scaling_factor).to(model.dtype)
+    return scale_latents(model, dist.mode(), encode=True).to(model.dtype)
 
 
 def check_model(model: ModelBundle, inversion: InversionResult) -> None:
@@ -140,7 +139,7 @@ class InversionMethod:
         """Invert an image latent (1, C, h, w): the DDIM trajectory, then the method's corrections."""
         clean = clean.to(model.device, model.dtype)
         forward, inverse = inversion_schedulers(model, steps)
-        cond = encode_prompts(model, [prompt])
+        cond = encode_text(model, [prompt])
         recorder = TrajectoryRecorder()
         denoise(model, inverse, clean, cond, None, 1.0, [recorder], timesteps=inverse.timesteps, progress=progress)
         trajectory = torch.cat([clean, *recorder.latents]).flip(0)  # sampling order: x_T first
@@ -155,17 +154,18 @@ class InversionMethod:
         return result
 
     def correct(
-        self, model: ModelBundle, result: InversionResult, scheduler: DDIMScheduler, cond: torch.Tensor,
+        self, model: ModelBundle, result: InversionResult, scheduler: DDIMScheduler, cond: PromptEmbeds,
         *, progress: bool = False, **options: Any,
     ) -> None:  # fmt: skip
         """Fit what guided redraws need along `result.trajectory` into `result.step_tensors`/`extra`."""
 
     def source_embeddings(
         self, model: ModelBundle, inversion: InversionResult, source_prompt: str | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[PromptEmbeds, PromptEmbeds]:
         """(cond, uncond) the source branch is replayed with (`source_prompt` defaults to the inverted one)."""
         source = inversion.prompt if source_prompt is None else source_prompt
-        return encode_prompts(model, [source]), encode_prompts(model, [inversion.negative_prompt])
+        cond = encode_text(model, [source])
+        return cond, encode_negative(model, [inversion.negative_prompt], cond.chunks)
 
     def replay_hooks(
         self,

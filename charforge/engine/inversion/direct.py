@@ -19,7 +19,7 @@ from charforge.engine.inversion.base import FollowInversion, InversionMethod
 from charforge.engine.inversion.result import InversionResult
 from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import denoise
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.prompts import PromptEmbeds, encode_negative
 
 OFFSETS = "offsets"
 
@@ -79,10 +79,10 @@ class DirectInversion(InversionMethod):
     name = "direct"
 
     def correct(
-        self, model: ModelBundle, result: InversionResult, scheduler: DDIMScheduler, cond: torch.Tensor,
+        self, model: ModelBundle, result: InversionResult, scheduler: DDIMScheduler, cond: PromptEmbeds,
         *, progress: bool = False, **options: Any,
     ) -> None:  # fmt: skip
-        uncond = encode_prompts(model, [result.negative_prompt])
+        uncond = encode_negative(model, [result.negative_prompt], cond.chunks)
         recorder = OffsetRecorder(result.trajectory)
         denoise(model, scheduler, result.trajectory[:1], cond, uncond, result.guidance, [recorder], progress=progress)
         result.step_tensors[OFFSETS] = torch.cat(recorder.offsets)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from charforge.engine.hooks import StepContext
 from charforge.engine.inversion.base import FollowInversion, InversionMethod
 from charforge.engine.inversion.result import InversionResult
 from charforge.engine.loading import ModelBundle
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.prompts import PromptEmbeds, encode_text
 
 
 class _FollowUnguided(FollowInversion):
@@ -28,6 +26,6 @@ class NegativePromptInversion(InversionMethod):
 
     def source_embeddings(
         self, model: ModelBundle, inversion: InversionResult, source_prompt: str | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        cond = encode_prompts(model, [inversion.prompt if source_prompt is None else source_prompt])
+    ) -> tuple[PromptEmbeds, PromptEmbeds]:
+        cond = encode_text(model, [inversion.prompt if source_prompt is None else source_prompt])
         return cond, cond

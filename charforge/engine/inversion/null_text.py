@@ -18,7 +18,7 @@ from charforge.engine.inversion.base import FollowInversion, InversionMethod
 from charforge.engine.inversion.result import InversionResult
 from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import denoise
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.prompts import PromptEmbeds, encode_negative
 
 EMBEDDINGS = "uncond_embeddings"
 
@@ -35,15 +35,16 @@ class NullTextOptimizer(Hook):
         self,
         model: ModelBundle,
         scheduler: DDIMScheduler,
-        cond: torch.Tensor,
-        uncond: torch.Tensor,
+        cond: PromptEmbeds,
+        uncond: PromptEmbeds,
         pivot: torch.Tensor,
         guidance: float,
         inner_steps: int = 10,
         epsilon: float = 1e-5,
     ) -> None:
         self.model, self.scheduler, self.cond, self.pivot = model, scheduler, cond, pivot
-        self.current = uncond.detach().clone()
+        self.negative = uncond  # pooled and size conditioning stay the negative prompt's (SDXL)
+        self.current = uncond.embeds.detach().clone()
         self.guidance, self.inner_steps, self.epsilon = guidance, inner_steps, epsilon
         self.embeddings: list[torch.Tensor] = []
         self.losses: list[tuple[float, float]] = []  # (first, last) inner loss per step
@@ -52,13 +53,14 @@ class NullTextOptimizer(Hook):
         i, t, z = ctx.index, ctx.timestep, ctx.latents
         unet, target = self.model.unet, self.pivot[i + 1 : i + 2].to(z)
         model_input = self.scheduler.scale_model_input(z, t)
-        eps_cond = unet(model_input, t, encoder_hidden_states=self.cond, return_dict=False)[0]
+        cond, negative = self.cond.for_latents(self.model, z), self.negative.for_latents(self.model, z)
+        eps_cond = unet(model_input, t, **cond.unet_kwargs(), return_dict=False)[0]
         uncond = self.current.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([uncond], lr=1e-2 * (1.0 - i / 100.0))
         first = loss_value = float("nan")
         with torch.enable_grad():
             for _ in range(self.inner_steps):
-                eps_uncond = unet(model_input, t, encoder_hidden_states=uncond, return_dict=False)[0]
+                eps_uncond = unet(model_input, t, **negative.with_embeds(uncond).unet_kwargs(), return_dict=False)[0]
                 guided = eps_uncond + self.guidance * (eps_cond - eps_uncond)
                 stepped = self.scheduler.step(guided, t, z, return_dict=False)[0]
                 loss = F.mse_loss(stepped, target)
@@ -85,11 +87,11 @@ class NullTextInversion(InversionMethod):
     follow = _FollowEmbeddings
 
     def correct(
-        self, model: ModelBundle, result: InversionResult, scheduler: DDIMScheduler, cond: torch.Tensor,
+        self, model: ModelBundle, result: InversionResult, scheduler: DDIMScheduler, cond: PromptEmbeds,
         *, progress: bool = False, inner_steps: int = 10, early_stop: float = 1e-5, **options: Any,
     ) -> None:  # fmt: skip
         """`inner_steps` Adam steps per sampling step at most, fewer once the loss is below `early_stop`."""
-        uncond = encode_prompts(model, [result.negative_prompt])
+        uncond = encode_negative(model, [result.negative_prompt], cond.chunks)
         inner = DDIMScheduler.from_config(scheduler.config)  # its own instance: the loop's scheduler stays untouched
         inner.set_timesteps(result.steps, device=scheduler.timesteps.device)
         optimizer = NullTextOptimizer(
