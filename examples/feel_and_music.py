@@ -3,7 +3,8 @@
     python examples/feel_and_music.py [WORKSPACE]
 
 Creates Mira from the sample cast, gives her three feelings, and prints where each CG and BGM is.
-Every result is cached in the workspace: run it twice and the second run renders nothing.
+Every result is cached in the workspace: run it twice and the second run renders nothing. The long
+calls are asked for `progress=True`, so the first run shows what it is doing (a few minutes on a CPU).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ with Forge.open(workspace) as forge:
     mira = forge.get("mira")
 
     for feeling in (EmotionState(joy=0.9), EmotionState(sadness=0.8), EmotionState(anger=0.7, surprise=0.3)):
-        picture = mira.feel(feeling)                   # redraws only the face; recorded as her current state
-        music = mira.bgm(seconds=8)                    # her current state -> mood plan -> spectrogram diffusion
+        picture = mira.feel(feeling, progress=True)    # redraws only the face; recorded as her current state
+        music = mira.bgm(seconds=8, progress=True)     # her current state -> mood plan -> spectrogram diffusion
         print(f"{feeling}: CG {picture.path}{' (cached)' if picture.cached else ''}")
         print(f"    BGM {music.path} [{music.plan.prompt}, {music.plan.mode}, ~{music.plan.bpm:.0f} bpm]")
 
-    glide = mira.bgm_transition(EmotionState(joy=0.9), segments=3)  # from her current mood back to joy
+    glide = mira.bgm_transition(EmotionState(joy=0.9), segments=3, progress=True)  # from her current mood to joy
     print(f"transition {glide.plan.prompt} -> {glide.plan_to.prompt}: {glide.path}")

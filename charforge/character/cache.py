@@ -138,3 +138,4 @@ def cached_picture(character: Character, state: EmotionState) -> FeelResult | No
     table, cond = state_conditioning(character, state)
     asset = character.store.find_asset(AssetKind.CG, state_key(character, cond, model_hash, table))
     return None if asset is None else FeelResult(asset, cond.state, cond, cached=True)
+

@@ -124,7 +124,7 @@ def feel_many(
     conds = [state_conditioning(character, s)[1] for s in states]
     if not has_identity(character):
         log.info("%s has no identity yet; building it first", character.name)
-        build_identity(character)
+        build_identity(character, {"progress": progress})
     model_hash = current_model_hash(character)
     keys = [state_key(character, c, model_hash, table) for c in conds]
     found: dict[str, Asset] = {}
@@ -157,7 +157,8 @@ def _render(
         items = list(edits.items())
         chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
         for chunk in tqdm(chunks, desc=f"feel {character.name}", disable=not progress or len(chunks) < 2):
-            images = render_edits(model, identity, [c for _, c in chunk], table)
+            steps = progress and len(chunks) == 1  # one edit call: show its denoising steps instead
+            images = render_edits(model, identity, [c for _, c in chunk], table, progress=steps)
             for (key, cond), pixels in zip(chunk, images):
                 out[key] = _store(character, pixels, key, cond, table, id_hash, "edit")
     return out
@@ -186,10 +187,11 @@ def _store(
 
 
 def render_edits(
-    model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable
+    model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable,
+    progress: bool = False,
 ) -> list[np.ndarray]:
     """Emotion edits of one identity, all in one loop call: uint8 (H, W, 3) pictures, one per conditioning."""
-    latents = edit_latents(model, identity, conds, table)
+    latents = edit_latents(model, identity, conds, table, progress)
     pictures = decode_pictures(model, latents[1:])
     cells = edit_mask(model, identity, table)
     if table.edit.composite and cells is not None:
@@ -221,7 +223,8 @@ def edit_mask(model: ModelBundle, identity: Identity, table: ExpressionTable) ->
 
 
 def edit_latents(
-    model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable
+    model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Final latents of an edit call: row 0 the source (the base CG's latent), then one row per conditioning."""
     inversion = identity.inversion
@@ -250,7 +253,7 @@ def edit_latents(
         words = list(dict.fromkeys(t.words for c in conds for t in c.terms))
         controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
 
-    return replay(model, inversion, targets, controllers)
+    return replay(model, inversion, targets, controllers, progress=progress)
 
 
 # inpainting -----------------------------------------------------------------------------------------------

@@ -235,12 +235,13 @@ def history_entry(action: str, **details: Any) -> dict[str, Any]:
 
 
 def _render_base(
-    character: Character, model: ModelBundle, opts: IdentityOptions
+    character: Character, model: ModelBundle, opts: IdentityOptions, progress: bool = False
 ) -> tuple[np.ndarray, torch.Tensor, AttentionStore | None]:
     store = AttentionStore(keep_steps=False, self_max_tokens=0) if opts.mask_method == "attention" else None
     gen = txt2img(
         model, character.prompt, negative=character.negative_prompt, seed=character.seed,
         steps=opts.steps, guidance=opts.guidance, hooks=[AttentionControl([store])] if store else [],
+        progress=progress,
     )  # fmt: skip
     return to_uint8(gen.pixels)[0], gen.latents, store
 
@@ -316,22 +317,31 @@ def _write(
     character.update(model_hash=model.model_hash)
 
 
+def _progress(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:
+    """`progress` rides with the identity options (a `Forge` identity builder takes one mapping) but is
+    not one of them: it only shows the rendering and inversion steps."""
+    rest = dict(options or {})
+    return rest, bool(rest.pop("progress", False))
+
+
 def build_identity(character: Character, options: Mapping[str, Any] | None = None) -> None:
     """Render the base CG with the character's model, seed and prompt, invert it, derive masks, store all.
 
-    This is the `Forge` identity builder: `Forge.open(..., identity_builder=build_identity)`.
+    This is the `Forge` identity builder: `Forge.open(..., identity_builder=build_identity)`. Besides the
+    `IdentityOptions`, `options` may hold `progress=True` to show the steps.
     """
     _render_and_invert(character, options, [history_entry("create")])
 
 
 def _render_and_invert(character: Character, options: Mapping[str, Any] | None, history: list[dict[str, Any]]) -> None:
+    options, progress = _progress(options)
     opts = identity_options(character, options)
     model = character_model(character)
     log.info("rendering and inverting the base CG of %s (%d steps)", character.name, opts.steps)
-    pixels, latents, store = _render_base(character, model, opts)
+    pixels, latents, store = _render_base(character, model, opts, progress)
     inversion = invert_latent(
         model, latents, character.prompt, opts.method, steps=opts.steps, guidance=opts.guidance,
-        negative_prompt=character.negative_prompt,
+        negative_prompt=character.negative_prompt, progress=progress,
     )  # fmt: skip
     masks = derive_masks(character, model, inversion, pixels.shape[:2], opts, store)
     _write(character, model, pixels, inversion, masks, opts.mask_method, history)
@@ -344,13 +354,14 @@ def invert_base(
     history: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Make `pixels` the character's base picture: invert it with the character's model and prompt."""
+    options, progress = _progress(options)
     opts = identity_options(character, options)
     model = character_model(character)
     image = PIL.Image.fromarray(pixels)
     clean = encode_mean(model, prepare_image(model, image))
     inversion = invert_latent(
         model, clean, character.prompt, opts.method, steps=opts.steps, guidance=opts.guidance,
-        negative_prompt=character.negative_prompt,
+        negative_prompt=character.negative_prompt, progress=progress,
     )  # fmt: skip
     masks = derive_masks(character, model, inversion, pixels.shape[:2], opts)
     _write(character, model, pixels, inversion, masks, opts.mask_method, list(history))
@@ -372,7 +383,7 @@ def reinvert(character: Character, *, rerender: bool = False, **options: Any) ->
         _render_and_invert(character, options, [*history, history_entry("rerender")])
         return
     history.append(history_entry("reinvert", model_hash=current_model_hash(character)))
-    if "steps" not in options:  # keep the step grid the identity was built with
+    if "steps" not in options:  # keep the step grid the identity was built with (`progress` is no option)
         meta = character.store.get_identity(IdentityKind.INVERTED_LATENTS).metadata["inversion"]
         options = {"guidance": meta["guidance"], **options, "steps": meta["steps"]}
     invert_base(character, base.tensors["pixels"].numpy(), options, history)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +36,14 @@ RunDirOpt = Annotated[
     typer.Option(parser=output_folder(parent_must_exist=False),
                  help="Run directory: checkpoint, logs, and the exported model in OUT/model."),
 ]  # fmt: skip
-MinutesOpt = Annotated[float, typer.Option(parser=finite(0.0, low_open=True), help="Wall-clock training budget.")]
+MinutesOpt = Annotated[
+    float,
+    typer.Option(
+        parser=finite(0.0, low_open=True),
+        help="Wall-clock budget of the whole command (data, encoding, every phase, export); with --resume, "
+        "also the run's total training time that the phases' shares are taken of.",
+    ),
+]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")]
 TrainSeedOpt = Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of weights, data order and noise.")]
 
@@ -81,9 +89,9 @@ def train_portrait_mini(
         float,
         typer.Option(
             parser=finite(0.0),
-            help="Extra decoder-only fine-tune after the UNet phase (sharper pictures, same latent space).",
+            help="The last minutes of --minutes go to a decoder-only fine-tune (sharper pictures, same latent space).",
         ),
-    ] = 10.0,
+    ] = 0.0,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -98,16 +106,21 @@ def train_portrait_mini(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train the default portrait model from scratch (or resume, or fine-tune one), then export a diffusers folder."""
+    started = time.monotonic()
     _check_run(out, resume, device)
+    if decoder_minutes >= minutes / 2:
+        raise InvalidInput(f"--decoder-minutes {decoder_minutes:g} leaves too little of --minutes {minutes:g}")
     if init_from is not None and not (init_from / "model_index.json").is_file():
         raise InvalidInput(f"--init-from {init_from} is not a diffusers model folder (no model_index.json)")
     from charforge.recipes.portrait_mini.recipe import finetune_portrait_mini, is_finetune_run
     from charforge.recipes.portrait_mini.recipe import train_portrait_mini as run
+    from charforge.recipes.training.budget import Budget
 
     if init_from is not None or (resume and is_finetune_run(out)):
         typer.echo(str(finetune_portrait_mini(out, init_from, minutes, resume=resume, seed=seed, threads=threads)))
         return
-    folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads)
+    folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads,
+                 budget=Budget.minutes(minutes, started))  # fmt: skip
     typer.echo(str(folder))
 
 
@@ -121,10 +134,12 @@ def train_bgm_mini(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train the default BGM model (spectrograms of procedural music), then export a diffusers folder."""
+    started = time.monotonic()
     _check_run(out, resume, device)
     from charforge.recipes.bgm_mini.train import train_bgm_mini as run
+    from charforge.recipes.training.budget import Budget
 
-    typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed)))
+    typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed, budget=Budget.minutes(minutes, started))))
 
 
 @eval_app.command("portrait-mini")

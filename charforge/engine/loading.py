@@ -31,6 +31,7 @@ from charforge.models import (  # noqa: F401 (default paths and weights_hash are
     default_model_path,
     hash_files,
     hash_folder,
+    read_vocabulary,
     resolve_model_ref,
     weights_hash,
 )
@@ -54,6 +55,7 @@ class ModelBundle:
     text_encoder_2: Any = None
     tokenizer_2: Any = None
     pipe: Any = None
+    vocabulary: frozenset[str] | None = None  # declared words (charforge.models.VOCABULARY_FILE); None: open
 
     @property
     def family(self) -> str:
@@ -213,6 +215,7 @@ def load_model(
         source=source,
         device=target_device,
         dtype=target_dtype,
+        vocabulary=read_vocabulary(source) if Path(source).is_dir() else None,
         text_encoder_2=getattr(pipe, "text_encoder_2", None),
         tokenizer_2=getattr(pipe, "tokenizer_2", None),
         pipe=pipe,

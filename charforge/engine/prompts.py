@@ -31,9 +31,11 @@ import torch
 
 from charforge.engine.loading import ModelBundle
 from charforge.errors import InvalidInput
+from charforge.models import VOCABULARY_FILE, unknown_words
 
 log = logging.getLogger(__name__)
 
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()  # (model, unknown words) already warned about
 CHUNK_TOKENS = 75  # tokens per chunk between BOS and EOS (77 positions in all for CLIP)
 
 
@@ -266,6 +268,19 @@ def _zero_empty(model: ModelBundle, uncond: PromptEmbeds, negatives: Sequence[st
     )
 
 
+def _warn_unknown_words(model: ModelBundle, prompts: Sequence[str]) -> None:
+    """A model with a closed vocabulary draws unknown words as noise (a random portrait, not a knight):
+    say which words, once per model and set of words."""
+    unknown = tuple(dict.fromkeys(w for p in prompts for w in unknown_words(p, model.vocabulary)))
+    if not unknown or (model.source, unknown) in _WARNED:
+        return
+    _WARNED.add((model.source, unknown))
+    log.warning(
+        "words outside the vocabulary of %s are ignored by it: %s (its words: %s)",
+        model.source, ", ".join(unknown), f"{model.source}/{VOCABULARY_FILE}",
+    )  # fmt: skip
+
+
 @torch.no_grad()
 def encode_text(
     model: ModelBundle, prompts: Sequence[str], min_chunks: int = 1, max_chunks: int | None = None
@@ -275,6 +290,8 @@ def encode_text(
     token for token with rows encoded before (an edit's targets against its source), at most `max_chunks`:
     the tokens past them are dropped with a warning, as single-chunk pipelines truncate."""
     prompts = list(prompts)
+    if model.vocabulary is not None:
+        _warn_unknown_words(model, prompts)
     sdxl = model.family == "sdxl"
     tokenized = []
     for tokenizer, _ in model.text_encoders:

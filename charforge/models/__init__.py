@@ -9,7 +9,10 @@ functions, so the hash a lookup computes is the one `load_model` reports.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")  # the last only in SDXL
@@ -80,3 +83,41 @@ def hash_files(files: list[Path], root: Path) -> str:
         total.update(file.relative_to(root).as_posix().encode())
         total.update(_HASH_CACHE[key].encode())
     return total.hexdigest()
+
+
+VOCABULARY_FILE = "vocabulary.json"
+"""Beside model_index.json, `{"words": [...]}`: the only words a model was trained on. A model with a
+closed vocabulary (the mini models: captions from a renderer) draws any other word as noise, so a
+prompt outside it is warned about; a model without the file (Stable Diffusion) is not checked."""
+
+_WORD = re.compile(r"[^\W\d_]+")
+_ADDED_TOKEN = re.compile(r"<[^<>\s]+>")  # a textual-inversion token such as <mira>: not a word of the model's
+
+
+def prompt_words(prompt: str) -> list[str]:
+    """The words of a prompt as a vocabulary check sees them: lower-case runs of letters, in order
+    (emphasis weights and added `<tokens>` are not words)."""
+    return _WORD.findall(_ADDED_TOKEN.sub(" ", prompt.lower()))
+
+
+def read_vocabulary(folder: str | os.PathLike) -> frozenset[str] | None:
+    """The words a model folder declares (None: no declaration, an open vocabulary)."""
+    path = Path(folder) / VOCABULARY_FILE
+    if not path.is_file():
+        return None
+    return frozenset(json.loads(path.read_text(encoding="utf-8"))["words"])
+
+
+def write_vocabulary(folder: str | os.PathLike, words: Iterable[str]) -> Path:
+    """Declare a model's vocabulary: the letter words of `words` (e.g. a recipe's caption words)."""
+    from charforge.files import atomic_write
+
+    kept = sorted({w for word in words for w in prompt_words(word)})
+    path = Path(folder) / VOCABULARY_FILE
+    atomic_write(path, (json.dumps({"words": kept}, indent=1) + "\n").encode())
+    return path
+
+
+def unknown_words(prompt: str, vocabulary: frozenset[str]) -> list[str]:
+    """The words of `prompt` outside `vocabulary`, each once, in order."""
+    return list(dict.fromkeys(w for w in prompt_words(prompt) if w not in vocabulary))

@@ -17,9 +17,11 @@ from typing import Any
 
 from charforge.recipes.bgm_mini.dataset import BGMSource, caption_words
 from charforge.audio.codec import get_preset
+from charforge.models import write_vocabulary
 from charforge.recipes.portrait_mini.architecture import scheduler_config, text_config
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
+from charforge.recipes.training.budget import Budget
 from charforge.recipes.training.trainer import load_run
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,13 @@ def recipe_config(seed: int, minutes: float) -> TrainConfig:
 
 
 def train_bgm_mini(out: str | Path, minutes: float = 45.0, resume: bool = False, seed: int = 0,
-                   dataset_size: int = DATASET_SIZE) -> Path:
-    """Train (or resume) in `out`, export to `out/model`, return that folder."""
+                   dataset_size: int = DATASET_SIZE, budget: Budget | None = None) -> Path:
+    """Train (or resume) in `out`, export to `out/model`, return that folder.
+
+    `budget` is the whole call's wall-clock time (default: `minutes` from now): rendering the
+    spectrograms and the export come out of it too.
+    """
+    budget = budget or Budget.minutes(minutes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source = BGMSource(DATA_SEED + seed, dataset_size, PRESET)
@@ -86,11 +93,18 @@ def train_bgm_mini(out: str | Path, minutes: float = 45.0, resume: bool = False,
         trainer.cfg.minutes = minutes  # a resumed run may be given more (or less) time
     else:
         trainer = LatentDiffusionTrainer(bgm_spec(out / "tokenizer"), source, recipe_config(seed, minutes), out)
-    trainer.run()
-    return trainer.export(out / "model")
+    trainer.run(budget)
+    return _export(trainer, out / "model")
 
 
 def export_bgm_mini(run_dir: str | Path, folder: str | Path) -> Path:
     """Export a run's current weights (EMA) as a diffusers folder, e.g. into charforge/models/bgm-mini."""
     trainer = load_run(run_dir, BGMSource(DATA_SEED, 1, PRESET))
-    return trainer.export(folder)
+    return _export(trainer, folder)
+
+
+def _export(trainer: LatentDiffusionTrainer, folder: str | Path) -> Path:
+    """The diffusers folder, with the caption words it was trained on declared as its vocabulary."""
+    folder = trainer.export(folder)
+    write_vocabulary(folder, caption_words())
+    return folder

@@ -24,8 +24,10 @@ from charforge.recipes.portrait_mini.architecture import (
     vae_config,
 )
 from charforge.recipes.portrait_mini.dataset import PortraitSource
-from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
+from charforge.models import write_vocabulary
+from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
+from charforge.recipes.training.budget import Budget
 from charforge.recipes.training.trainer import grow_run, load_run
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,13 @@ def recipe_config(seed: int, minutes: float, decoder_minutes: float = 0.0) -> Tr
 
 def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = False, seed: int = 0,
                         decoder_minutes: float = 0.0, dataset_size: int = DATASET_SIZE,
-                        threads: int | None = None) -> Path:
-    """Train (or resume) in `out`, export to `out/model`, return that folder."""
+                        threads: int | None = None, budget: Budget | None = None) -> Path:
+    """Train (or resume) in `out`, export to `out/model`, return that folder.
+
+    `budget` is the whole call's wall-clock time (default: `minutes` from now), export included;
+    `decoder_minutes` are the last of `minutes`, not extra.
+    """
+    budget = budget or Budget.minutes(minutes)
     out = Path(out)
     source = PortraitSource(DATA_SEED + seed, dataset_size)
     if resume and (out / "spec.json").is_file():
@@ -80,8 +87,15 @@ def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = F
         trainer = LatentDiffusionTrainer(spec, source, recipe_config(seed, minutes, decoder_minutes), out)
     if threads is not None:
         trainer.cfg.threads = threads
-    trainer.run()
-    return trainer.export(out / "model")
+    trainer.run(budget)
+    return export_portrait_mini(trainer, out / "model")
+
+
+def export_portrait_mini(trainer: LatentDiffusionTrainer, folder: str | Path) -> Path:
+    """The diffusers folder, with the caption words it was trained on declared as its vocabulary."""
+    folder = trainer.export(folder)
+    write_vocabulary(folder, caption_words())
+    return folder
 
 
 FINETUNE_LR = 4e-4
@@ -225,7 +239,7 @@ def graft_decoder(main_run: str | Path, branch: str | Path, folder: str | Path, 
     if any(not vae[k].equal(current[k]) for k in encoder_keys):
         raise InvalidInput(f"{branch} does not share {main_run}'s encoder; it is not a decoder branch of it")
     trainer.vae.load_state_dict(vae)
-    return trainer.export(folder)
+    return export_portrait_mini(trainer, folder)
 
 
 def grow_portrait_run(old_run: str | Path, new_run: str | Path, seed: int = 0, dataset_size: int = DATASET_SIZE) -> Path:

@@ -23,7 +23,10 @@ class ModelSpec:
 class TrainConfig:
     """Budgets are wall-clock minutes because the constraint is the machine's time, not an epoch count.
 
-    The learning rate follows a cosine over each phase's budget, so a shorter budget still ends annealed.
+    `minutes` is the run's whole time: the VAE phase (with latent encoding) gets `vae_fraction`, the
+    decoder phase its `decoder_minutes`, the UNet the rest. A command also has its own deadline
+    (`Budget`), which shrinks the phases in proportion when overheads leave less. The learning rate
+    follows a cosine over each phase's actual length, so a shorter budget still ends annealed.
     """
 
     seed: int = 0
@@ -33,7 +36,7 @@ class TrainConfig:
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
     vae_crop: int | None = 32  # train the (convolutional) VAE on random crops: 4x cheaper at 64x64
-    decoder_minutes: float = 0.0  # optional last phase, on top of `minutes`: decoder-only fine-tune
+    decoder_minutes: float = 0.0  # optional last phase, the last of `minutes`: decoder-only fine-tune
     decoder_batch: int = 8
     decoder_lr: float = 5e-4
     unet_batch: int = 32

@@ -1,5 +1,10 @@
 """Two-phase latent-diffusion training on a wall-clock budget: the VAE first, then UNet + text encoder.
 
+The budget is the whole command's (`Budget`): data rendering before the trainer, latent encoding,
+checkpoints and the export all come out of it, and every phase saves a checkpoint when it ends, every
+`checkpoint_minutes`, and when interrupted (Ctrl-C), so `--resume` loses at most the step in flight
+(or a latent encoding in progress, which starts over).
+
 The VAE is trained alone because the UNet needs a fixed latent space; afterwards every training
 image is encoded once (mean and std of its posterior are cached) so the second phase never touches
 pixels. Caption dropout teaches the unconditional branch classifier-free guidance needs, and the
@@ -26,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from charforge.errors import InvalidInput, NotFound
+from charforge.recipes.training.budget import Budget
 from charforge.recipes.training.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 from charforge.recipes.training.config import ModelSpec, TrainConfig
 from charforge.recipes.training.data import SampleSource, batch, captions
@@ -73,6 +79,10 @@ class LatentDiffusionTrainer:
                                  power=3 / 4)
         self._latents: tuple[torch.Tensor, torch.Tensor] | None = None
         self._ids: torch.Tensor | None = None
+        self.budget: Budget | None = None  # the command's deadline, set by `run`
+        self._save_seconds = 0.0  # how long the last checkpoint took
+        self._export_seconds = 0.0  # how long an export takes (timed once per `run`)
+        self._encode_seconds = 0.0  # estimated time to encode the dataset, while it is still to do
 
     def _decoder_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.vae.decoder.parameters()) + list(self.vae.post_quant_conv.parameters())
@@ -80,16 +90,31 @@ class LatentDiffusionTrainer:
     # --- budgets ----------------------------------------------------------------------------------
 
     def _budget(self, phase: str) -> float:
+        """A phase's configured share of the run's `minutes` (the decoder's comes out of the UNet's)."""
         total = self.cfg.minutes * 60.0
         if phase == "vae":
             return total * self.cfg.vae_fraction
         if phase == "decoder":
             return self.cfg.decoder_minutes * 60.0
-        return total * (1 - self.cfg.vae_fraction)
+        return max(0.0, total * (1 - self.cfg.vae_fraction) - self.cfg.decoder_minutes * 60.0)
+
+    def _allowance(self, phase: str) -> float:
+        """Seconds `phase` may still train in this command: its configured remainder, shrunk in proportion
+        with the phases after it when the deadline leaves less once the fixed work is set aside (a save
+        at each phase end, the export, the latent encoding still to do)."""
+        ahead = _PHASES[_PHASES.index(phase) : -1]
+        wanted = {p: max(0.0, self._budget(p) - (self.elapsed if p == phase else 0.0)) for p in ahead}
+        fixed = len(ahead) * self._save_seconds + self._export_seconds + self._encode_seconds
+        if self.budget is None:
+            return wanted[phase]
+        available = max(0.0, self.budget.remaining() - fixed)
+        total = sum(wanted.values())
+        return min(wanted[phase], available * wanted[phase] / total) if total > 0 else 0.0
 
     # --- checkpoints ------------------------------------------------------------------------------
 
     def save(self) -> None:
+        started = time.monotonic()
         vae_opt, vae_opt_meta = optimizer_tensors(self.vae_opt)
         unet_opt, unet_opt_meta = optimizer_tensors(self.unet_opt)
         decoder_opt, decoder_opt_meta = optimizer_tensors(self.decoder_opt)
@@ -118,7 +143,8 @@ class LatentDiffusionTrainer:
             "vae_config": self.spec.vae_config, "unet_config": self.spec.unet_config,
             "text_config": self.spec.text_config, "scheduler_config": self.spec.scheduler_config,
         }, indent=2, default=list), encoding="utf-8")
-        log.info("checkpoint saved: phase=%s step=%d", self.phase, self.step)
+        self._save_seconds = time.monotonic() - started
+        log.info("checkpoint saved: phase=%s step=%d (%.1fs)", self.phase, self.step, self._save_seconds)
 
     def resume(self) -> bool:
         """Load the last checkpoint of `run_dir` if there is one; False when starting fresh."""
@@ -169,32 +195,52 @@ class LatentDiffusionTrainer:
             log.info("budget grew: reopening the UNet phase at step %d", past["step"])
             self.phase, self.step, self.elapsed = "unet", int(past["step"]), float(past["elapsed"])
 
-    def run(self) -> None:
+    def run(self, budget: Budget | None = None) -> None:
+        """Train the phases still to do, within `budget` (default: `minutes` from now); then `export()`.
+
+        The `budget` of a command starts when the command does, so whatever ran before (rendering data)
+        is already spent. Ctrl-C saves a checkpoint before it stops the run.
+        """
+        self.budget = budget or Budget.minutes(self.cfg.minutes)
         torch.set_num_threads(self.cfg.threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._reopen_unet()
-        if self.phase == "vae":
-            self._train_vae()
-            self._end_phase("vae", "unet")
-        if self.phase == "unet":
-            self._train_unet()
-            self._end_phase("unet", "decoder")
-        if self.phase == "decoder":
-            if self._budget("decoder") > 0:
-                self._train_decoder()
-            self._end_phase("decoder", "done")
+        self.save()  # the starting point (and how long a save takes, which the phases set aside)
+        self._export_seconds = self._time_export()
+        try:
+            if self.phase == "vae":
+                self._train_vae()
+                self._end_phase("vae", "unet")
+            if self.phase == "unet":
+                self._train_unet()
+                self._end_phase("unet", "decoder")
+            if self.phase == "decoder":
+                if self._budget("decoder") > 0:
+                    self._train_decoder()
+                self._end_phase("decoder", "done")
+        except KeyboardInterrupt:
+            log.warning("interrupted: saving a checkpoint of phase %s step %d (continue with --resume)",
+                        self.phase, self.step)
+            self.save()
+            raise
+        log.info("training took %.1f of %.1f budgeted seconds", self.budget.spent(), self.budget.seconds)
 
     def _loop(self, phase: str, train_step) -> None:
-        budget = self._budget(phase)
+        seconds = self._allowance(phase)
+        if seconds <= 0:
+            log.warning("the budget leaves no time for the %s phase", phase)
+        start, begun = self.elapsed, time.monotonic()
+        length = start + seconds  # the phase's length as this command runs it (the cosine spans it)
         last_ckpt = time.monotonic()
-        bar = tqdm(total=round(budget), initial=min(round(self.elapsed), round(budget)), unit="s",
+        bar = tqdm(total=round(length), initial=min(round(start), round(length)), unit="s",
                    desc=f"train {phase}", mininterval=5.0)
         cap = self.cfg.max_steps
-        while self.elapsed < budget and (cap is None or self.step < cap):
-            t0 = time.monotonic()
-            loss = train_step(self.elapsed / budget)
-            dt = time.monotonic() - t0
-            self.elapsed += dt
+        last = 0.0  # the last step's time: a step that would end past the phase's length is not begun
+        while self.elapsed + last < length and (cap is None or self.step < cap):
+            before = self.elapsed
+            loss = train_step(self.elapsed / length)
+            self.elapsed = start + time.monotonic() - begun  # wall time, checkpoints included
+            last = self.elapsed - before
             self.step += 1
             bar.n = min(int(self.elapsed), bar.total)
             bar.set_postfix(step=self.step, loss=f"{loss:.4f}")
@@ -208,10 +254,11 @@ class LatentDiffusionTrainer:
         bar.close()
 
     def _train_vae(self) -> None:
-        self.vae.train()
         stale = self.run_dir / "latents.safetensors"
         if stale.exists():  # encoded by a VAE state newer than this checkpoint's
             stale.unlink()
+        self._encode_seconds = self._time_encoding()
+        self.vae.train()
 
         def step(fraction: float) -> float:
             for group in self.vae_opt.param_groups:
@@ -229,6 +276,26 @@ class LatentDiffusionTrainer:
 
         self._loop("vae", step)
         self._encode_dataset()
+        self._encode_seconds = 0.0
+
+    def _time_export(self) -> float:
+        """Seconds `export()` takes (the phases leave that much of the budget for it), by exporting once."""
+        import shutil
+
+        started = time.monotonic()
+        probe = self.export(self.run_dir / "export-probe")
+        shutil.rmtree(probe, ignore_errors=True)
+        return time.monotonic() - started
+
+    @torch.no_grad()
+    def _time_encoding(self, chunk: int = 64) -> float:
+        """Seconds encoding the whole dataset will take, from one chunk (it is set aside from the VAE's time)."""
+        self.vae.eval()
+        n = min(chunk, len(self.source))
+        started = time.monotonic()
+        x, _ = batch(self.source, torch.arange(n))
+        self.vae.encode(x)
+        return (time.monotonic() - started) * len(self.source) / n
 
     def _crop(self, x: torch.Tensor) -> torch.Tensor:
         size = self.cfg.vae_crop
