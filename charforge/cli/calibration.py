@@ -52,6 +52,8 @@ def calibrate(
     characters: Annotated[int, typer.Option(help=f"With '{MINI}': held-out characters to measure on.")] = 3,
     steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
     workers: Annotated[int, typer.Option(help=f"With '{MINI}': processes drawing characters side by side.")] = 1,
+    judged: Annotated[bool, typer.Option("--judge/--face-change", help=f"With '{MINI}': measure by the emotion judge, "
+                                         "or by how much the face changes.")] = True,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -68,7 +70,7 @@ def calibrate(
 
         folder = _mini_folder(model)
         result = calibrate_mini(weights_hash(str(folder)) or "", held_out_cast(characters), str(folder), steps,
-                                workers=min(workers, characters))
+                                workers=min(workers, characters), judged=judged)
         path = save_calibration(result, folder)
     else:
         if model is not None:

@@ -303,25 +303,28 @@ def _settings(table: ExpressionTable) -> list[tuple[str, str, float]]:
     return [(e, w.word, a) for e in BASIS for w in table.words for a in table.attention.calibrate]
 
 
-def _calibrate_member(member: Member, model: str | None, steps: int) -> tuple[np.ndarray, np.ndarray]:
+def _calibrate_member(member: Member, model: str | None, steps: int, judged: bool) -> tuple[np.ndarray, np.ndarray]:
     torch.set_num_threads(1)
     table = expression_table()
     with sittings([member], "edit", model, steps, table) as people:
-        return measure_settings(next(people), table, load_judge())
+        return measure_settings(next(people), table, load_judge() if judged else None)
 
 
 def calibrate_mini(model_hash: str, cast: Sequence[Member], model: str | None, steps: int,
-                   workers: int = 1) -> Calibration:
-    """The judge's calibration of a charforge-mini folder on `cast`, one worker process per character."""
+                   workers: int = 1, judged: bool = True) -> Calibration:
+    """The calibration of a charforge-mini folder on `cast` (by the judge, or by face change), one
+    worker process per character."""
+    jobs = [(m, model, steps, judged) for m in cast]
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            parts = list(pool.map(_calibrate_member, cast, [model] * len(cast), [steps] * len(cast)))
+            parts = list(pool.map(_calibrate_member, *zip(*jobs)))
     else:
-        parts = [_calibrate_member(m, model, steps) for m in cast]
-    return _curves(model_hash, "judge", expression_table(), [p[0] for p in parts], [p[1] for p in parts])
+        parts = [_calibrate_member(*job) for job in jobs]
+    return _curves(model_hash, "judge" if judged else "face-change", expression_table(),
+                   [p[0] for p in parts], [p[1] for p in parts])
 
 
 def calibrate(model_hash: str, people: Iterator[Sitting], table: ExpressionTable,
