@@ -103,6 +103,7 @@ def eval_emotions(
     steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
     calibrated: Annotated[bool, typer.Option(help="Use the model folder's calibration, if it has one.")] = True,
     workers: Annotated[int, typer.Option(help="Processes drawing characters side by side (one thread each).")] = 1,
+    workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Intensity sweeps (8 emotions x 0.1..1.0) and two-emotion mixtures, read by the emotion judge."""

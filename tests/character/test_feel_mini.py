@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from charforge.character.feel import decode_pictures, edit_latents, edit_mask, pixel_mask
 from charforge.character.identity import build_identity, character_model, load_identity
@@ -14,8 +15,8 @@ from charforge.recipes.portrait_mini import render
 
 PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background, looking calm"
 
-
 pytestmark = pytest.mark.slow  # renders with the shipped model
+
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float((((a.astype(np.float64) - b.astype(np.float64)) / 255.0) ** 2).mean())
