@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from charforge.cards import CharacterCard
 from charforge.character.handle import Character, IdentityBuilder
+from charforge.errors import StorageError
+from charforge.files import remove_stale_temps
 from charforge.paths import Workspace
 from charforge.store import Database, Repository
 from charforge.store.models import JobStatus
@@ -18,6 +20,23 @@ if TYPE_CHECKING:
     from sqlalchemy import URL
 
 log = logging.getLogger(__name__)
+
+
+def check_database_present(workspace: Workspace) -> None:
+    """Refuse to start a new empty database beside asset files: they mean a database existed (deleted,
+    truncated or moved), and silently starting over would hide every character. Only an explicit
+    `charforge db new` (`Database.create_empty`) makes a new database in such a workspace."""
+    db = workspace.db_path
+    missing = not db.exists()
+    if not missing and (not db.is_file() or db.stat().st_size > 0):
+        return
+    files = workspace.asset_files()
+    if files:
+        state = "is missing" if missing else "is empty"
+        raise StorageError(
+            f"the workspace database {db} {state} but {workspace.assets_dir} holds {files} asset files; "
+            "restore charforge.db from a backup, or run `charforge db new --yes` to start an empty one"
+        )
 
 
 class Forge:
@@ -51,6 +70,9 @@ class Forge:
         """
         workspace = Workspace(path)
         workspace.ensure()
+        if db_url is None:
+            check_database_present(workspace)
+        remove_stale_temps(workspace.root)
         db = Database.from_url(db_url) if db_url is not None else Database(workspace.db_path)
         try:
             db.ensure_current()

@@ -61,3 +61,16 @@ def db_downgrade(
 def db_current(ctx: typer.Context, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """Print the schema revision of the workspace database."""
     _report_revision(Database(workspace_at(ctx).db_path), json_out)
+
+
+@app.command("new")
+def db_new(ctx: typer.Context, yes: YesOpt = False, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+    """Start an empty database in a workspace whose charforge.db is missing or empty (asset files are kept)."""
+    ws = workspace_at(ctx, create=True)
+    if ws.db_path.exists() and (not ws.db_path.is_file() or ws.db_path.stat().st_size > 0):
+        raise InvalidInput(f"{ws.db_path} exists and is not empty; `db new` never replaces a database")
+    confirm(f"starting an empty database at {ws.db_path} (characters of the old one are not recovered)", yes)
+    ws.ensure()
+    db = Database(ws.db_path)
+    db.upgrade("head")
+    _report_revision(db, json_out)
