@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from charforge.cards import CharacterCard
 from charforge.character.handle import Character, IdentityBuilder
-from charforge.errors import StorageError
+from charforge.errors import AlreadyExists, StorageError
+from charforge.faults import pause_point
 from charforge.files import remove_stale_temps
+from charforge.models import check_model_ref
 from charforge.paths import Workspace
 from charforge.store import Database, Repository
 from charforge.store.models import JobStatus
@@ -136,22 +138,46 @@ class Forge:
         build_identity: bool = True,
         build_options: Mapping[str, Any] | None = None,
     ) -> Character:
-        row = self.repository.create_character(
-            card.name, display_name=card.resolved_display_name(), base_prompt=card.prompt,
-            negative_prompt=card.negative_prompt, seed=card.resolved_seed(), model_ref=card.model,
-            settings=card.settings,
-        )  # fmt: skip
+        """Create the character a validated card describes (see `create`).
+
+        The model reference is checked before anything is written. A character whose create was
+        interrupted (row written, identity never stored: a crash or kill while rendering) is picked up
+        again by the same create (same card), instead of "already exists".
+        """
+        check_model_ref(card.model)
+        build = build_identity and self.identity_builder is not None
+        try:
+            row = self.repository.create_character(
+                card.name, display_name=card.resolved_display_name(), base_prompt=card.prompt,
+                negative_prompt=card.negative_prompt, seed=card.resolved_seed(), model_ref=card.model,
+                settings=card.settings,
+            )  # fmt: skip
+            log.info("created character %s", card.name)
+        except AlreadyExists:
+            row = self._interrupted(card) if build else None
+            if row is None:
+                raise
+            log.info("resuming the interrupted create of %s", card.name)
         character = self._handle(row)
-        log.info("created character %s", card.name)
-        if build_identity and self.identity_builder is not None:
+        pause_point("create-row-written")
+        if build:
             try:
-                self.identity_builder(character, dict(build_options or {}))
+                self.identity_builder(character, dict(build_options or {}))  # type: ignore[misc]
             except BaseException:
-                log.warning("building the identity of %s failed; removing it", card.name)
+                log.info("building the identity of %s failed; removing it", card.name)
                 self.delete(card.name)
                 raise
             character.refresh()
         return character
+
+    def _interrupted(self, card: CharacterCard) -> CharacterRow | None:
+        """The existing row of `card.name` if it is this card's character without any identity yet."""
+        row = self.repository.get_character(card.name)
+        same = (row.display_name, row.prompt, row.negative_prompt, row.seed, row.model_ref, row.settings) == (
+            card.resolved_display_name(), card.prompt, card.negative_prompt, card.resolved_seed(), card.model,
+            card.settings,
+        )  # fmt: skip
+        return row if same and not self.repository.character(row).identity() else None
 
     def get(self, name: str) -> Character:
         return self._handle(self.repository.get_character(name))

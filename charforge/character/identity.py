@@ -127,13 +127,18 @@ def _model_key(ref: str | None) -> tuple[str, str | None]:
     return (str(default_model_path()) if ref is None else ref, weights_hash(ref))
 
 
-def character_model(character: Character) -> ModelBundle:
-    """The character's model, loaded once per process (reloaded when its weights change on disk)."""
-    key = _model_key(character.model_ref)
+def model_for(ref: str | None) -> ModelBundle:
+    """The model `ref` names, loaded once per process (reloaded when its weights change on disk)."""
+    key = _model_key(ref)
     if key not in _LOADED:
         _LOADED.clear()  # one model in memory at a time: characters usually share one
-        _LOADED[key] = load_model(character.model_ref)
+        _LOADED[key] = load_model(ref)
     return _LOADED[key]
+
+
+def character_model(character: Character) -> ModelBundle:
+    """The character's model (see `model_for`)."""
+    return model_for(character.model_ref)
 
 
 def current_model_hash(character: Character) -> str:
