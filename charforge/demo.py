@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from charforge.cards import CharacterCard, load_cards
 from charforge.character.feel import feel_many
 from charforge.character.handle import Character
@@ -30,6 +28,7 @@ from charforge.emotion import BASIS
 from charforge.errors import AlreadyExists, StaleIdentity
 from charforge.forge import Forge
 from charforge.models import check_model_ref
+from charforge.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +153,7 @@ def run_demo(forge: Forge, *, model_ref: str | None = None, steps: int = DEFAULT
     states = sweep_states()
     rows = []
     characters = [forge.get(name) for name in cast]
-    for character in tqdm(characters, desc="demo", unit="character"):
+    for character in progress_bar(characters, desc="demo", unit="character"):
         ensure_identity(character, steps)
         results = feel_many(character, [state for _, state in states])
         cells = [(label, Image.open(io.BytesIO(r.asset.read_bytes()))) for (label, _), r in zip(states, results)]
@@ -164,7 +163,7 @@ def run_demo(forge: Forge, *, model_ref: str | None = None, steps: int = DEFAULT
     sheet = forge.workspace.write_atomic(SHEET_PATH, buf.getvalue())
     tunes = []
     if music:
-        for character in tqdm(characters, desc="demo music", unit="character"):
+        for character in progress_bar(characters, desc="demo music", unit="character"):
             tunes += write_music(forge, character, bgm_model=bgm_model)
     return DemoResult(sheet=sheet, imported=imported, characters=[c.name for c in characters], music=tunes,
                       skipped=skipped)

@@ -134,7 +134,7 @@ def _columns_at_first_revision(tmp_path: Path, table: str) -> list[str]:
 
 def test_downgrade_to_first_revision_keeps_rows_of_surviving_tables(tmp_path):
     with Forge.open(tmp_path) as forge:
-        mira = forge.create("mira", prompt="portrait of a girl", settings={"x": 1})
+        mira = forge.create("mira", prompt="portrait of a girl", settings={"music": {"arousal_offset": 0.5}})
         mira.record_emotion({"joy": 0.7})
         forge.create_job("regenerate")
     db = Database(tmp_path / "charforge.db")

@@ -42,6 +42,7 @@ from charforge.engine.loop import decode_latents, denoise
 from charforge.engine.prompts import encode_prompts
 from charforge.errors import IntegrityError, InvalidInput, ModelLoadError, NotFound, StaleIdentity
 from charforge.files import atomic_write
+from charforge.validation import finite
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +382,7 @@ def invert_latent(
     """Invert an image latent (1, C, h, w). `inner_steps`/`early_stop` tune null-text's optimisation."""
     if method not in METHODS:
         raise InvalidInput(f"unknown inversion method '{method}' (choose from {', '.join(METHODS)})")
-    if guidance < 1:
+    if not finite(guidance, "guidance") >= 1:
         raise InvalidInput(f"guidance must be >= 1, got {guidance}")
     clean = clean.to(model.device, model.dtype)
     forward, inverse = inversion_schedulers(model, steps)
