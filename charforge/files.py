@@ -35,7 +35,7 @@ _ATTEMPTS = 32
 TEMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 # A temp file younger than this is left alone even when unlocked: it may be between its creation and
 # its writer's flock (or, without flock, still being written).
-TEMP_GRACE_S = 2.0 if fcntl is not None else 3600.0
+TEMP_GRACE_S = 0.5 if fcntl is not None else 3600.0
 
 
 def _create_temp(target: Path) -> tuple[int, Path]:

@@ -140,9 +140,10 @@ class Forge:
     ) -> Character:
         """Create the character a validated card describes (see `create`).
 
-        The model reference is checked before anything is written. A character whose create was
-        interrupted (row written, identity never stored: a crash or kill while rendering) is picked up
-        again by the same create (same card), instead of "already exists".
+        The model reference is checked before anything is written. Creating with an identity is
+        idempotent per card: a character whose create was interrupted (row written, identity never
+        stored: a crash or kill while rendering) is finished by the same create, and one that is
+        complete is returned as it is. A different card under a taken name is `AlreadyExists`.
         """
         check_model_ref(card.model)
         build = build_identity and self.identity_builder is not None
@@ -154,9 +155,12 @@ class Forge:
             )  # fmt: skip
             log.info("created character %s", card.name)
         except AlreadyExists:
-            row = self._interrupted(card) if build else None
+            row = self._same(card) if build else None
             if row is None:
                 raise
+            if self.repository.character(row).identity():
+                log.info("%s already exists as this card describes it", card.name)
+                return self._handle(row)
             log.info("resuming the interrupted create of %s", card.name)
         character = self._handle(row)
         pause_point("create-row-written")
@@ -170,14 +174,14 @@ class Forge:
             character.refresh()
         return character
 
-    def _interrupted(self, card: CharacterCard) -> CharacterRow | None:
-        """The existing row of `card.name` if it is this card's character without any identity yet."""
+    def _same(self, card: CharacterCard) -> CharacterRow | None:
+        """The existing row of `card.name` if it is the character this card describes."""
         row = self.repository.get_character(card.name)
         same = (row.display_name, row.prompt, row.negative_prompt, row.seed, row.model_ref, row.settings) == (
             card.resolved_display_name(), card.prompt, card.negative_prompt, card.resolved_seed(), card.model,
             card.settings,
         )  # fmt: skip
-        return row if same and not self.repository.character(row).identity() else None
+        return row if same else None
 
     def get(self, name: str) -> Character:
         return self._handle(self.repository.get_character(name))

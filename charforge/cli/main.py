@@ -82,8 +82,9 @@ class _HeldLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage().strip().splitlines()
-        if text:
-            self.lines.append(f"warning: {text[0] if record.name != 'py.warnings' else text[-1].strip()}")
+        line = f"warning: {text[0] if record.name != 'py.warnings' else text[-1].strip()}" if text else ""
+        if line and line not in self.lines:  # a lookup repeated by two layers warns once
+            self.lines.append(line)
 
 
 @contextmanager
