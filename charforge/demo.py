@@ -20,11 +20,11 @@ from charforge.character.identity import (
     check_fresh,
     current_model_hash,
     has_identity,
-    model_for,
     reinvert,
 )
 from charforge.contact_sheet import contact_sheet
 from charforge.emotion import BASIS
+from charforge.engine import cached_model
 from charforge.errors import AlreadyExists, StaleIdentity
 from charforge.forge import Forge
 from charforge.models import check_model_ref
@@ -139,7 +139,7 @@ def run_demo(forge: Forge, *, model_ref: str | None = None, steps: int = DEFAULT
 
     # Everything that can fail on bad input is checked and loaded before the first write.
     check_model_ref(model_ref)
-    model_for(model_ref)
+    cached_model(model_ref)
     if music and bgm_model is not None:
         check_model_ref(bgm_model)
     cards = load_cards(cast_dir())

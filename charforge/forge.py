@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ENV_DB = "CHARFORGE_DB"  # a database URL used instead of the workspace's SQLite file
+
 
 def check_database_present(workspace: Workspace) -> None:
     """Refuse to start a new empty database beside asset files: they mean a database existed (deleted,
@@ -66,12 +68,13 @@ class Forge:
         """Open the workspace at `path` (default: $CHARFORGE_HOME, else ./.charforge), creating and
         migrating it as needed.
 
-        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: `charforge.db` in the
-        workspace). `identity_builder`, if given, is run by `create` to render the base CG and store
-        the identity.
+        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: $CHARFORGE_DB, else
+        `charforge.db` in the workspace). `identity_builder`, if given, is run by `create` to render
+        the base CG and store the identity.
         """
         workspace = Workspace(path)
         workspace.ensure()
+        db_url = db_url if db_url is not None else os.environ.get(ENV_DB) or None
         if db_url is None:
             check_database_present(workspace)
         remove_stale_temps(workspace.root)
@@ -113,8 +116,15 @@ class Forge:
         settings: Mapping[str, Any] | None = None,
         build_identity: bool = True,
         build_options: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+        progress: bool = False,
     ) -> Character:
         """Create a character. Without `seed`, one is derived from the name (stable across runs).
+
+        With `exist_ok`, a character of that name with the same definition (prompts, seed, model,
+        display name, settings) is returned as it is, so a script can run twice; one defined
+        differently is still `AlreadyExists`, naming what differs (nothing is silently kept or
+        overwritten).
 
         When the forge has an `identity_builder` and `build_identity` is true, it runs next (render the
         base CG, invert it, store the identity, with `build_options`); if it fails the character is
@@ -129,7 +139,9 @@ class Forge:
             display_name=display_name,
             settings=dict(settings or {}),
         )
-        return self.create_from_card(card, build_identity=build_identity, build_options=build_options)
+        return self.create_from_card(
+            card, build_identity=build_identity, build_options=build_options, exist_ok=exist_ok, progress=progress
+        )
 
     def create_from_card(
         self,
@@ -137,13 +149,14 @@ class Forge:
         *,
         build_identity: bool = True,
         build_options: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+        progress: bool = False,
     ) -> Character:
-        """Create the character a validated card describes (see `create`).
+        """`create` from a card (see there for `exist_ok`; `progress` shows the identity build's steps).
 
-        The model reference is checked before anything is written. Creating with an identity is
-        idempotent per card: a character whose create was interrupted (row written, identity never
-        stored: a crash or kill while rendering) is finished by the same create, and one that is
-        complete is returned as it is. A different card under a taken name is `AlreadyExists`.
+        The model reference is checked before anything is written. A character whose create was
+        interrupted (row written, identity never stored: a crash or kill while rendering) is finished
+        by the same create, with or without `exist_ok`.
         """
         check_model_ref(card.model)
         build = build_identity and self.identity_builder is not None
@@ -155,18 +168,23 @@ class Forge:
             )  # fmt: skip
             log.info("created character %s", card.name)
         except AlreadyExists:
-            row = self._same(card) if build else None
-            if row is None:
+            if not (exist_ok or build):
                 raise
-            if self.repository.character(row).identity():
-                log.info("%s already exists as this card describes it", card.name)
-                return self._handle(row)
+            existing = self._same_definition(card)  # AlreadyExists naming what differs
+            if not build or existing.store.identity():
+                if exist_ok:
+                    return existing
+                raise
             log.info("resuming the interrupted create of %s", card.name)
+            row = existing.store.row
         character = self._handle(row)
         pause_point("create-row-written")
         if build:
+            options = dict(build_options or {})
+            if progress:
+                options.setdefault("progress", True)
             try:
-                self.identity_builder(character, dict(build_options or {}))  # type: ignore[misc]
+                self.identity_builder(character, options)  # type: ignore[misc]
             except BaseException:
                 log.info("building the identity of %s failed; removing it", card.name)
                 self.delete(card.name)
@@ -174,14 +192,21 @@ class Forge:
             character.refresh()
         return character
 
-    def _same(self, card: CharacterCard) -> CharacterRow | None:
-        """The existing row of `card.name` if it is the character this card describes."""
-        row = self.repository.get_character(card.name)
-        same = (row.display_name, row.prompt, row.negative_prompt, row.seed, row.model_ref, row.settings) == (
-            card.resolved_display_name(), card.prompt, card.negative_prompt, card.resolved_seed(), card.model,
-            card.settings,
-        )  # fmt: skip
-        return row if same else None
+    def _same_definition(self, card: CharacterCard) -> Character:
+        existing = self.get(card.name)
+        wanted = {
+            "display_name": card.resolved_display_name(), "prompt": card.prompt,
+            "negative_prompt": card.negative_prompt, "seed": card.resolved_seed(), "model": card.model,
+            "settings": card.settings,
+        }  # fmt: skip
+        have = existing.to_dict()
+        differs = [field for field, value in wanted.items() if have[field] != value]
+        if differs:
+            raise AlreadyExists(
+                f"a character named {card.name!r} already exists with another {', '.join(differs)}; "
+                "use forge.get(name) or character.update(...)"
+            )
+        return existing
 
     def get(self, name: str) -> Character:
         return self._handle(self.repository.get_character(name))
@@ -218,8 +243,10 @@ class Forge:
         status: JobStatus | str | None = None,
         progress: float | None = None,
         error: str | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> Job:
-        return self.repository.jobs.update(job_id, status=status, progress=progress, error=error)
+        """Move a job along; `result` is what it produced (plain JSON, e.g. the asset it rendered)."""
+        return self.repository.jobs.update(job_id, status=status, progress=progress, error=error, result=result)
 
     def get_job(self, job_id: int) -> Job:
         return self.repository.jobs.get(job_id)

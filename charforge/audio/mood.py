@@ -67,6 +67,7 @@ class MoodTable(BaseModel):
     valence_offset: float = Field(0.0, ge=-2, le=2)
     arousal_offset: float = Field(0.0, ge=-2, le=2)
     step: float = Field(0.1, gt=0, le=1)
+    neutral: tuple[float, float] = (0.0, -0.3)  # the (valence, arousal) a neutral state plays
     valence: ValenceBands
     arousal: ArousalBands
     model: str | None = None  # a BGM model folder/file/hub id for this character (None: the shipped one)
@@ -136,6 +137,12 @@ def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -
 
 
 def plan_for_state(state: EmotionState, table: MoodTable | None = None) -> MusicPlan:
-    """The plan for an emotion state, through its valence and arousal."""
+    """The plan for an emotion state, through its valence and arousal.
+
+    A neutral state (every intensity below the threshold) plays the table's `neutral` point: its
+    valence/arousal (0, 0) sits on band edges, where the lookup would pick "upbeat hopeful".
+    """
+    if state.is_neutral:
+        return plan_music(*(table or mood_table()).neutral, table)
     vad = state.vad()
     return plan_music(max(-1.0, min(1.0, vad.valence)), max(-1.0, min(1.0, vad.arousal)), table)

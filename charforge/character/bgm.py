@@ -29,13 +29,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: loops are rounded up to whole bars (they were cut short)
 DEFAULT_SECONDS = 10.0
 MAX_SECONDS = 300.0
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 5.0
 LOOP_BAR_BEATS = 4
-_LOADED: dict[tuple[str, str | None], ModelBundle] = {}
 
 
 @dataclass(frozen=True)
@@ -61,17 +60,14 @@ class BGMResult:
 
 def bgm_model(ref: str | Path | None = None) -> ModelBundle:
     """The BGM model (None: the shipped charforge-mini-bgm), loaded once per process."""
-    from charforge.engine.loading import default_bgm_model_path, load_model, weights_hash
+    from charforge.engine.cache import cached_model
+    from charforge.engine.loading import default_bgm_model_path
 
     if ref is None:
         ref = default_bgm_model_path()
         if not (ref / "model_index.json").is_file():
             raise ModelLoadError(f"the default BGM model is not installed at {ref}; pass a BGM model folder")
-    key = (str(ref), weights_hash(ref))
-    if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = load_model(ref)
-    return _LOADED[key]
+    return cached_model(ref)
 
 
 def _bgm_model_hash(ref: str | Path | None) -> str:
@@ -104,17 +100,31 @@ def render_plan(
 ) -> Clip:
     """Music for one plan (no character, nothing stored).
 
-    `loop` returns whole bars (as many as fit in `seconds`, at least two) with a seamless seam.
+    `loop` returns a seamless loop of whole bars lasting at least `seconds`: the fewest 4-beat bars,
+    at the tempo beat tracking hears in the rendered music, that are that long (so up to one bar
+    more than asked, never less).
     """
     from charforge.audio.compose import Clip, generate_clip, make_loop
 
     _check(seconds, seed, steps, guidance)
     bundle = model if hasattr(model, "unet") else bgm_model(model)
-    # a loop is cut to whole bars found by beat tracking: render enough for two bars at the plan's tempo
-    length = max(seconds, 2 * LOOP_BAR_BEATS * 60.0 / plan.bpm + 0.5) if loop else seconds
-    clip = generate_clip(bundle, plan.prompt, seconds=length, seed=seed, steps=steps, guidance=guidance,
-                         negative=plan.negative, progress=progress)
-    samples = make_loop(clip.samples, clip.sample_rate) if loop else clip.samples
+
+    def render(length: float) -> Clip:
+        return generate_clip(bundle, plan.prompt, seconds=length, seed=seed, steps=steps, guidance=guidance,
+                             negative=plan.negative, progress=progress)
+
+    if not loop:
+        clip = render(seconds)
+        return Clip(samples=_level(clip.samples, plan.loudness_db), sample_rate=clip.sample_rate, image=clip.image)
+    # a bar and a half more than asked at the plan's tempo: room to round up and to start on a beat
+    length = seconds + 1.5 * LOOP_BAR_BEATS * 60.0 / plan.bpm + 0.5
+    clip = render(length)
+    try:
+        samples = make_loop(clip.samples, clip.sample_rate, beats_per_bar=LOOP_BAR_BEATS, min_seconds=seconds)
+    except InvalidInput:  # the tempo heard is slower than planned (say, half time): once more, twice as long
+        log.info("the music holds too few bars at the tempo heard; rendering %.1f s for the loop", 2 * length)
+        clip = render(2 * length)
+        samples = make_loop(clip.samples, clip.sample_rate, beats_per_bar=LOOP_BAR_BEATS, min_seconds=seconds)
     return Clip(samples=_level(samples, plan.loudness_db), sample_rate=clip.sample_rate, image=clip.image)
 
 
@@ -159,6 +169,37 @@ def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tu
     return asset, False
 
 
+def bgm_key(
+    character: Character, state: EmotionState, *, seconds: float = DEFAULT_SECONDS, seed: int | None = None,
+    loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+) -> tuple[str, MusicPlan, dict[str, Any]]:
+    """(cache key, plan, stored parameters) of the character's music for `state`, without rendering."""
+    table = mood_table(character.settings.get("music"))
+    plan = plan_for_state(state, table)
+    seed = character.seed if seed is None else seed
+    _check(seconds, seed, steps, guidance)
+    model_hash = _bgm_model_hash(table.model)
+    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
+    key = canonical_hash(
+        {"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options}
+    )
+    return key, plan, {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+
+
+def find_bgm(
+    character: Character, state: EmotionState | Mapping[str, float] | None = None, *, seconds: float = DEFAULT_SECONDS,
+    seed: int | None = None, loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+) -> BGMResult | None:
+    """The stored music `bgm` would return for these arguments, or None; never renders."""
+    key, plan, _ = bgm_key(character, EmotionState.coerce(state, default=character.current_state()),
+                           seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance)  # fmt: skip
+    asset = character.store.find_asset(AssetKind.BGM, key)
+    if asset is None:
+        return None
+    rate, length = _audio_info(asset)
+    return BGMResult(asset.path, plan, length, rate, True, asset, key)
+
+
 def bgm(
     character: Character,
     state: EmotionState | Mapping[str, float] | None = None,
@@ -176,13 +217,9 @@ def bgm(
     The seed defaults to the character's, so each character has its own tune for a mood.
     """
     table = mood_table(character.settings.get("music"))
-    plan = plan_for_state(EmotionState.coerce(state, intensities, default=character.current_state()), table)
-    seed = character.seed if seed is None else seed
-    _check(seconds, seed, steps, guidance)
-    model_hash = _bgm_model_hash(table.model)
-    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
-    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options})
-    params = {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+    key, plan, params = bgm_key(character, EmotionState.coerce(state, intensities, default=character.current_state()),
+                                seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance)  # fmt: skip
+    seed = params["seed"]
     asset, cached = _cached(
         character, key,
         lambda: render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=table.model, steps=steps,

@@ -48,28 +48,11 @@ from charforge.emotion.conditioning import (
     conditioning,
     expression_table,
 )
-from charforge.engine import (
-    Hook,
-    ModelBundle,
-    StepContext,
-    decode_latents,
-    denoise,
-    encode_prompts,
-)
+from charforge.engine import ModelBundle, PromptEmbeds, decode_pixels, encode_text, to_uint8
 from charforge.engine import inpaint as engine_inpaint
-from charforge.engine.attention import (
-    AttentionControl,
-    LocalBlend,
-    Refine,
-    Replace,
-    Reweight,
-)
+from charforge.engine.attention import Controller, LocalBlend, Refine, Replace, Reweight
 from charforge.engine.attention.tokens import max_columns, word_columns
-from charforge.engine.inversion import (
-    FollowInversion,
-    inversion_schedulers,
-    source_embeddings,
-)
+from charforge.engine.edit import replay
 from charforge.errors import InvalidInput
 from charforge.paths import sha256_bytes, validate_slug
 from charforge.progress import progress as progress_bar
@@ -85,21 +68,6 @@ log = logging.getLogger(__name__)
 RENDER_BATCH = 8  # edits denoised together in one loop call by `feel_many`
 
 
-class MaskBlend(Hook):
-    """Local blend with a fixed mask: after every step, target rows take the source row's latent
-    outside `mask` (1 = may change). Row 0 is the source, held on the inversion by `FollowInversion`,
-    which must run before this hook."""
-
-    def __init__(self, mask: torch.Tensor) -> None:
-        self.mask = mask
-
-    def on_step_end(self, ctx: StepContext, latents: torch.Tensor) -> torch.Tensor:
-        mask = self.mask.to(latents)
-        blended = latents.clone()
-        blended[1:] = latents[:1] + mask * (latents[1:] - latents[:1])
-        return blended
-
-
 def latent_mask(mask: torch.Tensor, factor: int, dilation: int) -> torch.Tensor:
     """Pixel mask (H, W) -> latent cells (h, w) holding any masked pixel, grown by `dilation` cells."""
     cells = F.max_pool2d(mask.float()[None, None], kernel_size=factor, stride=factor)
@@ -111,6 +79,14 @@ def latent_mask(mask: torch.Tensor, factor: int, dilation: int) -> torch.Tensor:
 def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Latent cells (h, w) -> the bool pixel mask (H, W) they cover."""
     return F.interpolate(cells.float()[None, None], size=size, mode="nearest")[0, 0].bool()
+
+
+def feel_key(character: Character, state: EmotionState | Mapping[str, float]) -> str:
+    """The key `feel` stores `state`'s picture under now (the character must have an identity); batch
+    planning uses it to skip states already rendered without drawing them."""
+    table = expression_table(character.settings.get("expressions"))
+    cond = conditioning(EmotionState.coerce(state), character.prompt, table)
+    return state_key(character, cond, current_model_hash(character), table)
 
 
 # feel ---------------------------------------------------------------------------------------------------
@@ -209,14 +185,22 @@ def _store(
     return character.store.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
 
 
-def _blend_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> torch.Tensor:
-    """Rows: the source prompt, then each state's weighted sum of its prompts' embeddings."""
+def _blend_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> PromptEmbeds:
+    """One row per state: the weighted sum of its prompts' conditioning (token embeddings, and the
+    pooled embeddings of SDXL models).
+
+    The prompts are encoded in one batch behind the source prompt, as pictures already in caches were:
+    the text encoder's batched matmuls round differently for another batch, which would move an
+    edit's latents by ~1e-6 and could flip a pixel of a picture whose key says it is unchanged.
+    """
     prompts = list(dict.fromkeys([source, *(p for c in conds for p, _ in c.blend())]))
-    encoded = dict(zip(prompts, encode_prompts(model, prompts)))
-    rows = [encoded[source]]
-    for cond in conds:
-        rows.append(sum(weight * encoded[prompt] for prompt, weight in cond.blend()))
-    return torch.stack(rows)
+    encoded = encode_text(model, prompts)
+    position = {prompt: row for row, prompt in enumerate(prompts)}
+
+    def blend(rows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([sum(weight * rows[position[p]] for p, weight in cond.blend()) for cond in conds])
+
+    return PromptEmbeds(blend(encoded.embeds), None if encoded.pooled is None else blend(encoded.pooled))
 
 
 def render_edits(
@@ -233,9 +217,7 @@ def render_edits(
 
 def decode_pictures(model: ModelBundle, latents: torch.Tensor) -> list[np.ndarray]:
     """Latents -> uint8 (H, W, 3) pictures."""
-    with torch.no_grad():
-        pixels = (decode_latents(model, latents) / 2 + 0.5).clamp(0, 1)
-    return [(p.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy() for p in pixels]
+    return to_uint8(decode_pixels(model, latents))
 
 
 def composite(pictures: Sequence[np.ndarray], base: np.ndarray, cells: torch.Tensor) -> list[np.ndarray]:
@@ -264,13 +246,9 @@ def edit_latents(
     tokenizer = model.tokenizer
     source = inversion.prompt
     targets = [c.target_prompt for c in conds]
-    scheduler, _ = inversion_schedulers(model, inversion.steps)
-    cond = _blend_embeddings(model, source, conds)
-    _, uncond = source_embeddings(model, inversion)
-
     schedule = dict(cross_replace_steps=table.edit.cross_replace, self_replace_steps=table.edit.self_replace)
     word_swap = all(len(t.split()) == len(source.split()) for t in targets)
-    controllers = [(Replace if word_swap else Refine)(tokenizer, source, targets, **schedule)]
+    controllers: list[Controller] = [(Replace if word_swap else Refine)(tokenizer, source, targets, **schedule)]
     weights = {}
     for branch, c in enumerate(conds, start=1):
         row = torch.ones(max_columns(tokenizer))
@@ -278,19 +256,15 @@ def edit_latents(
         weights[branch] = row
     controllers.append(Reweight(weights))
 
-    hooks: list[Hook] = []
     cells = edit_mask(model, identity, table)
     if cells is not None:
-        hooks.append(MaskBlend(cells))
+        controllers.append(LocalBlend(mask=cells))
     else:  # no mask of the region: confine the edit to where the expression words attend
         log.warning("no %r mask; limiting the edit to where the expression words attend", table.edit.region)
         words = list(dict.fromkeys(c.dominant.phrase for c in conds))
         controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
 
-    control = AttentionControl(controllers)
-    follow = FollowInversion(inversion, needs_source=control.needs_source, shortcut=True)
-    start = inversion.x_T.to(model.device, model.dtype).expand(len(conds) + 1, -1, -1, -1).clone()
-    return denoise(model, scheduler, start, cond.to(model.dtype), uncond, inversion.guidance, [follow, control, *hooks])
+    return replay(model, inversion, _blend_embeddings(model, source, conds), controllers)
 
 
 # inpainting -----------------------------------------------------------------------------------------------
@@ -403,7 +377,7 @@ def inpaint(
             model, identity.base_image(), mask_image, draw_prompt, negative=character.negative_prompt,
             seed=seed, steps=steps, guidance=guidance, strength=strength,
         )  # fmt: skip
-        drawn = (gen.pixels[0].permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
+        drawn = to_uint8(gen.pixels)[0]
         pixels = np.where(mask.numpy()[..., None], drawn, identity.base)  # outside the region: the base CG's pixels
         asset = character.store.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
     if adopt:

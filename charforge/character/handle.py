@@ -165,15 +165,23 @@ class Character:
     # run time (only for type checking), so there is no import circle.
 
     def feel(
-        self, state: EmotionState | Mapping[str, float] | None = None, /, *, record: bool = True, **intensities: float
+        self,
+        state: EmotionState | Mapping[str, float] | None = None,
+        /,
+        *,
+        record: bool = True,
+        progress: bool = False,
+        **intensities: float,
     ) -> FeelResult:
         """This character's CG for a state, e.g. `mira.feel(joy=0.8)`: rendered once, then served from the cache.
 
-        With `record` the state also becomes the current one. See `charforge.character.feel.feel`.
+        A state drawn before is found by its key alone (`charforge.character.emote`), without
+        importing torch or loading the model. With `record` the state also becomes the current one;
+        `progress` shows the rendering's steps. See `charforge.character.feel.feel`.
         """
-        from charforge.character.feel import feel
+        from charforge.character.emote import emote
 
-        return feel(self, state, record=record, **intensities)
+        return emote(self, EmotionState.coerce(state, intensities), record=record, progress=progress)
 
     def bgm(
         self, state: EmotionState | Mapping[str, float] | None = None, /, *, seconds: float = 10.0, **options: Any

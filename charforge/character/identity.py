@@ -40,20 +40,11 @@ from charforge.character.regions import (
     region_spans,
 )
 from charforge.emotion.conditioning import expression_table
-from charforge.engine import ModelBundle, denoise, load_model, txt2img
+from charforge.engine import ModelBundle, cached_model, prepare_image, to_uint8, txt2img
 from charforge.engine.attention import AttentionControl, AttentionStore
-from charforge.engine.inversion import (
-    DEFAULT_METHOD,
-    METHODS,
-    FollowInversion,
-    InversionResult,
-    encode_mean,
-    inversion_schedulers,
-    invert_latent,
-    prepare_image,
-    source_embeddings,
-)
-from charforge.engine.loading import default_model_path, weights_hash
+from charforge.engine.edit import replay
+from charforge.engine.inversion import DEFAULT_METHOD, METHODS, InversionResult, encode_mean, invert_latent
+from charforge.engine.loading import weights_hash
 from charforge.errors import IntegrityError, InvalidInput, NotFound, StaleIdentity
 from charforge.faults import pause_point
 from charforge.paths import validate_slug
@@ -120,30 +111,14 @@ def region_words(character: Character) -> dict[str, tuple[str, ...]]:
 
 # models ---------------------------------------------------------------------------------------------
 
-_LOADED: dict[tuple[str, str | None], ModelBundle] = {}
-
-
-def _model_key(ref: str | None) -> tuple[str, str | None]:
-    return (str(default_model_path()) if ref is None else ref, weights_hash(ref))
-
-
-def model_for(ref: str | None) -> ModelBundle:
-    """The model `ref` names, loaded once per process (reloaded when its weights change on disk)."""
-    key = _model_key(ref)
-    if key not in _LOADED:
-        _LOADED.clear()  # one model in memory at a time: characters usually share one
-        _LOADED[key] = load_model(ref)
-    return _LOADED[key]
-
-
 def character_model(character: Character) -> ModelBundle:
-    """The character's model (see `model_for`)."""
-    return model_for(character.model_ref)
+    """The character's model, loaded once per process (reloaded when its weights change on disk)."""
+    return cached_model(character.model_ref)
 
 
 def current_model_hash(character: Character) -> str:
     """The hash of the model the character is drawn with now, without loading local models."""
-    return _model_key(character.model_ref)[1] or character_model(character).model_hash
+    return weights_hash(character.model_ref) or character_model(character).model_hash
 
 
 # the stored identity ---------------------------------------------------------------------------------
@@ -208,12 +183,7 @@ def load_identity(character: Character, model: ModelBundle | None = None) -> Ide
     for kind in (IdentityKind.INVERSION_OFFSETS, IdentityKind.NULL_TEXT_EMBEDDINGS):
         if any(a.kind == kind.value for a in infos):
             tensors.update(character.store.get_identity(kind).tensors)
-    inversion = InversionResult(
-        method=meta["method"], prompt=meta["prompt"], negative_prompt=meta["negative_prompt"], steps=meta["steps"],
-        guidance=meta["guidance"], model_hash=meta["model_hash"], width=meta["width"], height=meta["height"],
-        timesteps=list(meta["timesteps"]), trajectory=tensors["trajectory"],
-        uncond_embeddings=tensors.get("uncond_embeddings"), offsets=tensors.get("offsets"),
-    )  # fmt: skip
+    inversion = InversionResult.from_tensors(tensors, meta)
     _check_consistent(character, inversion)
     base = character.store.get_identity(IdentityKind.BASE_IMAGE)
     masks, sources = {}, {}
@@ -244,11 +214,6 @@ def set_mask(character: Character, name: str, mask: PIL.Image.Image | np.ndarray
 # building -----------------------------------------------------------------------------------------------
 
 
-def _pixels(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
-    return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
 def png_bytes(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     PIL.Image.fromarray(pixels).save(buf, format="PNG")
@@ -267,17 +232,13 @@ def _render_base(
         model, character.prompt, negative=character.negative_prompt, seed=character.seed,
         steps=opts.steps, guidance=opts.guidance, hooks=[AttentionControl([store])] if store else [],
     )  # fmt: skip
-    return _pixels(gen.pixels), gen.latents, store
+    return to_uint8(gen.pixels)[0], gen.latents, store
 
 
 def _replay_attention(model: ModelBundle, inversion: InversionResult) -> AttentionStore:
     """Record the cross-attention of redrawing an inverted picture (for masks of pictures not drawn here)."""
     store = AttentionStore(keep_steps=False, self_max_tokens=0)
-    forward, _ = inversion_schedulers(model, inversion.steps)
-    cond, uncond = source_embeddings(model, inversion)
-    start = inversion.x_T.to(model.device, model.dtype)
-    hooks = [FollowInversion(inversion), AttentionControl([store])]
-    denoise(model, forward, start, cond, uncond, inversion.guidance, hooks)
+    replay(model, inversion, controllers=[store])
     return store
 
 
@@ -347,13 +308,13 @@ def _check_consistent(character: Character, inversion: InversionResult) -> None:
     """The trajectory and the per-step data must describe the same step grid; a mismatch means the
     identity was pieced together from two builds (an interrupted write of an older charforge)."""
     steps = inversion.steps
-    parts = {"trajectory": (inversion.trajectory, steps + 1), "offsets": (inversion.offsets, steps),
-             "uncond_embeddings": (inversion.uncond_embeddings, steps)}  # fmt: skip
-    for name, (tensor, rows) in parts.items():
-        if tensor is not None and tensor.shape[0] != rows:
+    rows = {"trajectory": (inversion.trajectory, steps + 1)}
+    rows.update({name: (tensor, steps) for name, tensor in inversion.step_tensors.items()})
+    for name, (tensor, expected) in rows.items():
+        if tensor.shape[0] != expected:
             raise IntegrityError(
-                f"the identity of {character.name!r} is inconsistent: {name} has {tensor.shape[0]} steps where "
-                f"{steps} were recorded; run `charforge reinvert {character.name}` to rebuild it"
+                f"the identity of {character.name!r} is inconsistent: {name} has {tensor.shape[0]} rows where "
+                f"{expected} belong to its {steps} steps; run `charforge reinvert {character.name}` to rebuild it"
             )
     if len(inversion.timesteps) != steps:
         raise IntegrityError(

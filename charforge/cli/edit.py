@@ -102,16 +102,18 @@ def invert_command(
     use_device(device)
     check_method(method)
 
-    from charforge.engine.inversion import invert, prepare_image, psnr, reconstruct
+    from charforge.engine.edit import reconstruct
+    from charforge.engine.images import prepare_image, psnr, unit_pixels
+    from charforge.engine.inversion import invert
 
     bundle = _load(model, device)
     inversion = invert(
         bundle, picture, prompt, method, steps=steps, guidance=guidance, negative_prompt=negative, progress=True
     )
-    inversion.save(out)
+    inversion.save_pretrained(out)
     pixels = reconstruct(bundle, inversion, progress=True)
     _save_png(_to_image(pixels), out / "reconstruction.png")
-    target = (prepare_image(bundle, picture) / 2 + 0.5).clamp(0, 1)
+    target = unit_pixels(prepare_image(bundle, picture))
     typer.echo(
         f"{out}  reconstruction PSNR {psnr(pixels, target):.2f} dB ({method}, {steps} steps, guidance {guidance})"
     )
@@ -161,7 +163,7 @@ def edit_command(
     from charforge.engine.inversion import InversionResult, invert
 
     if from_folder:
-        inversion = InversionResult.load(image)
+        inversion = InversionResult.from_pretrained(image)
         if inversion.prompt != prompt:
             raise InvalidInput(f"--prompt differs from the prompt the folder was inverted with ('{inversion.prompt}')")
     bundle = _load(model, device)

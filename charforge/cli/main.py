@@ -21,7 +21,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer  # noqa: E402
 
 from charforge import __version__  # noqa: E402
-from charforge.cli import characters, database, demo, edit, emotions, generate, identity, mini_models, music  # noqa: E402
+from charforge.cli import (  # noqa: E402
+    batch,
+    characters,
+    database,
+    demo,
+    edit,
+    emotions,
+    generate,
+    identity,
+    mini_models,
+    music,
+    service,
+)
 from charforge.cli.options import WorkspaceOpt, tidy_help  # noqa: E402
 from charforge.errors import CharforgeError  # noqa: E402
 
@@ -58,6 +70,8 @@ app.add_typer(music.app)
 app.add_typer(demo.app)
 app.add_typer(generate.app)
 app.add_typer(edit.app)
+app.add_typer(service.app)
+app.add_typer(batch.app)
 app.add_typer(database.app, name="db")
 app.add_typer(train, name="train")
 app.add_typer(evaluate, name="eval")

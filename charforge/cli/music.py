@@ -61,7 +61,9 @@ def bgm(
         int, typer.Option(min=2, max=64, help="With --to: spectrogram tiles the transition spans (its length).")
     ] = 4,
     seed: SeedOpt = None,
-    loop: Annotated[bool, typer.Option("--loop", help="Cut to whole bars with a seamless seam.")] = False,
+    loop: Annotated[
+        bool, typer.Option("--loop", help="A seamless loop of whole bars, at least --seconds long (rounded up).")
+    ] = False,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Denoising steps per tile.")] = 20,
     model: Annotated[
         Path | None, typer.Option(help="Without NAME: a BGM model folder (default: charforge-mini-bgm).")

@@ -210,7 +210,9 @@ StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoisi
 GuidanceOpt = Annotated[float, typer.Option("--guidance", parser=finite(0.0), help="Classifier-free guidance scale.")]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", help="Diffusers folder, .safetensors file or hub id (default: the shipped model)."),
+    typer.Option(
+        "--model", help="Diffusers folder, .safetensors file, hub id or charforge-mini (the shipped model, default)."
+    ),
 ]
 PngOut = Annotated[Path, typer.Option("--out", parser=output_file(".png"), help="Output .png.")]
 

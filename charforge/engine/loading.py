@@ -2,7 +2,10 @@
 
 Users arrive with a diffusers folder, a single `.safetensors` checkpoint, a hub id or a pipeline they
 already built. All four become the same `ModelBundle` of stock diffusers/transformers classes, so real
-SD 1.x/2.x checkpoints and charforge's own mini models run through identical code. Only safetensors
+SD 1.x/2.x and SDXL checkpoints and charforge's own mini models run through identical code. An SDXL
+model is told apart by its second text encoder (folders: `model_index.json`; single files: the
+`conditioner.embedders.1` keys of the original layout) and confirmed by its UNet's `text_time`
+addition embedding. Only safetensors
 weights are ever read (no pickle), and the bundle carries a content hash of the weights so that stored
 identities can tell when they were made with a different model.
 """
@@ -10,6 +13,7 @@ identities can tell when they were made with a different model.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -27,6 +31,7 @@ from charforge.models import (  # noqa: F401 (default paths and weights_hash are
     default_model_path,
     hash_files,
     hash_folder,
+    resolve_model_ref,
     weights_hash,
 )
 
@@ -46,6 +51,48 @@ class ModelBundle:
     source: str
     device: torch.device
     dtype: torch.dtype
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
+    pipe: Any = None
+
+    @property
+    def family(self) -> str:
+        """ "sdxl" when the UNet takes pooled text + size conditioning (`text_time`), else "sd" (1.x/2.x)."""
+        return "sdxl" if self.unet.config.get("addition_embed_type") == "text_time" else "sd"
+
+    @property
+    def embeds_guidance(self) -> bool:
+        """The UNet takes the guidance scale as an input (`time_cond_proj_dim`: LCM and guided-distilled
+        students), so one pass per row replaces classifier-free guidance's two."""
+        return self.unet.config.get("time_cond_proj_dim") is not None
+
+    @property
+    def text_encoders(self) -> list[tuple[Any, Any]]:
+        """(tokenizer, text encoder) pairs whose hidden states are concatenated into the UNet's context."""
+        pairs = [(self.tokenizer, self.text_encoder)]
+        if self.text_encoder_2 is not None:
+            pairs.append((self.tokenizer_2, self.text_encoder_2))
+        return pairs
+
+    @property
+    def zero_empty_negative(self) -> bool:
+        """SDXL checkpoints ask (`force_zeros_for_empty_prompt`) for zeros, not the encoded "", as the
+        unconditional input when no negative prompt is given; their pipelines do so by default."""
+        return self.family == "sdxl" and bool(self.pipeline().config.get("force_zeros_for_empty_prompt", True))
+
+    def pipeline(self) -> Any:
+        """The diffusers pipeline over these very modules, for diffusers' own loaders
+        (`load_lora_weights`, `load_textual_inversion`): what they change, the bundle sees."""
+        if self.pipe is None:
+            cls = _pipeline_class(self.unet.config.in_channels, sdxl=self.family == "sdxl")
+            parts = dict(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
+                         scheduler=self.scheduler)  # fmt: skip
+            if self.family == "sdxl":
+                parts.update(text_encoder_2=self.text_encoder_2, tokenizer_2=self.tokenizer_2)
+            else:
+                parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            self.pipe = cls(**parts)
+        return self.pipe
 
     @property
     def prediction_type(self) -> str:
@@ -134,13 +181,14 @@ def load_model(
     config: str | os.PathLike | None = None,
 ) -> ModelBundle:
     """Load a diffusers folder, a single .safetensors file, a hub id, or adopt a built pipeline
-    (None: the shipped default model).
+    (None or "charforge-mini": the shipped portrait model; "charforge-mini-bgm": the shipped music model).
 
     A single-file checkpoint holds weights only; its component configs come from the hub (cached
     after the first time) unless `config` names a diffusers folder or hub id of the same architecture.
     """
     target_device = pick_device(device)
     target_dtype = pick_dtype(target_device, dtype)
+    ref = resolve_model_ref(ref)
     if ref is None:
         ref = default_model_path()
         if not (ref / "model_index.json").is_file():
@@ -150,11 +198,10 @@ def load_model(
     else:
         with _quiet_loading():
             pipe, source, model_hash = _load_pipeline(str(ref), target_dtype, config)
-    for name in WEIGHT_COMPONENTS:
-        module = getattr(pipe, name)
-        if module.device != target_device or module.dtype != target_dtype:
-            module.to(device=target_device, dtype=target_dtype)
-        module.eval().requires_grad_(False)
+    if getattr(pipe, "text_encoder", None) is None:
+        raise ModelLoadError(f"{source} has no first text encoder (an SDXL refiner?); charforge needs a base model")
+    with _quiet_loading():
+        _place(pipe, target_device, target_dtype)
     log.info("loaded %s on %s/%s (weights sha256 %s)", source, target_device, target_dtype, model_hash[:10])
     return ModelBundle(
         unet=pipe.unet,
@@ -166,7 +213,24 @@ def load_model(
         source=source,
         device=target_device,
         dtype=target_dtype,
+        text_encoder_2=getattr(pipe, "text_encoder_2", None),
+        tokenizer_2=getattr(pipe, "tokenizer_2", None),
+        pipe=pipe,
     )
+
+
+def _place(pipe: Any, device: torch.device, dtype: torch.dtype) -> None:
+    """Every weight module on `device` in `dtype`, frozen; an SDXL VAE marked `force_upcast` stays in
+    fp32, because it overflows in fp16 (its pipelines upcast it for every encode and decode)."""
+    sdxl = pipe.unet.config.get("addition_embed_type") == "text_time"
+    for name in WEIGHT_COMPONENTS:
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        module_dtype = torch.float32 if sdxl and name == "vae" and module.config.get("force_upcast") else dtype
+        if module.device != device or module.dtype != module_dtype:
+            module.to(device=device, dtype=module_dtype)
+        module.eval().requires_grad_(False)
 
 
 @contextmanager
@@ -189,21 +253,59 @@ def _quiet_loading() -> Iterator[None]:
                 lib.enable_progress_bar()
 
 
-def _pipeline_class(in_channels: int | None = None):
-    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+def _pipeline_class(in_channels: int | None = None, sdxl: bool = False):
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+    )
 
+    if sdxl:
+        return StableDiffusionXLInpaintPipeline if in_channels == 9 else StableDiffusionXLPipeline
     return StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
+
+
+def _options(dtype: torch.dtype, sdxl: bool) -> dict[str, Any]:
+    """Loader keywords: SD pipelines carry a safety checker charforge does not use; SDXL ones have none."""
+    if sdxl:
+        return {"dtype": dtype}
+    return {"dtype": dtype, "safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+
+def _folder_layout(path: Path) -> tuple[int | None, bool]:
+    """(UNet input channels, is SDXL) of a diffusers folder, read from its JSON files."""
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    second = index.get("text_encoder_2")
+    sdxl = isinstance(second, list) and second[0] is not None
+    unet_config = path / "unet" / "config.json"
+    in_channels = (
+        json.loads(unet_config.read_text(encoding="utf-8")).get("in_channels") if unet_config.is_file() else None
+    )
+    return in_channels, sdxl
+
+
+def _checkpoint_layout(path: Path) -> tuple[int | None, bool]:
+    """(UNet input channels, is SDXL) of an original-layout checkpoint, from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = set(handle.keys())
+        first_conv = "model.diffusion_model.input_blocks.0.0.weight"
+        in_channels = handle.get_slice(first_conv).get_shape()[1] if first_conv in keys else None
+    return in_channels, any(key.startswith("conditioner.embedders.1.") for key in keys)
 
 
 def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | None) -> tuple[Any, str, str]:
     path = Path(ref).expanduser()
-    common = dict(dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(f"model folder {path} has no model_index.json (expected a diffusers folder)")
         _refuse_pickle_only(path)
         try:
-            pipe = _pipeline_class().from_pretrained(path, use_safetensors=True, local_files_only=True, **common)
+            in_channels, sdxl = _folder_layout(path)
+            cls = _pipeline_class(in_channels, sdxl)
+            pipe = cls.from_pretrained(path, use_safetensors=True, local_files_only=True, **_options(dtype, sdxl))
         except Exception as exc:  # diffusers raises many types; the user needs one line
             raise ModelLoadError(f"cannot load model folder {path}: {_first_line(exc)}") from exc
         return pipe, str(path), hash_folder(path)
@@ -212,10 +314,10 @@ def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | Non
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
-        if config is not None:
-            common["config"] = str(config)
         try:
-            pipe = _pipeline_class().from_single_file(str(path), **common)
+            in_channels, sdxl = _checkpoint_layout(path)
+            options = _options(dtype, sdxl) | ({} if config is None else {"config": str(config)})
+            pipe = _pipeline_class(in_channels, sdxl).from_single_file(str(path), **options)
         except Exception as exc:
             reason = _first_line(exc)
             if config is None and any(word in reason.lower() for word in ("offline", "cache", "connect", "resolve")):
@@ -227,7 +329,7 @@ def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | Non
         return pipe, str(path), hash_files([path], path.parent)
     if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
         raise ModelLoadError(f"model not found: {ref} (pass a diffusers folder, a .safetensors file or a hub id)")
-    return _load_from_hub(ref, common)
+    return _load_from_hub(ref, _options(dtype, sdxl=False))
 
 
 def _load_from_hub(repo_id: str, common: dict) -> tuple[Any, str, str]:
@@ -265,7 +367,10 @@ def _hash_modules(pipe: Any) -> str:
     """For a pipeline built in memory there are no files: hash the tensors themselves."""
     total = hashlib.sha256()
     for name in WEIGHT_COMPONENTS:
-        for key, tensor in sorted(getattr(pipe, name).state_dict().items()):
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        for key, tensor in sorted(module.state_dict().items()):
             total.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             total.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return total.hexdigest()

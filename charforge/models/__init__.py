@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")  # the last only in SDXL
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
@@ -26,12 +26,27 @@ def default_bgm_model_path() -> Path:
     return Path(__file__).resolve().parent / "bgm-mini"
 
 
+SHIPPED_MODELS = {"charforge-mini": "portrait-mini", "charforge-mini-bgm": "bgm-mini"}
+"""Names of the shipped models, usable wherever a model reference is (`load_model("charforge-mini")`,
+`--model charforge-mini`, a card's `model`): the same reference works from any directory, where the
+folder path would be relative to the checkout."""
+
+
+def resolve_model_ref(ref: str | os.PathLike | None) -> str | os.PathLike | None:
+    """A shipped model's name -> its folder inside the package; anything else unchanged."""
+    if isinstance(ref, str) and ref in SHIPPED_MODELS:
+        return Path(__file__).resolve().parent / SHIPPED_MODELS[ref]
+    return ref
+
+
 def weights_hash(ref: str | os.PathLike | None = None) -> str | None:
     """The `model_hash` `load_model(ref)` would report, without loading: for a local diffusers folder or
-    .safetensors file (None: the default model); None for anything else (hub ids, built pipelines).
+    .safetensors file (None: the default model; or a name of `SHIPPED_MODELS`); None for anything else
+    (hub ids, built pipelines).
 
     Cache keys need the hash of the model in use, and a cache hit must not pay for loading it.
     """
+    ref = resolve_model_ref(ref)
     if ref is None:
         path = default_model_path()
     elif isinstance(ref, (str, os.PathLike)):

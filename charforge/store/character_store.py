@@ -208,7 +208,7 @@ class CharacterStore:
         state = EmotionState.coerce(state)
         source = parse_enum(EmotionSource, source, "emotion source")
         with self.repository.db.write() as session:
-            rec = characters.current(session, self.row)
+            rec = characters.current(session, self.row, lock=True)
             rec.current_state = state.intensities()
             rec.current_state_hash = state.canonical_hash()
             row = characters.commit_change(session, rec)
@@ -260,7 +260,7 @@ class CharacterStore:
         # sharing this content-addressed file removes unreferenced files under the same lock, so it
         # either runs before (and this write puts the file back) or sees this row and keeps the file.
         with self.repository.db.write() as session:
-            rec = characters.current(session, self.row)
+            rec = characters.current(session, self.row, lock=True)
             existing = assets.one(session, rec.id, kind.value, state_hash)
             kept = _asset_or_none(existing, workspace)
             if kept is not None and kept.intact():

@@ -21,9 +21,14 @@ def all_rows(session: Session) -> Sequence[CharacterRecord]:
     return session.scalars(select(CharacterRecord).order_by(CharacterRecord.slug)).all()
 
 
-def current(session: Session, row: CharacterRow) -> CharacterRecord:
-    """The row of the character `row` was read from, whatever its version now."""
-    rec = session.get(CharacterRecord, row.id)
+def current(session: Session, row: CharacterRow, *, lock: bool = False) -> CharacterRecord:
+    """The row of the character `row` was read from, whatever its version now.
+
+    `lock` (writers) reads it with SELECT ... FOR UPDATE: on a server database a writer that read the
+    row without it could be overtaken before its UPDATE (appends would then fail as stale), while
+    SQLite's single writer already excludes that (the clause is not emitted there).
+    """
+    rec = session.get(CharacterRecord, row.id, with_for_update=True if lock else None)
     if rec is None:
         raise NotFound(f"character {row.name!r} no longer exists")
     return rec
@@ -31,7 +36,7 @@ def current(session: Session, row: CharacterRow) -> CharacterRecord:
 
 def for_change(session: Session, row: CharacterRow) -> CharacterRecord:
     """The row, provided nobody changed it since `row` was read (compare-and-swap)."""
-    rec = current(session, row)
+    rec = current(session, row, lock=True)
     if rec.version != row.version:
         raise ConflictError(
             f"character {row.name!r} was changed by another writer (you have version {row.version}, "

@@ -169,10 +169,16 @@ class Job:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    # jobs that make one asset: its cache key, the worker holding the job, tries, and where the asset is
+    key: str | None = None
+    worker: str | None = None
+    attempts: int = 0
+    result: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **{k: getattr(self, k) for k in ("id", "kind", "status", "character", "params", "progress", "error")},
+            **{k: getattr(self, k) for k in ("id", "kind", "status", "character", "params", "progress", "error",
+                                             "key", "worker", "attempts", "result")},  # fmt: skip
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

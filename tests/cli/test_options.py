@@ -76,9 +76,9 @@ def test_version(cli):
 
 def test_the_cli_scheduler_choices_are_the_engines():
     from charforge.cli.generate import SCHEDULERS
-    from charforge.engine.schedulers import scheduler_names
+    from charforge.engine import schedulers
 
-    assert list(SCHEDULERS) == scheduler_names()
+    assert list(SCHEDULERS) == list(schedulers.SCHEDULERS)
 
 
 # Usage errors, each run in one fresh process that records whether torch got imported. ------------

@@ -15,7 +15,8 @@ import sqlite3
 
 import pytest
 import torch
-from conftest import PROMPT, charforge_process, health, wait_for
+from helpers.reliability import PROMPT, charforge_process, health, wait_for
+
 
 def run_killed_at(point: str, tmp_path, *args: object) -> None:
     marker = tmp_path / f"paused-{point}"
@@ -41,8 +42,7 @@ def identity_consistent(ws) -> None:
         identity = load_identity(forge.get("mira"))
     inv = identity.inversion
     assert inv.trajectory.shape[0] == inv.steps + 1
-    per_step = inv.offsets if inv.offsets is not None else inv.uncond_embeddings
-    assert per_step is None or per_step.shape[0] == inv.steps
+    assert all(tensor.shape[0] == inv.steps for tensor in inv.step_tensors.values())
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import signal
 import threading
 
 import pytest
-from conftest import charforge_process, health, wait_for
+from helpers.reliability import charforge_process, health, wait_for
 
 from charforge.forge import Forge
 

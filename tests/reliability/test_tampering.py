@@ -12,7 +12,7 @@ import hashlib
 import json
 import sqlite3
 
-from conftest import dump, health
+from helpers.reliability import dump, health
 
 
 def cg_row(ws, state_json_fragment: str | None = None) -> tuple[int, str, str]:

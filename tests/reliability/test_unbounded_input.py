@@ -15,7 +15,7 @@ import struct
 import zlib
 
 import pytest
-from conftest import dump
+from helpers.reliability import dump
 from PIL import Image
 
 from charforge.errors import CharforgeError, InvalidInput

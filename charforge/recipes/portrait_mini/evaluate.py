@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from charforge.engine.images import psnr, unit_pixels
 from charforge.errors import ModelLoadError
 from charforge.recipes.portrait_mini.classifier import HEADS, accuracy, load_classifier, render_set
 from charforge.recipes.portrait_mini.render import sample_portraits
@@ -39,12 +40,6 @@ def load_pipeline(model: str | Path | None = None):
     return pipe
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [-1, 1] (peak-to-peak 2), over the whole batch."""
-    mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).mean())
-    return 10 * math.log10(4.0 / max(mse, 1e-12))
-
-
 @torch.no_grad()
 def vae_psnr(pipe, count: int = 200) -> float:
     images, _ = render_set(VAE_SEED, count, held_out=True)
@@ -52,7 +47,7 @@ def vae_psnr(pipe, count: int = 200) -> float:
     for start in range(0, count, 50):
         x = images[start:start + 50]
         recon.append(pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample)
-    return psnr(torch.cat(recon), images)
+    return psnr(unit_pixels(torch.cat(recon)), unit_pixels(images))
 
 
 @torch.no_grad()

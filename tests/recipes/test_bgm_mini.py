@@ -1,0 +1,55 @@
+"""The shipped charforge-mini-bgm folder (never retrained here; skips until it is shipped).
+
+What its music sounds like (mode and tempo per mood over 40 clips) is measured by
+`charforge eval bgm-mini` and reported in its model card; here: it loads offline with plain diffusers,
+it is small, it is the default of every music entry point, and a clip decodes to audible sound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charforge.engine.loading import default_bgm_model_path
+
+SHIPPED = default_bgm_model_path()
+pytestmark = [pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(), reason="bgm-mini not shipped yet"), pytest.mark.slow]
+
+
+def test_shipped_folder_is_small_safetensors_only_and_loads_offline():
+    from diffusers import StableDiffusionPipeline
+
+    files = [p for p in SHIPPED.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"}]
+    assert sum(p.stat().st_size for p in files if p.suffix == ".safetensors") <= 30 * 2**20
+    assert (SHIPPED / "README.md").is_file()
+    pipe = StableDiffusionPipeline.from_pretrained(str(SHIPPED))
+    assert list(pipe.unet.config.sample_size) == [16, 64]
+
+
+def test_default_music_model_renders_an_audible_clip():
+    from charforge.audio.compose import preset_for
+    from charforge.character.bgm import bgm_for_mood, bgm_model
+
+    assert preset_for(bgm_model()).name == "mini"
+    plan, clip = bgm_for_mood(0.8, 0.6, seconds=3.0, seed=1, steps=8)
+    assert plan.mode == "major" and clip.sample_rate == 22050
+    assert abs(clip.samples.size / clip.sample_rate - 3.0) < 0.01
+    rms = float(np.sqrt(np.mean(clip.samples.astype(np.float64) ** 2)))
+    assert rms > 1e-3 and np.max(np.abs(clip.samples)) < 1.0
+
+
+def test_a_transition_ends_faster_than_it_starts_when_arousal_rises():
+    from charforge.audio import analysis
+    from charforge.audio.compose import transition
+    from charforge.character.bgm import bgm_model
+    from charforge.recipes.bgm_mini.dataset import mood_prompt
+
+    model = bgm_model()
+    clip = transition(model, mood_prompt(-0.7, -0.7), mood_prompt(0.7, 0.7), segments=3, seed_from=2, seed_to=1002,
+                      steps=12)
+    tile = clip.samples.size // 3
+    first = analysis.estimate_tempo(clip.samples[:tile], clip.sample_rate)
+    last = analysis.estimate_tempo(clip.samples[-tile:], clip.sample_rate)
+    assert last > first + 20, (first, last)
+    assert analysis.estimate_key(clip.samples[:tile], clip.sample_rate).mode == "minor"
