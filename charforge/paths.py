@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from charforge.errors import IntegrityError, InvalidInput, StorageError
-from charforge.files import TEMP_RE, atomic_write
+from charforge.errors import IntegrityError, InvalidInput, NotFound, StorageError
+from charforge.files import TEMP_RE, atomic_write, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,18 @@ class Workspace:
             raise InvalidInput(f"path {str(relpath)!r} points outside the workspace {self.root}")
         atomic_write(target, data)
         log.debug("wrote %d bytes to %s", len(data), target)
+        return target
+
+    def intact_asset(self, relpath: str | os.PathLike[str]) -> Path:
+        """The asset file at `relpath`, checked before it is served: inside `assets/`, present, and its
+        bytes hashing to the sha256 its content-addressed name carries (cached per size and mtime).
+        NotFound when absent, IntegrityError when modified."""
+        target = self.asset_path(relpath)
+        digest = file_sha256(target)
+        if digest is None:
+            raise NotFound(f"no asset file {str(relpath)!r} in the workspace")
+        if digest != target.name.split(".")[0]:
+            raise IntegrityError(f"asset file {str(relpath)!r} was modified: its bytes no longer match its name")
         return target
 
     def remove_asset(self, relpath: str | os.PathLike[str]) -> bool:
