@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import NoReturn
 
 # Before torch loads its OpenMP runtime: idle worker threads sleep instead of spinning. On a desktop
@@ -79,11 +81,15 @@ train.add_typer(mini_models.train_app)
 evaluate.add_typer(mini_models.eval_app)
 
 
+@cache  # building the tree from the signatures costs ~0.3 s; in-process callers (tests, tools) run many
 def command() -> typer.core.TyperGroup:
     """The command tree, with help free of typer's type labels."""
     root = typer.main.get_command(app)
     tidy_help(root)
     return root
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 
 
 class _HeldLog(logging.Handler):
@@ -96,7 +102,7 @@ class _HeldLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage().strip().splitlines()
-        line = f"warning: {text[0] if record.name != 'py.warnings' else text[-1].strip()}" if text else ""
+        line = f"warning: {one_line(text[0] if record.name != 'py.warnings' else text[-1])}" if text else ""
         if line and line not in self.lines:  # a lookup repeated by two layers warns once
             self.lines.append(line)
 
@@ -114,8 +120,13 @@ def _held_logs() -> Iterator[_HeldLog]:
         root.removeHandler(held)
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: user input quoted in a message may carry line breaks or control characters."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text.strip())
+
+
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     sys.exit(2)
 
 
@@ -133,7 +144,7 @@ def main() -> None:
             # it is a successful call.
             if type(exc).__name__ == "NoArgsIsHelpError":
                 sys.exit(0)
-            typer.echo(f"error: {exc.format_message()}", err=True)
+            typer.echo(f"error: {one_line(exc.format_message())}", err=True)
             sys.exit(getattr(exc, "exit_code", 2) or 2)
         except OSError as exc:  # a read-only workspace, a full disk, a vanished file
             where = f": {exc.filename}" if exc.filename else ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,6 +91,12 @@ def storage_error(exc: DBAPIError, where: object) -> CharforgeError:
 
 def _mapped(exc: DBAPIError) -> bool:
     return not isinstance(exc, SAIntegrityError)
+
+
+def _check_revision(revision: object) -> None:
+    """Alembic asserts (instead of raising a usable error) on some malformed targets, e.g. ''."""
+    if not isinstance(revision, str) or not re.fullmatch(r"[A-Za-z0-9_+\-@]{1,64}", revision):
+        raise InvalidInput(f"not a schema revision: {revision!r} (e.g. head, base, 0001)")
 
 
 def _parse_url(url: str | URL | os.PathLike[str]) -> URL:
@@ -183,10 +190,12 @@ class Database:
             raise storage_error(exc, self) from None
 
     def upgrade(self, revision: str = "head") -> str | None:
+        _check_revision(revision)
         self._migrate(lambda cfg: command.upgrade(cfg, revision))
         return self.current_revision()
 
     def downgrade(self, revision: str) -> str | None:
+        _check_revision(revision)
         self._migrate(lambda cfg: command.downgrade(cfg, revision))
         return self.current_revision()
 
