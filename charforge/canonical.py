@@ -19,11 +19,16 @@ from charforge.errors import InvalidInput
 FLOAT_DECIMALS = 6
 
 
-def _normalise(value: Any, where: str) -> Any:
+MAX_DEPTH = 64
+
+
+def _normalise(value: Any, where: str, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise InvalidInput(f"{where} is nested more than {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, Enum):
-        return _normalise(value.value, where)
+        return _normalise(value.value, where, depth)
     if isinstance(value, int):
         return value
     if isinstance(value, float):
@@ -36,16 +41,16 @@ def _normalise(value: Any, where: str) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{where} has a non-string key {key!r}")
-            out[key] = _normalise(item, f"{where}.{key}")
+            out[key] = _normalise(item, f"{where}.{key}", depth + 1)
         return out
     if isinstance(value, (list, tuple)):
-        return [_normalise(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_normalise(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, (set, frozenset)):
-        return sorted(_normalise(item, where) for item in value)
+        return sorted(_normalise(item, where, depth + 1) for item in value)
     if isinstance(value, PurePath):
         return value.as_posix()
     if hasattr(value, "model_dump"):  # pydantic models
-        return _normalise(value.model_dump(mode="json"), where)
+        return _normalise(value.model_dump(mode="json"), where, depth)
     raise InvalidInput(f"{where} has a value of type {type(value).__name__} that cannot be hashed")
 
 

@@ -15,11 +15,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from charforge.canonical import canonical_json
-from charforge.errors import InvalidInput
+from charforge.errors import CharforgeError, InvalidInput
+from charforge.models import check_model_ref
 from charforge.paths import validate_slug
+from charforge.settings import MAX_DEPTH, depth, validate_settings
 from charforge.validation import CONTROL_CHARS, invalid_input
 
 CARD_SUFFIXES = (".toml", ".yaml", ".yml")
+MAX_CARD_BYTES = 64 * 1024
 SEED_MAX = 2**32 - 1  # what numpy and every diffusers pipeline accept
 
 Text = Annotated[str, Field(max_length=2000)]
@@ -103,7 +106,10 @@ class CharacterCard(BaseModel):
             canonical_json(value)
         except InvalidInput as exc:
             raise ValueError(f"settings must be plain JSON data ({exc})") from None
-        return value
+        try:
+            return validate_settings(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
 
     @classmethod
     def build(cls, **fields: Any) -> CharacterCard:
@@ -120,23 +126,67 @@ class CharacterCard(BaseModel):
         return self.display_name or default_display_name(self.name)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (a few hundred bytes of nested aliases expand to gigabytes:
+    "billion laughs") and with a nesting limit (the composer recurses: deep nesting would overflow)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a card", event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH + 2:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _parse(text: str, suffix: str) -> Any:
+    if suffix == ".toml":
+        return tomllib.loads(text)
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_card(path: Path) -> CharacterCard:
-    """One card from a .toml, .yaml or .yml file."""
+    """One card from a .toml, .yaml or .yml file: size-, depth- and alias-limited, UTF-8, validated
+    down to its settings tables and the readability of its model before anything is written."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CARD_BYTES + 1)
     except OSError as exc:
         raise InvalidInput(f"cannot read card {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CARD_BYTES:
+        raise InvalidInput(f"card {path.name} is larger than {MAX_CARD_BYTES // 1024} KiB")
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"card {path.name} is not UTF-8 text (byte {exc.start})") from None
+    kind = path.suffix[1:].upper()
+    try:
+        data = _parse(text, path.suffix)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInput(f"card {path.name} is not valid {path.suffix[1:].upper()}: {first_line}") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInput(f"card {path.name} is not valid {kind}: {first_line}") from None
+    except RecursionError:
+        raise InvalidInput(f"card {path.name} is nested more than {MAX_DEPTH} levels deep") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"card {path.name} must be a table of fields, not {type(data).__name__}")
+    if depth(data) > MAX_DEPTH:
+        raise InvalidInput(f"card {path.name} is nested more than {MAX_DEPTH} levels deep")
     try:
         card = CharacterCard(**data)
     except ValidationError as exc:
         raise invalid_input(exc, f"card {path.name}") from None
+    except TypeError:  # keys that are not strings (YAML allows `1: x`)
+        raise InvalidInput(f"card {path.name}: field names must be text") from None
+    try:
+        check_model_ref(card.model)
+    except CharforgeError as exc:
+        raise InvalidInput(f"card {path.name}: {exc}") from None
     if card.look is not None:
         try:
             card = card.model_copy(update={"look": card.look.checked(path.parent)})

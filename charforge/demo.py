@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from charforge.cards import load_cards
+from charforge.cards import CharacterCard, load_cards
 from charforge.character.feel import feel_many
 from charforge.character.handle import Character
 from charforge.character.identity import (
@@ -26,8 +24,11 @@ from charforge.character.identity import (
 )
 from charforge.contact_sheet import contact_sheet
 from charforge.emotion import BASIS
-from charforge.errors import StaleIdentity
+from charforge.engine import cached_model
+from charforge.errors import AlreadyExists, StaleIdentity
 from charforge.forge import Forge
+from charforge.models import check_model_ref
+from charforge.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class DemoResult:
     imported: list[str]
     characters: list[str]
     music: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # sample names taken by the user's own characters
 
 
 def cast_dir() -> Path:
@@ -56,22 +58,34 @@ def cast_dir() -> Path:
     return Path(str(resources.files("charforge") / "cast"))
 
 
-def cast_names() -> list[str]:
-    return [card.name for _, card in load_cards(cast_dir())]
+def _is_sample(character: Character, card: CharacterCard) -> bool:
+    """Whether an existing character is the demo's own (the sample card's definition, any model)."""
+    return (character.prompt, character.negative_prompt, character.seed, character.display_name) == (
+        card.prompt, card.negative_prompt, card.resolved_seed(), card.resolved_display_name()
+    )
 
 
-def import_cast(forge: Forge, model_ref: str | None = None) -> list[str]:
-    """Create the sample cast's characters that the workspace does not have yet (drawn with
-    `model_ref` if given); existing ones are switched to `model_ref`."""
-    created = []
+def import_cast(forge: Forge, model_ref: str | None = None) -> tuple[list[str], list[str], list[str]]:
+    """Create the sample cast's characters the workspace does not have yet (drawn with `model_ref` if
+    given); sample characters imported earlier are switched to `model_ref`. A character of the user's
+    that happens to carry a sample name is never touched: it is skipped.
+
+    Returns (cast used by the demo, names created now, names skipped).
+    """
+    cast, created, skipped = [], [], []
     for _, card in load_cards(cast_dir()):
         if not forge.exists(card.name):
             card = card.model_copy(update={"model": model_ref}) if model_ref is not None else card
             forge.create_from_card(card, build_identity=False)
             created.append(card.name)
-        elif model_ref is not None and forge.get(card.name).model_ref != model_ref:
-            forge.get(card.name).update(model=model_ref)
-    return created
+        elif not _is_sample(existing := forge.get(card.name), card):
+            log.info("skipping %s: the workspace has its own character of that name", card.name)
+            skipped.append(card.name)
+            continue
+        elif model_ref is not None and existing.model_ref != model_ref:
+            existing.update(model=model_ref)
+        cast.append(card.name)
+    return cast, created, skipped
 
 
 SWEEP_INTENSITIES = (0.3, 0.6, 1.0)
@@ -129,11 +143,23 @@ def run_demo(forge: Forge, *, model_ref: str | None = None, steps: int = DEFAULT
     """
     from PIL import Image
 
-    imported = import_cast(forge, model_ref)
+    # Everything that can fail on bad input is checked and loaded before the first write.
+    check_model_ref(model_ref)
+    cached_model(model_ref)
+    if music and bgm_model is not None:
+        check_model_ref(bgm_model)
+    cards = load_cards(cast_dir())
+    taken = [c.name for _, c in cards if forge.exists(c.name) and not _is_sample(forge.get(c.name), c)]
+    if len(taken) == len(cards):
+        raise AlreadyExists(
+            f"every sample name ({', '.join(taken)}) belongs to a character of this workspace; "
+            "run the demo in another workspace (--workspace DIR)"
+        )
+    cast, imported, skipped = import_cast(forge, model_ref)
     states = sweep_states()
     rows = []
-    characters = [forge.get(name) for name in cast_names()]
-    for character in tqdm(characters, desc="demo", unit="character"):
+    characters = [forge.get(name) for name in cast]
+    for character in progress_bar(characters, desc="demo", unit="character"):
         ensure_identity(character, steps)
         results = feel_many(character, [state for _, state in states])
         cells = [(label, Image.open(io.BytesIO(r.asset.read_bytes()))) for (label, _), r in zip(states, results)]
@@ -143,6 +169,7 @@ def run_demo(forge: Forge, *, model_ref: str | None = None, steps: int = DEFAULT
     sheet = forge.workspace.write_atomic(SHEET_PATH, buf.getvalue())
     tunes = []
     if music:
-        for character in tqdm(characters, desc="demo music", unit="character"):
+        for character in progress_bar(characters, desc="demo music", unit="character"):
             tunes += write_music(forge, character, bgm_model=bgm_model)
-    return DemoResult(sheet=sheet, imported=imported, characters=[c.name for c in characters], music=tunes)
+    return DemoResult(sheet=sheet, imported=imported, characters=[c.name for c in characters], music=tunes,
+                      skipped=skipped)

@@ -47,3 +47,9 @@ class StaleIdentity(CharforgeError):
     """A character's stored identity was made with a different model than the one in use."""
 
     code = "stale_identity"
+
+
+class StorageError(CharforgeError):
+    """The workspace's database or folder cannot be used (not a database, read-only, disk full, missing)."""
+
+    code = "storage"

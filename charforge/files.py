@@ -3,17 +3,39 @@
 Every file charforge writes goes through `atomic_write`. The temp file is created with mode 0o666
 filtered by the process umask (0644 under the usual umask 022), like any file `open()` creates;
 `tempfile.mkstemp` would have made every output 0600, unreadable to a web server or a teammate.
+
+A writer killed between creating its temp file and the rename leaves the temp file behind. The writer
+holds an exclusive `flock` on its temp file for as long as it lives, so `remove_stale_temps` (run when
+a workspace is opened) can tell a dead writer's leftover (lock free) from a live writer's file (locked)
+without guessing from ages.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import re
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from charforge.faults import pause_point
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; leftovers are recognised by age alone
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
 _ATTEMPTS = 32
+TEMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+# A temp file younger than this is left alone even when unlocked: it may be between its creation and
+# its writer's flock (or, without flock, still being written).
+TEMP_GRACE_S = 0.5 if fcntl is not None else 3600.0
 
 
 def _create_temp(target: Path) -> tuple[int, Path]:
@@ -21,9 +43,12 @@ def _create_temp(target: Path) -> tuple[int, Path]:
     for _ in range(_ATTEMPTS):
         temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
-            return os.open(temp, flags, 0o666), temp
+            fd = os.open(temp, flags, 0o666)
         except FileExistsError:
             continue
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd, temp
     raise FileExistsError(f"could not create a temporary file beside {target}")
 
 
@@ -42,8 +67,73 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[BinaryIO]
                 stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temp, target)
+            pause_point("atomic-write-before-rename")
+            if fcntl is not None:  # rename while still holding the lock: no cleaner takes it for a leftover
+                os.replace(temp, target)
+        if fcntl is None:  # Windows cannot rename an open file
+            os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return target
+
+
+def _writer_is_gone(path: Path) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a live writer holds it
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_stale_temps(root: Path) -> int:
+    """Delete temp files under `root` whose writer died before renaming them; returns how many."""
+    removed = 0
+    now = time.time()
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if not TEMP_RE.fullmatch(name):
+                continue
+            path = Path(folder, name)
+            try:
+                if now - path.stat().st_mtime < TEMP_GRACE_S or not _writer_is_gone(path):
+                    continue
+                path.unlink()
+            except OSError:
+                continue
+            removed += 1
+            log.info("removed %s, left by a write that was interrupted", path)
+    return removed
+
+
+_SHA_CACHE: dict[str, tuple[int, int, int, str]] = {}
+
+
+def file_sha256(path: Path) -> str | None:
+    """sha256 of a file's bytes (None if it is not a readable file), cached by (inode, size, mtime):
+    checking an asset before serving it costs a `stat` unless the file changed."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = str(path)
+    hit = _SHA_CACHE.get(key)
+    if hit is not None and hit[:3] == (stat.st_ino, stat.st_size, stat.st_mtime_ns):
+        return hit[3]
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except (IsADirectoryError, PermissionError, FileNotFoundError):
+        return None
+    _SHA_CACHE[key] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+    return digest.hexdigest()

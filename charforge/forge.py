@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from charforge.cards import CharacterCard
 from charforge.character.handle import Character, IdentityBuilder
-from charforge.errors import AlreadyExists
+from charforge.errors import AlreadyExists, StorageError
+from charforge.faults import pause_point
+from charforge.files import remove_stale_temps
+from charforge.models import check_model_ref
 from charforge.paths import Workspace
 from charforge.store import Database, Repository
 from charforge.store.models import JobStatus
@@ -21,6 +24,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENV_DB = "CHARFORGE_DB"  # a database URL used instead of the workspace's SQLite file
+
+
+def check_database_present(workspace: Workspace) -> None:
+    """Refuse to start a new empty database beside asset files: they mean a database existed (deleted,
+    truncated or moved), and silently starting over would hide every character. Only an explicit
+    `charforge db new` (`Database.create_empty`) makes a new database in such a workspace."""
+    db = workspace.db_path
+    missing = not db.exists()
+    if not missing and (not db.is_file() or db.stat().st_size > 0):
+        return
+    files = workspace.asset_files()
+    if files:
+        state = "is missing" if missing else "is empty"
+        raise StorageError(
+            f"the workspace database {db} {state} but {workspace.assets_dir} holds {files} asset files; "
+            "restore charforge.db from a backup, or run `charforge db new --yes` to start an empty one"
+        )
 
 
 class Forge:
@@ -55,6 +75,9 @@ class Forge:
         workspace = Workspace(path)
         workspace.ensure()
         db_url = db_url if db_url is not None else os.environ.get(ENV_DB) or None
+        if db_url is None:
+            check_database_present(workspace)
+        remove_stale_temps(workspace.root)
         db = Database.from_url(db_url) if db_url is not None else Database(workspace.db_path)
         try:
             db.ensure_current()
@@ -129,29 +152,43 @@ class Forge:
         exist_ok: bool = False,
         progress: bool = False,
     ) -> Character:
-        """`create` from a card (see there for `exist_ok`; `progress` shows the identity build's steps)."""
+        """`create` from a card (see there for `exist_ok`; `progress` shows the identity build's steps).
+
+        The model reference is checked before anything is written. A character whose create was
+        interrupted (row written, identity never stored: a crash or kill while rendering) is finished
+        by the same create, with or without `exist_ok`.
+        """
+        check_model_ref(card.model)
+        build = build_identity and self.identity_builder is not None
         try:
             row = self.repository.create_character(
                 card.name, display_name=card.resolved_display_name(), base_prompt=card.prompt,
                 negative_prompt=card.negative_prompt, seed=card.resolved_seed(), model_ref=card.model,
                 settings=card.settings,
             )  # fmt: skip
+            log.info("created character %s", card.name)
         except AlreadyExists:
-            if not exist_ok:
+            if not (exist_ok or build):
                 raise
-            return self._same_definition(card)
+            existing = self._same_definition(card)  # AlreadyExists naming what differs
+            if not build or existing.store.identity():
+                if exist_ok:
+                    return existing
+                raise
+            log.info("resuming the interrupted create of %s", card.name)
+            row = existing.store.row
         character = self._handle(row)
-        log.info("created character %s", card.name)
+        pause_point("create-row-written")
         if card.look is not None:
             self._import_look(character, card)
-        if build_identity and self.identity_builder is not None:
+        if build:
             options = dict(build_options or {})
             if progress:
                 options.setdefault("progress", True)
             try:
-                self.identity_builder(character, options)
+                self.identity_builder(character, options)  # type: ignore[misc]
             except BaseException:
-                log.warning("building the identity of %s failed; removing it", card.name)
+                log.info("building the identity of %s failed; removing it", card.name)
                 self.delete(card.name)
                 raise
             character.refresh()

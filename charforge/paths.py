@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from charforge.errors import InvalidInput
-from charforge.files import atomic_write
+from charforge.errors import IntegrityError, InvalidInput, NotFound, StorageError
+from charforge.files import TEMP_RE, atomic_write, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,30 @@ class Workspace:
         """Create the workspace folders if missing."""
         if self.root.exists() and not self.root.is_dir():
             raise InvalidInput(f"workspace {self.root} exists and is not a folder")
-        self.assets_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.assets_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the workspace at {self.root}: {exc.strerror}") from None
         return self.root
+
+    def asset_files(self) -> int:
+        """How many files the assets folder holds (temp files of interrupted writes not counted)."""
+        if not self.assets_dir.is_dir():
+            return 0
+        return sum(1 for _, _, files in os.walk(self.assets_dir) for name in files if not TEMP_RE.fullmatch(name))
+
+    def asset_path(self, relpath: str | os.PathLike[str]) -> Path:
+        """Absolute path of an asset file, refusing anything outside the `assets/` folder.
+
+        Asset paths are read from the database, which a person (or a bug) may have edited: an asset
+        row naming `charforge.db` or `../elsewhere` must never lead charforge to read, overwrite or
+        delete that file.
+        """
+        target = self.resolve(relpath)
+        assets = self.assets_dir.resolve()
+        if target == assets or not target.is_relative_to(assets):
+            raise IntegrityError(f"asset path {str(relpath)!r} is not inside the workspace's {ASSETS_DIRNAME}/ folder")
+        return target
 
     def resolve(self, relpath: str | os.PathLike[str]) -> Path:
         """Absolute path of `relpath`, refusing anything that escapes the workspace (.., absolute, symlinks)."""
@@ -120,9 +142,21 @@ class Workspace:
         log.debug("wrote %d bytes to %s", len(data), target)
         return target
 
-    def remove(self, relpath: str | os.PathLike[str]) -> bool:
-        """Delete a file inside the workspace; returns whether something was removed."""
-        target = self.resolve(relpath)
+    def intact_asset(self, relpath: str | os.PathLike[str]) -> Path:
+        """The asset file at `relpath`, checked before it is served: inside `assets/`, present, and its
+        bytes hashing to the sha256 its content-addressed name carries (cached per size and mtime).
+        NotFound when absent, IntegrityError when modified."""
+        target = self.asset_path(relpath)
+        digest = file_sha256(target)
+        if digest is None:
+            raise NotFound(f"no asset file {str(relpath)!r} in the workspace")
+        if digest != target.name.split(".")[0]:
+            raise IntegrityError(f"asset file {str(relpath)!r} was modified: its bytes no longer match its name")
+        return target
+
+    def remove_asset(self, relpath: str | os.PathLike[str]) -> bool:
+        """Delete an asset file (only ever inside `assets/`); returns whether something was removed."""
+        target = self.asset_path(relpath)
         try:
             target.unlink()
         except FileNotFoundError:

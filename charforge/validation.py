@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping
 from enum import Enum
@@ -29,6 +30,16 @@ def invalid_input(exc: ValidationError, what: str | None = None) -> InvalidInput
     if extra:
         msg += f" (and {extra} more problem{'s' if extra > 1 else ''})"
     return InvalidInput(f"{what}: {msg}" if what else msg)
+
+
+def finite(value: object, what: str) -> float:
+    """`value` as a float if it is a finite real number (not bool); InvalidInput naming `what` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{what} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInput(f"{what} must be a finite number, got {value}")
+    return number
 
 
 def parse_enum(enum_type: type[E], value: object, what: str) -> E:

@@ -32,7 +32,6 @@ import librosa
 import numpy as np
 import PIL.Image
 import torch
-from tqdm.auto import tqdm
 
 from charforge.audio import analysis
 from charforge.audio.codec import SpectrogramCodec, SpectrogramPreset, get_preset, preset_names
@@ -44,6 +43,7 @@ from charforge.engine.modes import LatentBlend, strength_timesteps
 from charforge.engine.prompts import encode_prompts
 from charforge.engine.schedulers import make_scheduler, scheduler_key
 from charforge.errors import InvalidInput
+from charforge.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def generate_strip(
     strip = np.zeros((p.n_mels, p.width + (n_tiles - 1) * advance), dtype=np.float32)
     ramp = (np.arange(keep, dtype=np.float32) + 0.5) / max(keep, 1)  # weight of the newer tile
     previous = None
-    for index in tqdm(range(n_tiles), desc="BGM tiles", disable=not progress):
+    for index in progress_bar(range(n_tiles), enabled=progress, desc="BGM tiles"):
         latents = _sample_tile(
             model, scheduler, steps, cond, uncond, guidance, _tile_seed(seed, index), shape, previous, keep_cells
         )
@@ -451,7 +451,7 @@ def transition(
     states = (from_gen[0].get_state(), to_gen[0].get_state())
 
     strip = np.zeros((p.n_mels, segments * p.width), dtype=np.float32)
-    for index in tqdm(range(segments), desc="BGM transition", disable=not progress):
+    for index in progress_bar(range(segments), enabled=progress, desc="BGM transition"):
         alpha = index / (segments - 1)
         seg_strength = 1.0 if index == segments - 1 else min(1.0, strength + (1 - strength) * alpha)
         cond = cond_from if alpha == 0 else cond_to if alpha == 1 else torch.lerp(cond_from, cond_to, alpha)

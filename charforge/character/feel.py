@@ -24,7 +24,6 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from charforge.canonical import canonical_hash
 from charforge.character.cache import KEY_VERSION, FeelResult, edit_params, state_conditioning, state_key
@@ -55,6 +54,7 @@ from charforge.engine.attention.tokens import max_columns, word_columns
 from charforge.engine.edit import replay
 from charforge.errors import InvalidInput
 from charforge.paths import sha256_bytes, validate_slug
+from charforge.progress import progress as progress_bar
 from charforge.store.models import AssetKind, IdentityKind
 from charforge.store.records import Asset
 from charforge.validation import CONTROL_CHARS
@@ -156,7 +156,7 @@ def _render(
         identity = load_identity(character, model)
         items = list(edits.items())
         chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
-        for chunk in tqdm(chunks, desc=f"feel {character.name}", disable=not progress or len(chunks) < 2):
+        for chunk in progress_bar(chunks, enabled=progress and len(chunks) > 1, desc=f"feel {character.name}"):
             steps = progress and len(chunks) == 1  # one edit call: show its denoising steps instead
             images = render_edits(model, identity, [c for _, c in chunk], table, progress=steps)
             for (key, cond), pixels in zip(chunk, images):

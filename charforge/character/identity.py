@@ -47,7 +47,8 @@ from charforge.engine.attention import AttentionControl, AttentionStore
 from charforge.engine.edit import replay
 from charforge.engine.inversion import DEFAULT_METHOD, METHODS, InversionResult, encode_mean, invert_latent
 from charforge.engine.loading import weights_hash
-from charforge.errors import InvalidInput, NotFound, StaleIdentity
+from charforge.errors import IntegrityError, InvalidInput, NotFound, StaleIdentity
+from charforge.faults import pause_point
 from charforge.paths import validate_slug
 from charforge.store.models import IdentityKind
 from charforge.validation import invalid_input
@@ -195,6 +196,7 @@ def load_identity(character: Character, model: ModelBundle | None = None) -> Ide
         if any(a.kind == kind.value for a in infos):
             tensors.update(character.store.get_identity(kind).tensors)
     inversion = InversionResult.from_tensors(tensors, meta)
+    _check_consistent(character, inversion)
     base = character.store.get_identity(IdentityKind.BASE_IMAGE)
     masks, sources = {}, {}
     for info in infos:
@@ -285,36 +287,54 @@ def _write(
     method: str,
     history: list[dict[str, Any]],
 ) -> None:
-    """Store the identity; stale pieces of an earlier one (other method's tensors, lost regions) go."""
+    """Store the identity in one transaction; stale pieces of an earlier one (other method's tensors,
+    lost regions) go in the same transaction, so readers only ever see a complete set."""
     store = character.store
     base = {"pixels": torch.from_numpy(np.array(pixels, dtype=np.uint8))}
-    store.put_identity(IdentityKind.BASE_IMAGE, base, metadata={"history": history})
     tensors = inversion.tensors()
-    store.put_identity(
-        IdentityKind.INVERTED_LATENTS, {"trajectory": tensors["trajectory"]},
-        metadata={
-            "model_hash": model.model_hash, "look": look_key_of(store.identity()),
-            "inversion": {**inversion.metadata(), "extra": {}},
-        },
-    )  # fmt: skip
+    puts: list[tuple[Any, ...]] = [
+        (IdentityKind.BASE_IMAGE, base, "main", {"history": history}),
+        (IdentityKind.INVERTED_LATENTS, {"trajectory": tensors["trajectory"]}, "main",
+         {"model_hash": model.model_hash, "look": look_key_of(store.identity()),
+          "inversion": {**inversion.metadata(), "extra": {}}}),
+    ]  # fmt: skip
+    remove: list[tuple[Any, str | None]] = []
     extra = {IdentityKind.INVERSION_OFFSETS: "offsets", IdentityKind.NULL_TEXT_EMBEDDINGS: "uncond_embeddings"}
     for kind, key in extra.items():
         if key in tensors:
-            store.put_identity(kind, {key: tensors[key]}, metadata={"model_hash": model.model_hash})
+            puts.append((kind, {key: tensors[key]}, "main", {"model_hash": model.model_hash}))
         else:
-            store.delete_identity(kind)
+            remove.append((kind, None))
     existing = {a.name: a.metadata.get("source") for a in store.identity() if a.kind == IdentityKind.MASK.value}
     for name, (mask, words) in masks.items():
         if existing.get(name) == "user":
             continue  # a mask the user drew wins over one derived from the words
-        store.put_identity(
-            IdentityKind.MASK, {"mask": mask.to(torch.uint8)}, name=name,
-            metadata={"source": method, "words": words, "model_hash": model.model_hash},
-        )  # fmt: skip
+        puts.append((IdentityKind.MASK, {"mask": mask.to(torch.uint8)}, name,
+                     {"source": method, "words": words, "model_hash": model.model_hash}))  # fmt: skip
     for name, source in existing.items():
         if source != "user" and name not in masks:
-            store.delete_identity(IdentityKind.MASK, name=name)
-    character.update(model_hash=model.model_hash)
+            remove.append((IdentityKind.MASK, name))
+    pause_point("identity-computed")
+    store.replace_identity(puts, remove=remove, model_hash=model.model_hash)
+
+
+def _check_consistent(character: Character, inversion: InversionResult) -> None:
+    """The trajectory and the per-step data must describe the same step grid; a mismatch means the
+    identity was pieced together from two builds (an interrupted write of an older charforge)."""
+    steps = inversion.steps
+    rows = {"trajectory": (inversion.trajectory, steps + 1)}
+    rows.update({name: (tensor, steps) for name, tensor in inversion.step_tensors.items()})
+    for name, (tensor, expected) in rows.items():
+        if tensor.shape[0] != expected:
+            raise IntegrityError(
+                f"the identity of {character.name!r} is inconsistent: {name} has {tensor.shape[0]} rows where "
+                f"{expected} belong to its {steps} steps; run `charforge reinvert {character.name}` to rebuild it"
+            )
+    if len(inversion.timesteps) != steps:
+        raise IntegrityError(
+            f"the identity of {character.name!r} is inconsistent: {len(inversion.timesteps)} timesteps for "
+            f"{steps} steps; run `charforge reinvert {character.name}` to rebuild it"
+        )
 
 
 def _progress(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:

@@ -17,6 +17,7 @@ from charforge.cards import CharacterCard, load_cards
 from charforge.cli.options import DeviceOpt, JsonOpt, ModelOpt, SeedOpt, WorkspaceOpt, YesOpt, confirm, use_device
 from charforge.cli.workspace import echo_json, get_character, open_forge
 from charforge.errors import InvalidInput
+from charforge.models import check_model_ref
 from charforge.paths import validate_slug
 
 app = typer.Typer()
@@ -184,6 +185,48 @@ def delete(ctx: typer.Context, name: NameArg, yes: YesOpt = False, workspace: Wo
         confirm(f"deleting {name} with its identity, history and assets", yes)
         forge.delete(name)
     typer.echo(f"deleted {name}")
+
+
+@app.command("set")
+def set_model(
+    ctx: typer.Context,
+    name: NameArg,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Diffusers folder, .safetensors file or hub id; 'default' for the shipped model."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Change a character's model (its identity must then be rebuilt: `charforge reinvert NAME`)."""
+    validate_slug(name)
+    if model is None:
+        raise InvalidInput("set needs --model REF (a diffusers folder, .safetensors file, hub id or 'default')")
+    ref = None if model.strip().lower() == "default" else model
+    check_model_ref(ref)  # before anything is written
+    with open_forge(ctx) as forge:
+        character = get_character(forge, name)
+        if character.model_ref == ref:
+            typer.echo(f"{name} already uses {ref or 'the default model'}")
+            return
+        character.update(model=ref)
+        stale = identity_staleness(character)
+    typer.echo(f"{name} now uses {ref or 'the default model'}")
+    if stale:
+        typer.echo(stale)
+
+
+def identity_staleness(character: Any) -> str | None:
+    """The usual StaleIdentity message if the character's identity was made with another model."""
+    from charforge.character.identity import check_fresh, current_model_hash, has_identity
+    from charforge.errors import StaleIdentity
+
+    if not has_identity(character):
+        return None
+    try:
+        check_fresh(character, current_model_hash(character))
+    except StaleIdentity as exc:
+        return str(exc)
+    return None
 
 
 @app.command("import")

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from charforge.cli.options import JsonOpt, WorkspaceOpt, YesOpt, confirm
+from charforge.cli.options import JsonOpt, WorkspaceOpt, YesOpt, chosen_workspace, confirm
 from charforge.cli.workspace import echo_json, workspace_at
 from charforge.errors import InvalidInput
+from charforge.paths import Workspace
 from charforge.store import Database
 
 app = typer.Typer(help="Inspect and migrate the workspace database schema.", no_args_is_help=True)
@@ -61,3 +62,16 @@ def db_downgrade(
 def db_current(ctx: typer.Context, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """Print the schema revision of the workspace database."""
     _report_revision(Database(workspace_at(ctx).db_path), json_out)
+
+
+@app.command("new")
+def db_new(ctx: typer.Context, yes: YesOpt = False, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+    """Start an empty database in a workspace whose charforge.db is missing or empty (asset files are kept)."""
+    ws = Workspace(chosen_workspace(ctx))
+    if ws.db_path.exists() and (not ws.db_path.is_file() or ws.db_path.stat().st_size > 0):
+        raise InvalidInput(f"{ws.db_path} exists and is not empty; `db new` never replaces a database")
+    confirm(f"starting an empty database at {ws.db_path} (characters of the old one are not recovered)", yes)
+    ws.ensure()
+    db = Database(ws.db_path)
+    db.upgrade("head")
+    _report_revision(db, json_out)

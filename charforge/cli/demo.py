@@ -32,8 +32,10 @@ def demo(
         result = run_demo(forge, model_ref=model, steps=steps, music=music)
     if json_out:
         echo_json({"sheet": str(result.sheet), "imported": result.imported, "characters": result.characters,
-                   "music": [str(p) for p in result.music]})  # fmt: skip
+                   "skipped": result.skipped, "music": [str(p) for p in result.music]})  # fmt: skip
     else:
+        for name in result.skipped:
+            typer.echo(f"skipped {name}: the workspace has its own character of that name (left untouched)")
         typer.echo(f"cast: {', '.join(result.characters)}")
         typer.echo(f"contact sheet: {result.sheet}")
         if result.music:

@@ -7,8 +7,14 @@ becomes one line on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import NoReturn
 
 # Before torch loads its OpenMP runtime: idle worker threads sleep instead of spinning. On a desktop
 # or a CI runner shared with other work, spinning threads made every denoising step 5-10x slower.
@@ -80,6 +86,7 @@ evaluate.add_typer(mini_models.eval_app)
 evaluate.add_typer(calibration.eval_app)
 
 
+@cache  # building the tree from the signatures costs ~0.3 s; in-process callers (tests, tools) run many
 def command() -> typer.core.TyperGroup:
     """The command tree, with help free of typer's type labels."""
     root = typer.main.get_command(app)
@@ -87,21 +94,68 @@ def command() -> typer.core.TyperGroup:
     return root
 
 
-def main() -> None:
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+
+
+class _HeldLog(logging.Handler):
+    """Keeps the library's warnings (and Python warnings, e.g. PIL's) until the command ends: shown
+    after a success, dropped after a failure, whose one error line says what went wrong."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage().strip().splitlines()
+        line = f"warning: {one_line(text[0] if record.name != 'py.warnings' else text[-1])}" if text else ""
+        if line and line not in self.lines:  # a lookup repeated by two layers warns once
+            self.lines.append(line)
+
+
+@contextmanager
+def _held_logs() -> Iterator[_HeldLog]:
+    root = logging.getLogger()
+    held = _HeldLog()
+    root.addHandler(held)
+    logging.captureWarnings(True)
     try:
-        code = command().main(prog_name="charforge", standalone_mode=False)
-    except CharforgeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except typer.Abort:
-        typer.echo("error: aborted", err=True)
-        sys.exit(2)
-    except typer.TyperException as exc:
-        # Usage errors (bad option value, unknown command): one line, not click's framed box.
-        # A bare group invocation ("no args is help") is also one, whose help is already printed:
-        # it is a successful call.
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            sys.exit(0)
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(getattr(exc, "exit_code", 2) or 2)
+        yield held
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(held)
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: user input quoted in a message may carry line breaks or control characters."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text.strip())
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(2)
+
+
+def main() -> None:
+    with _held_logs() as held:
+        try:
+            code = command().main(prog_name="charforge", standalone_mode=False)
+        except CharforgeError as exc:
+            _fail(str(exc))
+        except typer.Abort:
+            _fail("aborted")
+        except typer.TyperException as exc:
+            # Usage errors (bad option value, unknown command): one line, not click's framed box.
+            # A bare group invocation ("no args is help") is also one, whose help is already printed:
+            # it is a successful call.
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                sys.exit(0)
+            typer.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(getattr(exc, "exit_code", 2) or 2)
+        except OSError as exc:  # a read-only workspace, a full disk, a vanished file
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or exc}{where}")
+        except RecursionError:
+            _fail("the input is nested too deeply")
+        for line in held.lines:
+            typer.echo(line, err=True)
     sys.exit(code if isinstance(code, int) else 0)

@@ -225,17 +225,40 @@ def fraction(*, low_open: bool = False) -> Callable[[Any], float]:
 # checks that need more than one option ----------------------------------------------------------------
 
 
+IMAGE_MAX_PIXELS = 4096 * 4096
+IMAGE_MIN_SIDE = 8
+
+
 def open_image(path: Path, option: str, mode: str) -> Any:
-    """The picture at `path` converted to `mode`, or one clear error naming `option`."""
+    """The picture at `path` converted to `mode`, or one clear error naming `option`.
+
+    The size in the file's header is checked before any pixel is decoded: a small file can claim
+    50000x50000 pixels, and a 1x1 picture is no portrait to work on.
+    """
+    import warnings
+
     import PIL.Image
 
     if not path.is_file():
         raise NotFound(f"{option} file not found: {path}")
     try:
-        with PIL.Image.open(path) as handle:
-            return handle.convert(mode)
-    except (PIL.UnidentifiedImageError, OSError) as exc:
-        raise InvalidInput(f"{option} {path} is not a readable image ({exc.__class__.__name__})") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(path) as handle:
+                width, height = handle.size
+                if width * height > IMAGE_MAX_PIXELS:
+                    limit = IMAGE_MAX_PIXELS // 10**6
+                    raise InvalidInput(f"{option} {path} is {width}x{height} pixels; the limit is {limit} megapixels")
+                if min(width, height) < IMAGE_MIN_SIDE:
+                    raise InvalidInput(
+                        f"{option} {path} is {width}x{height} pixels; both sides must be at least {IMAGE_MIN_SIDE}"
+                    )
+                return handle.convert(mode)
+    except (PIL.UnidentifiedImageError, OSError, PIL.Image.DecompressionBombError,
+            PIL.Image.DecompressionBombWarning, ValueError, SyntaxError) as exc:  # fmt: skip
+        if isinstance(exc, InvalidInput):
+            raise
+        raise InvalidInput(f"{option} {path} is not a readable image ({exc.__class__.__name__})") from None
 
 
 def confirm(action: str, yes: bool) -> None:

@@ -13,13 +13,14 @@ import typer
 
 from charforge.cli.options import chosen_workspace
 from charforge.errors import NotFound
-from charforge.forge import Forge
+from charforge.forge import Forge, check_database_present
 from charforge.paths import Workspace, validate_slug
 
 
 def workspace_at(ctx: typer.Context, *, create: bool = False) -> Workspace:
     """The chosen workspace; NotFound when it has no database and `create` is False."""
     ws = Workspace(chosen_workspace(ctx))
+    check_database_present(ws)  # a lost database is reported as such, never as "no workspace"
     if not create and not ws.db_path.is_file():
         raise NotFound(f"no workspace at {ws.root} (create it with `charforge init`, or pass --workspace DIR)")
     return ws

@@ -24,11 +24,12 @@ from typing import Any
 import torch
 from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.utils.torch_utils import randn_tensor
-from tqdm.auto import tqdm
 
 from charforge.engine.hooks import BatchLayout, Hook, StepContext
 from charforge.engine.loading import ModelBundle
 from charforge.engine.prompts import PromptEmbeds
+from charforge.progress import progress as progress_bar
+from charforge.validation import finite
 
 Generators = torch.Generator | list[torch.Generator] | None
 
@@ -142,6 +143,8 @@ def denoise(
     scaled latents on the channel axis (mask + masked-image latents of 9-channel inpainting UNets).
     Runs under `no_grad`, not `inference_mode`, so hooks may `enable_grad` (loss guidance).
     """
+    # Every render passes here, so this is where a NaN or infinite scale from any front end stops.
+    guidance_scale, eta = finite(guidance_scale, "guidance"), finite(eta, "eta")
     timesteps = scheduler.timesteps if timesteps is None else timesteps
     batch = latents.shape[0]
     guided = uncond is not None and guidance_scale > 1 and not model.embeds_guidance
@@ -162,7 +165,7 @@ def denoise(
         try:
             for hook in hooks:
                 hook.on_begin(ctx)
-            for index, t in enumerate(tqdm(timesteps, disable=not progress, desc="denoising", leave=False)):
+            for index, t in enumerate(progress_bar(timesteps, enabled=progress, desc="denoising")):
                 ctx.index, ctx.timestep, ctx.latents = index, t, latents
                 for hook in hooks:
                     hook.on_step_begin(ctx)

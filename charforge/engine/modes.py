@@ -25,6 +25,7 @@ from charforge.engine.loop import (
 from charforge.engine.prompts import encode_pair, encode_text
 from charforge.engine.schedulers import make_scheduler, scheduler_key
 from charforge.errors import InvalidInput
+from charforge.validation import finite
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def _request(model, prompt, negative, seed, steps, guidance, scheduler, width, h
     seeds = [int(s) for s in _broadcast(seed, len(prompts), "seeds")]
     if steps < 1:
         raise InvalidInput(f"steps must be at least 1, got {steps}")
-    if guidance < 0:
+    if not finite(guidance, "guidance") >= 0:
         raise InvalidInput(f"guidance must be >= 0, got {guidance}")
     scheduler = scheduler_key(scheduler)
     native_height, native_width = model.default_height_width

@@ -63,6 +63,28 @@ def weights_hash(ref: str | os.PathLike | None = None) -> str | None:
     return None
 
 
+def check_model_ref(ref: str | None) -> None:
+    """ModelLoadError unless `ref` can be a model: None (the shipped one), a readable diffusers folder or
+    .safetensors file, or a hub id `owner/name`. Checked before a command writes anything that names
+    the model; a hub id can only be checked by loading it."""
+    from charforge.errors import ModelLoadError
+
+    if ref is None:
+        return
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.is_file() or not os.access(index, os.R_OK):
+            raise ModelLoadError(f"model folder {path} has no readable model_index.json (expected a diffusers folder)")
+        return
+    if path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        raise ModelLoadError(f"refusing {path.name}: pickle checkpoints are unsafe; convert it to .safetensors")
+    if path.suffix == ".safetensors" or path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
+        if path.is_file() and path.suffix == ".safetensors" and os.access(path, os.R_OK):
+            return
+        raise ModelLoadError(f"model not found: {ref} (pass a diffusers folder, a .safetensors file or a hub id)")
+
+
 def hash_folder(path: Path) -> str:
     files = sorted(f for name in WEIGHT_COMPONENTS for f in (path / name).glob("*.safetensors"))
     return hash_files(files, path)

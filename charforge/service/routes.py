@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from charforge import __version__
 from charforge.emotion import EmotionState
+from charforge.errors import IntegrityError, NotFound
 from charforge.forge import Forge
 from charforge.service.errors import error_response
 from charforge.tools.dispatch import Toolbox
@@ -223,9 +224,12 @@ def asset_file(request: Request, path: str) -> Response:
     match = _ASSET.fullmatch(path)
     if match is None or match[2][:2] != match[1]:
         return error_response(404, "not_found", f"no asset at /assets/{path[:MAX_TEXT]}")
-    file = _forge(request).workspace.resolve(f"assets/{path}")
-    if not file.is_file():
+    try:  # checked against its sha256 before serving: a modified file is never sent as the asset
+        file = _forge(request).workspace.intact_asset(f"assets/{path}")
+    except NotFound:
         return error_response(404, "not_found", f"no asset at /assets/{path}")
+    except IntegrityError as exc:
+        return error_response(409, exc.code, f"{exc}; ask for the state again to redraw it")
     etag = f'"{match[2]}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=31536000, immutable"}
     wanted = [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]

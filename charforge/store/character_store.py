@@ -10,7 +10,7 @@ always go through. Every method is one unit of work (one session, one transactio
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from charforge.canonical import canonical_json
 from charforge.emotion.state import EmotionState
-from charforge.errors import AlreadyExists, InvalidInput, NotFound
+from charforge.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
+from charforge.faults import pause_point
+from charforge.files import file_sha256
 from charforge.paths import Workspace, asset_relpath, sha256_bytes, validate_slug
 from charforge.store import artifacts, assets, characters, emotions
 from charforge.store.blobs import decode_tensors, encode_tensors
@@ -49,6 +51,9 @@ log = logging.getLogger(__name__)
 DEFAULT_SUFFIX = {AssetKind.CG: ".png", AssetKind.SPRITE: ".png", AssetKind.BGM: ".wav"}
 # The columns a definition change may set (validated by the caller, e.g. through a CharacterCard).
 DEFINITION = ("display_name", "base_prompt", "negative_prompt", "seed", "model_ref", "model_hash", "settings")
+
+
+IdentityPut = tuple["IdentityKind | str", "Mapping[str, torch.Tensor]", str, "Mapping[str, Any] | None"]
 
 
 def check_sha256(value: object, what: str) -> str:
@@ -130,6 +135,41 @@ class CharacterStore:
         with self._change() as (session, rec):
             info = ArtifactInfo.of(artifacts.replace(session, rec.id, kind.value, name, data, digest, meta))
         return info
+
+    def replace_identity(
+        self,
+        puts: Sequence[IdentityPut],
+        *,
+        remove: Sequence[tuple[IdentityKind | str, str | None]] = (),
+        **definition: Any,
+    ) -> list[ArtifactInfo]:
+        """Write several identity artifacts, drop others and set columns of the definition, all in ONE
+        transaction: a crash or an error part-way leaves the old identity whole, never a new
+        trajectory beside old per-step data. `puts` are (kind, tensors, name, metadata)."""
+        unknown = set(definition) - set(DEFINITION)
+        if unknown:
+            raise InvalidInput(f"not part of a character's definition: {', '.join(sorted(unknown))}")
+        if definition.get("model_hash") is not None:
+            check_sha256(definition["model_hash"], "model hash")
+        encoded = []
+        for kind, tensors, name, metadata in puts:
+            kind = parse_enum(IdentityKind, kind, "identity kind")
+            validate_slug(name)
+            meta = dict(metadata or {})
+            canonical_json(meta)
+            encoded.append((kind.value, name, *encode_tensors(tensors), meta))
+        drops = [(None if k is None else parse_enum(IdentityKind, k, "identity kind").value, n) for k, n in remove]
+        with self._change() as (session, rec):
+            for kind, name in drops:
+                artifacts.remove(session, rec.id, kind, name)
+            infos = []
+            for index, (kind, name, data, digest, meta) in enumerate(encoded):
+                if index:
+                    pause_point("identity-partly-written")
+                infos.append(ArtifactInfo.of(artifacts.replace(session, rec.id, kind, name, data, digest, meta)))
+            for key, value in definition.items():
+                setattr(rec, key, value)
+        return infos
 
     def get_identity(self, kind: IdentityKind | str, *, name: str = "main") -> IdentityArtifact:
         """The artifact with its tensors; IntegrityError if the blob no longer matches its sha256."""
@@ -216,37 +256,44 @@ class CharacterStore:
         digest = sha256_bytes(data)
         rel = asset_relpath(kind.value, digest, suffix or DEFAULT_SUFFIX[kind])
         workspace = self.repository.workspace
-        target = workspace.resolve(rel)
-        if not (target.is_file() and sha256_bytes(target.read_bytes()) == digest):
-            workspace.write_atomic(rel, data)
-        orphan: str | None = None
+        # The file is checked and written while holding the write lock: a `delete` of another character
+        # sharing this content-addressed file removes unreferenced files under the same lock, so it
+        # either runs before (and this write puts the file back) or sees this row and keeps the file.
         with self.repository.db.write() as session:
             rec = characters.current(session, self.row, lock=True)
             existing = assets.one(session, rec.id, kind.value, state_hash)
-            kept = None if existing is None else Asset.of(existing, workspace)
+            kept = _asset_or_none(existing, workspace)
             if kept is not None and kept.intact():
                 log.info("%s already has a %s for state %s; keeping it", self.row.name, kind.value, state_hash[:12])
-                orphan = None if existing.path == rel.as_posix() else rel.as_posix()
-                result = kept
-            else:  # new, or replacing an asset whose file was lost or damaged
-                row = existing or AssetRecord(character_id=rec.id, kind=kind.value, state_hash=state_hash)
-                row.path, row.sha256, row.size, row.params = rel.as_posix(), digest, len(data), params
-                row.created_at = utcnow()
-                session.add(row)
-                session.flush()
-                result = Asset.of(row, workspace)
-        if orphan is not None:
-            self.repository.remove_unreferenced([orphan])
-        return result
+                return kept
+            target = workspace.asset_path(rel)
+            if file_sha256(target) != digest:
+                workspace.write_atomic(rel, data)
+            pause_point("asset-file-written")
+            # new, or replacing an asset whose file was lost, damaged or misplaced
+            replaced = None if existing is None else existing.path
+            row = existing or AssetRecord(character_id=rec.id, kind=kind.value, state_hash=state_hash)
+            row.path, row.sha256, row.size, row.params = rel.as_posix(), digest, len(data), params
+            row.created_at = utcnow()
+            session.add(row)
+            session.flush()
+            if replaced is not None and replaced != row.path:
+                self.repository._remove_unreferenced(session, [replaced])
+            return Asset.of(row, workspace)
 
     def find_asset(self, kind: AssetKind | str, state_hash: str) -> Asset | None:
-        """The stored asset for this state, or None (also when its file has gone missing)."""
+        """The stored asset for this state, or None when it must be drawn again: also when its file has
+        gone missing, was modified (checked against its sha256 on every lookup, cheaply: the hash is
+        cached per size and mtime) or its row points outside the assets folder."""
         kind = parse_enum(AssetKind, kind, "asset kind")
         with self.repository.db.read() as session:
             rec = assets.one(session, self.row.id, kind.value, state_hash)
-            asset = None if rec is None else Asset.of(rec, self.repository.workspace)
-        if asset is not None and not asset.path.is_file():
-            log.warning("asset file %s of %s is missing; treating as not rendered", asset.relpath, self.row.name)
+            asset = _asset_or_none(rec, self.repository.workspace)
+            if rec is not None and asset is None:
+                log.warning("the %s row of %s points outside the assets folder; drawing it again", kind, self.row.name)
+        if asset is not None and not asset.intact():
+            problem = "was modified" if asset.path.is_file() else "is missing"
+            log.warning("asset file %s of %s %s; drawing it again", asset.relpath, self.row.name, problem)
             return None
         return asset
 
@@ -256,3 +303,13 @@ class CharacterStore:
         with self.repository.db.read() as session:
             characters.current(session, self.row)
             return [Asset.of(r, self.repository.workspace) for r in assets.listing(session, self.row.id, value)]
+
+
+def _asset_or_none(rec: AssetRecord | None, workspace: Workspace) -> Asset | None:
+    """The asset of a row, or None for no row or a row whose path leaves the assets folder."""
+    if rec is None:
+        return None
+    try:
+        return Asset.of(rec, workspace)
+    except (IntegrityError, InvalidInput):
+        return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,11 +28,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 import charforge
-from charforge.errors import ConflictError, IntegrityError, InvalidInput
+from charforge.errors import CharforgeError, ConflictError, IntegrityError, InvalidInput, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +72,31 @@ def _make_engine(url: URL, *, immediate: bool, foreign_keys: bool, timeout: floa
         raise InvalidInput(f"cannot use database URL {url.render_as_string(hide_password=True)}: {exc}") from None
 
 
-def _busy(exc: OperationalError) -> ConflictError | None:
+def _busy(exc: DBAPIError) -> ConflictError | None:
     if "locked" in str(exc.orig) or "busy" in str(exc.orig):
         return ConflictError(
             f"the workspace database stayed locked by another process for more than {BUSY_TIMEOUT_S:g} s"
         )
     return None
+
+
+def storage_error(exc: DBAPIError, where: object) -> CharforgeError:
+    """A driver error as one line for the user: busy -> ConflictError, anything else -> StorageError
+    (not a database, read-only, disk full, ...). Constraint violations are bugs and are not mapped."""
+    if busy := _busy(exc):
+        return busy
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else ""
+    return StorageError(f"cannot open the database {where}: {reason or type(exc).__name__}")
+
+
+def _mapped(exc: DBAPIError) -> bool:
+    return not isinstance(exc, SAIntegrityError)
+
+
+def _check_revision(revision: object) -> None:
+    """Alembic asserts (instead of raising a usable error) on some malformed targets, e.g. ''."""
+    if not isinstance(revision, str) or not re.fullmatch(r"[A-Za-z0-9_+\-@]{1,64}", revision):
+        raise InvalidInput(f"not a schema revision: {revision!r} (e.g. head, base, 0001)")
 
 
 def _parse_url(url: str | URL | os.PathLike[str]) -> URL:
@@ -131,8 +152,10 @@ class Database:
             try:
                 with session.begin():
                     yield session
-            except OperationalError as exc:
-                raise (_busy(exc) or exc) from exc
+            except DBAPIError as exc:
+                if not _mapped(exc):
+                    raise
+                raise storage_error(exc, self) from exc
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -141,8 +164,10 @@ class Database:
             try:
                 with session.begin():
                     yield session
-            except OperationalError as exc:
-                raise (_busy(exc) or exc) from exc
+            except DBAPIError as exc:
+                if not _mapped(exc):
+                    raise
+                raise storage_error(exc, self) from exc
 
     # migrations ---------------------------------------------------------------------------------
 
@@ -161,17 +186,16 @@ class Database:
         try:
             with self._reader.connect() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
-        except OperationalError as exc:
-            if busy := _busy(exc):
-                raise busy from exc
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise InvalidInput(f"cannot open the database {self}: {reason}") from None
+        except DBAPIError as exc:
+            raise storage_error(exc, self) from None
 
     def upgrade(self, revision: str = "head") -> str | None:
+        _check_revision(revision)
         self._migrate(lambda cfg: command.upgrade(cfg, revision))
         return self.current_revision()
 
     def downgrade(self, revision: str) -> str | None:
+        _check_revision(revision)
         self._migrate(lambda cfg: command.downgrade(cfg, revision))
         return self.current_revision()
 
@@ -209,8 +233,8 @@ class Database:
                 except CommandError as exc:
                     raise InvalidInput(f"migration failed: {exc}") from None
                 self._check_references(conn)
-        except OperationalError as exc:
-            raise (_busy(exc) or exc) from exc
+        except DBAPIError as exc:
+            raise storage_error(exc, self) from exc
         finally:
             engine.dispose()
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from charforge.emotion.state import EmotionState
 from charforge.errors import IntegrityError
+from charforge.files import file_sha256
 from charforge.paths import Workspace, sha256_bytes
 from charforge.store.models import (
     AssetRecord,
@@ -125,22 +126,22 @@ class Asset:
     @classmethod
     def of(cls, rec: AssetRecord, workspace: Workspace) -> Asset:
         rel = PurePosixPath(rec.path)
-        path = workspace.resolve(rel)
+        path = workspace.asset_path(rel)
         return cls(rec.kind, rec.state_hash, rel, path, rec.sha256, rec.size, dict(rec.params), rec.created_at)
 
     def read_bytes(self) -> bytes:
         """The file's bytes, after checking they are still the bytes that were stored."""
         try:
             data = self.path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise IntegrityError(f"asset file {self.relpath} is missing from the workspace") from None
         if sha256_bytes(data) != self.sha256:
             raise IntegrityError(f"asset file {self.relpath} was modified: its sha256 no longer matches")
         return data
 
     def intact(self) -> bool:
-        """Whether the file is there with the stored bytes."""
-        return self.path.is_file() and sha256_bytes(self.path.read_bytes()) == self.sha256
+        """Whether the file is there with the stored bytes (re-hashed only when size or mtime changed)."""
+        return file_sha256(self.path) == self.sha256
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,7 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 
 from charforge import __version__
+from charforge.errors import IntegrityError, NotFound
 from charforge.forge import Forge
 from charforge.tools.dispatch import Toolbox
 from charforge.tools.limits import Limits
@@ -47,10 +48,11 @@ def _asset_of(outcome: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _media(forge: Forge, asset: dict[str, Any]) -> types.ContentBlock | None:
-    path = forge.workspace.resolve(asset["url"].lstrip("/"))
-    mime = asset["content_type"]
-    if not path.is_file():
+    try:  # checked against its sha256 before it is handed out
+        path = forge.workspace.intact_asset(asset["url"].lstrip("/"))
+    except (NotFound, IntegrityError):
         return None
+    mime = asset["content_type"]
     if asset["size"] > MAX_INLINE_BYTES or mime.split("/")[0] not in ("image", "audio"):
         return types.ResourceLink(type="resource_link", name=path.name, uri=path.as_uri(), mime_type=mime,
                                   size=asset["size"])  # fmt: skip

@@ -1,10 +1,21 @@
-"""The library's long calls show their progress when asked, and stay quiet otherwise (issue #19 item 7)."""
+"""The library's long calls show their progress when asked, and stay quiet otherwise (issue #19 item 7).
+
+Bars are drawn on a terminal only (charforge.progress), so these tests present the captured stderr as one.
+"""
 
 from __future__ import annotations
+
+import pytest
 
 from charforge import EmotionState, Forge
 
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background, looking calm"
+
+
+@pytest.fixture(autouse=True)
+def terminal(monkeypatch):
+    """charforge.progress reads sys.stderr when a bar starts: make whatever stream is there a terminal."""
+    monkeypatch.setattr("charforge.progress.on_terminal", lambda stream: True)
 
 
 def test_create_and_feel_show_their_steps_only_when_asked(tmp_path, tiny_model_dir, capsys):

@@ -152,7 +152,7 @@ def test_data_survives_upgrade_from_the_first_revision(tmp_path, url):
 
 def test_downgrade_to_first_revision_keeps_rows_of_surviving_tables(tmp_path, url):
     with Forge.open(tmp_path / "ws", db_url=url) as forge:
-        mira = forge.create("mira", prompt="portrait of a girl", settings={"x": 1})
+        mira = forge.create("mira", prompt="portrait of a girl", settings={"music": {"arousal_offset": 0.5}})
         mira.record_emotion({"joy": 0.7})
         forge.create_job("regenerate")
     db = Database.from_url(url)

@@ -109,10 +109,10 @@ def test_rename_keeps_history_identity_and_assets(forge):
 
 def test_update_changes_definition_and_bumps_version(forge):
     mira = forge.create("mira", prompt=PROMPT)
-    mira.update(prompt="portrait of a girl", seed=3, settings={"conditioning": {"joy": "grinning"}})
+    mira.update(prompt="portrait of a girl", seed=3, settings={"music": {"arousal_offset": 0.5}})
     again = forge.get("mira")
     assert (again.prompt, again.seed, again.settings, again.version) == (
-        "portrait of a girl", 3, {"conditioning": {"joy": "grinning"}}, 2)
+        "portrait of a girl", 3, {"music": {"arousal_offset": 0.5}}, 2)
 
 
 def test_stale_handle_gets_conflict_not_a_silent_overwrite(forge):

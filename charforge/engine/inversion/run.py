@@ -13,6 +13,7 @@ from charforge.engine.inversion.registry import get_method
 from charforge.engine.inversion.result import InversionResult
 from charforge.engine.loading import ModelBundle
 from charforge.errors import InvalidInput
+from charforge.validation import finite
 
 DEFAULT_METHOD = DirectInversion.name
 
@@ -46,7 +47,7 @@ def invert_latent(
 ) -> InversionResult:
     """Invert an image latent (1, C, h, w). `options` go to the method (null-text: `inner_steps`, `early_stop`)."""
     chosen = get_method(method)
-    if guidance < 1:
+    if not finite(guidance, "guidance") >= 1:
         raise InvalidInput(f"guidance must be >= 1, got {guidance}")
     return chosen.invert(
         model, clean, prompt, steps=steps, guidance=guidance, negative_prompt=negative_prompt, progress=progress,

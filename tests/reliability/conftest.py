@@ -1,0 +1,21 @@
+"""Fixtures of the reliability tests: a workspace with a character drawn by the tiny model."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.reliability import PROMPT
+
+
+@pytest.fixture
+def drawn(tmp_path, tiny_model_dir):
+    """A workspace with `mira` (tiny model, 2-step identity) and her neutral and joy CGs."""
+    from charforge.character.identity import build_identity
+    from charforge.forge import Forge
+
+    ws = tmp_path / "ws"
+    with Forge.open(ws, identity_builder=build_identity) as forge:
+        mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir),
+                            settings={"identity": {"steps": 2}})  # fmt: skip
+        mira.feel(record=False)
+        mira.feel(joy=0.8, record=False)
+    return ws
