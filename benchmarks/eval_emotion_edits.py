@@ -121,9 +121,9 @@ def main() -> None:
             batch = torch.stack([image_to_tensor(p) for p in [identity.base, *final]])
             predicted = dominant(judge.intensities(batch))
             plain_read = dominant(judge.intensities(torch.stack([image_to_tensor(np.asarray(p)) for p in plain])))
-            for (dominant, state), r, f, guess, plain_guess in zip(wanted, raw, final, predicted[1:], plain_read):
+            for (wanted_emotion, state), r, f, guess, plain_guess in zip(wanted, raw, final, predicted[1:], plain_read):
                 rows.append({
-                    "character": name, "state": state, "dominant": dominant, "predicted": guess,
+                    "character": name, "state": state, "dominant": wanted_emotion, "predicted": guess,
                     "plain_predicted": plain_guess,
                     "psnr_outside_raw": psnr_where(r, identity.base, ~inside),
                     "psnr_outside": psnr_where(f, identity.base, ~inside),

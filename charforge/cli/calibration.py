@@ -61,7 +61,6 @@ def calibrate(
     _check("edit", characters, steps, workers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from charforge.emotion.calibration import save_calibration, workspace_relpath
-    from charforge.emotion.conditioning import expression_table
     from charforge.recipes.portrait_mini.emotion_eval import calibrate as measure
     from charforge.recipes.portrait_mini.emotion_eval import calibrate_mini, character_sitting, held_out_cast
 

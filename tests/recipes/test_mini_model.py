@@ -12,6 +12,7 @@ from helpers.training import ToySource, tiny_config, tiny_spec
 from charforge.engine.images import psnr, unit_pixels
 from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini.evaluate import SHIPPED, load_pipeline
+from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer
 from charforge.recipes.training.trainer import grow_run, load_run
 
