@@ -117,7 +117,9 @@ def train_portrait_mini(
     from charforge.recipes.training.budget import Budget
 
     if init_from is not None or (resume and is_finetune_run(out)):
-        typer.echo(str(finetune_portrait_mini(out, init_from, minutes, resume=resume, seed=seed, threads=threads)))
+        budget = Budget.minutes(minutes, started)
+        typer.echo(str(finetune_portrait_mini(out, init_from, minutes, resume=resume, seed=seed, threads=threads,
+                                              budget=budget)))  # fmt: skip
         return
     folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads,
                  budget=Budget.minutes(minutes, started))  # fmt: skip

@@ -184,8 +184,13 @@ def _encode_with(trainer: LatentDiffusionTrainer, scaling: float, path: Path, sa
 
 
 def finetune_portrait_mini(out: str | Path, init_from: str | Path | None, minutes: float, resume: bool = False,
-                           seed: int = 0, threads: int | None = None) -> Path:
-    """Fine-tune an exported model (`init_from`) on the current renderer's data; export to `out/model`."""
+                           seed: int = 0, threads: int | None = None, budget: Budget | None = None) -> Path:
+    """Fine-tune an exported model (`init_from`) on the current renderer's data; export to `out/model`.
+
+    `budget` is the whole call's wall-clock time (default: `minutes` from now), the warm start's
+    latent encoding and the export included.
+    """
+    budget = budget or Budget.minutes(minutes)
     out = Path(out)
     if resume and (out / "spec.json").is_file():
         trainer = load_run(out, PortraitSource(DATA_SEED + seed, DATASET_SIZE))
@@ -196,8 +201,8 @@ def finetune_portrait_mini(out: str | Path, init_from: str | Path | None, minute
         if init_from is None:
             raise InvalidInput("a new fine-tune needs --init-from MODEL_FOLDER")
         trainer = init_from_model(init_from, out, minutes, seed=seed, threads=threads)
-    trainer.run()
-    return trainer.export(out / "model")
+    trainer.run(budget)
+    return export_portrait_mini(trainer, out / "model")
 
 
 def branch_decoder_run(main_run: str | Path, branch: str | Path, decoder_minutes: float, seed: int = 0,
