@@ -102,6 +102,7 @@ def eval_emotions(
     steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
     calibrated: Annotated[bool, typer.Option(help="Use the model folder's calibration, if it has one.")] = True,
     workers: Annotated[int, typer.Option(help="Processes drawing characters side by side (one thread each).")] = 1,
+    sheet: Annotated[Path | None, typer.Option(help="Also write a contact sheet (calm, 0.3/0.6/1.0, mixtures) here.")] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -113,7 +114,8 @@ def eval_emotions(
 
     folder = _mini_folder(model)
     calibration = load_calibration(folder) if calibrated else None
-    report = sweep(mode, characters, str(folder), steps, calibration, workers=max(1, min(workers, characters)))
+    report = sweep(mode, characters, str(folder), steps, calibration, workers=max(1, min(workers, characters)),
+                   sheet=str(sheet) if sheet else None)
     if json_out:
         echo_json(report)
         return

@@ -175,13 +175,18 @@ def _sweep_character(k: int, member: Member, mode: str, model: str | None, steps
                      calibration: Calibration | None) -> dict[str, Any]:
     """Everything the sweep needs from one character (run in a worker process of its own)."""
     torch.set_num_threads(1)
-    judge, table = load_judge(), expression_table()
+    table = expression_table()
     singles = [{e: v} for e in BASIS for v in LEVELS]
     out: dict[str, Any] = {"face_change": {}, "mixes": []}
     with sittings([member], mode, model, steps, table) as people:
         for sit in people:
             pictures = sit.draw([conditioning(s, member.prompt, table, calibration) for s in singles])
+            wanted = [(a, b, MIX_WEIGHTS[(i + k) % len(MIX_WEIGHTS)]) for i, (a, b) in enumerate(PAIRS)]
+            mixed = sit.draw([conditioning({a: w, b: round(1 - w, 2)}, member.prompt, table, calibration)
+                              for a, b, w in wanted])
+            judge = load_judge()  # read once everything is drawn
             out["readings"] = read(judge, [sit.base, *pictures])
+            out["mixes"] = [(a, b, w, r) for (a, b, w), r in zip(wanted, read(judge, mixed))]
             by_state = dict(zip((tuple(s.items())[0] for s in singles), pictures))
             for e in BASIS:
                 ref = by_state[(e, 0.6)].astype(int)
@@ -190,17 +195,15 @@ def _sweep_character(k: int, member: Member, mode: str, model: str | None, steps
                     out["face_change"].setdefault(e, []).append(
                         (v, float(np.abs(pic - sit.base.astype(int))[sit.face].mean()),
                          float(np.abs(pic - ref)[sit.face].mean())))
-            wanted = [(a, b, MIX_WEIGHTS[(i + k) % len(MIX_WEIGHTS)]) for i, (a, b) in enumerate(PAIRS)]
-            mix_conds = [conditioning({a: w, b: round(1 - w, 2)}, member.prompt, table, calibration)
-                         for a, b, w in wanted]
-            out["mixes"] = [(a, b, w, r) for (a, b, w), r in zip(wanted, read(judge, sit.draw(mix_conds)))]
             out["outside"] = list(sit.outside_psnr)
+            out["pictures"] = {"base": sit.base, **{f"{e} {v:g}": by_state[(e, v)] for e in BASIS for v in (0.3, 0.6, 1.0)},
+                               **{f"{a}+{b} {w:g}": p for (a, b, w), p in zip(wanted, mixed)}}
     log.info("%s done", member.name)
     return out
 
 
 def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, steps: int = 20,
-          calibration: Calibration | None = None, workers: int = 1) -> dict[str, Any]:
+          calibration: Calibration | None = None, workers: int = 1, sheet: str | None = None) -> dict[str, Any]:
     """Run the issue's grid; returns per-emotion intensity tables, mixture and trust/anticipation figures.
 
     Characters are independent, so `workers` processes (one thread each) may draw them side by side.
@@ -222,11 +225,30 @@ def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, ste
         for e, rows in part["face_change"].items():
             face_change.setdefault(e, []).extend(rows)
     outside = [v for part in parts for v in part["outside"]]
+    if sheet:
+        write_sheet([part["pictures"] for part in parts], sheet)
     report = summarise(readings, mixes, face_change, judge_noise(load_judge()), mode, steps, calibration is not None)
     if outside:
         report["psnr_outside_face_raw_db"] = {"min": round(min(outside), 2), "median": round(float(np.median(outside)), 2),
                                               "share_at_least_35": round(float(np.mean(np.array(outside) >= 35)), 3)}
     return report
+
+
+SHEET_MIXES = ("anger+disgust", "joy+surprise", "fear+sadness", "trust+anticipation")
+
+
+def write_sheet(pictures: list[dict[str, np.ndarray]], path: str) -> None:
+    """One row per character: calm, each emotion at 0.3 / 0.6 / 1.0, then a few mixtures."""
+    from PIL import Image
+
+    rows = []
+    for row in pictures:
+        cells = [row["base"]] + [row[f"{e} {v:g}"] for e in BASIS for v in (0.3, 0.6, 1.0)]
+        cells += [p for key, p in row.items() if key.split(" ")[0] in SHEET_MIXES]
+        rows.append(np.concatenate(cells, 1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
 def summarise(readings: dict[str, np.ndarray], mixes, face_change, noise: np.ndarray, mode: str, steps: int,
