@@ -67,6 +67,7 @@ class MoodTable(BaseModel):
     valence_offset: float = Field(0.0, ge=-2, le=2)
     arousal_offset: float = Field(0.0, ge=-2, le=2)
     step: float = Field(0.1, gt=0, le=1)
+    bpm_step: float = Field(5.0, gt=0, le=60)
     valence: ValenceBands
     arousal: ArousalBands
     model: str | None = None  # a BGM model folder/file/hub id for this character (None: the shipped one)
@@ -116,19 +117,32 @@ def _snap(value: float, step: float) -> float:
     return round(min(1.0, max(-1.0, round(value / step) * step)), 6)
 
 
+def arousal_bpm(arousal: float, table: MoodTable | None = None) -> float:
+    """The tempo an arousal level stands for (linear over the table's `arousal.bpm` span)."""
+    return _lerp((table or mood_table()).arousal.bpm, arousal)
+
+
+def prompt_for(valence: float, arousal: float, bpm: float, lead: str, table: MoodTable | None = None) -> str:
+    """The table's template filled for exact values: band words of valence and arousal, the tempo
+    rounded to `bpm_step`. Training captions and runtime prompts are both made here."""
+    table = table or mood_table()
+    vi, ai = table.valence.index(valence), table.arousal.index(arousal)
+    bucket = round(bpm / table.bpm_step) * table.bpm_step
+    words = {"energy": table.arousal.words[ai], "mood": table.valence.words[vi], "lead": lead,
+             "bpm": f"{bucket:g}", "mode": table.valence.modes[vi]}
+    try:
+        return table.template.format(**words)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InvalidInput(f"music template {table.template!r} is not valid: unknown or malformed field {exc}") from None
+
+
 def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -> MusicPlan:
     """The plan for a point of the valence/arousal square (after the table's offsets)."""
     table = table or mood_table()
     v = _snap(_unit("valence", valence) + table.valence_offset, table.step)
     a = _snap(_unit("arousal", arousal) + table.arousal_offset, table.step)
-    vi, ai = table.valence.index(v), table.arousal.index(a)
-    mode, bpm = table.valence.modes[vi], _lerp(table.arousal.bpm, a)
-    words = {"energy": table.arousal.words[ai], "mood": table.valence.words[vi], "lead": table.lead,
-             "bpm": str(round(bpm)), "mode": mode}
-    try:
-        prompt = table.template.format(**words)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise InvalidInput(f"music template {table.template!r} is not valid: unknown or malformed field {exc}") from None
+    mode, bpm = table.valence.modes[table.valence.index(v)], _lerp(table.arousal.bpm, a)
+    prompt = prompt_for(v, a, bpm, table.lead, table)
     return MusicPlan(valence=round(v, 4), arousal=round(a, 4), mode=mode, bpm=round(bpm, 1),
                      density=round(_lerp(table.arousal.density, a), 3),
                      loudness_db=round(_lerp(table.arousal.loudness_db, a), 2), prompt=prompt,

@@ -23,15 +23,16 @@ def train_bgm_mini(
     minutes: Annotated[float, typer.Option(help="Wall-clock training budget (VAE + UNet phases).")] = 45.0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint (or just re-export a finished run).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of weights, data and noise.")] = 0,
+    threads: Annotated[int, typer.Option(help="Torch threads (1 when another training shares the cores).")] = 1,
 ) -> None:
     """Train the default BGM model (spectrograms of procedural music), then export a diffusers folder."""
-    if minutes <= 0:
-        raise InvalidInput(f"--minutes must be positive, got {minutes}")
+    if minutes <= 0 or threads < 1:
+        raise InvalidInput(f"--minutes must be positive and --threads at least 1, got {minutes}, {threads}")
     check_run_dir(out, resume)
     from charforge.recipes.bgm_mini.train import train_bgm_mini as run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed)))
+    typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed, threads=threads)))
 
 
 @eval_app.command("bgm-mini")

@@ -15,7 +15,8 @@ The music is written so that the key is unmistakable to any listener, not only t
 - several instruments in separate registers: bass (C2-B2), a sustained chord bed (G3-F#4), a lead
   melody (about F4-D6, higher and brighter as `brightness` rises) and drums whose hi-hats fill the
   top of the band;
-- the beat is the strongest periodicity: kick on every beat, snare on 2 and 4, quieter subdivisions.
+- the beat is the strongest periodicity: the same kick on every beat, a light snare on 2 and 4,
+  quieter subdivisions.
 """
 
 from __future__ import annotations
@@ -308,9 +309,9 @@ def render_loop(spec: MusicSpec, sample_rate: int = 22050) -> np.ndarray:
     if spec.drums:
         kick, snare = _kick(sr, spec.tonic), _snare(sr, rng)
         for b in range(spec.loop_beats):
-            _mix_into(buffer, at(b), kick, 0.7 if b % 2 == 0 else 0.55)
+            _mix_into(buffer, at(b), kick, 0.7)  # every beat alike: the beat, not the half bar, is the pulse
             if spec.density >= 0.3 and b % 2 == 1:
-                _mix_into(buffer, at(b), snare, 0.3)
+                _mix_into(buffer, at(b), snare, 0.15)
             hats = max(spec.notes_per_beat, 2)
             for h in range(hats):
                 _mix_into(buffer, at(b + h / hats), _hat(sr, 0.05, 70.0, rng), 0.12 if h == 0 else 0.07)
