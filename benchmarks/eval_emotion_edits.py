@@ -39,9 +39,9 @@ from charforge.demo import cast_dir  # noqa: E402
 from charforge.engine import txt2img  # noqa: E402
 from charforge.cards import load_cards  # noqa: E402
 from charforge.emotion.conditioning import conditioning, expression_table  # noqa: E402
-from charforge.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask  # noqa: E402
+from charforge.character.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask  # noqa: E402
 from charforge.forge import Forge  # noqa: E402
-from charforge.identity import build_identity, character_model, load_identity  # noqa: E402
+from charforge.character.identity import build_identity, character_model, load_identity  # noqa: E402
 from charforge.recipes.portrait_mini import render  # noqa: E402
 from charforge.recipes.portrait_mini.classifier import load_classifier  # noqa: E402
 from charforge.recipes.portrait_mini.dataset import image_to_tensor  # noqa: E402

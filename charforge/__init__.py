@@ -8,12 +8,12 @@ __version__ = "0.1.0"
 __all__ = ["Character", "EmotionState", "Forge", "__version__"]
 
 if TYPE_CHECKING:
-    from charforge.character import Character
+    from charforge.character.handle import Character
     from charforge.emotion import EmotionState
     from charforge.forge import Forge
 
 # Resolved on first use, so `import charforge.engine` does not pay for SQLAlchemy and pydantic.
-_LAZY = {"Forge": "charforge.forge", "Character": "charforge.character", "EmotionState": "charforge.emotion"}
+_LAZY = {"Forge": "charforge.forge", "Character": "charforge.character.handle", "EmotionState": "charforge.emotion"}
 
 
 def __getattr__(name: str) -> Any:

@@ -15,13 +15,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from charforge.cards import load_cards
-from charforge.character import Character
+from charforge.character.handle import Character
 from charforge.contact_sheet import contact_sheet
 from charforge.emotion import BASIS
 from charforge.errors import StaleIdentity
-from charforge.feel import feel_many
+from charforge.character.feel import feel_many
 from charforge.forge import Forge
-from charforge.identity import build_identity, check_fresh, current_model_hash, has_identity, reinvert
+from charforge.character.identity import build_identity, check_fresh, current_model_hash, has_identity, reinvert
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def ensure_identity(character: Character, steps: int) -> None:
 
 def write_music(forge: Forge, character: Character, *, bgm_model: str | None = None) -> list[Path]:
     """The character's BGM for MUSIC_STATES, cached as assets and copied to demo/bgm/NAME-STATE.wav."""
-    from charforge.bgm import bgm
+    from charforge.character.bgm import bgm
 
     if bgm_model is not None and character.settings.get("music", {}).get("model") != bgm_model:
         music = {**character.settings.get("music", {}), "model": bgm_model}

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from charforge.canonical import canonical_json
 from charforge.cards import CharacterCard
-from charforge.character import Character, IdentityBuilder
+from charforge.character.handle import Character, IdentityBuilder
 from charforge.errors import AlreadyExists, InvalidInput, NotFound
 from charforge.paths import Workspace, validate_slug
 from charforge.store.db import Database

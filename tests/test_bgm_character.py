@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from charforge.audio.levels import DEFAULT_PEAK
-from charforge.bgm import character_plan
+from charforge.character.bgm import character_plan
 from charforge.errors import InvalidInput
 
 SECONDS = 3.0

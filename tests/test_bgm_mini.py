@@ -29,7 +29,7 @@ def test_shipped_folder_is_small_safetensors_only_and_loads_offline():
 
 def test_default_music_model_renders_an_audible_clip():
     from charforge.audio.compose import preset_for
-    from charforge.bgm import bgm_for_mood, bgm_model
+    from charforge.character.bgm import bgm_for_mood, bgm_model
 
     assert preset_for(bgm_model()).name == "mini"
     plan, clip = bgm_for_mood(0.8, 0.6, seconds=3.0, seed=1, steps=8)
@@ -43,7 +43,7 @@ def test_a_transition_ends_faster_than_it_starts_when_arousal_rises():
     from charforge.audio import analysis
     from charforge.recipes.bgm_mini.dataset import mood_prompt
     from charforge.audio.compose import transition
-    from charforge.bgm import bgm_model
+    from charforge.character.bgm import bgm_model
 
     model = bgm_model()
     clip = transition(model, mood_prompt(-0.7, -0.7), mood_prompt(0.7, 0.7), segments=3, seed_from=2, seed_to=1002,

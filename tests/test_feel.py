@@ -11,7 +11,7 @@ import torch
 from charforge.emotion import EmotionState
 from charforge.emotion.conditioning import conditioning, expression_table
 from charforge.forge import Forge
-from charforge.identity import build_identity, character_model, load_identity
+from charforge.character.identity import build_identity, character_model, load_identity
 
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background, looking calm"
 STEPS = 3
@@ -53,9 +53,9 @@ class _NoModel:
         def refuse(*args, **kwargs):
             raise AssertionError("the model was used")
 
-        monkeypatch.setattr("charforge.feel.denoise", refuse)
-        monkeypatch.setattr("charforge.feel.character_model", refuse)
-        monkeypatch.setattr("charforge.identity.load_model", refuse)
+        monkeypatch.setattr("charforge.character.feel.denoise", refuse)
+        monkeypatch.setattr("charforge.character.feel.character_model", refuse)
+        monkeypatch.setattr("charforge.character.identity.load_model", refuse)
 
 
 def test_second_feel_of_a_state_returns_the_stored_asset_without_the_model(mira, monkeypatch):
@@ -73,7 +73,7 @@ def test_second_feel_of_a_state_returns_the_stored_asset_without_the_model(mira,
 
 def test_cache_key_follows_state_identity_and_parameters(mira):
     table = expression_table()
-    from charforge.feel import state_key
+    from charforge.character.feel import state_key
 
     def key(values, tbl=table):
         return state_key(mira, conditioning(values, mira.prompt, tbl), mira.model_hash, tbl)
@@ -88,7 +88,7 @@ def test_cache_key_follows_state_identity_and_parameters(mira):
 
 
 def test_edit_keeps_every_latent_outside_the_dilated_face_mask(mira):
-    from charforge.feel import edit_latents, edit_mask
+    from charforge.character.feel import edit_latents, edit_mask
 
     model = character_model(mira)
     identity = load_identity(mira, model)
@@ -105,7 +105,7 @@ def test_edit_keeps_every_latent_outside_the_dilated_face_mask(mira):
 
 
 def test_pixels_outside_the_dilated_face_mask_are_the_base_cgs(mira):
-    from charforge.feel import edit_mask, pixel_mask
+    from charforge.character.feel import edit_mask, pixel_mask
 
     model = character_model(mira)
     identity = load_identity(mira, model)
@@ -124,7 +124,7 @@ def test_neutral_is_the_base_cg_itself(mira):
 
 
 def test_batched_edits_match_single_edits(mira):
-    from charforge.feel import feel_many, render_edits
+    from charforge.character.feel import feel_many, render_edits
 
     states = [{"anger": 0.9}, {"surprise": 0.6}, {"disgust": 1.0}]
     batched = feel_many(mira, states, batch=3)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from charforge.emotion.conditioning import conditioning, expression_table
-from charforge.feel import decode_pictures, edit_latents, edit_mask, pixel_mask
+from charforge.character.feel import decode_pictures, edit_latents, edit_mask, pixel_mask
 from charforge.forge import Forge
-from charforge.identity import build_identity, character_model, load_identity
+from charforge.character.identity import build_identity, character_model, load_identity
 from charforge.recipes.portrait_mini import render
 
 PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background, looking calm"

@@ -15,7 +15,7 @@ from test_feel import PROMPT, STEPS, face_mask, make_character
 from charforge.engine import decode_latents
 from charforge.errors import InvalidInput, ModelLoadError, NotFound, StaleIdentity
 from charforge.forge import Forge
-from charforge.identity import build_identity, character_model, load_identity
+from charforge.character.identity import build_identity, character_model, load_identity
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charforge.errors import InvalidInput
-from charforge.regions import REGION_WORDS, mask_from_image, partition, region_alternatives, region_spans
+from charforge.character.regions import REGION_WORDS, mask_from_image, partition, region_alternatives, region_spans
 
 CAST = "portrait of a girl with short black hair, brown eyes, tan skin, red outfit, yellow background, wearing glasses, looking calm"
 

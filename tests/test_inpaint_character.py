@@ -10,8 +10,8 @@ import pytest
 import torch
 from test_feel import PROMPT, make_character, outfit_mask
 
-from charforge.feel import region_prompt
-from charforge.identity import load_identity
+from charforge.character.feel import region_prompt
+from charforge.character.identity import load_identity
 
 BLUE_PROMPT = PROMPT.replace("green outfit", "blue outfit")
 

@@ -125,7 +125,7 @@ def mask(
     if out is not None and (out.suffix.lower() != ".png" or not out.parent.is_dir()):
         raise InvalidInput(f"--out must be a .png in an existing folder, got {out}")
     picture = _open_image(source, "--from", "L") if source is not None else None
-    from charforge.identity import load_identity
+    from charforge.character.identity import load_identity
 
     with open_forge(ctx, workspace) as forge:
         character = forge.get(name)

@@ -59,7 +59,7 @@ def bgm(
         if to:
             raise InvalidInput("--to needs a character NAME (the transition starts from its current state)")
         from charforge.audio.audiofile import write_audio
-        from charforge.bgm import bgm_for_mood
+        from charforge.character.bgm import bgm_for_mood
 
         plan, clip = bgm_for_mood(valence, arousal, seconds=seconds, seed=0 if seed is None else seed, loop=loop,
                                   model=model, steps=steps, progress=not json_out)

@@ -75,7 +75,7 @@ def create(
     )
     with open_forge(ctx, workspace) as forge:
         if not no_render:
-            from charforge.identity import build_identity
+            from charforge.character.identity import build_identity
 
             forge.identity_builder = build_identity
         character = forge.create_from_card(card, build_identity=not no_render)

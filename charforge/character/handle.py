@@ -40,9 +40,9 @@ from charforge.validation import parse_enum
 if TYPE_CHECKING:
     import torch
 
-    from charforge.bgm import BGMResult
+    from charforge.character.bgm import BGMResult
     from charforge.emotion.conditioning import Conditioning
-    from charforge.feel import FeelResult, InpaintResult
+    from charforge.character.feel import FeelResult, InpaintResult
     from charforge.forge import Forge
 
 log = logging.getLogger(__name__)
@@ -579,7 +579,7 @@ class Character:
             return [self._asset(r) for r in session.scalars(select(AssetRecord).where(*where).order_by(AssetRecord.id))]
 
     # pictures -----------------------------------------------------------------------------------
-    # The verbs that run the model live in charforge.feel / charforge.identity (imported on use:
+    # The verbs that run the model live in charforge.character.feel / .identity / .bgm (imported on use:
     # the store must not pay for torch and diffusers).
 
     def feel(
@@ -587,9 +587,9 @@ class Character:
     ) -> FeelResult:
         """This character's CG for a state, e.g. `mira.feel(joy=0.8)`: rendered once, then served from the cache.
 
-        With `record` the state also becomes the current one. See `charforge.feel.feel`.
+        With `record` the state also becomes the current one. See `charforge.character.feel.feel`.
         """
-        from charforge.feel import feel
+        from charforge.character.feel import feel
 
         return feel(self, state, record=record, **intensities)
 
@@ -598,40 +598,40 @@ class Character:
     ) -> BGMResult:
         """This character's music for a state (default: its current one), e.g. `mira.bgm(seconds=20)`.
 
-        Rendered once per mood plan, then served from the cache. See `charforge.bgm.bgm`.
+        Rendered once per mood plan, then served from the cache. See `charforge.character.bgm.bgm`.
         """
-        from charforge.bgm import bgm
+        from charforge.character.bgm import bgm
 
         return bgm(self, state, seconds=seconds, **options)
 
     def bgm_transition(self, to_state: EmotionState | Mapping[str, float], /, **options: Any) -> BGMResult:
         """One continuous piece moving from the current mood (or `from_state=`) to `to_state`."""
-        from charforge.bgm import bgm_transition
+        from charforge.character.bgm import bgm_transition
 
         return bgm_transition(self, to_state, **options)
 
     def explain(self, state: EmotionState | Mapping[str, float]) -> Conditioning:
         """What `state` becomes for this character: phrases, blend and attention weights (no rendering)."""
-        from charforge.feel import explain
+        from charforge.character.feel import explain
 
         return explain(self, state)
 
     def inpaint(self, region: Any, prompt: str, *, adopt: bool = False, **options: Any) -> InpaintResult:
         """Redraw one region ("outfit" or a mask picture) of the base CG; `adopt` makes it the new base."""
-        from charforge.feel import inpaint
+        from charforge.character.feel import inpaint
 
         return inpaint(self, region, prompt, adopt=adopt, **options)
 
     def reinvert(self, *, rerender: bool = False, **options: Any) -> Character:
         """Rebuild the identity with the current model (after a model change: see StaleIdentity)."""
-        from charforge.identity import reinvert
+        from charforge.character.identity import reinvert
 
         reinvert(self, rerender=rerender, **options)
         return self
 
     def set_mask(self, name: str, mask: Any) -> None:
         """Store a user-drawn region mask (white = inside), replacing the one derived from the words."""
-        from charforge.identity import set_mask
+        from charforge.character.identity import set_mask
 
         set_mask(self, name, mask)
 

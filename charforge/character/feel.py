@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from charforge.canonical import canonical_hash
-from charforge.character import Asset, Character
+from charforge.character.handle import Asset, Character
 from charforge.emotion import EmotionState
 from charforge.emotion.conditioning import Conditioning, ExpressionTable, conditioning, expression_table
 from charforge.engine import Hook, ModelBundle, StepContext, decode_latents, denoise, encode_prompts
@@ -37,7 +37,7 @@ from charforge.engine.attention import AttentionControl, LocalBlend, Refine, Rep
 from charforge.engine.attention.tokens import max_columns, word_columns
 from charforge.engine.inversion import FollowInversion, inversion_schedulers, source_embeddings
 from charforge.errors import InvalidInput
-from charforge.identity import (
+from charforge.character.identity import (
     Identity,
     build_identity,
     character_model,
@@ -50,7 +50,7 @@ from charforge.identity import (
     png_bytes,
 )
 from charforge.paths import sha256_bytes, validate_slug
-from charforge.regions import mask_from_image
+from charforge.character.regions import mask_from_image
 from charforge.store.models import AssetKind, IdentityKind
 
 log = logging.getLogger(__name__)

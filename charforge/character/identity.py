@@ -3,7 +3,7 @@
 Everything an edit needs to redraw the same character lives in identity artifacts: the base picture,
 the inversion (trajectory and per-step offsets or null-text embeddings), and region masks. Masks are
 found from the prompt's words (face <- eyes, skin, the expression phrase; hair; outfit; background;
-see `charforge.regions`) unless the user supplies them. The inversion records the model's
+see `charforge.character.regions`) unless the user supplies them. The inversion records the model's
 content hash, so a changed model is caught (`StaleIdentity`) instead of producing a different person,
 and `reinvert` rebuilds the identity from the stored base picture with the new model.
 """
@@ -22,7 +22,7 @@ import PIL.Image
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from charforge.character import Character
+from charforge.character.handle import Character
 from charforge.emotion.conditioning import expression_table
 from charforge.engine import ModelBundle, denoise, load_model, txt2img
 from charforge.engine.attention import AttentionControl, AttentionStore
@@ -40,7 +40,7 @@ from charforge.engine.inversion import (
 from charforge.engine.loading import default_model_path, weights_hash
 from charforge.errors import InvalidInput, NotFound, StaleIdentity
 from charforge.paths import validate_slug
-from charforge.regions import (
+from charforge.character.regions import (
     REGION_WORDS,
     attention_heats,
     influence_heats,
@@ -64,7 +64,7 @@ class IdentityOptions(BaseModel):
     steps: int = Field(default=20, ge=1, le=200)
     guidance: float = Field(default=5.0, ge=1.0, le=30.0)
     method: str = DEFAULT_METHOD
-    # How region masks are found from the prompt's words (see charforge.regions): "influence" or
+    # How region masks are found from the prompt's words (see charforge.character.regions): "influence" or
     # "attention"; and how far above its mean (in standard deviations) a cell's heat must be.
     mask_method: str = "influence"
     mask_floor: float = Field(default=0.0, ge=-3.0, le=3.0)

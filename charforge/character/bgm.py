@@ -23,7 +23,7 @@ from charforge.store import AssetKind
 
 if TYPE_CHECKING:
     from charforge.audio.compose import Clip
-    from charforge.character import Asset, Character
+    from charforge.character.handle import Asset, Character
     from charforge.engine.loading import ModelBundle
 
 log = logging.getLogger(__name__)
