@@ -42,6 +42,7 @@ from charforge.engine.loop import decode_latents, denoise, encode_images, initia
 from charforge.engine.modes import LatentBlend, strength_timesteps
 from charforge.engine.prompts import encode_prompts
 from charforge.engine.schedulers import make_scheduler, scheduler_key
+from charforge.audio.audiofile import LoopPoints
 from charforge.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Clip:
     samples: np.ndarray  # float32 mono, peak-safe (levels.limit_peak)
     sample_rate: int
     image: PIL.Image.Image  # the whole spectrogram strip (greyscale, n_mels x total frames)
+    loop: LoopPoints | None = None  # set when the clip is meant to repeat (game loop points)
 
     @property
     def seconds(self) -> float:

@@ -1,7 +1,9 @@
-"""Emotion -> music: a feeling's valence and arousal become a prompt, a tempo and a level.
+"""Emotion -> music: a feeling's valence and arousal become a prompt, a tempo and a loudness target.
 
 Valence and arousal come from `EmotionState.vad()`, the same space the training music was drawn
-from (`bgm_dataset`), so a mood word in the prompt means to the model what it meant in training.
+from (`charforge.recipes.bgm_mini.dataset` builds its captions with `prompt_for` and this table),
+so a mood word or tempo in the prompt means to the model what it meant in training. Every mood
+leaves at the table's one loudness target: arousal is heard in tempo and density, not in level.
 The mapping is data (`moods.toml`), so a game can retune it per character without code: a brooding
 character gets `arousal_offset = -0.3`, a Riffusion user rewrites `template` and the words.
 """
@@ -53,7 +55,6 @@ class ValenceBands(_Bands):
 class ArousalBands(_Bands):
     bpm: tuple[float, float]
     density: tuple[float, float]
-    loudness_db: tuple[float, float]
 
 
 class MoodTable(BaseModel):
@@ -68,6 +69,8 @@ class MoodTable(BaseModel):
     arousal_offset: float = Field(0.0, ge=-2, le=2)
     step: float = Field(0.1, gt=0, le=1)
     bpm_step: float = Field(5.0, gt=0, le=60)
+    loudness_lufs: float = Field(-16.0, ge=-70, le=-5)
+    true_peak_dbtp: float = Field(-1.0, ge=-20, le=0)
     valence: ValenceBands
     arousal: ArousalBands
     model: str | None = None  # a BGM model folder/file/hub id for this character (None: the shipped one)
@@ -83,7 +86,8 @@ class MusicPlan(BaseModel):
     mode: str
     bpm: float
     density: float
-    loudness_db: float
+    loudness_lufs: float
+    true_peak_dbtp: float
     prompt: str
     negative: str
 
@@ -145,7 +149,7 @@ def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -
     prompt = prompt_for(v, a, bpm, table.lead, table)
     return MusicPlan(valence=round(v, 4), arousal=round(a, 4), mode=mode, bpm=round(bpm, 1),
                      density=round(_lerp(table.arousal.density, a), 3),
-                     loudness_db=round(_lerp(table.arousal.loudness_db, a), 2), prompt=prompt,
+                     loudness_lufs=table.loudness_lufs, true_peak_dbtp=table.true_peak_dbtp, prompt=prompt,
                      negative=table.negative)
 
 

@@ -1,8 +1,10 @@
-"""A character's music: its current feeling -> a mood plan -> spectrogram diffusion -> a cached WAV.
+"""A character's music: its current feeling -> a mood plan -> spectrogram diffusion -> a cached audio file.
 
-BGM assets are keyed like CGs: the same plan, model, length, seed and options give the same key, so
-a game asking for "Mira, sad" twice pays once. The key holds the plan (mood words, tempo, level),
-not the raw emotion state, so neighbouring states that sound the same share one file.
+BGM assets are keyed like CGs: the same plan, model, length, seed, format and options give the same
+key, so a game asking for "Mira, sad" twice pays once. The key holds the plan (mood words, tempo,
+loudness target), not the raw emotion state, so neighbouring states that sound the same share one
+file. Every clip is normalised to the plan's integrated loudness under its true-peak ceiling, and a
+loop carries its loop points (OGG/FLAC tags, and in the asset's parameters for the JSON sidecar).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from charforge.audio.audiofile import LoopPoints, formats
+from charforge.audio.loudness import normalize_loudness
 from charforge.audio.mood import MusicPlan, mood_table, plan_for_state, plan_music
 from charforge.canonical import canonical_hash
 from charforge.emotion.state import EmotionState
@@ -28,7 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 1
+KEY_VERSION = 2
+DEFAULT_FORMAT = "wav"
 DEFAULT_SECONDS = 10.0
 MAX_SECONDS = 300.0
 DEFAULT_STEPS = 20
@@ -49,12 +54,15 @@ class BGMResult:
     asset: Asset | None = None
     key: str | None = None
     plan_to: MusicPlan | None = None  # transitions: the mood the music ends in
+    loop: LoopPoints | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {"path": str(self.path), "plan": self.plan.to_dict(), "seconds": self.seconds,
                 "sample_rate": self.sample_rate, "cached": self.cached, "hash": self.key}
         if self.plan_to is not None:
             data["plan_to"] = self.plan_to.to_dict()
+        if self.loop is not None:
+            data["loop"] = {"start": self.loop.start, "length": self.loop.length}
         return data
 
 
@@ -90,10 +98,17 @@ def _check(seconds: float, seed: int, steps: int, guidance: float) -> None:
         raise InvalidInput(f"guidance must be >= 0, got {guidance}")
 
 
-def _level(samples: np.ndarray, loudness_db: float | np.ndarray) -> np.ndarray:
-    """Apply the plan's level (one value, or one per sample for a glide): calm music is played quieter,
-    never louder than the peak-safe render."""
-    return (samples * 10 ** (np.minimum(loudness_db, 0.0) / 20)).astype(np.float32)
+def check_format(fmt: str) -> str:
+    """The file suffix of a format name (`wav`, `ogg`, `flac`), or one clear error."""
+    name = str(fmt).lower().lstrip(".")
+    if name not in formats():
+        raise InvalidInput(f"unknown or unavailable audio format {fmt!r}; choose one of {', '.join(formats())}")
+    return "." + name
+
+
+def _steady(samples: np.ndarray, sample_rate: int, plan: MusicPlan) -> np.ndarray:
+    """The plan's loudness target under its true-peak ceiling (see `charforge.audio.loudness`)."""
+    return normalize_loudness(samples, sample_rate, plan.loudness_lufs, plan.true_peak_dbtp)
 
 
 def render_plan(
@@ -113,8 +128,9 @@ def render_plan(
     length = max(seconds, 2 * LOOP_BAR_BEATS * 60.0 / plan.bpm + 0.5) if loop else seconds
     clip = generate_clip(bundle, plan.prompt, seconds=length, seed=seed, steps=steps, guidance=guidance,
                          negative=plan.negative, progress=progress)
-    samples = make_loop(clip.samples, clip.sample_rate) if loop else clip.samples
-    return Clip(samples=_level(samples, plan.loudness_db), sample_rate=clip.sample_rate, image=clip.image)
+    samples = _steady(make_loop(clip.samples, clip.sample_rate) if loop else clip.samples, clip.sample_rate, plan)
+    return Clip(samples=samples, sample_rate=clip.sample_rate, image=clip.image,
+                loop=LoopPoints(0, samples.size) if loop else None)
 
 
 def render_transition(
@@ -129,15 +145,15 @@ def render_transition(
     bundle = model if hasattr(model, "unet") else bgm_model(model)
     clip = transition(bundle, plan_from.prompt, plan_to.prompt, segments=segments, seed_from=seed, seed_to=seed + 1,
                       steps=steps, guidance=guidance, progress=progress)
-    # the level glides from one mood's to the other's across the piece
-    ramp = np.linspace(plan_from.loudness_db, plan_to.loudness_db, clip.samples.size)
-    return Clip(samples=_level(clip.samples, ramp), sample_rate=clip.sample_rate, image=clip.image)
+    return Clip(samples=_steady(clip.samples, clip.sample_rate, plan_to), sample_rate=clip.sample_rate,
+                image=clip.image)
 
 
-def wav_bytes(clip: Clip) -> bytes:
+def clip_bytes(clip: Clip, suffix: str = ".wav") -> bytes:
+    """The encoded file of a clip (loop-tagged when the clip is a loop and the format has tags)."""
     from charforge.audio.audiofile import audio_bytes
 
-    return audio_bytes(clip.samples, clip.sample_rate, ".wav")
+    return audio_bytes(clip.samples, clip.sample_rate, suffix, clip.loop)
 
 
 # characters -----------------------------------------------------------------------------------------
@@ -158,13 +174,20 @@ def character_plan(character: Character, state: EmotionState | Mapping[str, floa
     return plan_for_state(_as_state(state, {}, character), table)
 
 
-def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tuple[Asset, bool]:
+def _cached(character: Character, key: str, build, params: dict[str, Any], suffix: str) -> tuple[Asset, bool]:
     asset = character.find_asset(AssetKind.BGM, key)
     if asset is not None:
         return asset, True
     clip = build()
-    asset = character.add_asset(wav_bytes(clip), AssetKind.BGM, key, params, suffix=".wav")
+    if clip.loop is not None:
+        params = {**params, "loop_start": clip.loop.start, "loop_length": clip.loop.length}
+    asset = character.add_asset(clip_bytes(clip, suffix), AssetKind.BGM, key, params, suffix=suffix)
     return asset, False
+
+
+def _loop_of(asset: Asset) -> LoopPoints | None:
+    params = asset.params or {}
+    return LoopPoints(params["loop_start"], params["loop_length"]) if "loop_length" in params else None
 
 
 def bgm(
@@ -176,29 +199,33 @@ def bgm(
     loop: bool = False,
     steps: int = DEFAULT_STEPS,
     guidance: float = DEFAULT_GUIDANCE,
+    format: str = DEFAULT_FORMAT,
     progress: bool = False,
     **intensities: float,
 ) -> BGMResult:
     """The character's music for `state` (None and no keywords: its current state), rendered once then cached.
 
-    The seed defaults to the character's, so each character has its own tune for a mood.
+    The seed defaults to the character's, so each character has its own tune for a mood. `format` is
+    `wav`, `ogg` or `flac`; a `loop` in OGG/FLAC carries LOOPSTART/LOOPLENGTH tags.
     """
     table = mood_table(character.settings.get("music"))
     plan = plan_for_state(_as_state(state, intensities, character), table)
     seed = character.seed if seed is None else seed
     _check(seconds, seed, steps, guidance)
+    suffix = check_format(format)
     model_hash = _bgm_model_hash(table.model)
-    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
+    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance),
+               "format": suffix.lstrip(".")}
     key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options})
     params = {"plan": plan.to_dict(), "model_hash": model_hash, **options}
     asset, cached = _cached(
         character, key,
         lambda: render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=table.model, steps=steps,
                             guidance=guidance, progress=progress),
-        params,
+        params, suffix,
     )  # fmt: skip
     rate, seconds = _audio_info(asset)
-    return BGMResult(asset.path, plan, seconds, rate, cached, asset, key)
+    return BGMResult(asset.path, plan, seconds, rate, cached, asset, key, loop=_loop_of(asset))
 
 
 def bgm_transition(
@@ -210,6 +237,7 @@ def bgm_transition(
     seed: int | None = None,
     steps: int = DEFAULT_STEPS,
     guidance: float = DEFAULT_GUIDANCE,
+    format: str = DEFAULT_FORMAT,
     progress: bool = False,
 ) -> BGMResult:
     """Music that moves from `from_state` (None: the current one) to `to_state`, as one cached file."""
@@ -218,8 +246,10 @@ def bgm_transition(
     plan_to = plan_for_state(_as_state(to_state, {}, character), table)
     seed = character.seed if seed is None else seed
     _check(1.0, seed, steps, guidance)
+    suffix = check_format(format)
     model_hash = _bgm_model_hash(table.model)
-    options = {"segments": segments, "seed": seed, "steps": steps, "guidance": float(guidance)}
+    options = {"segments": segments, "seed": seed, "steps": steps, "guidance": float(guidance),
+               "format": suffix.lstrip(".")}
     key = canonical_hash({"what": "bgm-transition", "version": KEY_VERSION, "from": plan_from.to_dict(),
                           "to": plan_to.to_dict(), "model": model_hash, **options})
     params = {"plan": plan_from.to_dict(), "plan_to": plan_to.to_dict(), "model_hash": model_hash, **options}
@@ -227,7 +257,7 @@ def bgm_transition(
         character, key,
         lambda: render_transition(plan_from, plan_to, segments=segments, seed=seed, model=table.model, steps=steps,
                                   guidance=guidance, progress=progress),
-        params,
+        params, suffix,
     )  # fmt: skip
     rate, seconds = _audio_info(asset)
     return BGMResult(asset.path, plan_from, seconds, rate, cached, asset, key, plan_to)

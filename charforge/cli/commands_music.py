@@ -45,12 +45,19 @@ def bgm(
     loop: Annotated[bool, typer.Option("--loop", help="Cut to whole bars with a seamless seam.")] = False,
     steps: Annotated[int, typer.Option(help="Denoising steps per tile.")] = 20,
     model: Annotated[Path | None, typer.Option(help="Without NAME: a BGM model folder (default: charforge-mini-bgm).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the music here (.wav/.flac/.ogg); required without NAME.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the music here (.wav/.flac/.ogg) with a .json sidecar; required without NAME.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="wav, ogg or flac (default: --out's suffix, else wav); "
+                                            "loops in ogg/flac carry LOOPSTART/LOOPLENGTH tags.")] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Make background music for a character's mood (or for --valence/--arousal) and print where it is."""
     _check_out(out)
+    from charforge.character.bgm import check_format
+
+    suffix = check_format(fmt or (out.suffix if out is not None else "wav"))
+    if out is not None and out.suffix.lower() != suffix:
+        raise InvalidInput(f"--format {fmt} does not match --out {out.name}")
     if name is None:
         if valence is None or arousal is None:
             raise InvalidInput("bgm needs a character NAME, or both --valence and --arousal (with --out)")
@@ -58,12 +65,13 @@ def bgm(
             raise InvalidInput("bgm --valence/--arousal needs --out FILE.wav (nothing is stored without a character)")
         if to:
             raise InvalidInput("--to needs a character NAME (the transition starts from its current state)")
-        from charforge.audio.audiofile import write_audio
+        from charforge.audio.audiofile import write_game_audio
         from charforge.character.bgm import bgm_for_mood
 
         plan, clip = bgm_for_mood(valence, arousal, seconds=seconds, seed=0 if seed is None else seed, loop=loop,
                                   model=model, steps=steps, progress=not json_out)
-        write_audio(out, clip.samples, clip.sample_rate)
+        write_game_audio(out, clip.samples, clip.sample_rate, clip.loop, prompt=plan.prompt,
+                         loudness_lufs=plan.loudness_lufs)
         data = {"path": str(out), "plan": plan.to_dict(), "seconds": round(clip.samples.size / clip.sample_rate, 3)}
         if json_out:
             echo_json(data)
@@ -78,13 +86,20 @@ def bgm(
     with open_forge(ctx, workspace) as forge:
         character = forge.get(name)
         if target is not None:
-            result = character.bgm_transition(target, segments=segments, seed=seed, steps=steps, progress=not json_out)
+            result = character.bgm_transition(target, segments=segments, seed=seed, steps=steps, format=suffix,
+                                              progress=not json_out)
         else:
-            result = character.bgm(seconds=seconds, seed=seed, loop=loop, steps=steps, progress=not json_out)
-    if out is not None and out.suffix.lower() == result.path.suffix:
+            result = character.bgm(seconds=seconds, seed=seed, loop=loop, steps=steps, format=suffix,
+                                   progress=not json_out)
+    if out is not None:
+        import soundfile as sf
+
+        from charforge.audio.audiofile import sidecar, sidecar_path, write_json
+
         shutil.copyfile(result.path, out)
-    elif out is not None:
-        _convert(result.path, out)
+        info = sidecar(sf.info(str(out)).frames, result.sample_rate, result.loop, prompt=result.plan.prompt,
+                       loudness_lufs=result.plan.loudness_lufs)
+        write_json(sidecar_path(out), info)
     data = {"character": character.name, **result.to_dict(), **({"out": str(out)} if out else {})}
     if json_out:
         echo_json(data)
@@ -92,12 +107,3 @@ def bgm(
     mood = result.plan.prompt if result.plan_to is None else f"{result.plan.prompt} -> {result.plan_to.prompt}"
     typer.echo(f"{character.name}: {mood} ({result.seconds:.1f} s{', cached' if result.cached else ''})")
     typer.echo(str(out or result.path))
-
-
-def _convert(source: Path, out: Path) -> None:
-    from charforge.audio.audiofile import read_audio, write_audio
-
-    import soundfile as sf
-
-    rate = sf.info(str(source)).samplerate
-    write_audio(out, read_audio(source, rate), rate)
