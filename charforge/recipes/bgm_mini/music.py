@@ -105,17 +105,6 @@ class MusicSpec(BaseModel):
         return self.loop_beats * 60.0 / self.bpm
 
 
-def energy_word(bpm: float) -> str:
-    """A tempo adjective for test captions."""
-    return "calm" if bpm < 80 else "relaxed" if bpm < 105 else "upbeat" if bpm < 135 else "energetic"
-
-
-def caption(spec: MusicSpec) -> str:
-    """e.g. "calm sad piano loop, A minor, 70 bpm"."""
-    mood = "happy" if spec.mode == "major" else "sad"
-    return f"{energy_word(spec.bpm)} {mood} {spec.lead} loop, {spec.key_name}, {round(spec.bpm)} bpm"
-
-
 def random_spec(rng: np.random.Generator, **fixed: object) -> MusicSpec:
     """Draw a spec uniformly over keys, modes, tempi, timbres and levels; `fixed` pins fields."""
     mode = fixed.get("mode", rng.choice(["major", "minor"]))
