@@ -38,27 +38,31 @@ def train_bgm_mini(
 @eval_app.command("bgm-mini")
 def eval_bgm_mini(
     model: Annotated[Path, typer.Option(help="Diffusers folder of a BGM model (e.g. OUT/model of a training run).")],
-    clips: Annotated[int, typer.Option(help="Generated clips, spread over the four valence/arousal corners.")] = 40,
-    steps: Annotated[int, typer.Option(help="DDIM steps per clip.")] = 20,
+    seeds: Annotated[int, typer.Option(help="Held-out seeds per grid cell and lead (9001, 9002, ...).")] = 4,
+    leads: Annotated[str, typer.Option(help="Comma-separated leads rendered in every cell.")] = "piano,pluck",
+    seconds: Annotated[float, typer.Option(help="Length of each clip.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="DDIM steps per tile.")] = 20,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
-    transitions: Annotated[int, typer.Option(help="Also measure this many sad<->happy transitions (0: none).")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures (and per-clip rows) as JSON.")] = False,
+    vae: Annotated[int, typer.Option(help="Also check mode survival through the VAE on this many spectrograms.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures, tables and per-clip rows as JSON.")] = False,
 ) -> None:
-    """Mode accuracy against the sign of valence and tempo gap between high and low arousal."""
-    if clips < 4 or steps < 1 or transitions < 0 or transitions == 1:
-        raise InvalidInput("--clips must be at least 4, --steps positive and --transitions 0 or at least 2")
+    """Mode per valence, tempo per arousal, loudness: the #17 grid heard by independent listeners."""
+    names = tuple(x.strip() for x in leads.split(",") if x.strip())
+    if seeds < 1 or steps < 1 or seconds <= 0 or vae < 0 or not names:
+        raise InvalidInput("--seeds and --steps must be positive, --seconds > 0, --vae >= 0, --leads not empty")
     if not (model / "model_index.json").is_file():
         raise InvalidInput(f"{model} is not a diffusers model folder (no model_index.json)")
-    from charforge.recipes.bgm_mini.evaluate import evaluate_bgm, evaluate_transitions
+    from charforge.recipes.bgm_mini.dataset import LEADS
+    from charforge.recipes.bgm_mini.evaluate import evaluate_bgm, format_report, vae_mode_survival
 
-    report = evaluate_bgm(model, clips=clips, steps=steps, guidance=guidance)
-    if transitions:
-        report["transitions"] = evaluate_transitions(model, count=transitions, steps=steps, guidance=guidance)
+    if not set(names) <= set(LEADS):
+        raise InvalidInput(f"--leads must be among {', '.join(LEADS)}, got {leads}")
+    report = evaluate_bgm(model, seeds=seeds, leads=names, seconds=seconds, steps=steps, guidance=guidance)
+    if vae:
+        report["vae"] = vae_mode_survival(model, samples=vae)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    for key, value in report.items():
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k != "rows"}
-        if key != "rows":
-            typer.echo(f"{key}: {value}")
+    typer.echo(format_report(report))
+    if vae:
+        typer.echo(f"VAE: {report['vae']}")
