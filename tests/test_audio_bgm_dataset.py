@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from charforge.audio.codec import SpectrogramCodec
 from charforge.audio.mood import mood_table, plan_music
+from charforge.errors import InvalidInput
 from charforge.recipes.bgm_mini import dataset as bgm_dataset
 from charforge.recipes.bgm_mini import train as bgm_model
 from charforge.recipes.bgm_mini.dataset import BGMSource, draw_sample, mood_prompt, mood_words
-from charforge.audio.codec import SpectrogramCodec
 from charforge.recipes.bgm_mini.listeners import estimate_keys
-from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 
 

@@ -10,10 +10,10 @@ import soundfile as sf
 from PIL import Image
 
 from charforge.audio import analysis
-from charforge.recipes.bgm_mini import listeners, music
 from charforge.audio.audiofile import read_audio, writable_suffixes, write_audio
 from charforge.audio.codec import SpectrogramCodec, get_preset, preset_names
 from charforge.errors import InvalidInput, NotFound
+from charforge.recipes.bgm_mini import listeners, music
 
 
 def _htk_mel(hz: float) -> float:

@@ -6,8 +6,8 @@ import librosa
 import numpy as np
 import pytest
 
-from charforge.recipes.bgm_mini import music
 from charforge.errors import InvalidInput
+from charforge.recipes.bgm_mini import music
 
 SR = 22050
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charforge.recipes.bgm_mini.dataset import mood_prompt
 from charforge.audio.mood import mood_table, plan_for_state, plan_music
 from charforge.emotion import EmotionState
 from charforge.errors import InvalidInput
+from charforge.recipes.bgm_mini.dataset import mood_prompt
 
 
 def test_default_prompts_are_the_training_captions_mood_words():

@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from charforge.audio import analysis
+from charforge.audio.audiofile import LoopPoints
 from charforge.audio.codec import SpectrogramCodec, SpectrogramPreset, get_preset, preset_names
 from charforge.audio.levels import limit_peak
 from charforge.engine.loading import ModelBundle
@@ -42,7 +43,6 @@ from charforge.engine.loop import decode_latents, denoise, encode_images, initia
 from charforge.engine.modes import LatentBlend, strength_timesteps
 from charforge.engine.prompts import encode_prompts
 from charforge.engine.schedulers import make_scheduler, scheduler_key
-from charforge.audio.audiofile import LoopPoints
 from charforge.errors import InvalidInput
 
 log = logging.getLogger(__name__)

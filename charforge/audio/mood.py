@@ -137,7 +137,9 @@ def prompt_for(valence: float, arousal: float, bpm: float, lead: str, table: Moo
     try:
         return table.template.format(**words)
     except (KeyError, IndexError, ValueError) as exc:
-        raise InvalidInput(f"music template {table.template!r} is not valid: unknown or malformed field {exc}") from None
+        raise InvalidInput(
+            f"music template {table.template!r} is not valid: unknown or malformed field {exc}"
+        ) from None
 
 
 def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -> MusicPlan:

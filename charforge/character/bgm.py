@@ -216,7 +216,8 @@ def bgm(
     model_hash = _bgm_model_hash(table.model)
     options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance),
                "format": suffix.lstrip(".")}
-    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options})
+    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash,
+                          **options})
     params = {"plan": plan.to_dict(), "model_hash": model_hash, **options}
     asset, cached = _cached(
         character, key,

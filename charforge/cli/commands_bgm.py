@@ -44,7 +44,7 @@ def eval_bgm_mini(
     steps: Annotated[int, typer.Option(help="DDIM steps per tile.")] = 20,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
     vae: Annotated[int, typer.Option(help="Also check mode survival through the VAE on this many spectrograms.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures, tables and per-clip rows as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print figures, tables and per-clip rows as JSON.")] = False,
 ) -> None:
     """Mode per valence, tempo per arousal, loudness: the #17 grid heard by independent listeners."""
     names = tuple(x.strip() for x in leads.split(",") if x.strip())

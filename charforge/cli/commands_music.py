@@ -45,7 +45,8 @@ def bgm(
     loop: Annotated[bool, typer.Option("--loop", help="Cut to whole bars with a seamless seam.")] = False,
     steps: Annotated[int, typer.Option(help="Denoising steps per tile.")] = 20,
     model: Annotated[Path | None, typer.Option(help="Without NAME: a BGM model folder (default: charforge-mini-bgm).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the music here (.wav/.flac/.ogg) with a .json sidecar; required without NAME.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write the music here (.wav/.flac/.ogg) with a .json sidecar; required without NAME.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="wav, ogg or flac (default: --out's suffix, else wav); "
                                             "loops in ogg/flac carry LOOPSTART/LOOPLENGTH tags.")] = None,
     workspace: WorkspaceOpt = None,

@@ -68,8 +68,11 @@ def _cell_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return [r for r in rows if r["valence"] == v and r["arousal"] == a]
 
     estimators = list(rows[0]["modes"])
-    mode = {name: {f"{v:+.1f}": {f"{a:.1f}": float(np.mean([(r["modes"][name] == "major") == (v > 0) for r in cell(v, a)]))
-                                 for a in AROUSALS} for v in VALENCES} for name in estimators}
+    def hit(r: dict[str, Any], name: str) -> bool:
+        return (r["modes"][name] == "major") == (r["valence"] > 0)
+
+    mode = {name: {f"{v:+.1f}": {f"{a:.1f}": float(np.mean([hit(r, name) for r in cell(v, a)])) for a in AROUSALS}
+                   for v in VALENCES} for name in estimators}
     tempo = {name: {f"{v:+.1f}": {f"{a:.1f}": statistics.median(r["bpm"][name] for r in cell(v, a)) for a in AROUSALS}
                     for v in VALENCES} for name in listeners.TEMPO_TRACKERS}
     return {"mode_accuracy": mode, "median_bpm": tempo}
@@ -179,7 +182,13 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def vae_mode_survival(model: str | Path | Any, samples: int = 24, seed: int = 99, preset: str = "full") -> dict[str, float]:
+def _kk_mode(samples: np.ndarray, sample_rate: int) -> str:
+    return listeners.profile_key(listeners.mean_chroma(samples, sample_rate), "kk").mode
+
+
+def vae_mode_survival(
+    model: str | Path | Any, samples: int = 24, seed: int = 99, preset: str = "full",
+) -> dict[str, float]:
     """Share of held-out training-style spectrograms whose mode (independent KK listener) survives the VAE.
 
     The diffusion model can only be as faithful as its autoencoder: a minor third the VAE blurs
@@ -204,8 +213,7 @@ def vae_mode_survival(model: str | Path | Any, samples: int = 24, seed: int = 99
         grey = ((y.mean(dim=0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
         errors.append(float(np.abs(grey.astype(np.float32) - source.image(i).astype(np.float32)).mean()))
         truth = source.sample(i).spec.mode
-        judge = lambda image: listeners.profile_key(listeners.mean_chroma(codec.image_to_audio(image, seed=0), sr), "kk")  # noqa: E731
-        before += judge(source.image(i)).mode == truth
-        kept += judge(grey).mode == truth
+        before += _kk_mode(codec.image_to_audio(source.image(i), seed=0), sr) == truth
+        kept += _kk_mode(codec.image_to_audio(grey, seed=0), sr) == truth
     return {"samples": samples, "mode_accuracy_codec_only": before / samples,
             "mode_accuracy_through_vae": kept / samples, "mean_abs_pixel_error": float(np.mean(errors))}

@@ -15,8 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from charforge.recipes.bgm_mini.dataset import BGMSource, caption_words
 from charforge.audio.codec import get_preset
+from charforge.recipes.bgm_mini.dataset import BGMSource, caption_words
 from charforge.recipes.portrait_mini.architecture import scheduler_config, text_config
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
@@ -87,7 +87,8 @@ def train_bgm_mini(out: str | Path, minutes: float = 45.0, resume: bool = False,
         trainer.cfg.minutes = minutes  # a resumed run may be given more (or less) time
         trainer.cfg.threads = threads
     else:
-        trainer = LatentDiffusionTrainer(bgm_spec(out / "tokenizer"), source, recipe_config(seed, minutes, threads), out)
+        config = recipe_config(seed, minutes, threads)
+        trainer = LatentDiffusionTrainer(bgm_spec(out / "tokenizer"), source, config, out)
     trainer.run()
     return trainer.export(out / "model")
 
