@@ -29,11 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from charforge.recipes.bgm_mini.dataset import mood_prompt  # noqa: E402
 from charforge.audio.codec import SpectrogramCodec  # noqa: E402
 from charforge.audio.compose import generate_strip, preset_for  # noqa: E402
 from charforge.audio.loudness import normalize_loudness  # noqa: E402
 from charforge.engine import load_model  # noqa: E402
+from charforge.recipes.bgm_mini.dataset import mood_prompt  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "charforge" / "models" / "bgm-mini"
 PROMPT = mood_prompt(0.6, 0.6, "piano")
