@@ -81,7 +81,9 @@ def train_bgm_mini(out: str | Path, minutes: float = 45.0, resume: bool = False,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source = BGMSource(DATA_SEED + seed, dataset_size, PRESET)
-    source.prerender(out / "spectrograms.npy")
+    if not (resume and (out / "latents.safetensors").is_file()):
+        # a run resumed after its VAE phase trains on the cached latents and captions: no pixels needed
+        source.prerender(out / "spectrograms.npy")
     if resume and (out / "spec.json").is_file():
         trainer = load_run(out, source)
         trainer.cfg.minutes = minutes  # a resumed run may be given more (or less) time
