@@ -42,8 +42,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, Forge.open(tmp, identity_builder=build_identity) as forge:
         mira = forge.create("mira", prompt=PROMPT, seed=7, model=args.model, build_options={"steps": args.steps})
         model = character_model(mira)
-        inversion_steps = mira.get_identity("inverted_latents").metadata["inversion"]["steps"]
-        guidance = mira.get_identity("inverted_latents").metadata["inversion"]["guidance"]
+        inversion_steps = mira.store.get_identity("inverted_latents").metadata["inversion"]["steps"]
+        guidance = mira.store.get_identity("inverted_latents").metadata["inversion"]["guidance"]
         emotions = ["joy", "sadness", "anger", "fear", "surprise", "disgust"]
 
         def plain(i: int) -> None:

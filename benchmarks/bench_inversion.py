@@ -27,17 +27,9 @@ import PIL.Image  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
 
 from charforge.engine import default_model_path, load_model, txt2img  # noqa: E402
-from charforge.engine.edit import edit, prompt_edit_controllers  # noqa: E402
-from charforge.engine.inversion import (  # noqa: E402
-    DEFAULT_METHOD,
-    METHODS,
-    encode_mean,
-    invert,
-    prepare_image,
-    psnr,
-    reconstruct,
-)
-from charforge.engine.loop import decode_latents  # noqa: E402
+from charforge.engine.edit import edit, prompt_edit_controllers, reconstruct  # noqa: E402
+from charforge.engine.images import decode_pixels, prepare_image, psnr, unit_pixels  # noqa: E402
+from charforge.engine.inversion import DEFAULT_METHOD, METHODS, encode_mean, invert  # noqa: E402
 from charforge.recipes.portrait_mini import render  # noqa: E402
 
 # A held-out renderer portrait is the "real" image: inverting one of the model's own generations is
@@ -93,9 +85,9 @@ def main() -> None:
 
     plain = lambda: txt2img(model, SOURCE, seed=args.seed, steps=steps, guidance=guidance)  # noqa: E731
     image = PIL.Image.fromarray(render.render(PERSON, size=model.default_size)[0])
-    pixels = (prepare_image(model, image) / 2 + 0.5).clamp(0, 1)
+    pixels = unit_pixels(prepare_image(model, image))
     with torch.no_grad():
-        round_trip = (decode_latents(model, encode_mean(model, prepare_image(model, image))) / 2 + 0.5).clamp(0, 1)
+        round_trip = decode_pixels(model, encode_mean(model, prepare_image(model, image)))
     vae_db = psnr(round_trip, pixels)
     base = statistics.median(_timed(plain)[0] for _ in range(args.repeats))
     print(f"plain generation: {base:.2f} CPU s (median of {args.repeats})")

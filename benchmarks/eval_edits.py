@@ -23,7 +23,8 @@ import torch  # noqa: E402
 
 from charforge.engine import default_model_path, load_model, txt2img  # noqa: E402
 from charforge.engine.edit import edit, prompt_edit_controllers  # noqa: E402
-from charforge.engine.inversion import invert, psnr  # noqa: E402
+from charforge.engine.images import psnr  # noqa: E402
+from charforge.engine.inversion import invert  # noqa: E402
 from charforge.recipes.portrait_mini import render  # noqa: E402
 from charforge.recipes.portrait_mini.classifier import load_classifier  # noqa: E402
 

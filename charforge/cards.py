@@ -17,11 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from charforge.canonical import canonical_json
 from charforge.errors import InvalidInput
 from charforge.paths import validate_slug
-from charforge.validation import invalid_input
+from charforge.validation import CONTROL_CHARS, invalid_input
 
 CARD_SUFFIXES = (".toml", ".yaml", ".yml")
 SEED_MAX = 2**32 - 1  # what numpy and every diffusers pipeline accept
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Text = Annotated[str, Field(max_length=2000)]
 
@@ -33,6 +32,41 @@ def default_seed(name: str) -> int:
 
 def default_display_name(name: str) -> str:
     return re.sub(r"[-_]+", " ", name).title()
+
+
+class CardLook(BaseModel):
+    """Files that give a card's character its look: an embedding and/or a LoRA (.safetensors, relative to
+    the card), imported when the character is created, before its identity is drawn."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    embedding: str | None = Field(default=None, min_length=1, max_length=500)
+    token: str | None = Field(default=None, max_length=42)
+    lora: str | None = Field(default=None, min_length=1, max_length=500)
+    strength: float = Field(default=1.0, ge=0.0, le=4.0)
+
+    @field_validator("embedding", "lora")
+    @classmethod
+    def _safetensors(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".safetensors"):
+            raise ValueError("must be a .safetensors file (pickle files can run code)")
+        return value
+
+    def files(self) -> list[tuple[str, Path]]:
+        return [(kind, Path(name)) for kind, name in (("embedding", self.embedding), ("lora", self.lora)) if name]
+
+    def checked(self, folder: Path) -> CardLook:
+        """This look with its files resolved against `folder` and read (their content validated)."""
+        from charforge.engine.adapters import check_token, read_embedding, read_lora
+
+        resolved = {}
+        for kind, name in self.files():
+            path = name if name.is_absolute() else (folder / name)
+            (read_embedding if kind == "embedding" else read_lora)(path)
+            resolved[kind] = str(path.resolve())
+        if self.token is not None:
+            check_token(self.token)
+        return self.model_copy(update=resolved)
 
 
 class CharacterCard(BaseModel):
@@ -48,6 +82,7 @@ class CharacterCard(BaseModel):
     model: str | None = Field(default=None, min_length=1, max_length=500)
     # Per-character overrides of the shipped data tables (emotion conditioning, music).
     settings: dict[str, Any] = Field(default_factory=dict)
+    look: CardLook | None = None
 
     @field_validator("name", mode="before")
     @classmethod
@@ -57,7 +92,7 @@ class CharacterCard(BaseModel):
     @field_validator("display_name", "prompt", "negative_prompt", "model")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROL.search(value):
+        if value is not None and CONTROL_CHARS.search(value):
             raise ValueError("must be a single line without control characters")
         return value
 
@@ -99,9 +134,15 @@ def load_card(path: Path) -> CharacterCard:
     if not isinstance(data, dict):
         raise InvalidInput(f"card {path.name} must be a table of fields, not {type(data).__name__}")
     try:
-        return CharacterCard(**data)
+        card = CharacterCard(**data)
     except ValidationError as exc:
         raise invalid_input(exc, f"card {path.name}") from None
+    if card.look is not None:
+        try:
+            card = card.model_copy(update={"look": card.look.checked(path.parent)})
+        except InvalidInput as exc:
+            raise InvalidInput(f"card {path.name}: look: {exc}") from None
+    return card
 
 
 def load_cards(folder: str | Path) -> list[tuple[Path, CharacterCard]]:

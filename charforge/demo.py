@@ -15,13 +15,19 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from charforge.cards import load_cards
+from charforge.character.feel import feel_many
 from charforge.character.handle import Character
+from charforge.character.identity import (
+    build_identity,
+    check_fresh,
+    current_model_hash,
+    has_identity,
+    reinvert,
+)
 from charforge.contact_sheet import contact_sheet
 from charforge.emotion import BASIS
 from charforge.errors import StaleIdentity
-from charforge.character.feel import feel_many
 from charforge.forge import Forge
-from charforge.character.identity import build_identity, check_fresh, current_model_hash, has_identity, reinvert
 
 log = logging.getLogger(__name__)
 

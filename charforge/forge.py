@@ -4,51 +4,28 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from charforge.canonical import canonical_json
 from charforge.cards import CharacterCard
 from charforge.character.handle import Character, IdentityBuilder
-from charforge.errors import AlreadyExists, InvalidInput, NotFound
-from charforge.paths import Workspace, validate_slug
-from charforge.store.db import Database
-from charforge.store.models import AssetRecord, CharacterRecord, JobRecord, JobStatus, utcnow
-from charforge.validation import parse_enum
+from charforge.errors import AlreadyExists
+from charforge.paths import Workspace
+from charforge.store import Database, Repository
+from charforge.store.models import JobStatus
+from charforge.store.records import CharacterRow, Job
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL
 
 log = logging.getLogger(__name__)
 
-_JOB_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-
-
-@dataclass(frozen=True)
-class Job:
-    id: int
-    kind: str
-    status: str
-    character: str | None
-    params: dict[str, Any]
-    progress: float
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **{k: getattr(self, k) for k in ("id", "kind", "status", "character", "params", "progress", "error")},
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }
+ENV_DB = "CHARFORGE_DB"  # a database URL used instead of the workspace's SQLite file
 
 
 class Forge:
-    """A charforge workspace: SQLite database plus asset files, created and migrated on open.
+    """A charforge workspace: a database (SQLite in the workspace by default) plus asset files,
+    created and migrated on open.
 
     Not fork-safe (it holds database connections): open one per process.
     """
@@ -57,7 +34,7 @@ class Forge:
         self, workspace: Workspace, db: Database, *, identity_builder: IdentityBuilder | None = None
     ) -> None:
         self.workspace = workspace
-        self.db = db
+        self.repository = Repository(db, workspace)
         self.identity_builder = identity_builder
 
     @classmethod
@@ -65,22 +42,30 @@ class Forge:
         cls,
         path: str | os.PathLike[str] | None = None,
         *,
+        db_url: str | URL | None = None,
         identity_builder: IdentityBuilder | None = None,
     ) -> Forge:
         """Open the workspace at `path` (default: $CHARFORGE_HOME, else ./.charforge), creating and
         migrating it as needed.
 
-        `identity_builder`, if given, is run by `create` to render the base CG and store the identity.
+        `db_url` puts the database elsewhere (any SQLAlchemy URL; default: $CHARFORGE_DB, else
+        `charforge.db` in the workspace). `identity_builder`, if given, is run by `create` to render
+        the base CG and store the identity.
         """
         workspace = Workspace(path)
         workspace.ensure()
-        db = Database(workspace.db_path)
+        db_url = db_url if db_url is not None else os.environ.get(ENV_DB) or None
+        db = Database.from_url(db_url) if db_url is not None else Database(workspace.db_path)
         try:
             db.ensure_current()
         except BaseException:
             db.close()
             raise
         return cls(workspace, db, identity_builder=identity_builder)
+
+    @property
+    def db(self) -> Database:
+        return self.repository.db
 
     def close(self) -> None:
         self.db.close()
@@ -108,8 +93,15 @@ class Forge:
         settings: Mapping[str, Any] | None = None,
         build_identity: bool = True,
         build_options: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+        progress: bool = False,
     ) -> Character:
         """Create a character. Without `seed`, one is derived from the name (stable across runs).
+
+        With `exist_ok`, a character of that name with the same definition (prompts, seed, model,
+        display name, settings) is returned as it is, so a script can run twice; one defined
+        differently is still `AlreadyExists`, naming what differs (nothing is silently kept or
+        overwritten).
 
         When the forge has an `identity_builder` and `build_identity` is true, it runs next (render the
         base CG, invert it, store the identity, with `build_options`); if it fails the character is
@@ -124,7 +116,9 @@ class Forge:
             display_name=display_name,
             settings=dict(settings or {}),
         )
-        return self.create_from_card(card, build_identity=build_identity, build_options=build_options)
+        return self.create_from_card(
+            card, build_identity=build_identity, build_options=build_options, exist_ok=exist_ok, progress=progress
+        )
 
     def create_from_card(
         self,
@@ -132,26 +126,30 @@ class Forge:
         *,
         build_identity: bool = True,
         build_options: Mapping[str, Any] | None = None,
+        exist_ok: bool = False,
+        progress: bool = False,
     ) -> Character:
-        with self.db.write() as session:
-            if self._find(session, card.name) is not None:
-                raise AlreadyExists(f"a character named {card.name!r} already exists")
-            rec = CharacterRecord(
-                slug=card.name,
-                display_name=card.resolved_display_name(),
-                base_prompt=card.prompt,
-                negative_prompt=card.negative_prompt,
-                seed=card.resolved_seed(),
-                model_ref=card.model,
+        """`create` from a card (see there for `exist_ok`; `progress` shows the identity build's steps)."""
+        try:
+            row = self.repository.create_character(
+                card.name, display_name=card.resolved_display_name(), base_prompt=card.prompt,
+                negative_prompt=card.negative_prompt, seed=card.resolved_seed(), model_ref=card.model,
                 settings=card.settings,
-            )
-            session.add(rec)
-            session.flush()
-            character = Character(self, rec)
+            )  # fmt: skip
+        except AlreadyExists:
+            if not exist_ok:
+                raise
+            return self._same_definition(card)
+        character = self._handle(row)
         log.info("created character %s", card.name)
+        if card.look is not None:
+            self._import_look(character, card)
         if build_identity and self.identity_builder is not None:
+            options = dict(build_options or {})
+            if progress:
+                options.setdefault("progress", True)
             try:
-                self.identity_builder(character, dict(build_options or {}))
+                self.identity_builder(character, options)
             except BaseException:
                 log.warning("building the identity of %s failed; removing it", card.name)
                 self.delete(card.name)
@@ -159,24 +157,43 @@ class Forge:
             character.refresh()
         return character
 
+    def _same_definition(self, card: CharacterCard) -> Character:
+        existing = self.get(card.name)
+        wanted = {
+            "display_name": card.resolved_display_name(), "prompt": card.prompt,
+            "negative_prompt": card.negative_prompt, "seed": card.resolved_seed(), "model": card.model,
+            "settings": card.settings,
+        }  # fmt: skip
+        have = existing.to_dict()
+        differs = [field for field, value in wanted.items() if have[field] != value]
+        if differs:
+            raise AlreadyExists(
+                f"a character named {card.name!r} already exists with another {', '.join(differs)}; "
+                "use forge.get(name) or character.update(...)"
+            )
+        return existing
+
+    def _import_look(self, character: Character, card: CharacterCard) -> None:
+        """The card's embedding and LoRA become the character's look (a file that does not fit undoes the create)."""
+        from charforge.character.look import import_look
+
+        try:
+            for kind, path in card.look.files():
+                options = {"token": card.look.token} if kind == "embedding" else {"strength": card.look.strength}
+                import_look(character, path, **options)
+        except BaseException:
+            self.delete(card.name)
+            raise
+
     def get(self, name: str) -> Character:
-        validate_slug(name)
-        with self.db.read() as session:
-            rec = self._find(session, name)
-            if rec is None:
-                raise NotFound(f"no character named {name!r}")
-            return Character(self, rec)
+        return self._handle(self.repository.get_character(name))
 
     def exists(self, name: str) -> bool:
-        validate_slug(name)
-        with self.db.read() as session:
-            return self._find(session, name) is not None
+        return self.repository.has_character(name)
 
     def list(self) -> list[Character]:
         """All characters, by name."""
-        with self.db.read() as session:
-            rows = session.scalars(select(CharacterRecord).order_by(CharacterRecord.slug)).all()
-            return [Character(self, r) for r in rows]
+        return [self._handle(row) for row in self.repository.list_characters()]
 
     def rename(self, name: str, new_name: str) -> Character:
         return self.get(name).rename(new_name)
@@ -184,88 +201,32 @@ class Forge:
     def delete(self, name: str) -> None:
         """Remove a character with its identity blobs, history and asset files (files other characters
         also use are kept)."""
-        validate_slug(name)
-        with self.db.write() as session:
-            rec = self._find(session, name)
-            if rec is None:
-                raise NotFound(f"no character named {name!r}")
-            paths = list(session.scalars(select(AssetRecord.path).where(AssetRecord.character_id == rec.id)))
-            session.delete(rec)  # children go with it (ON DELETE CASCADE)
-        self._remove_unreferenced(paths)
-        log.info("deleted character %s and %d asset files", name, len(paths))
+        files = self.repository.delete_character(name)
+        log.info("deleted character %s and %d asset files", name, files)
 
-    @staticmethod
-    def _find(session: Session, name: str) -> CharacterRecord | None:
-        return session.scalar(select(CharacterRecord).where(CharacterRecord.slug == name))
+    def _handle(self, row: CharacterRow) -> Character:
+        return Character(self.repository.character(row))
 
-    def _remove_unreferenced(self, paths: Iterable[str]) -> None:
-        paths = set(paths)
-        if not paths:
-            return
-        with self.db.read() as session:
-            used = set(session.scalars(select(AssetRecord.path).where(AssetRecord.path.in_(paths))))
-        for path in sorted(paths - used):
-            self.workspace.remove(path)
-
-    # jobs ---------------------------------------------------------------------------------------
+    # jobs (thin forwards to the repository's jobs) ------------------------------------------------
 
     def create_job(self, kind: str, params: Mapping[str, Any] | None = None, *, character: str | None = None) -> Job:
         """Record a unit of long work (queued); workers move it along with `update_job`."""
-        if not (isinstance(kind, str) and _JOB_KIND.fullmatch(kind)):
-            raise InvalidInput(f"invalid job kind {kind!r}")
-        params = dict(params or {})
-        canonical_json(params)
-        with self.db.write() as session:
-            char_id = None
-            if character is not None:
-                validate_slug(character)
-                rec = self._find(session, character)
-                if rec is None:
-                    raise NotFound(f"no character named {character!r}")
-                char_id = rec.id
-            job = JobRecord(kind=kind, character_id=char_id, params=params)
-            session.add(job)
-            session.flush()
-            return self._job(session, job)
+        return self.repository.jobs.create(kind, params, character=character)
 
     def update_job(
-        self, job_id: int, *, status: JobStatus | str | None = None, progress: float | None = None, error: str | None = None
+        self,
+        job_id: int,
+        *,
+        status: JobStatus | str | None = None,
+        progress: float | None = None,
+        error: str | None = None,
+        result: Mapping[str, Any] | None = None,
     ) -> Job:
-        with self.db.write() as session:
-            job = session.get(JobRecord, job_id)
-            if job is None:
-                raise NotFound(f"no job with id {job_id}")
-            if status is not None:
-                job.status = parse_enum(JobStatus, status, "job status").value
-            if progress is not None:
-                if not (isinstance(progress, (int, float)) and 0.0 <= progress <= 1.0):
-                    raise InvalidInput(f"job progress must be within [0, 1], got {progress!r}")
-                job.progress = float(progress)
-            if error is not None:
-                job.error = error
-            job.updated_at = utcnow()
-            session.flush()
-            return self._job(session, job)
+        """Move a job along; `result` is what it produced (plain JSON, e.g. the asset it rendered)."""
+        return self.repository.jobs.update(job_id, status=status, progress=progress, error=error, result=result)
 
     def get_job(self, job_id: int) -> Job:
-        with self.db.read() as session:
-            job = session.get(JobRecord, job_id)
-            if job is None:
-                raise NotFound(f"no job with id {job_id}")
-            return self._job(session, job)
+        return self.repository.jobs.get(job_id)
 
     def jobs(self, status: JobStatus | str | None = None) -> list[Job]:
-        query = select(JobRecord).order_by(JobRecord.id)
-        if status is not None:
-            query = query.where(JobRecord.status == parse_enum(JobStatus, status, "job status").value)
-        with self.db.read() as session:
-            return [self._job(session, j) for j in session.scalars(query)]
-
-    @staticmethod
-    def _job(session: Session, job: JobRecord) -> Job:
-        slug = None
-        if job.character_id is not None:
-            slug = session.scalar(select(CharacterRecord.slug).where(CharacterRecord.id == job.character_id))
-        return Job(
-            job.id, job.kind, job.status, slug, dict(job.params), job.progress, job.error, job.created_at, job.updated_at
-        )
+        return self.repository.jobs.list(status)

@@ -11,10 +11,10 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path, PurePosixPath
 
 from charforge.errors import InvalidInput
+from charforge.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +116,7 @@ class Workspace:
         # The folder may have been a symlink created between resolve() and mkdir(); check again.
         if not target.parent.resolve().is_relative_to(self.root):
             raise InvalidInput(f"path {str(relpath)!r} points outside the workspace {self.root}")
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        atomic_write(target, data)
         log.debug("wrote %d bytes to %s", len(data), target)
         return target
 

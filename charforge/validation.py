@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
@@ -12,6 +13,9 @@ from pydantic import BaseModel, ValidationError
 from charforge.errors import InvalidInput
 
 E = TypeVar("E", bound=Enum)
+
+# Control characters: user text (prompts, names, phrases) must be one printable line.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def invalid_input(exc: ValidationError, what: str | None = None) -> InvalidInput:

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Each test chooses its database itself (SQLite in its temp workspace, or the test PostgreSQL server).
+os.environ.pop("CHARFORGE_DB", None)
 # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine extra threads only
 # oversubscribe (a tiny UNet call goes from ~0.1 s to >1 s). Override with CHARFORGE_TORCH_THREADS.
 torch.set_num_threads(int(os.environ.get("CHARFORGE_TORCH_THREADS", "1")))
@@ -44,8 +46,10 @@ def _byte_symbols() -> list[str]:
     return symbols
 
 
-def build_tiny_tokenizer():
-    """A real `CLIPTokenizer` (byte-level BPE, 77 tokens) from an in-memory vocabulary: no download."""
+def build_tiny_tokenizer(**options):
+    """A real `CLIPTokenizer` (byte-level BPE, 77 tokens) from an in-memory vocabulary: no download.
+
+    `options` go to the tokenizer (SDXL's second tokenizer pads with "!", not with EOS)."""
     from transformers import CLIPTokenizer
 
     vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -62,7 +66,7 @@ def build_tiny_tokenizer():
                 merges.append((merged, piece))
             merged += piece
             vocab.setdefault(merged, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, **options)
 
 
 def build_tiny_components(in_channels: int = 4) -> dict:
@@ -193,6 +197,37 @@ def tiny_inpaint_model(tiny_inpaint_model_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    """A tiny random SDXL as a diffusers folder (two text encoders; tests/helpers/sdxl.py)."""
+    from helpers.sdxl import save_tiny_sdxl
+
+    return save_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_inpaint_dir(tmp_path_factory) -> Path:
+    """The same with a 9-channel inpainting UNet."""
+    from helpers.sdxl import save_tiny_sdxl
+
+    return save_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl-inpaint"), in_channels=9)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tiny_sdxl_dir):
+    """The tiny SDXL through charforge's own loader, fp32 on CPU (shared: hooks must restore what they change)."""
+    from charforge.engine import load_model
+
+    return load_model(tiny_sdxl_dir, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_inpaint(tiny_sdxl_inpaint_dir):
+    from charforge.engine import load_model
+
+    return load_model(tiny_sdxl_inpaint_dir, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
 def mini_model():
     """The shipped portrait mini model (trained VAE and UNet), for properties a random VAE cannot show.
 
@@ -232,4 +267,36 @@ def forge(tmp_path):
     from charforge.forge import Forge
 
     with Forge.open(tmp_path / "ws") as f:
+        yield f
+
+
+# Fixtures that load a shipped model: a test that uses one renders with real weights and belongs to the
+# slow tier (`-m "not slow"` skips it), whether it asks for the fixture directly or through a parameter.
+SHIPPED_MODEL_FIXTURES = frozenset({"mini_model"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        uses = set(getattr(item, "fixturenames", ())) | {v for v in params.values() if isinstance(v, str)}
+        if uses & SHIPPED_MODEL_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
+
+from helpers.postgres_server import postgres_server, postgres_url  # noqa: E402, F401  (fixtures)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """The database of a test run on both backends: None (the workspace's SQLite file) or a fresh
+    database on a throwaway PostgreSQL server (skipped, saying why, when the server cannot start)."""
+    return None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def any_forge(tmp_path, db_url):
+    """An empty workspace whose database is SQLite or PostgreSQL (tests using it run on both)."""
+    from charforge.forge import Forge
+
+    with Forge.open(tmp_path / "ws", db_url=db_url) as f:
         yield f

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import soundfile as sf
 
 from charforge.audio.levels import DEFAULT_PEAK, limit_peak
 from charforge.errors import InvalidInput, NotFound
+from charforge.files import atomic_write
 
 # Suffix -> (libsndfile format, subtype). OGG is only offered when the linked libsndfile has Vorbis.
 _FORMATS: dict[str, tuple[str, str]] = {
@@ -107,17 +106,6 @@ def sidecar(n_samples: int, sample_rate: int, loop: LoopPoints | None, **extra: 
     return data | extra
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_game_audio(path: str | Path, samples: np.ndarray, sample_rate: int, loop: LoopPoints | None = None,
                      **extra: object) -> Path:
     """Write a clip for a game: the audio file (loop-tagged when it is OGG/FLAC and `loop` is given)
@@ -126,14 +114,14 @@ def write_game_audio(path: str | Path, samples: np.ndarray, sample_rate: int, lo
     if not path.parent.is_dir():
         raise NotFound(f"output folder {path.parent} does not exist")
     data = audio_bytes(samples, sample_rate, path.suffix, loop)
-    _atomic_write(path, data)
+    atomic_write(path, data)
     write_json(sidecar_path(path), sidecar(np.asarray(samples).size, sample_rate, loop, **extra))
     return path
 
 
 def write_json(path: Path, data: dict[str, object]) -> None:
     """A sidecar (or any small JSON file), written atomically."""
-    _atomic_write(path, json.dumps(data, indent=2).encode())
+    atomic_write(path, json.dumps(data, indent=2).encode())
 
 
 def read_loop(path: str | Path) -> LoopPoints | None:
@@ -159,15 +147,7 @@ def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path
     y = limit_peak(samples, ceiling=DEFAULT_PEAK)  # lossy encoders overshoot a full-scale input
     if not path.parent.is_dir():
         raise NotFound(f"output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
-        sf.write(tmp, y, sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda stream: sf.write(stream, y, sample_rate, format=fmt, subtype=subtype))
 
 
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:

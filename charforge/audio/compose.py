@@ -38,8 +38,9 @@ from charforge.audio import analysis
 from charforge.audio.audiofile import LoopPoints
 from charforge.audio.codec import SpectrogramCodec, SpectrogramPreset, get_preset, preset_names
 from charforge.audio.levels import limit_peak
+from charforge.engine.images import decode_pixels
 from charforge.engine.loading import ModelBundle
-from charforge.engine.loop import decode_latents, denoise, encode_images, initial_noise, seeded_generators
+from charforge.engine.loop import denoise, encode_images, initial_noise, seeded_generators
 from charforge.engine.modes import LatentBlend, strength_timesteps
 from charforge.engine.prompts import encode_prompts
 from charforge.engine.schedulers import make_scheduler, scheduler_key
@@ -127,11 +128,6 @@ def _decode_strip(codec: SpectrogramCodec, strip: PIL.Image.Image, seed: int, n_
     return limit_peak(samples)
 
 
-@torch.no_grad()
-def _decode_pixels(model: ModelBundle, latents: torch.Tensor) -> torch.Tensor:
-    return (decode_latents(model, latents) / 2 + 0.5).clamp(0, 1)
-
-
 # -- continuation -----------------------------------------------------------------------------
 
 
@@ -215,7 +211,7 @@ def generate_strip(
         latents = _sample_tile(
             model, scheduler, steps, cond, uncond, guidance, _tile_seed(seed, index), shape, previous, keep_cells
         )
-        grey = _grey(_decode_pixels(model, latents))
+        grey = _grey(decode_pixels(model, latents))
         left = index * advance
         if index == 0 or keep == 0:
             strip[:, left : left + p.width] = grey
@@ -299,8 +295,13 @@ def make_loop(
     *,
     beats_per_bar: int = 4,
     crossfade: float = LOOP_CROSSFADE_SECONDS,
+    min_seconds: float | None = None,
 ) -> np.ndarray:
-    """A seamlessly repeatable piece of `samples`: as many whole bars as fit, from the first tracked beat.
+    """A seamlessly repeatable piece of `samples`, whole bars long, from the first tracked beat.
+
+    How long: with `min_seconds`, the fewest whole bars that last at least that long (the length is
+    rounded up to a bar at the tempo the beat tracker hears, never down; InvalidInput if the clip
+    does not hold them); without, as many whole bars as fit.
 
     The cut sits a whole number of bars after the start, moved by at most `LOOP_SEARCH_SECONDS`
     to where the waveform changes slowly and what follows the cut best matches the loop's start.
@@ -328,13 +329,16 @@ def make_loop(
     search = max(1, round(LOOP_SEARCH_SECONDS * sample_rate))
     bar = beats_per_bar * period
     start = max(0, int(round(first)))
-    bars = math.floor((y.size - search - fade - start) / bar)
-    if bars < 1:
+    room = math.floor((y.size - search - fade - start) / bar)
+    shortest = 0 if min_seconds is None else math.ceil(min_seconds * sample_rate)
+    bars = room if min_seconds is None else max(1, math.ceil(shortest / bar))
+    if bars < 1 or bars > room:
+        held = "no whole bar" if room < 1 else f"only {room} whole bar(s), {bars} needed for {min_seconds:g} s,"
         raise InvalidInput(
-            f"the clip holds no whole bar after its first beat at {60 * sample_rate / period:.0f} bpm "
+            f"the clip holds {held} after its first beat at {60 * sample_rate / period:.0f} bpm "
             f"({beats_per_bar} beats per bar, {bar / sample_rate:.2f} s)"
         )
-    end = _best_cut(y, start, int(round(start + bars * bar)), fade, search)
+    end = _best_cut(y, start, int(round(start + bars * bar)), fade, search, start + shortest)
     loop = y[start:end].copy()
     fade_out = (np.cos(np.linspace(0.0, np.pi, fade, endpoint=False)) * 0.5 + 0.5).astype(np.float32)
     loop[:fade] = fade_out * y[end : end + fade] + (1 - fade_out) * loop[:fade]
@@ -342,13 +346,14 @@ def make_loop(
     return limit_peak(loop)
 
 
-def _best_cut(y: np.ndarray, start: int, end: int, fade: int, search: int) -> int:
-    """The cut in end +- search whose continuation best matches the loop start, among smooth ones.
+def _best_cut(y: np.ndarray, start: int, end: int, fade: int, search: int, earliest: int = 0) -> int:
+    """The cut in end +- search (not before `earliest`) whose continuation best matches the loop start,
+    among smooth ones.
 
     Smooth: the natural step at the cut, which becomes the seam, is at most the clip's median step.
     Matched: the least squared difference between the two signals the cross-fade mixes.
     """
-    lo, hi = max(end - search, start + 1), min(end + search, y.size - fade)
+    lo, hi = max(end - search, start + 1, earliest), min(end + search, y.size - fade)
     candidates = np.arange(lo, hi + 1)
     windows = np.lib.stride_tricks.sliding_window_view(y[lo : hi + fade], fade)
     mismatch = np.mean((windows - y[start : start + fade]) ** 2, axis=1)
@@ -433,7 +438,7 @@ def transition(
     uncond = encode_prompts(model, [negative]) if guidance > 1 else None
     if seed_image is None:
         seed_latents = _sample_tile(model, scheduler, steps, cond_from, uncond, guidance, seed_from, shape, None, 0)
-        pixels = _decode_pixels(model, seed_latents)
+        pixels = decode_pixels(model, seed_latents)
     else:
         pixels = _seed_pixels(seed_image, p, model)
 
@@ -462,7 +467,7 @@ def transition(
             timesteps = strength_timesteps(model, sched, steps, seg_strength)
             latents = sched.add_noise(source, noise, timesteps[:1])
         final = denoise(model, sched, latents, cond, uncond, guidance, (), timesteps=timesteps, generators=generators)
-        strip[:, index * p.width : (index + 1) * p.width] = _grey(_decode_pixels(model, final))
+        strip[:, index * p.width : (index + 1) * p.width] = _grey(decode_pixels(model, final))
     image = _strip_image(strip)
     samples = _decode_strip(SpectrogramCodec(p), image, seed_from, strip.shape[1] * p.hop_length)
     return Clip(samples, p.sample_rate, image)

@@ -71,6 +71,7 @@ class MoodTable(BaseModel):
     bpm_step: float = Field(5.0, gt=0, le=60)
     loudness_lufs: float = Field(-16.0, ge=-70, le=-5)
     true_peak_dbtp: float = Field(-1.0, ge=-20, le=0)
+    neutral: tuple[float, float] = (0.0, -0.3)  # the (valence, arousal) a neutral state plays
     valence: ValenceBands
     arousal: ArousalBands
     model: str | None = None  # a BGM model folder/file/hub id for this character (None: the shipped one)
@@ -156,6 +157,12 @@ def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -
 
 
 def plan_for_state(state: EmotionState, table: MoodTable | None = None) -> MusicPlan:
-    """The plan for an emotion state, through its valence and arousal."""
+    """The plan for an emotion state, through its valence and arousal.
+
+    A neutral state (every intensity below the threshold) plays the table's `neutral` point: its
+    valence/arousal (0, 0) sits on band edges, where the lookup would pick "upbeat hopeful".
+    """
+    if state.is_neutral:
+        return plan_music(*(table or mood_table()).neutral, table)
     vad = state.vad()
     return plan_music(max(-1.0, min(1.0, vad.valence)), max(-1.0, min(1.0, vad.arousal)), table)

@@ -24,22 +24,22 @@ from charforge.canonical import canonical_hash
 from charforge.emotion.state import EmotionState
 from charforge.errors import InvalidInput, ModelLoadError
 from charforge.store import AssetKind
+from charforge.store.records import Asset
 
 if TYPE_CHECKING:
     from charforge.audio.compose import Clip
-    from charforge.character.handle import Asset, Character
+    from charforge.character.handle import Character
     from charforge.engine.loading import ModelBundle
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 2
+KEY_VERSION = 3  # 2: loops are rounded up to whole bars (they were cut short); 3: loudness target, formats
 DEFAULT_FORMAT = "wav"
 DEFAULT_SECONDS = 10.0
 MAX_SECONDS = 300.0
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 5.0
 LOOP_BAR_BEATS = 4
-_LOADED: dict[tuple[str, str | None], ModelBundle] = {}
 
 
 @dataclass(frozen=True)
@@ -68,21 +68,18 @@ class BGMResult:
 
 def bgm_model(ref: str | Path | None = None) -> ModelBundle:
     """The BGM model (None: the shipped charforge-mini-bgm), loaded once per process."""
-    from charforge.engine.loading import default_bgm_model_path, load_model, weights_hash
+    from charforge.engine.cache import cached_model
+    from charforge.engine.loading import default_bgm_model_path
 
     if ref is None:
         ref = default_bgm_model_path()
         if not (ref / "model_index.json").is_file():
             raise ModelLoadError(f"the default BGM model is not installed at {ref}; pass a BGM model folder")
-    key = (str(ref), weights_hash(ref))
-    if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = load_model(ref)
-    return _LOADED[key]
+    return cached_model(ref)
 
 
 def _bgm_model_hash(ref: str | Path | None) -> str:
-    from charforge.engine.loading import default_bgm_model_path, weights_hash
+    from charforge.models import default_bgm_model_path, weights_hash
 
     return weights_hash(default_bgm_model_path() if ref is None else ref) or bgm_model(ref).model_hash
 
@@ -118,19 +115,34 @@ def render_plan(
 ) -> Clip:
     """Music for one plan (no character, nothing stored).
 
-    `loop` returns whole bars (as many as fit in `seconds`, at least two) with a seamless seam.
+    `loop` returns a seamless loop of whole bars lasting at least `seconds`: the fewest 4-beat bars,
+    at the tempo beat tracking hears in the rendered music, that are that long (so up to one bar
+    more than asked, never less).
     """
     from charforge.audio.compose import Clip, generate_clip, make_loop
 
     _check(seconds, seed, steps, guidance)
     bundle = model if hasattr(model, "unet") else bgm_model(model)
-    # a loop is cut to whole bars found by beat tracking: render enough for two bars at the plan's tempo
-    length = max(seconds, 2 * LOOP_BAR_BEATS * 60.0 / plan.bpm + 0.5) if loop else seconds
-    clip = generate_clip(bundle, plan.prompt, seconds=length, seed=seed, steps=steps, guidance=guidance,
-                         negative=plan.negative, progress=progress)
-    samples = _steady(make_loop(clip.samples, clip.sample_rate) if loop else clip.samples, clip.sample_rate, plan)
-    return Clip(samples=samples, sample_rate=clip.sample_rate, image=clip.image,
-                loop=LoopPoints(0, samples.size) if loop else None)
+
+    def render(length: float) -> Clip:
+        return generate_clip(bundle, plan.prompt, seconds=length, seed=seed, steps=steps, guidance=guidance,
+                             negative=plan.negative, progress=progress)
+
+    if not loop:
+        clip = render(seconds)
+        return Clip(samples=_steady(clip.samples, clip.sample_rate, plan), sample_rate=clip.sample_rate,
+                    image=clip.image)
+    # a bar and a half more than asked at the plan's tempo: room to round up and to start on a beat
+    length = seconds + 1.5 * LOOP_BAR_BEATS * 60.0 / plan.bpm + 0.5
+    clip = render(length)
+    try:
+        samples = make_loop(clip.samples, clip.sample_rate, beats_per_bar=LOOP_BAR_BEATS, min_seconds=seconds)
+    except InvalidInput:  # the tempo heard is slower than planned (say, half time): once more, twice as long
+        log.info("the music holds too few bars at the tempo heard; rendering %.1f s for the loop", 2 * length)
+        clip = render(2 * length)
+        samples = make_loop(clip.samples, clip.sample_rate, beats_per_bar=LOOP_BAR_BEATS, min_seconds=seconds)
+    samples = _steady(samples, clip.sample_rate, plan)
+    return Clip(samples=samples, sample_rate=clip.sample_rate, image=clip.image, loop=LoopPoints(0, samples.size))
 
 
 def render_transition(
@@ -159,35 +171,62 @@ def clip_bytes(clip: Clip, suffix: str = ".wav") -> bytes:
 # characters -----------------------------------------------------------------------------------------
 
 
-def _as_state(state: EmotionState | Mapping[str, float] | None, intensities: Mapping[str, float],
-              character: Character) -> EmotionState:
-    if state is not None and intensities:
-        raise InvalidInput("give a state or emotion keywords, not both")
-    if state is None:
-        return EmotionState.from_mapping(intensities) if intensities else character.current_state()
-    return state if isinstance(state, EmotionState) else EmotionState.from_mapping(state)
-
-
 def character_plan(character: Character, state: EmotionState | Mapping[str, float] | None = None) -> MusicPlan:
     """What this character's music would be for `state` (None: its current state), without rendering."""
     table = mood_table(character.settings.get("music"))
-    return plan_for_state(_as_state(state, {}, character), table)
+    return plan_for_state(EmotionState.coerce(state, default=character.current_state()), table)
 
 
-def _cached(character: Character, key: str, build, params: dict[str, Any], suffix: str) -> tuple[Asset, bool]:
-    asset = character.find_asset(AssetKind.BGM, key)
+def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tuple[Asset, bool]:
+    asset = character.store.find_asset(AssetKind.BGM, key)
     if asset is not None:
         return asset, True
     clip = build()
     if clip.loop is not None:
         params = {**params, "loop_start": clip.loop.start, "loop_length": clip.loop.length}
-    asset = character.add_asset(clip_bytes(clip, suffix), AssetKind.BGM, key, params, suffix=suffix)
+    suffix = "." + params["format"]
+    asset = character.store.add_asset(clip_bytes(clip, suffix), AssetKind.BGM, key, params, suffix=suffix)
     return asset, False
 
 
 def _loop_of(asset: Asset) -> LoopPoints | None:
     params = asset.params or {}
     return LoopPoints(params["loop_start"], params["loop_length"]) if "loop_length" in params else None
+
+
+def bgm_key(
+    character: Character, state: EmotionState, *, seconds: float = DEFAULT_SECONDS, seed: int | None = None,
+    loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, format: str = DEFAULT_FORMAT,
+) -> tuple[str, MusicPlan, dict[str, Any]]:
+    """(cache key, plan, stored parameters) of the character's music for `state`, without rendering."""
+    table = mood_table(character.settings.get("music"))
+    plan = plan_for_state(state, table)
+    seed = character.seed if seed is None else seed
+    _check(seconds, seed, steps, guidance)
+    suffix = check_format(format)
+    model_hash = _bgm_model_hash(table.model)
+    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance),
+               "format": suffix.lstrip(".")}
+    key = canonical_hash(
+        {"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options}
+    )
+    return key, plan, {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+
+
+def find_bgm(
+    character: Character, state: EmotionState | Mapping[str, float] | None = None, *, seconds: float = DEFAULT_SECONDS,
+    seed: int | None = None, loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+    format: str = DEFAULT_FORMAT,
+) -> BGMResult | None:
+    """The stored music `bgm` would return for these arguments, or None; never renders."""
+    key, plan, _ = bgm_key(character, EmotionState.coerce(state, default=character.current_state()),
+                           seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance,
+                           format=format)  # fmt: skip
+    asset = character.store.find_asset(AssetKind.BGM, key)
+    if asset is None:
+        return None
+    rate, length = _audio_info(asset)
+    return BGMResult(asset.path, plan, length, rate, True, asset, key, loop=_loop_of(asset))
 
 
 def bgm(
@@ -209,21 +248,15 @@ def bgm(
     `wav`, `ogg` or `flac`; a `loop` in OGG/FLAC carries LOOPSTART/LOOPLENGTH tags.
     """
     table = mood_table(character.settings.get("music"))
-    plan = plan_for_state(_as_state(state, intensities, character), table)
-    seed = character.seed if seed is None else seed
-    _check(seconds, seed, steps, guidance)
-    suffix = check_format(format)
-    model_hash = _bgm_model_hash(table.model)
-    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance),
-               "format": suffix.lstrip(".")}
-    key = canonical_hash({"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash,
-                          **options})
-    params = {"plan": plan.to_dict(), "model_hash": model_hash, **options}
+    key, plan, params = bgm_key(character, EmotionState.coerce(state, intensities, default=character.current_state()),
+                                seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance,
+                                format=format)  # fmt: skip
+    seed = params["seed"]
     asset, cached = _cached(
         character, key,
         lambda: render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=table.model, steps=steps,
                             guidance=guidance, progress=progress),
-        params, suffix,
+        params,
     )  # fmt: skip
     rate, seconds = _audio_info(asset)
     return BGMResult(asset.path, plan, seconds, rate, cached, asset, key, loop=_loop_of(asset))
@@ -243,8 +276,8 @@ def bgm_transition(
 ) -> BGMResult:
     """Music that moves from `from_state` (None: the current one) to `to_state`, as one cached file."""
     table = mood_table(character.settings.get("music"))
-    plan_from = plan_for_state(_as_state(from_state, {}, character), table)
-    plan_to = plan_for_state(_as_state(to_state, {}, character), table)
+    plan_from = plan_for_state(EmotionState.coerce(from_state, default=character.current_state()), table)
+    plan_to = plan_for_state(EmotionState.coerce(to_state), table)
     seed = character.seed if seed is None else seed
     _check(1.0, seed, steps, guidance)
     suffix = check_format(format)
@@ -258,7 +291,7 @@ def bgm_transition(
         character, key,
         lambda: render_transition(plan_from, plan_to, segments=segments, seed=seed, model=table.model, steps=steps,
                                   guidance=guidance, progress=progress),
-        params, suffix,
+        params,
     )  # fmt: skip
     rate, seconds = _audio_info(asset)
     return BGMResult(asset.path, plan_from, seconds, rate, cached, asset, key, plan_to)

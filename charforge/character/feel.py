@@ -15,11 +15,10 @@ stored file without loading the model.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
@@ -28,15 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from charforge.canonical import canonical_hash
-from charforge.character.handle import Asset, Character
-from charforge.emotion import EmotionState
-from charforge.emotion.conditioning import Conditioning, ExpressionTable, conditioning, expression_table
-from charforge.engine import Hook, ModelBundle, StepContext, decode_latents, denoise, encode_prompts
-from charforge.engine import inpaint as engine_inpaint
-from charforge.engine.attention import AttentionControl, LocalBlend, Refine, Replace, Reweight
-from charforge.engine.attention.tokens import max_columns, word_columns
-from charforge.engine.inversion import FollowInversion, inversion_schedulers, source_embeddings
-from charforge.errors import InvalidInput
+from charforge.character.cache import KEY_VERSION, FeelResult, edit_params, state_key
 from charforge.character.identity import (
     Identity,
     build_identity,
@@ -45,34 +36,36 @@ from charforge.character.identity import (
     current_model_hash,
     has_identity,
     history_entry,
+    identity_hash,
     invert_base,
     load_identity,
     png_bytes,
 )
-from charforge.paths import sha256_bytes, validate_slug
 from charforge.character.regions import mask_from_image
+from charforge.emotion import EmotionState
+from charforge.emotion.conditioning import (
+    Conditioning,
+    ExpressionTable,
+    conditioning,
+    expression_table,
+)
+from charforge.engine import ModelBundle, PromptEmbeds, decode_pixels, encode_text, to_uint8
+from charforge.engine import inpaint as engine_inpaint
+from charforge.engine.attention import Controller, LocalBlend, Refine, Replace, Reweight
+from charforge.engine.attention.tokens import max_columns, word_columns
+from charforge.engine.edit import replay
+from charforge.errors import InvalidInput
+from charforge.paths import sha256_bytes, validate_slug
 from charforge.store.models import AssetKind, IdentityKind
+from charforge.store.records import Asset
+from charforge.validation import CONTROL_CHARS
+
+if TYPE_CHECKING:
+    from charforge.character.handle import Character
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 1  # bump when the rendering changes in a way the parameters do not show
 RENDER_BATCH = 8  # edits denoised together in one loop call by `feel_many`
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class MaskBlend(Hook):
-    """Local blend with a fixed mask: after every step, target rows take the source row's latent
-    outside `mask` (1 = may change). Row 0 is the source, held on the inversion by `FollowInversion`,
-    which must run before this hook."""
-
-    def __init__(self, mask: torch.Tensor) -> None:
-        self.mask = mask
-
-    def on_step_end(self, ctx: StepContext, latents: torch.Tensor) -> torch.Tensor:
-        mask = self.mask.to(latents)
-        blended = latents.clone()
-        blended[1:] = latents[:1] + mask * (latents[1:] - latents[:1])
-        return blended
 
 
 def latent_mask(mask: torch.Tensor, factor: int, dilation: int) -> torch.Tensor:
@@ -88,76 +81,15 @@ def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(cells.float()[None, None], size=size, mode="nearest")[0, 0].bool()
 
 
-@dataclass(frozen=True)
-class FeelResult:
-    """A picture of a state: the stored asset, the (quantised) state and what it was conditioned on."""
-
-    asset: Asset
-    state: EmotionState
-    conditioning: Conditioning
-    cached: bool
-
-    @property
-    def path(self) -> Path:
-        return self.asset.path
-
-    @property
-    def key(self) -> str:
-        return self.asset.state_hash
-
-    def image(self) -> PIL.Image.Image:
-        import io
-
-        return PIL.Image.open(io.BytesIO(self.asset.read_bytes()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.asset.path),
-            "hash": self.asset.state_hash,
-            "state": self.state.components(),
-            "dominant": self.state.dominant,
-            "cached": self.cached,
-            "conditioning": self.conditioning.to_dict(),
-        }
-
-
-# keys -------------------------------------------------------------------------------------------------
-
-
-def _edit_params(table: ExpressionTable) -> dict[str, Any]:
-    return table.edit.model_dump()
-
-
-def state_key(character: Character, cond: Conditioning, model_hash: str, table: ExpressionTable) -> str:
-    """The cache key of a state's picture: same identity, state, model and parameters -> same key."""
-    return canonical_hash(
-        {
-            "what": "feel",
-            "version": KEY_VERSION,
-            "identity": character.identity_hash(),
-            "state": cond.state.intensities(),
-            "model": model_hash,
-            "conditioning": cond.to_dict(),
-            "edit": _edit_params(table),
-        }
-    )
-
-
-def _as_state(state: EmotionState | Mapping[str, float] | None, intensities: Mapping[str, float]) -> EmotionState:
-    if state is not None and intensities:
-        raise InvalidInput("give a state or emotion keywords, not both")
-    if state is None:
-        return EmotionState.from_mapping(intensities)
-    return state if isinstance(state, EmotionState) else EmotionState.from_mapping(state)
+def feel_key(character: Character, state: EmotionState | Mapping[str, float]) -> str:
+    """The key `feel` stores `state`'s picture under now (the character must have an identity); batch
+    planning uses it to skip states already rendered without drawing them."""
+    table = expression_table(character.settings.get("expressions"))
+    cond = conditioning(EmotionState.coerce(state), character.prompt, table)
+    return state_key(character, cond, current_model_hash(character), table)
 
 
 # feel ---------------------------------------------------------------------------------------------------
-
-
-def explain(character: Character, state: EmotionState | Mapping[str, float]) -> Conditioning:
-    """What `state` becomes for this character (after quantisation and its expression overrides)."""
-    table = expression_table(character.settings.get("expressions"))
-    return conditioning(_as_state(state, {}), character.prompt, table)
 
 
 def feel(
@@ -173,7 +105,7 @@ def feel(
     With `record`, the state also becomes the character's current one (appended to its history).
     A character without an identity gets one first (render and invert the base CG).
     """
-    wanted = _as_state(state, intensities)
+    wanted = EmotionState.coerce(state, intensities)
     [result] = feel_many(character, [wanted], progress=progress)
     if record:
         character.record_emotion(wanted)
@@ -191,7 +123,7 @@ def feel_many(
     if batch < 1:
         raise InvalidInput(f"batch must be at least 1, got {batch}")
     table = expression_table(character.settings.get("expressions"))
-    conds = [conditioning(_as_state(s, {}), character.prompt, table) for s in states]
+    conds = [conditioning(EmotionState.coerce(s), character.prompt, table) for s in states]
     if not has_identity(character):
         log.info("%s has no identity yet; building it first", character.name)
         build_identity(character)
@@ -199,7 +131,7 @@ def feel_many(
     keys = [state_key(character, c, model_hash, table) for c in conds]
     found: dict[str, Asset] = {}
     for key in dict.fromkeys(keys):
-        asset = character.find_asset(AssetKind.CG, key)
+        asset = character.store.find_asset(AssetKind.CG, key)
         if asset is not None:
             found[key] = asset
     todo = {key: cond for key, cond in zip(keys, conds) if key not in found}
@@ -216,11 +148,11 @@ def _render(
     neutral = {k: c for k, c in todo.items() if c.is_neutral}
     edits = {k: c for k, c in todo.items() if not c.is_neutral}
     out: dict[str, Asset] = {}
-    identity_hash = character.identity_hash()
+    id_hash = identity_hash(character)
     if neutral:  # the base CG itself: no model needed
-        pixels = character.get_identity(IdentityKind.BASE_IMAGE).tensors["pixels"].numpy()
+        pixels = character.store.get_identity(IdentityKind.BASE_IMAGE).tensors["pixels"].numpy()
         for key, cond in neutral.items():
-            out[key] = _store(character, pixels, key, cond, table, identity_hash, "base")
+            out[key] = _store(character, pixels, key, cond, table, id_hash, "base")
     if edits:
         model = character_model(character)
         identity = load_identity(character, model)
@@ -229,7 +161,7 @@ def _render(
         for chunk in tqdm(chunks, desc=f"feel {character.name}", disable=not progress or len(chunks) < 2):
             images = render_edits(model, identity, [c for _, c in chunk], table)
             for (key, cond), pixels in zip(chunk, images):
-                out[key] = _store(character, pixels, key, cond, table, identity_hash, "edit")
+                out[key] = _store(character, pixels, key, cond, table, id_hash, "edit")
     return out
 
 
@@ -246,21 +178,29 @@ def _store(
         "mode": mode,
         "state": cond.state.components(),
         "conditioning": cond.to_dict(),
-        "edit": _edit_params(table),
+        "edit": edit_params(table),
         "identity": identity_hash,
         "model_hash": character.model_hash,
     }
-    return character.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
+    return character.store.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
 
 
-def _blend_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> torch.Tensor:
-    """Rows: the source prompt, then each state's weighted sum of its prompts' embeddings."""
+def _blend_embeddings(model: ModelBundle, source: str, conds: Sequence[Conditioning]) -> PromptEmbeds:
+    """One row per state: the weighted sum of its prompts' conditioning (token embeddings, and the
+    pooled embeddings of SDXL models).
+
+    The prompts are encoded in one batch behind the source prompt, as pictures already in caches were:
+    the text encoder's batched matmuls round differently for another batch, which would move an
+    edit's latents by ~1e-6 and could flip a pixel of a picture whose key says it is unchanged.
+    """
     prompts = list(dict.fromkeys([source, *(p for c in conds for p, _ in c.blend())]))
-    encoded = dict(zip(prompts, encode_prompts(model, prompts)))
-    rows = [encoded[source]]
-    for cond in conds:
-        rows.append(sum(weight * encoded[prompt] for prompt, weight in cond.blend()))
-    return torch.stack(rows)
+    encoded = encode_text(model, prompts)
+    position = {prompt: row for row, prompt in enumerate(prompts)}
+
+    def blend(rows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([sum(weight * rows[position[p]] for p, weight in cond.blend()) for cond in conds])
+
+    return PromptEmbeds(blend(encoded.embeds), None if encoded.pooled is None else blend(encoded.pooled))
 
 
 def render_edits(
@@ -277,9 +217,7 @@ def render_edits(
 
 def decode_pictures(model: ModelBundle, latents: torch.Tensor) -> list[np.ndarray]:
     """Latents -> uint8 (H, W, 3) pictures."""
-    with torch.no_grad():
-        pixels = (decode_latents(model, latents) / 2 + 0.5).clamp(0, 1)
-    return [(p.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy() for p in pixels]
+    return to_uint8(decode_pixels(model, latents))
 
 
 def composite(pictures: Sequence[np.ndarray], base: np.ndarray, cells: torch.Tensor) -> list[np.ndarray]:
@@ -308,13 +246,9 @@ def edit_latents(
     tokenizer = model.tokenizer
     source = inversion.prompt
     targets = [c.target_prompt for c in conds]
-    scheduler, _ = inversion_schedulers(model, inversion.steps)
-    cond = _blend_embeddings(model, source, conds)
-    _, uncond = source_embeddings(model, inversion)
-
     schedule = dict(cross_replace_steps=table.edit.cross_replace, self_replace_steps=table.edit.self_replace)
     word_swap = all(len(t.split()) == len(source.split()) for t in targets)
-    controllers = [(Replace if word_swap else Refine)(tokenizer, source, targets, **schedule)]
+    controllers: list[Controller] = [(Replace if word_swap else Refine)(tokenizer, source, targets, **schedule)]
     weights = {}
     for branch, c in enumerate(conds, start=1):
         row = torch.ones(max_columns(tokenizer))
@@ -322,19 +256,15 @@ def edit_latents(
         weights[branch] = row
     controllers.append(Reweight(weights))
 
-    hooks: list[Hook] = []
     cells = edit_mask(model, identity, table)
     if cells is not None:
-        hooks.append(MaskBlend(cells))
+        controllers.append(LocalBlend(mask=cells))
     else:  # no mask of the region: confine the edit to where the expression words attend
         log.warning("no %r mask; limiting the edit to where the expression words attend", table.edit.region)
         words = list(dict.fromkeys(c.dominant.phrase for c in conds))
         controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
 
-    control = AttentionControl(controllers)
-    follow = FollowInversion(inversion, needs_source=control.needs_source, shortcut=True)
-    start = inversion.x_T.to(model.device, model.dtype).expand(len(conds) + 1, -1, -1, -1).clone()
-    return denoise(model, scheduler, start, cond.to(model.dtype), uncond, inversion.guidance, [follow, control, *hooks])
+    return replay(model, inversion, _blend_embeddings(model, source, conds), controllers)
 
 
 # inpainting -----------------------------------------------------------------------------------------------
@@ -384,7 +314,7 @@ def region_prompt(base_prompt: str, prompt: str) -> str | None:
 def _check_prompt(prompt: object) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidInput("inpaint needs a non-empty prompt describing the new region, e.g. 'red outfit'")
-    if _CONTROL.search(prompt) or len(prompt) > 2000:
+    if CONTROL_CHARS.search(prompt) or len(prompt) > 2000:
         raise InvalidInput("the inpaint prompt must be one line of at most 2000 characters")
     return " ".join(prompt.split())
 
@@ -434,9 +364,9 @@ def inpaint(
     }  # fmt: skip
     mask_hash = sha256_bytes(mask.to(torch.uint8).numpy().tobytes())
     key = canonical_hash(
-        {"what": "inpaint", "version": KEY_VERSION, "identity": character.identity_hash(), "mask": mask_hash, **params}
+        {"what": "inpaint", "version": KEY_VERSION, "identity": identity_hash(character), "mask": mask_hash, **params}
     )
-    asset = character.find_asset(AssetKind.CG, key)
+    asset = character.store.find_asset(AssetKind.CG, key)
     cached = asset is not None
     if asset is None:
         model = character_model(character)
@@ -447,9 +377,9 @@ def inpaint(
             model, identity.base_image(), mask_image, draw_prompt, negative=character.negative_prompt,
             seed=seed, steps=steps, guidance=guidance, strength=strength,
         )  # fmt: skip
-        drawn = (gen.pixels[0].permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
+        drawn = to_uint8(gen.pixels)[0]
         pixels = np.where(mask.numpy()[..., None], drawn, identity.base)  # outside the region: the base CG's pixels
-        asset = character.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
+        asset = character.store.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
     if adopt:
         _adopt(character, identity, asset, region_name, prompt, full_prompt)
     return InpaintResult(asset, draw_prompt, adopt, cached)

@@ -15,31 +15,22 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-
-from charforge.character.handle import Character
-from charforge.emotion.conditioning import expression_table
-from charforge.engine import ModelBundle, denoise, load_model, txt2img
-from charforge.engine.attention import AttentionControl, AttentionStore
-from charforge.engine.inversion import (
-    DEFAULT_METHOD,
-    METHODS,
-    FollowInversion,
-    InversionResult,
-    encode_mean,
-    invert_latent,
-    inversion_schedulers,
-    prepare_image,
-    source_embeddings,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
 )
-from charforge.engine.loading import default_model_path, weights_hash
-from charforge.errors import InvalidInput, NotFound, StaleIdentity
-from charforge.paths import validate_slug
+
+from charforge.character.cache import identity_hash, look_key_of  # noqa: F401 (beside the cache keys, free of torch)
+from charforge.character.look_store import character_look
 from charforge.character.regions import (
     REGION_WORDS,
     attention_heats,
@@ -49,8 +40,20 @@ from charforge.character.regions import (
     region_alternatives,
     region_spans,
 )
+from charforge.emotion.conditioning import expression_table
+from charforge.engine import ModelBundle, cached_model, prepare_image, to_uint8, txt2img
+from charforge.engine.adapters import wear
+from charforge.engine.attention import AttentionControl, AttentionStore
+from charforge.engine.edit import replay
+from charforge.engine.inversion import DEFAULT_METHOD, METHODS, InversionResult, encode_mean, invert_latent
+from charforge.engine.loading import weights_hash
+from charforge.errors import InvalidInput, NotFound, StaleIdentity
+from charforge.paths import validate_slug
 from charforge.store.models import IdentityKind
 from charforge.validation import invalid_input
+
+if TYPE_CHECKING:
+    from charforge.character.handle import Character
 
 log = logging.getLogger(__name__)
 
@@ -109,25 +112,18 @@ def region_words(character: Character) -> dict[str, tuple[str, ...]]:
 
 # models ---------------------------------------------------------------------------------------------
 
-_LOADED: dict[tuple[str, str | None], ModelBundle] = {}
-
-
-def _model_key(ref: str | None) -> tuple[str, str | None]:
-    return (str(default_model_path()) if ref is None else ref, weights_hash(ref))
-
-
 def character_model(character: Character) -> ModelBundle:
-    """The character's model, loaded once per process (reloaded when its weights change on disk)."""
-    key = _model_key(character.model_ref)
-    if key not in _LOADED:
-        _LOADED.clear()  # one model in memory at a time: characters usually share one
-        _LOADED[key] = load_model(character.model_ref)
-    return _LOADED[key]
+    """The character's model wearing the character's look (learnt token, LoRA), loaded once per process
+    (reloaded when its weights change on disk). Characters share the model: each call puts this
+    character's look on and takes the previous one off (nothing is reloaded for the same character)."""
+    model = cached_model(character.model_ref)
+    wear(model, character_look(character))
+    return model
 
 
 def current_model_hash(character: Character) -> str:
     """The hash of the model the character is drawn with now, without loading local models."""
-    return _model_key(character.model_ref)[1] or character_model(character).model_hash
+    return weights_hash(character.model_ref) or character_model(character).model_hash
 
 
 # the stored identity ---------------------------------------------------------------------------------
@@ -154,7 +150,7 @@ class Identity:
 
 
 def has_identity(character: Character) -> bool:
-    return any(a.kind == IdentityKind.INVERTED_LATENTS.value for a in character.identity())
+    return any(a.kind == IdentityKind.INVERTED_LATENTS.value for a in character.store.identity())
 
 
 def _missing(character: Character) -> NotFound:
@@ -166,7 +162,7 @@ def _missing(character: Character) -> NotFound:
 
 def check_fresh(character: Character, model_hash: str) -> None:
     """StaleIdentity if the stored inversion was made with another model than `model_hash`."""
-    infos = {a.kind: a for a in character.identity() if a.name == "main"}
+    infos = {a.kind: a for a in character.store.identity() if a.name == "main"}
     info = infos.get(IdentityKind.INVERTED_LATENTS.value)
     if info is None:
         raise _missing(character)
@@ -177,32 +173,33 @@ def check_fresh(character: Character, model_hash: str) -> None:
             f"the identity of {character.name!r} was made with model {made_with[:10]} but {model} is now "
             f"{model_hash[:10]}; run `charforge reinvert {character.name}` to rebuild it with this model"
         )
+    if info.metadata.get("look", "") != look_key_of(list(infos.values())):
+        raise StaleIdentity(
+            f"the look of {character.name!r} (token, LoRA) changed since its identity was built; run "
+            f"`charforge reinvert {character.name} --rerender` to redraw its base CG with the look "
+            f"(or without --rerender to invert the stored picture again)"
+        )
 
 
 def load_identity(character: Character, model: ModelBundle | None = None) -> Identity:
     """The stored identity; with `model`, first checked to have been made with it (StaleIdentity otherwise)."""
     if model is not None:
         check_fresh(character, model.model_hash)
-    infos = character.identity()
+    infos = character.store.identity()
     if not any(a.kind == IdentityKind.INVERTED_LATENTS.value for a in infos):
         raise _missing(character)
-    latents = character.get_identity(IdentityKind.INVERTED_LATENTS)
+    latents = character.store.get_identity(IdentityKind.INVERTED_LATENTS)
     meta = dict(latents.metadata["inversion"])
     tensors = dict(latents.tensors)
     for kind in (IdentityKind.INVERSION_OFFSETS, IdentityKind.NULL_TEXT_EMBEDDINGS):
         if any(a.kind == kind.value for a in infos):
-            tensors.update(character.get_identity(kind).tensors)
-    inversion = InversionResult(
-        method=meta["method"], prompt=meta["prompt"], negative_prompt=meta["negative_prompt"], steps=meta["steps"],
-        guidance=meta["guidance"], model_hash=meta["model_hash"], width=meta["width"], height=meta["height"],
-        timesteps=list(meta["timesteps"]), trajectory=tensors["trajectory"],
-        uncond_embeddings=tensors.get("uncond_embeddings"), offsets=tensors.get("offsets"),
-    )  # fmt: skip
-    base = character.get_identity(IdentityKind.BASE_IMAGE)
+            tensors.update(character.store.get_identity(kind).tensors)
+    inversion = InversionResult.from_tensors(tensors, meta)
+    base = character.store.get_identity(IdentityKind.BASE_IMAGE)
     masks, sources = {}, {}
     for info in infos:
         if info.kind == IdentityKind.MASK.value:
-            masks[info.name] = character.get_identity(IdentityKind.MASK, name=info.name).tensors["mask"].bool()
+            masks[info.name] = character.store.get_identity(IdentityKind.MASK, name=info.name).tensors["mask"].bool()
             sources[info.name] = info.metadata.get("source", "user")
     return Identity(inversion, base.tensors["pixels"].numpy(), masks, sources, list(base.metadata.get("history", [])))
 
@@ -215,19 +212,16 @@ def set_mask(character: Character, name: str, mask: PIL.Image.Image | np.ndarray
     validate_slug(name)
     if not has_identity(character):
         raise _missing(character)
-    base = character.get_identity(IdentityKind.BASE_IMAGE).tensors["pixels"]
+    base = character.store.get_identity(IdentityKind.BASE_IMAGE).tensors["pixels"]
     bool_mask = mask_from_image(mask, tuple(base.shape[:2]))
-    character.put_identity(IdentityKind.MASK, {"mask": bool_mask.to(torch.uint8)}, name=name, metadata={"source": "user"})
+    character.store.put_identity(
+        IdentityKind.MASK, {"mask": bool_mask.to(torch.uint8)}, name=name, metadata={"source": "user"}
+    )
     log.info("stored the %s mask of %s (%d pixels)", name, character.name, int(bool_mask.sum()))
     return bool_mask
 
 
 # building -----------------------------------------------------------------------------------------------
-
-
-def _pixels(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
-    return (image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -248,17 +242,13 @@ def _render_base(
         model, character.prompt, negative=character.negative_prompt, seed=character.seed,
         steps=opts.steps, guidance=opts.guidance, hooks=[AttentionControl([store])] if store else [],
     )  # fmt: skip
-    return _pixels(gen.pixels), gen.latents, store
+    return to_uint8(gen.pixels)[0], gen.latents, store
 
 
 def _replay_attention(model: ModelBundle, inversion: InversionResult) -> AttentionStore:
     """Record the cross-attention of redrawing an inverted picture (for masks of pictures not drawn here)."""
     store = AttentionStore(keep_steps=False, self_max_tokens=0)
-    forward, _ = inversion_schedulers(model, inversion.steps)
-    cond, uncond = source_embeddings(model, inversion)
-    start = inversion.x_T.to(model.device, model.dtype)
-    hooks = [FollowInversion(inversion), AttentionControl([store])]
-    denoise(model, forward, start, cond, uncond, inversion.guidance, hooks)
+    replay(model, inversion, controllers=[store])
     return store
 
 
@@ -295,29 +285,34 @@ def _write(
     history: list[dict[str, Any]],
 ) -> None:
     """Store the identity; stale pieces of an earlier one (other method's tensors, lost regions) go."""
-    character.put_identity(IdentityKind.BASE_IMAGE, {"pixels": torch.from_numpy(np.array(pixels, dtype=np.uint8))}, metadata={"history": history})
+    store = character.store
+    base = {"pixels": torch.from_numpy(np.array(pixels, dtype=np.uint8))}
+    store.put_identity(IdentityKind.BASE_IMAGE, base, metadata={"history": history})
     tensors = inversion.tensors()
-    character.put_identity(
+    store.put_identity(
         IdentityKind.INVERTED_LATENTS, {"trajectory": tensors["trajectory"]},
-        metadata={"model_hash": model.model_hash, "inversion": {**inversion.metadata(), "extra": {}}},
+        metadata={
+            "model_hash": model.model_hash, "look": look_key_of(store.identity()),
+            "inversion": {**inversion.metadata(), "extra": {}},
+        },
     )  # fmt: skip
     extra = {IdentityKind.INVERSION_OFFSETS: "offsets", IdentityKind.NULL_TEXT_EMBEDDINGS: "uncond_embeddings"}
     for kind, key in extra.items():
         if key in tensors:
-            character.put_identity(kind, {key: tensors[key]}, metadata={"model_hash": model.model_hash})
+            store.put_identity(kind, {key: tensors[key]}, metadata={"model_hash": model.model_hash})
         else:
-            character.delete_identity(kind)
-    existing = {a.name: a.metadata.get("source") for a in character.identity() if a.kind == IdentityKind.MASK.value}
+            store.delete_identity(kind)
+    existing = {a.name: a.metadata.get("source") for a in store.identity() if a.kind == IdentityKind.MASK.value}
     for name, (mask, words) in masks.items():
         if existing.get(name) == "user":
             continue  # a mask the user drew wins over one derived from the words
-        character.put_identity(
+        store.put_identity(
             IdentityKind.MASK, {"mask": mask.to(torch.uint8)}, name=name,
             metadata={"source": method, "words": words, "model_hash": model.model_hash},
         )  # fmt: skip
     for name, source in existing.items():
         if source != "user" and name not in masks:
-            character.delete_identity(IdentityKind.MASK, name=name)
+            store.delete_identity(IdentityKind.MASK, name=name)
     character.update(model_hash=model.model_hash)
 
 
@@ -371,13 +366,13 @@ def reinvert(character: Character, *, rerender: bool = False, **options: Any) ->
     if not has_identity(character):
         build_identity(character, options)
         return
-    base = character.get_identity(IdentityKind.BASE_IMAGE)
+    base = character.store.get_identity(IdentityKind.BASE_IMAGE)
     history = list(base.metadata.get("history", []))
     if rerender:
         _render_and_invert(character, options, [*history, history_entry("rerender")])
         return
     history.append(history_entry("reinvert", model_hash=current_model_hash(character)))
     if "steps" not in options:  # keep the step grid the identity was built with
-        meta = character.get_identity(IdentityKind.INVERTED_LATENTS).metadata["inversion"]
+        meta = character.store.get_identity(IdentityKind.INVERTED_LATENTS).metadata["inversion"]
         options = {"guidance": meta["guidance"], **options, "steps": meta["steps"]}
     invert_base(character, base.tensors["pixels"].numpy(), options, history)

@@ -26,8 +26,9 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
+from diffusers import DDPMScheduler
 
-from charforge.engine import ModelBundle, encode_prompts
+from charforge.engine import ModelBundle, encode_text
 from charforge.engine.attention import AttentionStore
 from charforge.engine.attention.tokens import word_columns
 from charforge.errors import InvalidInput
@@ -133,16 +134,19 @@ def influence_heats(
     if not alternatives:
         return {}
     texts = [prompt, *(p for prompts in alternatives.values() for p in prompts)]
-    embeds = encode_prompts(model, texts)
+    factor = model.vae_scale_factor
+    embeds = encode_text(model, texts).with_size(model, clean.shape[-2] * factor, clean.shape[-1] * factor)
     generator = torch.Generator("cpu").manual_seed(seed)
     change = torch.zeros(len(texts) - 1, *clean.shape[-2:])
     train_steps = model.scheduler.config.num_train_timesteps
+    # noised the way the UNet was trained (alphas_cumprod), whichever sampler the model ships with
+    noiser = DDPMScheduler.from_config(model.scheduler.config)
     for fraction in INFLUENCE_TIMESTEPS:
         t = torch.tensor(int(fraction * train_steps), device=model.device)
         for _ in range(INFLUENCE_DRAWS):
             noise = torch.randn(clean.shape, generator=generator).to(clean)
-            noisy = model.scheduler.add_noise(clean, noise, t)
-            eps = model.unet(noisy.expand(len(texts), -1, -1, -1), t, encoder_hidden_states=embeds, return_dict=False)[0]
+            noisy = noiser.add_noise(clean, noise, t)
+            eps = model.unet(noisy.expand(len(texts), -1, -1, -1), t, **embeds.unet_kwargs(), return_dict=False)[0]
             change += (eps[1:] - eps[:1]).float().pow(2).sum(dim=1).sqrt().cpu()
     heats, start = {}, 0
     for region, prompts in alternatives.items():

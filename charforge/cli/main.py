@@ -1,6 +1,8 @@
-"""Entry point of the `charforge` CLI: one typer app, command groups registered from sibling modules.
+"""Entry point of the `charforge` CLI: registers each command module's Typer app, and nothing else.
 
-Every charforge error becomes one line on stderr and exit code 2, never a traceback.
+Adding a command is one new module under charforge/cli/ (its own `app = typer.Typer()`) plus one
+registration line below. Every command gets `--workspace` and `-h`; every charforge or usage error
+becomes one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
+from charforge import __version__  # noqa: E402
+from charforge.cli import (  # noqa: E402
+    batch,
+    characters,
+    database,
+    demo,
+    edit,
+    emotions,
+    generate,
+    identity,
+    look,
+    mini_models,
+    music,
+    service,
+)
+from charforge.cli.options import WorkspaceOpt, tidy_help  # noqa: E402
 from charforge.errors import CharforgeError  # noqa: E402
 
 app = typer.Typer(
@@ -22,41 +40,63 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+train = typer.Typer(help="Train charforge's own mini models from procedural data.", no_args_is_help=True)
+evaluate = typer.Typer(help="Measure charforge's own mini models.", no_args_is_help=True)
 
 
-def _register_commands() -> None:
-    # Each module adds its commands to `app`; importing them here keeps main.py free of command bodies.
-    from charforge.cli import commands_store  # noqa: F401
-    from charforge.cli import commands_train  # noqa: F401
-    from charforge.cli import commands_bgm  # noqa: F401
-    from charforge.cli import commands_engine  # noqa: F401
-    from charforge.cli import commands_demo  # noqa: F401
-    from charforge.cli import commands_edit  # noqa: F401
-    from charforge.cli import commands_feel  # noqa: F401
-    from charforge.cli import commands_music  # noqa: F401
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"charforge {__version__}")
+        raise typer.Exit()
 
 
-def fail(message: str) -> typer.Exit:
-    """Print one clear line on stderr and return the exit to raise (code 2)."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print the version."),
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Keep a character's CG and BGM in step with how it feels."""
+
+
+app.add_typer(characters.app)
+app.add_typer(emotions.app)
+app.add_typer(identity.app)
+app.add_typer(look.app)
+app.add_typer(music.app)
+app.add_typer(demo.app)
+app.add_typer(generate.app)
+app.add_typer(edit.app)
+app.add_typer(service.app)
+app.add_typer(batch.app)
+app.add_typer(database.app, name="db")
+app.add_typer(train, name="train")
+app.add_typer(evaluate, name="eval")
+train.add_typer(mini_models.train_app)
+evaluate.add_typer(mini_models.eval_app)
+
+
+def command() -> typer.core.TyperGroup:
+    """The command tree, with help free of typer's type labels."""
+    root = typer.main.get_command(app)
+    tidy_help(root)
+    return root
 
 
 def main() -> None:
-    _register_commands()
     try:
-        code = app(standalone_mode=False)
+        code = command().main(prog_name="charforge", standalone_mode=False)
     except CharforgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(2)
-    except typer.exceptions.TyperException as exc:
+    except typer.TyperException as exc:
         # Usage errors (bad option value, unknown command): one line, not click's framed box.
-        # A bare group invocation ("no args is help") is also a TyperException whose help is
-        # already printed: it is a successful call.
+        # A bare group invocation ("no args is help") is also one, whose help is already printed:
+        # it is a successful call.
         if type(exc).__name__ == "NoArgsIsHelpError":
             sys.exit(0)
         typer.echo(f"error: {exc.format_message()}", err=True)

@@ -1,44 +1,40 @@
-"""The `--workspace` option shared by every command, and opening the workspace it names.
+"""Opening the workspace a command names, under the rule that only creating commands may create one.
 
-It is accepted both before the command (`charforge --workspace DIR list`) and after it
-(`charforge list --workspace DIR`); the latter wins when both are given.
+`init`, `create`, `import` and `demo` make the workspace when it is missing; every other command
+says "no workspace at PATH" instead, so a mistyped `--workspace` never leaves an empty one behind.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
+from charforge.cli.options import chosen_workspace
+from charforge.errors import NotFound
 from charforge.forge import Forge
-from charforge.paths import Workspace
-
-WorkspaceOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        help="Workspace folder (default: $CHARFORGE_HOME, else ./.charforge).",
-        show_default=False,
-        file_okay=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+from charforge.paths import Workspace, validate_slug
 
 
-def chosen_workspace(ctx: typer.Context, workspace: Path | None) -> Workspace:
-    """The workspace named on this command, else on the root command, else the default."""
-    if workspace is None:
-        root_obj = ctx.find_root().obj
-        if isinstance(root_obj, dict):
-            workspace = root_obj.get("workspace")
-    return Workspace(workspace)
+def workspace_at(ctx: typer.Context, *, create: bool = False) -> Workspace:
+    """The chosen workspace; NotFound when it has no database and `create` is False."""
+    ws = Workspace(chosen_workspace(ctx))
+    if not create and not ws.db_path.is_file():
+        raise NotFound(f"no workspace at {ws.root} (create it with `charforge init`, or pass --workspace DIR)")
+    return ws
 
 
-def open_forge(ctx: typer.Context, workspace: Path | None) -> Forge:
-    return Forge.open(chosen_workspace(ctx, workspace).root)
+def open_forge(ctx: typer.Context, *, create: bool = False) -> Forge:
+    return Forge.open(workspace_at(ctx, create=create).root)
+
+
+def get_character(forge: Forge, name: str) -> Any:
+    """The character `name`, or NotFound naming the workspace that was searched."""
+    validate_slug(name)
+    if not forge.exists(name):
+        raise NotFound(f"no character named {name!r} in the workspace at {forge.workspace.root}")
+    return forge.get(name)
 
 
 def echo_json(data: Any) -> None:

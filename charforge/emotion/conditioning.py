@@ -23,14 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from charforge.emotion.state import EmotionState
 from charforge.emotion.table import BASIS, emotion_table
 from charforge.paths import validate_slug
-from charforge.validation import table_with_overrides
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from charforge.validation import CONTROL_CHARS, table_with_overrides
 
 
 def _phrase(value: str) -> str:
     value = " ".join(value.split())
-    if not value or _CONTROL.search(value) or len(value) > 200:
+    if not value or CONTROL_CHARS.search(value) or len(value) > 200:
         raise ValueError("a phrase is one line of 1 to 200 characters")
     return value
 

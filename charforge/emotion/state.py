@@ -106,6 +106,22 @@ class EmotionState(BaseModel):
         return cls()
 
     @classmethod
+    def coerce(
+        cls,
+        state: EmotionState | Mapping[str, object] | None = None,
+        keywords: Mapping[str, object] | None = None,
+        *,
+        default: EmotionState | None = None,
+    ) -> EmotionState:
+        """The state a verb was given: a state, a mapping or emotion keywords (`feel(joy=0.8)`), not
+        both; with neither, `default` (neutral if None)."""
+        if state is not None and keywords:
+            raise InvalidInput("give a state or emotion keywords, not both")
+        if state is None:
+            return default if default is not None and not keywords else cls.from_mapping(keywords or {})
+        return state if isinstance(state, EmotionState) else cls.from_mapping(state)
+
+    @classmethod
     def parse_tokens(cls, tokens: Iterable[str]) -> EmotionState:
         """Parse CLI tokens like `joy=0.8 fear=0.2`; each name may appear once."""
         values: dict[str, str] = {}

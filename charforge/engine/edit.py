@@ -11,6 +11,9 @@ copied attention.
 The source costs as little as possible: under direct and negative-prompt inversion it needs no
 unconditional pass, and once no controller reads its attention it is not computed at all (its latent
 is known from the inversion). That is what keeps an edit close to the cost of a plain generation.
+
+`replay` is the one path from an inversion to latents: reconstructions, edits, attention maps of
+inverted pictures and a character's emotion edits all go through it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from dataclasses import dataclass
 
 import PIL.Image
 import torch
-from diffusers.image_processor import VaeImageProcessor
 
 from charforge.engine.attention import (
     AttentionControl,
@@ -35,20 +37,79 @@ from charforge.engine.attention import (
     word_columns,
 )
 from charforge.engine.hooks import Hook
+from charforge.engine.images import ImageInput, decode_pixels, to_pil
 from charforge.engine.inversion import (
-    FollowInversion,
-    ImageInput,
+    DDIMInversion,
     InversionResult,
     check_model,
-    invert,
+    get_method,
     inversion_schedulers,
-    source_embeddings,
+    invert,
 )
 from charforge.engine.loading import ModelBundle
-from charforge.engine.loop import decode_latents, denoise
+from charforge.engine.loop import denoise
 from charforge.engine.modes import txt2img
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.prompts import PromptEmbeds, encode_text
 from charforge.errors import InvalidInput
+
+
+def replay(
+    model: ModelBundle,
+    inversion: InversionResult,
+    targets: str | Sequence[str] | PromptEmbeds | torch.Tensor = (),
+    controllers: Sequence[Controller] = (),
+    *,
+    source_prompt: str | None = None,
+    shortcut: bool = True,
+    offset_targets: bool = False,
+    hooks: Sequence[Hook] = (),
+    progress: bool = False,
+) -> torch.Tensor:
+    """Denoise from the inversion's x_T: THE way anything is redrawn from an inversion.
+
+    Row 0 is the source, held on the inversion by its method's replay hooks; rows 1.. are `targets`,
+    given as prompts or as their conditioning (`PromptEmbeds`, or bare (n, L, D) embeddings for SD
+    1.x/2.x), such as blends of prompts.
+    `controllers` run in one `AttentionControl` after the method's hooks, then `hooks`. With no
+    targets this is a reconstruction. `source_prompt` defaults to the prompt the image was inverted
+    with (null-text embeddings and direct offsets were fitted to it). `shortcut=False` computes the
+    source branch in full every step, for comparisons; the result is the same up to floating-point
+    error. `offset_targets` gives the targets the direct-inversion offsets too (see
+    `charforge.engine.inversion.direct.FollowOffsets`). Returns the final latents, one row per branch.
+    """
+    check_model(model, inversion)
+    method = get_method(inversion.method)
+    scheduler, _ = inversion_schedulers(model, inversion.steps)
+    source = inversion.prompt if source_prompt is None else source_prompt
+    cond, uncond = method.source_embeddings(model, inversion, source)
+    if isinstance(targets, str):
+        targets = [targets]
+    if isinstance(targets, torch.Tensor):
+        targets = PromptEmbeds(targets)
+    if isinstance(targets, PromptEmbeds):
+        cond = PromptEmbeds.cat([cond, targets.to(cond.embeds.device, cond.embeds.dtype)])
+    elif targets:  # encoded behind the source, in one batch: batched text-encoder matmuls round by batch
+        cond = PromptEmbeds.cat([cond, encode_text(model, [source, *targets]).rows(range(1, len(targets) + 1))])
+    control = AttentionControl(controllers) if controllers else None
+    follow = method.replay_hooks(
+        inversion,
+        needs_source=control.needs_source if control else None,
+        shortcut=shortcut and len(cond) > 1,  # a lone source cannot be left out
+        offset_targets=offset_targets,
+    )
+    own = [*follow, control] if control else follow
+    start = inversion.x_T.to(model.device, model.dtype).expand(len(cond), -1, -1, -1).clone()
+    return denoise(model, scheduler, start, cond, uncond, inversion.guidance, [*own, *hooks], progress=progress)
+
+
+def reconstruct_latents(model: ModelBundle, inversion: InversionResult, progress: bool = False) -> torch.Tensor:
+    """Redraw the inverted latent at the inversion's guidance, computing the source branch in full."""
+    return replay(model, inversion, progress=progress)
+
+
+def reconstruct(model: ModelBundle, inversion: InversionResult, progress: bool = False) -> torch.Tensor:
+    """The redrawn image, pixels in [0, 1] (1, 3, H, W)."""
+    return decode_pixels(model, reconstruct_latents(model, inversion, progress))
 
 
 @dataclass
@@ -57,12 +118,11 @@ class EditResult:
 
     latents: torch.Tensor
     pixels: torch.Tensor
-    control: AttentionControl | None
     source_pixels: torch.Tensor | None = None
 
     @property
     def images(self) -> list[PIL.Image.Image]:
-        return VaeImageProcessor.numpy_to_pil(self.pixels.permute(0, 2, 3, 1).float().cpu().numpy())
+        return to_pil(self.pixels)
 
 
 def edit(
@@ -78,37 +138,19 @@ def edit(
     hooks: Sequence[Hook] = (),
     progress: bool = False,
 ) -> EditResult:
-    """Redraw the inverted image with `target_prompt` (one or several), steered by `controllers`.
-
-    `source_prompt` defaults to the prompt the image was inverted with (null-text embeddings and
-    direct offsets were fitted to it). `shortcut=False` computes the source branch in full every
-    step, for comparisons; the result is the same up to floating-point error. `offset_targets`
-    gives the targets the direct-inversion offsets too (see `FollowInversion`). `hooks` run after the
-    edit's own (previews, extra latent callbacks).
-    """
-    check_model(model, inversion)
+    """Redraw the inverted image with `target_prompt` (one or several), steered by `controllers`,
+    and decode the targets (and the source with `decode_source`). Options as for `replay`."""
     targets = [target_prompt] if isinstance(target_prompt, str) else list(target_prompt)
     if not targets:
         raise InvalidInput("no target prompt given")
-    source = inversion.prompt if source_prompt is None else source_prompt
-    scheduler, _ = inversion_schedulers(model, inversion.steps)
-    cond = encode_prompts(model, [source, *targets])
-    _, uncond = source_embeddings(model, inversion)
-    if inversion.method == "negative-prompt" and source_prompt is not None:
-        uncond = encode_prompts(model, [source])
-    control = AttentionControl(controllers) if controllers else None
-    follow = FollowInversion(
-        inversion, needs_source=control.needs_source if control else None, shortcut=shortcut, offset_targets=offset_targets
-    )
-    own: list[Hook] = [follow, control] if control else [follow]
-    start = inversion.x_T.to(model.device, model.dtype).expand(len(targets) + 1, -1, -1, -1).clone()
-    latents = denoise(model, scheduler, start, cond, uncond, inversion.guidance, [*own, *hooks], progress=progress)
-    with torch.no_grad():
-        rows = latents if decode_source else latents[1:]
-        pixels = (decode_latents(model, rows) / 2 + 0.5).clamp(0, 1)
+    latents = replay(
+        model, inversion, targets, controllers, source_prompt=source_prompt, shortcut=shortcut,
+        offset_targets=offset_targets, hooks=hooks, progress=progress,
+    )  # fmt: skip
+    pixels = decode_pixels(model, latents if decode_source else latents[1:])
     if decode_source:
-        return EditResult(latents, pixels[1:], control, pixels[:1])
-    return EditResult(latents, pixels, control)
+        return EditResult(latents, pixels[1:], pixels[:1])
+    return EditResult(latents, pixels)
 
 
 def prompt_edit_controllers(
@@ -163,11 +205,8 @@ def word_attention(
         base = txt2img(model, prompt, seed=seed, steps=steps, hooks=[AttentionControl([store])], progress=progress)
         picture = base.images[0]
     else:
-        inversion = invert(model, image, prompt, "ddim", steps=steps, guidance=1.0, progress=progress)
-        scheduler, _ = inversion_schedulers(model, steps)
-        cond, uncond = source_embeddings(model, inversion)
-        hooks = [FollowInversion(inversion), AttentionControl([store])]
-        denoise(model, scheduler, inversion.x_T, cond, uncond, 1.0, hooks, progress=progress)
+        inversion = invert(model, image, prompt, DDIMInversion.name, steps=steps, guidance=1.0, progress=progress)
+        replay(model, inversion, controllers=[store], progress=progress)
         picture = image if isinstance(image, PIL.Image.Image) else None
     heat = store.word_map(model.tokenizer, prompt, word)
     size = picture.size if picture is not None else (store.latent_shape[1] * model.vae_scale_factor,

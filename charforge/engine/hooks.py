@@ -8,7 +8,7 @@ overrides only the methods it needs. New features add hooks, not loops.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,9 +43,8 @@ class StepContext:
     """What a hook may read at one denoising step.
 
     `latents` has one row per image in the batch (the unconditional half of classifier-free guidance
-    is internal to the loop). `extras` is a scratch dict that hooks may use to talk to each other
-    within a call (for example a local-blend mask computed by an attention store). `timesteps` is the
-    call's whole schedule; `layout` is (re)computed after `on_step_begin` and before the UNet call.
+    is internal to the loop). `timesteps` is the call's whole schedule; `layout` is (re)computed
+    after `on_step_begin` and before the UNet call.
     """
 
     index: int
@@ -55,7 +54,6 @@ class StepContext:
     scheduler: Any
     prediction_type: str
     guidance_scale: float
-    extras: dict[str, Any] = field(default_factory=dict)
     timesteps: torch.Tensor | None = None
     layout: BatchLayout | None = None
 

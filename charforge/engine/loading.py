@@ -2,7 +2,10 @@
 
 Users arrive with a diffusers folder, a single `.safetensors` checkpoint, a hub id or a pipeline they
 already built. All four become the same `ModelBundle` of stock diffusers/transformers classes, so real
-SD 1.x/2.x checkpoints and charforge's own mini models run through identical code. Only safetensors
+SD 1.x/2.x and SDXL checkpoints and charforge's own mini models run through identical code. An SDXL
+model is told apart by its second text encoder (folders: `model_index.json`; single files: the
+`conditioner.embedders.1` keys of the original layout) and confirmed by its UNet's `text_time`
+addition embedding. Only safetensors
 weights are ever read (no pickle), and the bundle carries a content hash of the weights so that stored
 identities can tell when they were made with a different model.
 """
@@ -10,6 +13,7 @@ identities can tell when they were made with a different model.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -20,12 +24,18 @@ from typing import Any
 
 import torch
 
-from charforge.errors import ModelLoadError
+from charforge.errors import InvalidInput, ModelLoadError
+from charforge.models import (  # noqa: F401 (default paths and weights_hash are part of this module's API)
+    WEIGHT_COMPONENTS,
+    default_bgm_model_path,
+    default_model_path,
+    hash_files,
+    hash_folder,
+    resolve_model_ref,
+    weights_hash,
+)
 
 log = logging.getLogger(__name__)
-
-_WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass
@@ -41,6 +51,48 @@ class ModelBundle:
     source: str
     device: torch.device
     dtype: torch.dtype
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
+    pipe: Any = None
+
+    @property
+    def family(self) -> str:
+        """ "sdxl" when the UNet takes pooled text + size conditioning (`text_time`), else "sd" (1.x/2.x)."""
+        return "sdxl" if self.unet.config.get("addition_embed_type") == "text_time" else "sd"
+
+    @property
+    def embeds_guidance(self) -> bool:
+        """The UNet takes the guidance scale as an input (`time_cond_proj_dim`: LCM and guided-distilled
+        students), so one pass per row replaces classifier-free guidance's two."""
+        return self.unet.config.get("time_cond_proj_dim") is not None
+
+    @property
+    def text_encoders(self) -> list[tuple[Any, Any]]:
+        """(tokenizer, text encoder) pairs whose hidden states are concatenated into the UNet's context."""
+        pairs = [(self.tokenizer, self.text_encoder)]
+        if self.text_encoder_2 is not None:
+            pairs.append((self.tokenizer_2, self.text_encoder_2))
+        return pairs
+
+    @property
+    def zero_empty_negative(self) -> bool:
+        """SDXL checkpoints ask (`force_zeros_for_empty_prompt`) for zeros, not the encoded "", as the
+        unconditional input when no negative prompt is given; their pipelines do so by default."""
+        return self.family == "sdxl" and bool(self.pipeline().config.get("force_zeros_for_empty_prompt", True))
+
+    def pipeline(self) -> Any:
+        """The diffusers pipeline over these very modules, for diffusers' own loaders
+        (`load_lora_weights`, `load_textual_inversion`): what they change, the bundle sees."""
+        if self.pipe is None:
+            cls = _pipeline_class(self.unet.config.in_channels, sdxl=self.family == "sdxl")
+            parts = dict(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
+                         scheduler=self.scheduler)  # fmt: skip
+            if self.family == "sdxl":
+                parts.update(text_encoder_2=self.text_encoder_2, tokenizer_2=self.tokenizer_2)
+            else:
+                parts.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            self.pipe = cls(**parts)
+        return self.pipe
 
     @property
     def prediction_type(self) -> str:
@@ -80,41 +132,38 @@ class ModelBundle:
         return self.model_hash[:10]
 
 
-def default_model_path() -> Path:
-    """The portrait mini model shipped inside the package (used when no --model is given)."""
-    return Path(__file__).resolve().parent.parent / "models" / "portrait-mini"
-
-
-def default_bgm_model_path() -> Path:
-    """The spectrogram mini model shipped inside the package (the default for music)."""
-    return Path(__file__).resolve().parent.parent / "models" / "bgm-mini"
-
-
-def weights_hash(ref: str | os.PathLike | None = None) -> str | None:
-    """The `model_hash` `load_model(ref)` would report, without loading: for a local diffusers folder or
-    .safetensors file (None: the default model); None for anything else (hub ids, built pipelines).
-
-    Cache keys need the hash of the model in use, and a cache hit must not pay for loading it.
-    """
-    path = default_model_path() if ref is None else Path(ref).expanduser() if isinstance(ref, (str, os.PathLike)) else None
-    if path is None:
-        return None
-    if path.is_dir() and (path / "model_index.json").is_file():
-        return _hash_folder(path)
-    if path.suffix == ".safetensors" and path.is_file():
-        return _hash_files([path], path.parent)
-    return None
-
-
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """cuda > mps > cpu unless the caller says otherwise."""
+    """The caller's device, else $CHARFORGE_DEVICE, else cuda > mps > cpu; refused when it is not there."""
+    device = device if device is not None else os.environ.get("CHARFORGE_DEVICE") or None
     if device is not None:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise InvalidInput(f"unknown device {device!r}; this torch has {', '.join(_devices())}") from None
+        if not _available(chosen):
+            have = ", ".join(_devices())
+            raise InvalidInput(f"device {device} is not available: this torch ({torch.__version__}) has {have}")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _devices() -> list[str]:
+    found = ["cpu"]
+    found += [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    mps = getattr(torch.backends, "mps", None)
+    return found + (["mps"] if mps is not None and mps.is_available() else [])
+
+
+def _available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    if device.type == "mps":
+        return "mps" in _devices()
+    return True
 
 
 def pick_dtype(device: torch.device, dtype: torch.dtype | None = None) -> torch.dtype:
@@ -132,13 +181,14 @@ def load_model(
     config: str | os.PathLike | None = None,
 ) -> ModelBundle:
     """Load a diffusers folder, a single .safetensors file, a hub id, or adopt a built pipeline
-    (None: the shipped default model).
+    (None or "charforge-mini": the shipped portrait model; "charforge-mini-bgm": the shipped music model).
 
     A single-file checkpoint holds weights only; its component configs come from the hub (cached
     after the first time) unless `config` names a diffusers folder or hub id of the same architecture.
     """
     target_device = pick_device(device)
     target_dtype = pick_dtype(target_device, dtype)
+    ref = resolve_model_ref(ref)
     if ref is None:
         ref = default_model_path()
         if not (ref / "model_index.json").is_file():
@@ -148,11 +198,10 @@ def load_model(
     else:
         with _quiet_loading():
             pipe, source, model_hash = _load_pipeline(str(ref), target_dtype, config)
-    for name in _WEIGHT_COMPONENTS:
-        module = getattr(pipe, name)
-        if module.device != target_device or module.dtype != target_dtype:
-            module.to(device=target_device, dtype=target_dtype)
-        module.eval().requires_grad_(False)
+    if getattr(pipe, "text_encoder", None) is None:
+        raise ModelLoadError(f"{source} has no first text encoder (an SDXL refiner?); charforge needs a base model")
+    with _quiet_loading():
+        _place(pipe, target_device, target_dtype)
     log.info("loaded %s on %s/%s (weights sha256 %s)", source, target_device, target_dtype, model_hash[:10])
     return ModelBundle(
         unet=pipe.unet,
@@ -164,7 +213,24 @@ def load_model(
         source=source,
         device=target_device,
         dtype=target_dtype,
+        text_encoder_2=getattr(pipe, "text_encoder_2", None),
+        tokenizer_2=getattr(pipe, "tokenizer_2", None),
+        pipe=pipe,
     )
+
+
+def _place(pipe: Any, device: torch.device, dtype: torch.dtype) -> None:
+    """Every weight module on `device` in `dtype`, frozen; an SDXL VAE marked `force_upcast` stays in
+    fp32, because it overflows in fp16 (its pipelines upcast it for every encode and decode)."""
+    sdxl = pipe.unet.config.get("addition_embed_type") == "text_time"
+    for name in WEIGHT_COMPONENTS:
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        module_dtype = torch.float32 if sdxl and name == "vae" and module.config.get("force_upcast") else dtype
+        if module.device != device or module.dtype != module_dtype:
+            module.to(device=device, dtype=module_dtype)
+        module.eval().requires_grad_(False)
 
 
 @contextmanager
@@ -187,33 +253,71 @@ def _quiet_loading() -> Iterator[None]:
                 lib.enable_progress_bar()
 
 
-def _pipeline_class(in_channels: int | None = None):
-    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+def _pipeline_class(in_channels: int | None = None, sdxl: bool = False):
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+    )
 
+    if sdxl:
+        return StableDiffusionXLInpaintPipeline if in_channels == 9 else StableDiffusionXLPipeline
     return StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
+
+
+def _options(dtype: torch.dtype, sdxl: bool) -> dict[str, Any]:
+    """Loader keywords: SD pipelines carry a safety checker charforge does not use; SDXL ones have none."""
+    if sdxl:
+        return {"dtype": dtype}
+    return {"dtype": dtype, "safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+
+def _folder_layout(path: Path) -> tuple[int | None, bool]:
+    """(UNet input channels, is SDXL) of a diffusers folder, read from its JSON files."""
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    second = index.get("text_encoder_2")
+    sdxl = isinstance(second, list) and second[0] is not None
+    unet_config = path / "unet" / "config.json"
+    in_channels = (
+        json.loads(unet_config.read_text(encoding="utf-8")).get("in_channels") if unet_config.is_file() else None
+    )
+    return in_channels, sdxl
+
+
+def _checkpoint_layout(path: Path) -> tuple[int | None, bool]:
+    """(UNet input channels, is SDXL) of an original-layout checkpoint, from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = set(handle.keys())
+        first_conv = "model.diffusion_model.input_blocks.0.0.weight"
+        in_channels = handle.get_slice(first_conv).get_shape()[1] if first_conv in keys else None
+    return in_channels, any(key.startswith("conditioner.embedders.1.") for key in keys)
 
 
 def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | None) -> tuple[Any, str, str]:
     path = Path(ref).expanduser()
-    common = dict(dtype=dtype, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(f"model folder {path} has no model_index.json (expected a diffusers folder)")
         _refuse_pickle_only(path)
         try:
-            pipe = _pipeline_class().from_pretrained(path, use_safetensors=True, local_files_only=True, **common)
+            in_channels, sdxl = _folder_layout(path)
+            cls = _pipeline_class(in_channels, sdxl)
+            pipe = cls.from_pretrained(path, use_safetensors=True, local_files_only=True, **_options(dtype, sdxl))
         except Exception as exc:  # diffusers raises many types; the user needs one line
             raise ModelLoadError(f"cannot load model folder {path}: {_first_line(exc)}") from exc
-        return pipe, str(path), _hash_folder(path)
+        return pipe, str(path), hash_folder(path)
     if path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
         raise ModelLoadError(f"refusing {path.name}: pickle checkpoints are unsafe; convert it to .safetensors")
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
-        if config is not None:
-            common["config"] = str(config)
         try:
-            pipe = _pipeline_class().from_single_file(str(path), **common)
+            in_channels, sdxl = _checkpoint_layout(path)
+            options = _options(dtype, sdxl) | ({} if config is None else {"config": str(config)})
+            pipe = _pipeline_class(in_channels, sdxl).from_single_file(str(path), **options)
         except Exception as exc:
             reason = _first_line(exc)
             if config is None and any(word in reason.lower() for word in ("offline", "cache", "connect", "resolve")):
@@ -222,10 +326,10 @@ def _load_pipeline(ref: str, dtype: torch.dtype, config: str | os.PathLike | Non
                 f"cannot load checkpoint {path.name} ({reason}); pass a diffusers folder of the same "
                 "architecture as its config (CLI: --config FOLDER), or use a diffusers folder as the model"
             ) from exc
-        return pipe, str(path), _hash_files([path], path.parent)
+        return pipe, str(path), hash_files([path], path.parent)
     if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") != 1:
         raise ModelLoadError(f"model not found: {ref} (pass a diffusers folder, a .safetensors file or a hub id)")
-    return _load_from_hub(ref, common)
+    return _load_from_hub(ref, _options(dtype, sdxl=False))
 
 
 def _load_from_hub(repo_id: str, common: dict) -> tuple[Any, str, str]:
@@ -240,12 +344,12 @@ def _load_from_hub(repo_id: str, common: dict) -> tuple[Any, str, str]:
             f"local diffusers folder, e.g. --model /path/to/{repo_id.split('/')[-1]}"
         ) from exc
     folder = Path(pipe._name_or_path) if Path(getattr(pipe, "_name_or_path", "")).is_dir() else None
-    model_hash = _hash_folder(folder) if folder is not None else _hash_modules(pipe)
+    model_hash = hash_folder(folder) if folder is not None else _hash_modules(pipe)
     return pipe, repo_id, model_hash
 
 
 def _refuse_pickle_only(path: Path) -> None:
-    for name in _WEIGHT_COMPONENTS:
+    for name in WEIGHT_COMPONENTS:
         sub = path / name
         if sub.is_dir() and not any(sub.glob("*.safetensors")):
             raise ModelLoadError(
@@ -259,33 +363,14 @@ def _first_line(exc: BaseException) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-def _hash_folder(path: Path) -> str:
-    files = sorted(f for name in _WEIGHT_COMPONENTS for f in (path / name).glob("*.safetensors"))
-    return _hash_files(files, path)
-
-
-def _hash_files(files: list[Path], root: Path) -> str:
-    """sha256 over (relative name, bytes) of each weight file; cached per (path, size, mtime)."""
-    total = hashlib.sha256()
-    for file in files:
-        stat = file.stat()
-        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in _HASH_CACHE:
-            digest = hashlib.sha256()
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(block)
-            _HASH_CACHE[key] = digest.hexdigest()
-        total.update(file.relative_to(root).as_posix().encode())
-        total.update(_HASH_CACHE[key].encode())
-    return total.hexdigest()
-
-
 def _hash_modules(pipe: Any) -> str:
     """For a pipeline built in memory there are no files: hash the tensors themselves."""
     total = hashlib.sha256()
-    for name in _WEIGHT_COMPONENTS:
-        for key, tensor in sorted(getattr(pipe, name).state_dict().items()):
+    for name in WEIGHT_COMPONENTS:
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        for key, tensor in sorted(module.state_dict().items()):
             total.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             total.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return total.hexdigest()

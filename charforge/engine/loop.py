@@ -22,11 +22,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from diffusers.models.embeddings import get_timestep_embedding
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from charforge.engine.hooks import BatchLayout, Hook, StepContext
 from charforge.engine.loading import ModelBundle
+from charforge.engine.prompts import PromptEmbeds
 
 Generators = torch.Generator | list[torch.Generator] | None
 
@@ -119,8 +121,8 @@ def denoise(
     model: ModelBundle,
     scheduler: Any,
     latents: torch.Tensor,
-    cond: torch.Tensor,
-    uncond: torch.Tensor | None,
+    cond: torch.Tensor | PromptEmbeds,
+    uncond: torch.Tensor | PromptEmbeds | None,
     guidance_scale: float,
     hooks: Sequence[Hook] = (),
     *,
@@ -132,14 +134,19 @@ def denoise(
 ) -> torch.Tensor:
     """Denoise `latents` (B rows, already at the first timestep's noise level) and return the final latents.
 
-    `cond`/`uncond` are (B, L, D) prompt and negative embeddings; guidance is applied when
+    `cond`/`uncond` are the prompts' and negatives' `PromptEmbeds` (B rows, or one row shared by all),
+    or bare (B, L, D) embeddings for SD 1.x/2.x models; SDXL rows also carry pooled embeddings and,
+    unless given, get the image's own size as `add_time_ids`. Every row the UNet sees (guided,
+    unguided or, when skipped, none) takes its own conditioning. Guidance is applied when
     `guidance_scale > 1`, as in diffusers. `unet_extra_channels` (B, k, h, w) are appended to the
     scaled latents on the channel axis (mask + masked-image latents of 9-channel inpainting UNets).
     Runs under `no_grad`, not `inference_mode`, so hooks may `enable_grad` (loss guidance).
     """
     timesteps = scheduler.timesteps if timesteps is None else timesteps
     batch = latents.shape[0]
-    guided = uncond is not None and guidance_scale > 1
+    guided = uncond is not None and guidance_scale > 1 and not model.embeds_guidance
+    cond = _conditioning(model, cond, latents).expand(batch)
+    uncond = _conditioning(model, uncond, latents).expand(batch) if guided else None
     step_kwargs = scheduler_step_kwargs(scheduler, generators, eta)
     ctx = StepContext(
         index=0,
@@ -187,13 +194,19 @@ def denoise(
     return latents
 
 
-def _step_uncond(hooks: Sequence[Hook], ctx: StepContext, uncond: torch.Tensor, batch: int) -> torch.Tensor:
-    """This step's unconditional embeddings: the negative prompt's unless a hook supplies its own (last wins)."""
+def _conditioning(model: ModelBundle, embeds: torch.Tensor | PromptEmbeds, latents: torch.Tensor) -> PromptEmbeds:
+    """Bare embeddings become `PromptEmbeds`, ready for the UNet on these latents."""
+    return (PromptEmbeds(embeds) if isinstance(embeds, torch.Tensor) else embeds).for_latents(model, latents)
+
+
+def _step_uncond(hooks: Sequence[Hook], ctx: StepContext, uncond: PromptEmbeds, batch: int) -> PromptEmbeds:
+    """This step's unconditional rows: the negative prompt's unless a hook supplies token embeddings
+    of its own (last wins); pooled and size conditioning stay the negative's."""
     for hook in hooks:
         override = hook.uncond_embeddings(ctx)
         if override is not None:
-            uncond = override.to(device=uncond.device, dtype=uncond.dtype)
-    return uncond.expand(batch, -1, -1) if uncond.shape[0] == 1 else uncond
+            uncond = uncond.with_embeds(override.expand(batch, -1, -1) if override.shape[0] == 1 else override)
+    return uncond
 
 
 def _guided_prediction(
@@ -201,8 +214,8 @@ def _guided_prediction(
     scheduler: Any,
     latents: torch.Tensor,
     t: torch.Tensor,
-    cond: torch.Tensor,
-    uncond: torch.Tensor | None,
+    cond: PromptEmbeds,
+    uncond: PromptEmbeds | None,
     guidance_scale: float,
     layout: BatchLayout,
     extra_channels: torch.Tensor | None,
@@ -214,12 +227,16 @@ def _guided_prediction(
     full = len(layout.cond_rows) == latents.shape[0]
     if full and len(layout.uncond_rows) == latents.shape[0]:
         # common case: the exact batch diffusers' pipelines build
-        unet_input, embeds = torch.cat([model_input, model_input]), torch.cat([uncond, cond])
+        unet_input, embeds = torch.cat([model_input, model_input]), PromptEmbeds.cat([uncond, cond])
     else:
         uncond_rows, cond_rows = list(layout.uncond_rows), list(layout.cond_rows)
         unet_input = torch.cat([model_input[uncond_rows], model_input[cond_rows]])
-        embeds = torch.cat([uncond[uncond_rows], cond[cond_rows]]) if uncond_rows else cond[cond_rows]
-    output = model.unet(unet_input, t, encoder_hidden_states=embeds, return_dict=False)[0]
+        parts = [uncond.rows(uncond_rows), cond.rows(cond_rows)] if uncond_rows else [cond.rows(cond_rows)]
+        embeds = PromptEmbeds.cat(parts)
+    extra: dict[str, Any] = {}
+    if model.embeds_guidance:
+        extra["timestep_cond"] = guidance_embedding(model, guidance_scale, unet_input.shape[0])
+    output = model.unet(unet_input, t, **embeds.unet_kwargs(), **extra, return_dict=False)[0]
 
     n_uncond = len(layout.uncond_rows)
     pred_uncond, pred_cond = output[:n_uncond], output[n_uncond:]
@@ -233,6 +250,15 @@ def _guided_prediction(
     return noise_pred
 
 
+def guidance_embedding(model: ModelBundle, guidance_scale: float, rows: int) -> torch.Tensor:
+    """(rows, time_cond_proj_dim) sinusoidal embedding of `guidance_scale - 1`, scaled by 1000 like a
+    timestep: the input LCM students were distilled with (diffusers' LCM pipelines build the same)."""
+    w = torch.full((rows,), (guidance_scale - 1) * 1000.0)
+    embedding = get_timestep_embedding(w, model.unet.config.time_cond_proj_dim, flip_sin_to_cos=False,
+                                       downscale_freq_shift=1)  # fmt: skip
+    return embedding.to(device=model.device, dtype=model.dtype)
+
+
 @torch.no_grad()
 def encode_images(model: ModelBundle, images: torch.Tensor, generators: Generators = None) -> torch.Tensor:
     """Pixels in [-1, 1] (B, 3, H, W) -> scaled latents, sampling the VAE posterior like diffusers does."""
@@ -243,16 +269,24 @@ def encode_images(model: ModelBundle, images: torch.Tensor, generators: Generato
     else:
         generator = generators[0] if isinstance(generators, list) else generators
         latents = model.vae.encode(images).latent_dist.sample(generator)
-    return _latent_scale(model, latents, encode=True)
+    return scale_latents(model, latents, encode=True).to(model.dtype)  # an upcast VAE answers in fp32
 
 
 def decode_latents(model: ModelBundle, latents: torch.Tensor) -> torch.Tensor:
     """Scaled latents -> pixels in [-1, 1]; differentiable (loss guidance decodes x0 under grad)."""
-    return model.vae.decode(_latent_scale(model, latents.to(model.vae.dtype), encode=False), return_dict=False)[0]
+    return model.vae.decode(scale_latents(model, latents.to(model.vae.dtype), encode=False), return_dict=False)[0]
 
 
-def _latent_scale(model: ModelBundle, latents: torch.Tensor, encode: bool) -> torch.Tensor:
-    """SD VAEs scale latents to unit variance (`scaling_factor`); some newer ones also shift them."""
-    scale = model.vae.config.scaling_factor
-    shift = getattr(model.vae.config, "shift_factor", None) or 0.0
+def scale_latents(model: ModelBundle, latents: torch.Tensor, encode: bool) -> torch.Tensor:
+    """SD VAEs scale latents to unit variance (`scaling_factor`); some newer ones also shift them, by
+    one number (`shift_factor`) or per channel (`latents_mean`/`latents_std`, as SDXL pipelines read)."""
+    config = model.vae.config
+    scale = config.scaling_factor
+    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+    if mean is not None and std is not None:
+        shape = (1, len(mean), 1, 1)
+        mean = torch.tensor(mean, device=latents.device, dtype=latents.dtype).view(shape)
+        std = torch.tensor(std, device=latents.device, dtype=latents.dtype).view(shape)
+        return (latents - mean) * scale / std if encode else latents * std / scale + mean
+    shift = getattr(config, "shift_factor", None) or 0.0
     return (latents - shift) * scale if encode else latents / scale + shift

@@ -14,19 +14,17 @@ import torch
 from diffusers.image_processor import VaeImageProcessor
 
 from charforge.engine.hooks import Hook, StepContext
+from charforge.engine.images import ImageInput, decode_pixels, prepare_image, to_pil
 from charforge.engine.loading import ModelBundle
 from charforge.engine.loop import (
-    decode_latents,
     denoise,
     encode_images,
     initial_noise,
     seeded_generators,
 )
-from charforge.engine.prompts import encode_prompts
+from charforge.engine.prompts import encode_pair, encode_text
 from charforge.engine.schedulers import make_scheduler, scheduler_key
 from charforge.errors import InvalidInput
-
-ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class Generation:
 
     @property
     def images(self) -> list[PIL.Image.Image]:
-        return VaeImageProcessor.numpy_to_pil(self.pixels.permute(0, 2, 3, 1).float().cpu().numpy())
+        return to_pil(self.pixels)
 
 
 @dataclass
@@ -221,14 +219,15 @@ def _run(
     timesteps: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
 ) -> Generation:
-    cond = encode_prompts(model, req.prompts)
-    uncond = encode_prompts(model, req.negatives) if req.guidance > 1 else None
+    if req.guidance > 1 and not model.embeds_guidance:
+        cond, uncond = encode_pair(model, req.prompts, req.negatives)
+    else:
+        cond, uncond = encode_text(model, req.prompts), None
     final = denoise(
         model, sched, latents, cond, uncond, req.guidance, hooks,
         timesteps=timesteps, generators=generators, eta=eta, unet_extra_channels=extra, progress=progress,
     )  # fmt: skip
-    with torch.no_grad():
-        pixels = (decode_latents(model, final) / 2 + 0.5).clamp(0, 1)
+    pixels = decode_pixels(model, final)
     base = GenerationParams(
         prompt="", negative_prompt="", seed=0, steps=req.steps, guidance=req.guidance, scheduler=req.scheduler,
         width=req.width, height=req.height, model_hash=model.model_hash, mode=mode, strength=strength,
@@ -287,11 +286,8 @@ def strength_timesteps(model: ModelBundle, sched, steps: int, strength: float) -
 
 
 def _preprocess(model: ModelBundle, image: ImageInput, width: int | None, height: int | None):
-    """Image -> (1, 3, H, W) in [-1, 1]; sizes default to the image's, rounded down to the VAE factor."""
-    processor = VaeImageProcessor(vae_scale_factor=model.vae_scale_factor)
-    pixels = processor.preprocess(image, height=height, width=width).to(torch.float32)
-    if pixels.shape[0] != 1:
-        raise InvalidInput(f"expected one image, got {pixels.shape[0]}")
+    """Image -> ((1, 3, H, W) in [-1, 1], W, H); sizes default to the image's, rounded down to the VAE factor."""
+    pixels = prepare_image(model, image, width, height)
     return pixels, pixels.shape[-1], pixels.shape[-2]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import PIL.Image
@@ -20,6 +19,7 @@ import charforge
 from charforge.engine.modes import GenerationParams
 from charforge.engine.schedulers import sampler_label
 from charforge.errors import InvalidInput
+from charforge.files import atomic_write
 
 
 def format_parameters(params: GenerationParams) -> str:
@@ -71,15 +71,7 @@ def save_png(image: PIL.Image.Image, path: str | os.PathLike, params: Generation
     info = PngInfo()
     if params is not None:
         info.add_text("parameters", format_parameters(params))
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG", pnginfo=info)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(target, lambda stream: image.save(stream, format="PNG", pnginfo=info))
 
 
 def read_parameters(path: str | os.PathLike) -> str | None:

@@ -31,10 +31,6 @@ SCHEDULERS: dict[str, tuple[type, str]] = {
 }
 
 
-def scheduler_names() -> list[str]:
-    return list(SCHEDULERS)
-
-
 def scheduler_key(name: str) -> str:
     """The canonical name for `name`, or one clear error listing the choices."""
     key = name.strip().lower()

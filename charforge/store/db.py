@@ -1,16 +1,19 @@
-"""Opening the workspace database: SQLite in WAL mode, serialised writers, migrations on demand.
+"""The workspace database: an SQLAlchemy `Engine` built from a URL, sessions per unit of work, migrations.
 
-Concurrency model. Readers use deferred transactions and see a consistent WAL snapshot without
+Any SQLAlchemy URL works (`Database.from_url`); dialect-specific set-up lives in one branch per
+dialect below. SQLite, the default (`charforge.db` in the workspace), is tuned for several processes
+sharing one file. Readers use deferred transactions and see a consistent WAL snapshot without
 blocking anyone. Writers start with BEGIN IMMEDIATE, taking SQLite's single write lock up front
 (waiting up to the busy timeout): a deferred writer that read first and wrote later could be refused
 with "database is locked" when another process committed in between, and no timeout can fix that.
 Lost updates between a read in one transaction and a write in another are caught one level up, by
-the characters' version counter.
+the characters' version counter (a compare-and-swap that holds on every dialect).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,8 +26,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
 import charforge
@@ -36,8 +39,8 @@ MIGRATIONS_DIR = Path(charforge.__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_S = 30.0
 
 
-def _make_engine(path: Path, *, immediate: bool, foreign_keys: bool, timeout: float) -> Engine:
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": timeout})
+def _sqlite_engine(url: URL, *, immediate: bool, foreign_keys: bool, timeout: float) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": timeout})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -55,6 +58,18 @@ def _make_engine(path: Path, *, immediate: bool, foreign_keys: bool, timeout: fl
     return engine
 
 
+def _make_engine(url: URL, *, immediate: bool, foreign_keys: bool, timeout: float) -> Engine:
+    """An engine for `url`; `immediate` asks for a writer that takes the write lock when it begins."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, immediate=immediate, foreign_keys=foreign_keys, timeout=timeout)
+    # Server databases enforce foreign keys and lock rows on write by themselves; the version counter
+    # catches lost updates. pool_pre_ping survives a server restart between units of work.
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:  # unknown dialect, or its driver is not installed
+        raise InvalidInput(f"cannot use database URL {url.render_as_string(hide_password=True)}: {exc}") from None
+
+
 def _busy(exc: OperationalError) -> ConflictError | None:
     if "locked" in str(exc.orig) or "busy" in str(exc.orig):
         return ConflictError(
@@ -63,14 +78,47 @@ def _busy(exc: OperationalError) -> ConflictError | None:
     return None
 
 
-class Database:
-    """Sessions and migrations for one `charforge.db` file."""
+def _parse_url(url: str | URL | os.PathLike[str]) -> URL:
+    """A URL from a URL or a plain file path (a path means an SQLite file)."""
+    if isinstance(url, URL):
+        return url
+    text = os.fspath(url)
+    if "://" not in text:
+        return URL.create("sqlite", database=str(Path(text)))
+    try:
+        return make_url(text)
+    except ArgumentError:
+        raise InvalidInput(f"not a database URL: {text!r} (e.g. sqlite:///path/charforge.db)") from None
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
-        self.path = Path(path)
+
+class Database:
+    """Sessions and migrations for one database (an SQLite file unless another URL is given).
+
+    Only `charforge.store` opens sessions: one per unit of work (`read` or `write`).
+    """
+
+    def __init__(self, url: str | URL | os.PathLike[str], *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        self.url = _parse_url(url)
         self._timeout = busy_timeout
-        self._reader = _make_engine(self.path, immediate=False, foreign_keys=True, timeout=busy_timeout)
-        self._writer = _make_engine(self.path, immediate=True, foreign_keys=True, timeout=busy_timeout)
+        self._reader = _make_engine(self.url, immediate=False, foreign_keys=True, timeout=busy_timeout)
+        self._writer = _make_engine(self.url, immediate=True, foreign_keys=True, timeout=busy_timeout)
+
+    @classmethod
+    def from_url(cls, url: str | URL, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Database:
+        """The database at an SQLAlchemy URL, e.g. `sqlite:///ws/charforge.db` or `postgresql+psycopg://...`."""
+        return cls(url, busy_timeout=busy_timeout)
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    @property
+    def path(self) -> Path | None:
+        """The database file (SQLite), else None."""
+        return Path(self.url.database) if self.dialect == "sqlite" and self.url.database else None
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else self.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         self._reader.dispose()
@@ -110,8 +158,14 @@ class Database:
         return head
 
     def current_revision(self) -> str | None:
-        with self._reader.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        try:
+            with self._reader.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except OperationalError as exc:
+            if busy := _busy(exc):
+                raise busy from exc
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise InvalidInput(f"cannot open the database {self}: {reason}") from None
 
     def upgrade(self, revision: str = "head") -> str | None:
         self._migrate(lambda cfg: command.upgrade(cfg, revision))
@@ -129,10 +183,10 @@ class Database:
             return
         if current is not None and self._unknown(current):
             raise InvalidInput(
-                f"workspace database {self.path} is at revision {current!r}, which this version of "
+                f"workspace database {self} is at revision {current!r}, which this version of "
                 "charforge does not know (was it made by a newer charforge?)"
             )
-        log.info("migrating %s from %s to %s", self.path, current or "empty", head)
+        log.info("migrating %s from %s to %s", self, current or "empty", head)
         self.upgrade("head")
 
     def _unknown(self, revision: str) -> bool:
@@ -142,9 +196,9 @@ class Database:
             return True
 
     def _migrate(self, run: Callable[[Config], None]) -> None:
-        # Foreign keys must be off while migrating: SQLite batch migrations drop and recreate tables,
+        # Foreign keys must be off while migrating SQLite: batch migrations drop and recreate tables,
         # and with enforcement on, dropping a parent table would cascade-delete its children's rows.
-        engine = _make_engine(self.path, immediate=True, foreign_keys=False, timeout=self._timeout)
+        engine = _make_engine(self.url, immediate=True, foreign_keys=False, timeout=self._timeout)
         try:
             with engine.begin() as conn:
                 cfg = Config()
@@ -154,10 +208,16 @@ class Database:
                     run(cfg)
                 except CommandError as exc:
                     raise InvalidInput(f"migration failed: {exc}") from None
-                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                if broken:
-                    raise IntegrityError(f"migration left {len(broken)} rows with dangling references; rolled back")
+                self._check_references(conn)
         except OperationalError as exc:
             raise (_busy(exc) or exc) from exc
         finally:
             engine.dispose()
+
+    def _check_references(self, conn: Connection) -> None:
+        """SQLite checks references only when asked (enforcement was off while migrating); servers always do."""
+        if self.dialect != "sqlite":
+            return
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise IntegrityError(f"migration left {len(broken)} rows with dangling references; rolled back")

@@ -192,9 +192,16 @@ class AssetRecord(Base):
 
 
 class JobRecord(Base):
-    """Long work (batch regeneration) that outlives one process: status, progress and the error if any."""
+    """Long work (batch regeneration) that outlives one process: status, progress and the error if any.
+
+    A job that makes one asset carries `key` (the asset's cache key): the unique (kind, character, key)
+    lets planning run twice, or in two processes, without a second row for the same asset. `worker`
+    names the process holding a running job (host:pid), so a claim left by a killed process is found
+    and released; `result` points at the stored asset once the job is done.
+    """
 
     __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("kind", "character_id", "key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -203,5 +210,10 @@ class JobRecord(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text)
+    key: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # What the finished job produced (plain JSON, e.g. the asset it rendered); None until then.
+    result: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -217,30 +217,36 @@ class Reweight(Controller):
 
 
 class LocalBlend(Controller):
-    """Keep everything outside the edited words' region identical to the source, step by step.
+    """Keep everything outside the edited region identical to the source, step by step.
 
-    The mask is the union over branches of where the given words attend (cross-attention averaged over
-    the steps so far), max-pooled to dilate it, rescaled to [0, 1] and thresholded. The paper divides
-    by the maximum; rescaling from the minimum too is the same for the peaked maps of large models and
-    still separates regions when a small model's maps are flat with a faint peak. After
-    each scheduler step a target row becomes source + mask * (target - source), row 0 being the
-    source. Once the source branch is no longer computed (an edit stops paying for it when no
-    controller reads its attention) the mask is frozen: the source's maps stop changing anyway.
+    After each scheduler step a target row becomes source + mask * (target - source), row 0 being
+    the source. The mask is either given (`LocalBlend(mask=cells)`: latent cells (h, w), 1 = may
+    change, known beforehand such as a character's face, applied from the first step) or found from
+    where the given words attend: the union over branches of their cross-attention averaged over the steps so far, max-pooled to dilate
+    it, rescaled to [0, 1] and thresholded. The paper divides by the maximum; rescaling from the
+    minimum too is the same for the peaked maps of large models and still separates regions when a
+    small model's maps are flat with a faint peak. Once the source branch is no longer computed (an
+    edit stops paying for it when no controller reads its attention) a found mask is frozen: the
+    source's maps stop changing anyway.
     """
 
     stage = 0
 
     def __init__(
         self,
-        tokenizer: Any,
-        prompts: Sequence[str],
-        words: Sequence[str],
+        tokenizer: Any = None,
+        prompts: Sequence[str] = (),
+        words: Sequence[str] = (),
         threshold: float = 0.3,
         dilation: int = 1,
         start: float = 0.2,
         max_tokens: int = 16 * 16,
+        *,
+        mask: torch.Tensor | None = None,
     ):
-        if not words:
+        if mask is not None and words:
+            raise InvalidInput("local blend takes words or a mask, not both")
+        if mask is None and not words:
             raise InvalidInput("local blend needs at least one word")
         self.columns: dict[int, list[int]] = {}
         for word in words:
@@ -257,11 +263,14 @@ class LocalBlend(Controller):
         self.dilation = dilation
         self.start = start
         self.store = AttentionStore(cross_max_tokens=max_tokens, self_max_tokens=0, keep_steps=False)
-        self.mask: torch.Tensor | None = None
-        self.frozen = False
+        self.fixed = mask
+        self.mask = mask
+        self.frozen = mask is not None
         self.start_step = 0
 
     def begin(self, control: AttentionControl, ctx: StepContext) -> None:
+        if self.fixed is not None:  # a given mask: no attention to read, blend from the first step
+            return
         self.store.begin(control, ctx)
         self.mask, self.frozen = None, False
         self.start_step = int(self.start * ctx.num_steps)

@@ -9,17 +9,17 @@ prompt's: "hair" never matches inside "hairband".
 from __future__ import annotations
 
 import difflib
-import re
 from typing import Any
 
 import torch
 
+from charforge.engine.prompts import expand_tokens, parse_emphasis
 from charforge.errors import InvalidInput
 
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of `prompt` without BOS/EOS/padding (position p here is column p + 1 of a map)."""
-    return list(tokenizer(prompt, add_special_tokens=False).input_ids)
+    return list(tokenizer(expand_tokens(tokenizer, prompt), add_special_tokens=False).input_ids)
 
 
 def max_columns(tokenizer: Any) -> int:
@@ -115,53 +115,6 @@ def refinement_alignment(tokenizer: Any, source: str, target: str) -> tuple[torc
         s_col += 1
         t_col += 1
     return index, alpha
-
-
-_EMPHASIS = re.compile(r"\\[()\[\]]|\(|\)|\[|\]|:\s*([+-]?\d*\.?\d+)\s*\)|[^\\()\[\]:]+|:")
-
-
-def parse_emphasis(prompt: str) -> tuple[str, list[tuple[str, float]]]:
-    """Split "a (smiling:1.4) girl, ((red)) hair, [sad]" into plain text and weighted segments.
-
-    The syntax is the one Stable Diffusion front ends use: (text:w) sets w, (text) multiplies by 1.1,
-    [text] divides by 1.1, nesting multiplies, \\( is a literal bracket. Returns the prompt with the
-    markup removed and its pieces with their weights, in order (their concatenation is the text).
-    """
-    segments: list[tuple[str, float]] = []
-    round_open: list[int] = []
-    square_open: list[int] = []
-
-    def scale(start: int, factor: float) -> None:
-        for k in range(start, len(segments)):
-            segments[k] = (segments[k][0], segments[k][1] * factor)
-
-    for match in _EMPHASIS.finditer(prompt):
-        text, weight = match.group(0), match.group(1)
-        if text.startswith("\\"):
-            segments.append((text[1:], 1.0))
-        elif text == "(":
-            round_open.append(len(segments))
-        elif text == "[":
-            square_open.append(len(segments))
-        elif weight is not None and round_open:
-            scale(round_open.pop(), float(weight))
-        elif text == ")" and round_open:
-            scale(round_open.pop(), 1.1)
-        elif text == "]" and square_open:
-            scale(square_open.pop(), 1 / 1.1)
-        elif weight is not None or text in (")", "]"):
-            raise InvalidInput(f"unbalanced emphasis bracket in prompt '{prompt}'")
-        else:
-            segments.append((text, 1.0))
-    if round_open or square_open:
-        raise InvalidInput(f"unclosed emphasis bracket in prompt '{prompt}'")
-    merged: list[tuple[str, float]] = []
-    for text, w in segments:
-        if merged and merged[-1][1] == w:
-            merged[-1] = (merged[-1][0] + text, w)
-        else:
-            merged.append((text, w))
-    return "".join(text for text, _ in merged), merged
 
 
 def emphasis_weights(tokenizer: Any, prompt: str) -> tuple[str, torch.Tensor]:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from charforge.audio.codec import SpectrogramCodec
 from charforge.audio.mood import arousal_bpm, mood_table, prompt_for
 from charforge.errors import InvalidInput
+from charforge.files import atomic_write
 from charforge.recipes.bgm_mini import music
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,5 @@ class BGMSource:
             self._render_loop(j)
         log.info("rendered %d BGM loops into %d spectrogram images", len(todo), self.count)
         if path is not None:
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as handle:
-                np.save(handle, self._pixels, allow_pickle=False)
-            tmp.replace(path)
-            sidecar.write_text(json.dumps(stamp), encoding="utf-8")
+            atomic_write(path, lambda handle: np.save(handle, self._pixels, allow_pickle=False))
+            atomic_write(sidecar, json.dumps(stamp).encode("utf-8"))

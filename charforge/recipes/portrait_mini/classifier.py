@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 from torch import nn
 from tqdm.auto import tqdm
 
 from charforge.errors import ModelLoadError
+from charforge.files import atomic_write
 from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.dataset import image_to_tensor
 from charforge.recipes.portrait_mini.render import Portrait
@@ -124,10 +126,7 @@ def train_classifier(seconds: float = 480.0, count: int = 8000, seed: int = 7, b
 
 def save_classifier(model: PortraitClassifier, path: str | Path = WEIGHTS) -> Path:
     path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, save_tensors({k: v.contiguous() for k, v in model.state_dict().items()}))
 
 
 def load_classifier(path: str | Path = WEIGHTS) -> PortraitClassifier:

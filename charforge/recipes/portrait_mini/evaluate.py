@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from charforge.engine.images import psnr, unit_pixels
 from charforge.errors import ModelLoadError
 from charforge.recipes.portrait_mini.classifier import HEADS, accuracy, load_classifier, render_set
 from charforge.recipes.portrait_mini.render import sample_portraits
@@ -40,12 +40,6 @@ def load_pipeline(model: str | Path | None = None):
     return pipe
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [-1, 1] (peak-to-peak 2), over the whole batch."""
-    mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).mean())
-    return 10 * math.log10(4.0 / max(mse, 1e-12))
-
-
 @torch.no_grad()
 def vae_psnr(pipe, count: int = 200) -> float:
     images, _ = render_set(VAE_SEED, count, held_out=True)
@@ -53,7 +47,7 @@ def vae_psnr(pipe, count: int = 200) -> float:
     for start in range(0, count, 50):
         x = images[start:start + 50]
         recon.append(pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample)
-    return psnr(torch.cat(recon), images)
+    return psnr(unit_pixels(torch.cat(recon)), unit_pixels(images))
 
 
 @torch.no_grad()
@@ -92,15 +86,3 @@ def evaluate(model: str | Path | None = None, *, samples: int = 200, steps: int 
     }
     log.info("evaluation: %s", report)
     return report
-
-
-def contact_sheet(images: torch.Tensor, columns: int = 10) -> np.ndarray:
-    """Tile N x 3 x H x W images in [-1, 1] into one uint8 picture (for eyeballing a run)."""
-    n, _, h, w = images.shape
-    rows = math.ceil(n / columns)
-    sheet = np.full((rows * h, columns * w, 3), 255, dtype=np.uint8)
-    pix = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    for i in range(n):
-        r, c = divmod(i, columns)
-        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = pix[i]
-    return sheet

@@ -1,0 +1,182 @@
+"""`charforge train|eval portrait-mini|bgm-mini`: rebuild and measure the mini models charforge ships.
+
+Not to be confused with `charforge bgm` (charforge.cli.music), which makes a character's music. The
+recipes (torch, diffusers) are imported inside the commands, after the arguments are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from charforge.cli.options import (
+    SEED_MAX,
+    DeviceOpt,
+    GuidanceOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    finite,
+    output_folder,
+    use_device,
+)
+from charforge.errors import InvalidInput
+
+train_app = typer.Typer()
+eval_app = typer.Typer()
+
+RunDirOpt = Annotated[
+    Path,
+    typer.Option(parser=output_folder(parent_must_exist=False),
+                 help="Run directory: checkpoint, logs, and the exported model in OUT/model."),
+]  # fmt: skip
+MinutesOpt = Annotated[float, typer.Option(parser=finite(0.0, low_open=True), help="Wall-clock training budget.")]
+ResumeOpt = Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")]
+TrainSeedOpt = Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of weights, data order and noise.")]
+
+
+def _check_run(out: Path, resume: bool, device: str | None) -> None:
+    """A run directory is new, or an existing run that --resume continues: never silently overwritten."""
+    if device not in (None, "cpu"):
+        raise InvalidInput(
+            f"training runs on the CPU only (the recipes do not move their models), got --device {device}"
+        )
+    if not resume and (out / "checkpoint").exists():
+        raise InvalidInput(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+def print_report(report: dict[str, Any], as_json: bool) -> None:
+    """JSON for scripts; otherwise a table of the figures (per-clip rows are left to --json)."""
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table("figure", "value")
+
+    def add(prefix: str, data: dict[str, Any]) -> None:
+        for key, value in data.items():
+            if key == "rows":
+                continue
+            if isinstance(value, dict):
+                add(f"{prefix}{key}.", value)
+            else:
+                table.add_row(f"{prefix}{key}", f"{value:.4g}" if isinstance(value, float) else str(value))
+
+    add("", report)
+    Console().print(table)
+
+
+@train_app.command("portrait-mini")
+def train_portrait_mini(
+    out: RunDirOpt,
+    minutes: MinutesOpt = 55.0,
+    resume: ResumeOpt = False,
+    seed: TrainSeedOpt = 0,
+    decoder_minutes: Annotated[
+        float,
+        typer.Option(
+            parser=finite(0.0),
+            help="Extra decoder-only fine-tune after the UNet phase (sharper pictures, same latent space).",
+        ),
+    ] = 10.0,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Torch threads (default: the run's, 2 for a new run); 1 when another job shares the cores."
+        ),
+    ] = None,
+    device: DeviceOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Train the default portrait model from scratch (or resume), then export a diffusers folder."""
+    _check_run(out, resume, device)
+    from charforge.recipes.portrait_mini.recipe import train_portrait_mini as run
+
+    folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads)
+    typer.echo(str(folder))
+
+
+@train_app.command("bgm-mini")
+def train_bgm_mini(
+    out: RunDirOpt,
+    minutes: MinutesOpt = 45.0,
+    resume: ResumeOpt = False,
+    seed: TrainSeedOpt = 0,
+    threads: Annotated[int, typer.Option(min=1, help="Torch threads (1 when another training shares the cores).")] = 1,
+    device: DeviceOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Train the default BGM model (spectrograms of procedural music), then export a diffusers folder."""
+    _check_run(out, resume, device)
+    from charforge.recipes.bgm_mini.train import train_bgm_mini as run
+
+    typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed, threads=threads)))
+
+
+@eval_app.command("portrait-mini")
+def eval_portrait_mini(
+    model: Annotated[Path | None, typer.Option(help="Diffusers folder (default: the shipped model).")] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Generated samples to score.")] = 200,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps per sample.")] = 25,
+    guidance: GuidanceOpt = 5.0,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Hair-colour and expression accuracy of generated samples on held-out prompts, and VAE PSNR."""
+    _check_model_folder(model)
+    use_device(device)
+    from charforge.recipes.portrait_mini.evaluate import evaluate
+
+    print_report(evaluate(model, samples=samples, steps=steps, guidance=guidance), as_json)
+
+
+@eval_app.command("bgm-mini")
+def eval_bgm_mini(
+    model: Annotated[
+        Path | None, typer.Option(help="Diffusers folder of a BGM model (default: the shipped one).")
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Held-out seeds per grid cell and lead (9001, 9002, ...).")] = 4,
+    leads: Annotated[str, typer.Option(help="Comma-separated leads rendered in every cell.")] = "piano,pluck",
+    seconds: Annotated[
+        float, typer.Option(parser=finite(0.0, 300.0, low_open=True), help="Length of each clip.")
+    ] = 10.0,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps per tile.")] = 20,
+    guidance: GuidanceOpt = 5.0,
+    vae: Annotated[int, typer.Option(min=0, help="Also check mode survival through the VAE on this many images.")] = 0,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Mode per valence, tempo per arousal, loudness: issue #17's grid heard by independent listeners."""
+    names = tuple(x.strip() for x in leads.split(",") if x.strip())
+    from charforge.recipes.bgm_mini.dataset import LEADS
+
+    if not names or not set(names) <= set(LEADS):
+        raise InvalidInput(f"--leads must be among {', '.join(LEADS)}, got {leads!r}")
+    _check_model_folder(model)
+    use_device(device)
+    from charforge.engine.loading import default_bgm_model_path
+    from charforge.recipes.bgm_mini.evaluate import evaluate_bgm, format_report, vae_mode_survival
+
+    model = default_bgm_model_path() if model is None else model
+    _check_model_folder(model)
+    report = evaluate_bgm(model, seeds=seeds, leads=names, seconds=seconds, steps=steps, guidance=guidance)
+    if vae:
+        report["vae"] = vae_mode_survival(model, samples=vae)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(format_report(report))
+    if vae:
+        typer.echo(f"VAE: {report['vae']}")
+
+
+def _check_model_folder(model: Path | None) -> None:
+    if model is not None and not (model / "model_index.json").is_file():
+        raise InvalidInput(f"{model} is not a diffusers model folder (no model_index.json)")

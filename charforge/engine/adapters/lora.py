@@ -1,0 +1,143 @@
+"""LoRA with peft: low-rank updates of the UNet's attention projections (optionally the text encoder's).
+
+Training adds a peft adapter to private copies of the UNet (`to_q`, `to_k`, `to_v`, `to_out.0`, as in
+diffusers' `train_text_to_image_lora.py`) and, if asked, of the text encoder, so the shared model is
+never touched. The learnt weights leave through diffusers' own `save_lora_weights`, so they are in
+the `pytorch_lora_weights.safetensors` layout every diffusers pipeline loads; files coming in (diffusers,
+peft or kohya layouts) are kept as they are and converted by diffusers' `load_lora_weights` when worn,
+so an export gives back the imported file's tensors. Safetensors only.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from charforge.engine.adapters.textual_inversion import TokenEncoder
+from charforge.engine.adapters.training import FitResult, TrainingSet, fit
+from charforge.engine.loading import ModelBundle
+from charforge.errors import InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+LORA_FILE = "pytorch_lora_weights.safetensors"  # the name diffusers' save_lora_weights writes
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def check_lora_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors if diffusers can read them as a Stable Diffusion LoRA (its converters decide)."""
+    from diffusers import StableDiffusionPipeline
+
+    if not tensors or not any("lora" in key for key in tensors):
+        raise InvalidInput("not a LoRA: no lora weights among its tensors")
+    try:
+        StableDiffusionPipeline.lora_state_dict(dict(tensors))
+    except Exception as exc:  # diffusers raises ValueError/KeyError/...; the user needs one line
+        raise InvalidInput(f"not a LoRA diffusers can read ({str(exc).splitlines()[0][:200]})") from None
+    return dict(tensors)
+
+
+def read_lora(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a LoRA file (safetensors only: pickled .bin/.pt/.ckpt LoRAs can run code)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise InvalidInput(f"refusing {path.name}: only .safetensors LoRAs are read (pickle files can run code)")
+    if not path.is_file():
+        raise NotFound(f"LoRA file not found: {path}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise InvalidInput(f"{path.name} is not a readable safetensors file ({exc})") from None
+    return check_lora_tensors(tensors)
+
+
+def write_lora(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]) -> Path:
+    """Write the tensors as a safetensors file, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def _lora_config(rank: int, targets: tuple[str, ...]):
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(targets))
+
+
+def _diffusers_layout(unet, text_encoder) -> dict[str, torch.Tensor]:
+    """The adapters' weights as diffusers' `save_lora_weights` writes them (read back from its file)."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    unet_layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    text_layers = None
+    if text_encoder is not None:  # injected by peft directly: its weights carry the adapter name in their keys
+        lora = {k.replace(".default.", "."): v for k, v in text_encoder.state_dict().items() if ".lora_" in k}
+        text_layers = convert_state_dict_to_diffusers(lora)
+    with tempfile.TemporaryDirectory() as folder:
+        StableDiffusionPipeline.save_lora_weights(
+            folder, unet_lora_layers=unet_layers, text_encoder_lora_layers=text_layers, weight_name=LORA_FILE
+        )
+        return load_file(str(Path(folder) / LORA_FILE))
+
+
+def train_lora(
+    model: ModelBundle,
+    data: TrainingSet,
+    *,
+    rank: int = 4,
+    text_encoder: bool = False,
+    tokens: Mapping[str, torch.Tensor] | None = None,
+    steps: int = 600,
+    lr: float = 2e-3,
+    batch: int = 4,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[dict[str, torch.Tensor], FitResult]:
+    """Learn a rank-`rank` LoRA from `data`; returns its tensors in diffusers' LoRA file layout.
+
+    `tokens` (e.g. the character's learnt token) are active, fixed, while the LoRA learns.
+    """
+    if not 1 <= rank <= 128:
+        raise InvalidInput(f"rank must be between 1 and 128, got {rank}")
+    torch.manual_seed(seed)  # peft's gaussian init of the A matrices
+    unet = copy.deepcopy(model.unet).requires_grad_(False)
+    unet.add_adapter(_lora_config(rank, UNET_TARGETS))
+    encoder = TokenEncoder(model, tokens or {})
+    encoder.text_encoder.requires_grad_(False)
+    modules = {"unet": unet}
+    if text_encoder:
+        from peft import inject_adapter_in_model
+
+        inject_adapter_in_model(_lora_config(rank, TEXT_TARGETS), encoder.text_encoder)
+        modules["text_encoder"] = encoder.text_encoder
+    params = {
+        f"{prefix}.{name}": p
+        for prefix, module in modules.items()
+        for name, p in module.named_parameters()
+        if p.requires_grad
+    }
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in params.items()}
+
+    result = fit(
+        model, data, list(params.values()), encoder, snapshot, unet=unet,
+        steps=steps, lr=lr, batch=batch, seed=seed, progress=progress, desc=f"learn LoRA r{rank}",
+    )  # fmt: skip
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(result.state[name])
+    return _diffusers_layout(unet, encoder.text_encoder if text_encoder else None), result

@@ -1,0 +1,258 @@
+"""One character's aggregate in the store: its row, identity artifacts, emotion history and assets.
+
+A `CharacterStore` keeps the row it last read or wrote (`row`, at `row.version`). Changes to what
+defines the character (prompts, seed, model, name, identity tensors) are compare-and-swap against
+that version, so a process holding an old snapshot gets a `ConflictError` instead of silently
+overwriting another process's change. Appends (emotion states, assets) cannot overwrite anything and
+always go through. Every method is one unit of work (one session, one transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from charforge.canonical import canonical_json
+from charforge.emotion.state import EmotionState
+from charforge.errors import AlreadyExists, InvalidInput, NotFound
+from charforge.paths import Workspace, asset_relpath, sha256_bytes, validate_slug
+from charforge.store import artifacts, assets, characters, emotions
+from charforge.store.blobs import decode_tensors, encode_tensors
+from charforge.store.models import (
+    AssetKind,
+    AssetRecord,
+    CharacterRecord,
+    EmotionSource,
+    IdentityKind,
+    utcnow,
+)
+from charforge.store.records import (
+    ArtifactInfo,
+    Asset,
+    CharacterRow,
+    EmotionEntry,
+    IdentityArtifact,
+)
+from charforge.validation import parse_enum
+
+if TYPE_CHECKING:
+    import torch
+
+    from charforge.store.repository import Repository
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUFFIX = {AssetKind.CG: ".png", AssetKind.SPRITE: ".png", AssetKind.BGM: ".wav"}
+# The columns a definition change may set (validated by the caller, e.g. through a CharacterCard).
+DEFINITION = ("display_name", "base_prompt", "negative_prompt", "seed", "model_ref", "model_hash", "settings")
+
+
+def check_sha256(value: object, what: str) -> str:
+    if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        raise InvalidInput(f"{what} must be a sha256 hex digest (64 lowercase hex characters), got {value!r}")
+    return value
+
+
+class CharacterStore:
+    """The store seen from one character (get one from `Repository.character`)."""
+
+    def __init__(self, repository: Repository, row: CharacterRow) -> None:
+        self.repository = repository
+        self.row = row
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.repository.workspace
+
+    @contextmanager
+    def _change(self) -> Iterator[tuple[Session, CharacterRecord]]:
+        """A write of the row, provided nobody changed it since `row` (the snapshot moves on commit)."""
+        with self.repository.db.write() as session:
+            rec = characters.for_change(session, self.row)
+            yield session, rec
+            row = characters.commit_change(session, rec)
+        self.row = row
+
+    # the row ------------------------------------------------------------------------------------
+
+    def refresh(self) -> CharacterRow:
+        """Re-read the row (after another process changed it)."""
+        with self.repository.db.read() as session:
+            self.row = CharacterRow.of(characters.current(session, self.row))
+        return self.row
+
+    def define(self, **values: Any) -> CharacterRow:
+        """Set columns of the definition (names in `DEFINITION`, values already validated)."""
+        unknown = set(values) - set(DEFINITION)
+        if unknown:
+            raise InvalidInput(f"not part of a character's definition: {', '.join(sorted(unknown))}")
+        if values.get("model_hash") is not None:
+            check_sha256(values["model_hash"], "model hash")
+        with self._change() as (_, rec):
+            for key, value in values.items():
+                setattr(rec, key, value)
+        return self.row
+
+    def rename(self, new_name: str) -> CharacterRow:
+        validate_slug(new_name)
+        if new_name == self.row.name:
+            return self.row
+        with self._change() as (session, rec):
+            if characters.find(session, new_name) is not None:
+                raise AlreadyExists(f"a character named {new_name!r} already exists")
+            rec.slug = new_name
+        return self.row
+
+    # identity -----------------------------------------------------------------------------------
+
+    def put_identity(
+        self,
+        kind: IdentityKind | str,
+        tensors: Mapping[str, torch.Tensor],
+        *,
+        name: str = "main",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ArtifactInfo:
+        """Store (or replace) one identity artifact as a safetensors blob with its sha256.
+
+        `metadata` holds how it was made (method, steps, guidance, model hash) as plain JSON. An
+        identity change is a change of the character (compare-and-swap, new version).
+        """
+        kind = parse_enum(IdentityKind, kind, "identity kind")
+        validate_slug(name)
+        meta = dict(metadata or {})
+        canonical_json(meta)  # rejects values that are not plain JSON
+        data, digest = encode_tensors(tensors)
+        with self._change() as (session, rec):
+            info = ArtifactInfo.of(artifacts.replace(session, rec.id, kind.value, name, data, digest, meta))
+        return info
+
+    def get_identity(self, kind: IdentityKind | str, *, name: str = "main") -> IdentityArtifact:
+        """The artifact with its tensors; IntegrityError if the blob no longer matches its sha256."""
+        kind = parse_enum(IdentityKind, kind, "identity kind")
+        with self.repository.db.read() as session:
+            characters.current(session, self.row)
+            art = artifacts.one(session, self.row.id, kind.value, name)
+            if art is None:
+                raise NotFound(f"character {self.row.name!r} has no {kind.value} artifact named {name!r}")
+            info, data, expected = ArtifactInfo.of(art), art.data, art.sha256
+        tensors = decode_tensors(data, expected, f"{kind.value}/{name} of {self.row.name!r}")
+        return IdentityArtifact(**vars(info), tensors=tensors)
+
+    def identity(self) -> list[ArtifactInfo]:
+        """All identity artifacts (without loading their tensors)."""
+        with self.repository.db.read() as session:
+            characters.current(session, self.row)
+            return [ArtifactInfo.of(r) for r in artifacts.listing(session, self.row.id)]
+
+    def delete_identity(self, kind: IdentityKind | str | None = None, *, name: str | None = None) -> int:
+        """Drop identity artifacts (all, all of a kind, or one); returns how many were removed."""
+        value = None if kind is None else parse_enum(IdentityKind, kind, "identity kind").value
+        with self.repository.db.write() as session:
+            rec = characters.for_change(session, self.row)
+            removed = artifacts.remove(session, rec.id, value, name)
+            row = characters.commit_change(session, rec) if removed else self.row
+        self.row = row
+        return removed
+
+    # emotion ------------------------------------------------------------------------------------
+
+    def record_emotion(
+        self, state: EmotionState | Mapping[str, float], *, source: EmotionSource | str = EmotionSource.API
+    ) -> EmotionEntry:
+        """Append a state to the history and make it the current one (an append: never a conflict)."""
+        state = EmotionState.coerce(state)
+        source = parse_enum(EmotionSource, source, "emotion source")
+        with self.repository.db.write() as session:
+            rec = characters.current(session, self.row, lock=True)
+            rec.current_state = state.intensities()
+            rec.current_state_hash = state.canonical_hash()
+            row = characters.commit_change(session, rec)
+            entry = EmotionEntry.of(
+                emotions.append(session, rec.id, state.intensities(), rec.current_state_hash, source.value, rec.version)
+            )
+        self.row = row
+        return entry
+
+    def history(self, limit: int | None = None) -> list[EmotionEntry]:
+        """Recorded states, oldest first; with `limit`, only the most recent `limit` of them."""
+        if limit is not None and limit < 0:
+            raise InvalidInput(f"limit must be >= 0, got {limit}")
+        with self.repository.db.read() as session:
+            characters.current(session, self.row)
+            return [EmotionEntry.of(r) for r in emotions.recent(session, self.row.id, limit)]
+
+    def history_count(self) -> int:
+        with self.repository.db.read() as session:
+            return emotions.count(session, self.row.id)
+
+    # assets -------------------------------------------------------------------------------------
+
+    def add_asset(
+        self,
+        data: bytes,
+        kind: AssetKind | str,
+        state_hash: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        suffix: str | None = None,
+    ) -> Asset:
+        """Store rendered bytes for a state: atomic, content-addressed file plus a row keyed by `state_hash`.
+
+        If this state already has an intact asset of this kind, that one is kept and returned (two
+        processes rendering the same state at once end with one asset).
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidInput(f"asset data must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        kind = parse_enum(AssetKind, kind, "asset kind")
+        check_sha256(state_hash, "state hash")
+        params = dict(params or {})
+        canonical_json(params)  # rejects values that are not plain JSON
+        digest = sha256_bytes(data)
+        rel = asset_relpath(kind.value, digest, suffix or DEFAULT_SUFFIX[kind])
+        workspace = self.repository.workspace
+        target = workspace.resolve(rel)
+        if not (target.is_file() and sha256_bytes(target.read_bytes()) == digest):
+            workspace.write_atomic(rel, data)
+        orphan: str | None = None
+        with self.repository.db.write() as session:
+            rec = characters.current(session, self.row, lock=True)
+            existing = assets.one(session, rec.id, kind.value, state_hash)
+            kept = None if existing is None else Asset.of(existing, workspace)
+            if kept is not None and kept.intact():
+                log.info("%s already has a %s for state %s; keeping it", self.row.name, kind.value, state_hash[:12])
+                orphan = None if existing.path == rel.as_posix() else rel.as_posix()
+                result = kept
+            else:  # new, or replacing an asset whose file was lost or damaged
+                row = existing or AssetRecord(character_id=rec.id, kind=kind.value, state_hash=state_hash)
+                row.path, row.sha256, row.size, row.params = rel.as_posix(), digest, len(data), params
+                row.created_at = utcnow()
+                session.add(row)
+                session.flush()
+                result = Asset.of(row, workspace)
+        if orphan is not None:
+            self.repository.remove_unreferenced([orphan])
+        return result
+
+    def find_asset(self, kind: AssetKind | str, state_hash: str) -> Asset | None:
+        """The stored asset for this state, or None (also when its file has gone missing)."""
+        kind = parse_enum(AssetKind, kind, "asset kind")
+        with self.repository.db.read() as session:
+            rec = assets.one(session, self.row.id, kind.value, state_hash)
+            asset = None if rec is None else Asset.of(rec, self.repository.workspace)
+        if asset is not None and not asset.path.is_file():
+            log.warning("asset file %s of %s is missing; treating as not rendered", asset.relpath, self.row.name)
+            return None
+        return asset
+
+    def assets(self, kind: AssetKind | str | None = None) -> list[Asset]:
+        """All assets, oldest first, optionally of one kind."""
+        value = None if kind is None else parse_enum(AssetKind, kind, "asset kind").value
+        with self.repository.db.read() as session:
+            characters.current(session, self.row)
+            return [Asset.of(r, self.repository.workspace) for r in assets.listing(session, self.row.id, value)]

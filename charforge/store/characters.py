@@ -1,0 +1,59 @@
+"""Queries on the characters table, and the compare-and-swap every change of a character goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from charforge.errors import ConflictError, NotFound
+from charforge.store.models import AssetRecord, CharacterRecord, utcnow
+from charforge.store.records import CharacterRow
+
+
+def find(session: Session, name: str) -> CharacterRecord | None:
+    return session.scalar(select(CharacterRecord).where(CharacterRecord.slug == name))
+
+
+def all_rows(session: Session) -> Sequence[CharacterRecord]:
+    return session.scalars(select(CharacterRecord).order_by(CharacterRecord.slug)).all()
+
+
+def current(session: Session, row: CharacterRow, *, lock: bool = False) -> CharacterRecord:
+    """The row of the character `row` was read from, whatever its version now.
+
+    `lock` (writers) reads it with SELECT ... FOR UPDATE: on a server database a writer that read the
+    row without it could be overtaken before its UPDATE (appends would then fail as stale), while
+    SQLite's single writer already excludes that (the clause is not emitted there).
+    """
+    rec = session.get(CharacterRecord, row.id, with_for_update=True if lock else None)
+    if rec is None:
+        raise NotFound(f"character {row.name!r} no longer exists")
+    return rec
+
+
+def for_change(session: Session, row: CharacterRow) -> CharacterRecord:
+    """The row, provided nobody changed it since `row` was read (compare-and-swap)."""
+    rec = current(session, row, lock=True)
+    if rec.version != row.version:
+        raise ConflictError(
+            f"character {row.name!r} was changed by another writer (you have version {row.version}, "
+            f"the store has {rec.version}); call refresh() and retry"
+        )
+    return rec
+
+
+def commit_change(session: Session, rec: CharacterRecord) -> CharacterRow:
+    """Write a change of the row: UPDATE ... WHERE version = old (SQLAlchemy's version_id_col)."""
+    rec.updated_at = utcnow()
+    try:
+        session.flush()
+    except StaleDataError:
+        raise ConflictError(f"character {rec.slug!r} was changed by another writer; refresh and retry") from None
+    return CharacterRow.of(rec)
+
+
+def asset_paths(session: Session, character_id: int) -> list[str]:
+    return list(session.scalars(select(AssetRecord.path).where(AssetRecord.character_id == character_id)))

@@ -1,0 +1,34 @@
+"""Queries on the emotion history: appended states, oldest first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from charforge.store.models import EmotionRecord
+
+
+def append(
+    session: Session, character_id: int, state: dict[str, float], state_hash: str, source: str, version: int
+) -> EmotionRecord:
+    rec = EmotionRecord(
+        character_id=character_id, state=state, state_hash=state_hash, source=source, character_version=version
+    )
+    session.add(rec)
+    session.flush()
+    return rec
+
+
+def recent(session: Session, character_id: int, limit: int | None) -> list[EmotionRecord]:
+    """The last `limit` states (all with None), oldest first."""
+    query = select(EmotionRecord).where(EmotionRecord.character_id == character_id).order_by(EmotionRecord.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    rows: Sequence[EmotionRecord] = session.scalars(query).all()
+    return list(reversed(rows))
+
+
+def count(session: Session, character_id: int) -> int:
+    return session.scalar(select(func.count()).where(EmotionRecord.character_id == character_id)) or 0

@@ -1,0 +1,1 @@
+"""Builders shared by test folders (tiny models in other architectures, checkpoint writers)."""
