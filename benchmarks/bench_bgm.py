@@ -1,7 +1,8 @@
 """Realtime factor of BGM generation: seconds of music per second of wall time, on 2 CPU threads.
 
-Target: >= 1x realtime for generation + decode (a 10 s clip in <= 10 s). Times `generate_clip`'s two
-halves separately (diffusion: `generate_strip`; Griffin-Lim: the codec decode) for two variants in
+Target (issue #17): >= 2x realtime for generation + decode + loudness normalisation (a 10 s clip in
+<= 5 s). Times `generate_clip`'s halves separately (diffusion: `generate_strip`; Griffin-Lim decode and
+BS.1770 normalisation) for two variants in
 one run, interleaved round by round so load from other processes hits both alike, and prints the
 medians and the variant ratio.
 
@@ -28,10 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from charforge.recipes.bgm_mini.dataset import mood_prompt  # noqa: E402
 from charforge.audio.codec import SpectrogramCodec  # noqa: E402
 from charforge.audio.compose import generate_strip, preset_for  # noqa: E402
+from charforge.audio.loudness import normalize_loudness  # noqa: E402
 from charforge.engine import load_model  # noqa: E402
+from charforge.recipes.bgm_mini.dataset import mood_prompt  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "charforge" / "models" / "bgm-mini"
 PROMPT = mood_prompt(0.6, 0.6, "piano")
@@ -91,7 +93,7 @@ def main() -> None:
             start = time.perf_counter()
             strip = generate_strip(model, PROMPT, seconds=args.seconds, seed=round_index, **kwargs)
             middle = time.perf_counter()
-            codec.image_to_audio(strip, seed=round_index)
+            normalize_loudness(codec.image_to_audio(strip, seed=round_index), preset.sample_rate)
             generation[name].append(middle - start)
             decoding[name].append(time.perf_counter() - middle)
 
@@ -108,7 +110,7 @@ def main() -> None:
         gen, dec = statistics.median(generation[name]), statistics.median(decoding[name])
         totals[name] = gen + dec
         print(f"{name:>13}: generate {gen:6.2f} s ({args.seconds / gen:5.2f}x realtime)   decode {dec:5.2f} s   "
-              f"generate+decode {gen + dec:6.2f} s ({args.seconds / (gen + dec):5.2f}x realtime; target >= 1x)")
+              f"generate+decode {gen + dec:6.2f} s ({args.seconds / (gen + dec):5.2f}x realtime; target >= 2x)")
     (a, _), (b, _) = VARIANTS[args.compare]
     print(f"ratio {a} / {b} (generate+decode time): {totals[a] / totals[b]:.2f}  "
           f"(generate only: {statistics.median(generation[a]) / statistics.median(generation[b]):.2f})")

@@ -34,6 +34,7 @@ import PIL.Image
 import torch
 
 from charforge.audio import analysis
+from charforge.audio.audiofile import LoopPoints
 from charforge.audio.codec import SpectrogramCodec, SpectrogramPreset, get_preset, preset_names
 from charforge.audio.levels import limit_peak
 from charforge.engine.images import decode_pixels
@@ -63,6 +64,7 @@ class Clip:
     samples: np.ndarray  # float32 mono, peak-safe (levels.limit_peak)
     sample_rate: int
     image: PIL.Image.Image  # the whole spectrogram strip (greyscale, n_mels x total frames)
+    loop: LoopPoints | None = None  # set when the clip is meant to repeat (game loop points)
 
     @property
     def seconds(self) -> float:

@@ -1,7 +1,9 @@
-"""Emotion -> music: a feeling's valence and arousal become a prompt, a tempo and a level.
+"""Emotion -> music: a feeling's valence and arousal become a prompt, a tempo and a loudness target.
 
 Valence and arousal come from `EmotionState.vad()`, the same space the training music was drawn
-from (`bgm_dataset`), so a mood word in the prompt means to the model what it meant in training.
+from (`charforge.recipes.bgm_mini.dataset` builds its captions with `prompt_for` and this table),
+so a mood word or tempo in the prompt means to the model what it meant in training. Every mood
+leaves at the table's one loudness target: arousal is heard in tempo and density, not in level.
 The mapping is data (`moods.toml`), so a game can retune it per character without code: a brooding
 character gets `arousal_offset = -0.3`, a Riffusion user rewrites `template` and the words.
 """
@@ -53,7 +55,6 @@ class ValenceBands(_Bands):
 class ArousalBands(_Bands):
     bpm: tuple[float, float]
     density: tuple[float, float]
-    loudness_db: tuple[float, float]
 
 
 class MoodTable(BaseModel):
@@ -67,6 +68,9 @@ class MoodTable(BaseModel):
     valence_offset: float = Field(0.0, ge=-2, le=2)
     arousal_offset: float = Field(0.0, ge=-2, le=2)
     step: float = Field(0.1, gt=0, le=1)
+    bpm_step: float = Field(5.0, gt=0, le=60)
+    loudness_lufs: float = Field(-16.0, ge=-70, le=-5)
+    true_peak_dbtp: float = Field(-1.0, ge=-20, le=0)
     neutral: tuple[float, float] = (0.0, -0.3)  # the (valence, arousal) a neutral state plays
     valence: ValenceBands
     arousal: ArousalBands
@@ -83,7 +87,8 @@ class MusicPlan(BaseModel):
     mode: str
     bpm: float
     density: float
-    loudness_db: float
+    loudness_lufs: float
+    true_peak_dbtp: float
     prompt: str
     negative: str
 
@@ -117,22 +122,37 @@ def _snap(value: float, step: float) -> float:
     return round(min(1.0, max(-1.0, round(value / step) * step)), 6)
 
 
+def arousal_bpm(arousal: float, table: MoodTable | None = None) -> float:
+    """The tempo an arousal level stands for (linear over the table's `arousal.bpm` span)."""
+    return _lerp((table or mood_table()).arousal.bpm, arousal)
+
+
+def prompt_for(valence: float, arousal: float, bpm: float, lead: str, table: MoodTable | None = None) -> str:
+    """The table's template filled for exact values: band words of valence and arousal, the tempo
+    rounded to `bpm_step`. Training captions and runtime prompts are both made here."""
+    table = table or mood_table()
+    vi, ai = table.valence.index(valence), table.arousal.index(arousal)
+    bucket = round(bpm / table.bpm_step) * table.bpm_step
+    words = {"energy": table.arousal.words[ai], "mood": table.valence.words[vi], "lead": lead,
+             "bpm": f"{bucket:g}", "mode": table.valence.modes[vi]}
+    try:
+        return table.template.format(**words)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InvalidInput(
+            f"music template {table.template!r} is not valid: unknown or malformed field {exc}"
+        ) from None
+
+
 def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -> MusicPlan:
     """The plan for a point of the valence/arousal square (after the table's offsets)."""
     table = table or mood_table()
     v = _snap(_unit("valence", valence) + table.valence_offset, table.step)
     a = _snap(_unit("arousal", arousal) + table.arousal_offset, table.step)
-    vi, ai = table.valence.index(v), table.arousal.index(a)
-    mode, bpm = table.valence.modes[vi], _lerp(table.arousal.bpm, a)
-    words = {"energy": table.arousal.words[ai], "mood": table.valence.words[vi], "lead": table.lead,
-             "bpm": str(round(bpm)), "mode": mode}
-    try:
-        prompt = table.template.format(**words)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise InvalidInput(f"music template {table.template!r} is not valid: unknown or malformed field {exc}") from None
+    mode, bpm = table.valence.modes[table.valence.index(v)], _lerp(table.arousal.bpm, a)
+    prompt = prompt_for(v, a, bpm, table.lead, table)
     return MusicPlan(valence=round(v, 4), arousal=round(a, 4), mode=mode, bpm=round(bpm, 1),
                      density=round(_lerp(table.arousal.density, a), 3),
-                     loudness_db=round(_lerp(table.arousal.loudness_db, a), 2), prompt=prompt,
+                     loudness_lufs=table.loudness_lufs, true_peak_dbtp=table.true_peak_dbtp, prompt=prompt,
                      negative=table.negative)
 
 

@@ -1,8 +1,10 @@
-"""A character's music: its current feeling -> a mood plan -> spectrogram diffusion -> a cached WAV.
+"""A character's music: its current feeling -> a mood plan -> spectrogram diffusion -> a cached audio file.
 
-BGM assets are keyed like CGs: the same plan, model, length, seed and options give the same key, so
-a game asking for "Mira, sad" twice pays once. The key holds the plan (mood words, tempo, level),
-not the raw emotion state, so neighbouring states that sound the same share one file.
+BGM assets are keyed like CGs: the same plan, model, length, seed, format and options give the same
+key, so a game asking for "Mira, sad" twice pays once. The key holds the plan (mood words, tempo,
+loudness target), not the raw emotion state, so neighbouring states that sound the same share one
+file. Every clip is normalised to the plan's integrated loudness under its true-peak ceiling, and a
+loop carries its loop points (OGG/FLAC tags, and in the asset's parameters for the JSON sidecar).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from charforge.audio.audiofile import LoopPoints, formats
+from charforge.audio.loudness import normalize_loudness
 from charforge.audio.mood import MusicPlan, mood_table, plan_for_state, plan_music
 from charforge.canonical import canonical_hash
 from charforge.emotion.state import EmotionState
@@ -29,7 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 2  # 2: loops are rounded up to whole bars (they were cut short)
+KEY_VERSION = 3  # 2: loops are rounded up to whole bars (they were cut short); 3: loudness target, formats
+DEFAULT_FORMAT = "wav"
 DEFAULT_SECONDS = 10.0
 MAX_SECONDS = 300.0
 DEFAULT_STEPS = 20
@@ -49,12 +54,15 @@ class BGMResult:
     asset: Asset | None = None
     key: str | None = None
     plan_to: MusicPlan | None = None  # transitions: the mood the music ends in
+    loop: LoopPoints | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {"path": str(self.path), "plan": self.plan.to_dict(), "seconds": self.seconds,
                 "sample_rate": self.sample_rate, "cached": self.cached, "hash": self.key}
         if self.plan_to is not None:
             data["plan_to"] = self.plan_to.to_dict()
+        if self.loop is not None:
+            data["loop"] = {"start": self.loop.start, "length": self.loop.length}
         return data
 
 
@@ -87,10 +95,17 @@ def _check(seconds: float, seed: int, steps: int, guidance: float) -> None:
         raise InvalidInput(f"guidance must be >= 0, got {guidance}")
 
 
-def _level(samples: np.ndarray, loudness_db: float | np.ndarray) -> np.ndarray:
-    """Apply the plan's level (one value, or one per sample for a glide): calm music is played quieter,
-    never louder than the peak-safe render."""
-    return (samples * 10 ** (np.minimum(loudness_db, 0.0) / 20)).astype(np.float32)
+def check_format(fmt: str) -> str:
+    """The file suffix of a format name (`wav`, `ogg`, `flac`), or one clear error."""
+    name = str(fmt).lower().lstrip(".")
+    if name not in formats():
+        raise InvalidInput(f"unknown or unavailable audio format {fmt!r}; choose one of {', '.join(formats())}")
+    return "." + name
+
+
+def _steady(samples: np.ndarray, sample_rate: int, plan: MusicPlan) -> np.ndarray:
+    """The plan's loudness target under its true-peak ceiling (see `charforge.audio.loudness`)."""
+    return normalize_loudness(samples, sample_rate, plan.loudness_lufs, plan.true_peak_dbtp)
 
 
 def render_plan(
@@ -115,7 +130,8 @@ def render_plan(
 
     if not loop:
         clip = render(seconds)
-        return Clip(samples=_level(clip.samples, plan.loudness_db), sample_rate=clip.sample_rate, image=clip.image)
+        return Clip(samples=_steady(clip.samples, clip.sample_rate, plan), sample_rate=clip.sample_rate,
+                    image=clip.image)
     # a bar and a half more than asked at the plan's tempo: room to round up and to start on a beat
     length = seconds + 1.5 * LOOP_BAR_BEATS * 60.0 / plan.bpm + 0.5
     clip = render(length)
@@ -125,7 +141,8 @@ def render_plan(
         log.info("the music holds too few bars at the tempo heard; rendering %.1f s for the loop", 2 * length)
         clip = render(2 * length)
         samples = make_loop(clip.samples, clip.sample_rate, beats_per_bar=LOOP_BAR_BEATS, min_seconds=seconds)
-    return Clip(samples=_level(samples, plan.loudness_db), sample_rate=clip.sample_rate, image=clip.image)
+    samples = _steady(samples, clip.sample_rate, plan)
+    return Clip(samples=samples, sample_rate=clip.sample_rate, image=clip.image, loop=LoopPoints(0, samples.size))
 
 
 def render_transition(
@@ -140,15 +157,15 @@ def render_transition(
     bundle = model if hasattr(model, "unet") else bgm_model(model)
     clip = transition(bundle, plan_from.prompt, plan_to.prompt, segments=segments, seed_from=seed, seed_to=seed + 1,
                       steps=steps, guidance=guidance, progress=progress)
-    # the level glides from one mood's to the other's across the piece
-    ramp = np.linspace(plan_from.loudness_db, plan_to.loudness_db, clip.samples.size)
-    return Clip(samples=_level(clip.samples, ramp), sample_rate=clip.sample_rate, image=clip.image)
+    return Clip(samples=_steady(clip.samples, clip.sample_rate, plan_to), sample_rate=clip.sample_rate,
+                image=clip.image)
 
 
-def wav_bytes(clip: Clip) -> bytes:
+def clip_bytes(clip: Clip, suffix: str = ".wav") -> bytes:
+    """The encoded file of a clip (loop-tagged when the clip is a loop and the format has tags)."""
     from charforge.audio.audiofile import audio_bytes
 
-    return audio_bytes(clip.samples, clip.sample_rate, ".wav")
+    return audio_bytes(clip.samples, clip.sample_rate, suffix, clip.loop)
 
 
 # characters -----------------------------------------------------------------------------------------
@@ -165,21 +182,31 @@ def _cached(character: Character, key: str, build, params: dict[str, Any]) -> tu
     if asset is not None:
         return asset, True
     clip = build()
-    asset = character.store.add_asset(wav_bytes(clip), AssetKind.BGM, key, params, suffix=".wav")
+    if clip.loop is not None:
+        params = {**params, "loop_start": clip.loop.start, "loop_length": clip.loop.length}
+    suffix = "." + params["format"]
+    asset = character.store.add_asset(clip_bytes(clip, suffix), AssetKind.BGM, key, params, suffix=suffix)
     return asset, False
+
+
+def _loop_of(asset: Asset) -> LoopPoints | None:
+    params = asset.params or {}
+    return LoopPoints(params["loop_start"], params["loop_length"]) if "loop_length" in params else None
 
 
 def bgm_key(
     character: Character, state: EmotionState, *, seconds: float = DEFAULT_SECONDS, seed: int | None = None,
-    loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+    loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, format: str = DEFAULT_FORMAT,
 ) -> tuple[str, MusicPlan, dict[str, Any]]:
     """(cache key, plan, stored parameters) of the character's music for `state`, without rendering."""
     table = mood_table(character.settings.get("music"))
     plan = plan_for_state(state, table)
     seed = character.seed if seed is None else seed
     _check(seconds, seed, steps, guidance)
+    suffix = check_format(format)
     model_hash = _bgm_model_hash(table.model)
-    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance)}
+    options = {"seconds": float(seconds), "seed": seed, "loop": loop, "steps": steps, "guidance": float(guidance),
+               "format": suffix.lstrip(".")}
     key = canonical_hash(
         {"what": "bgm", "version": KEY_VERSION, "plan": plan.to_dict(), "model": model_hash, **options}
     )
@@ -189,15 +216,17 @@ def bgm_key(
 def find_bgm(
     character: Character, state: EmotionState | Mapping[str, float] | None = None, *, seconds: float = DEFAULT_SECONDS,
     seed: int | None = None, loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
+    format: str = DEFAULT_FORMAT,
 ) -> BGMResult | None:
     """The stored music `bgm` would return for these arguments, or None; never renders."""
     key, plan, _ = bgm_key(character, EmotionState.coerce(state, default=character.current_state()),
-                           seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance)  # fmt: skip
+                           seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance,
+                           format=format)  # fmt: skip
     asset = character.store.find_asset(AssetKind.BGM, key)
     if asset is None:
         return None
     rate, length = _audio_info(asset)
-    return BGMResult(asset.path, plan, length, rate, True, asset, key)
+    return BGMResult(asset.path, plan, length, rate, True, asset, key, loop=_loop_of(asset))
 
 
 def bgm(
@@ -209,16 +238,19 @@ def bgm(
     loop: bool = False,
     steps: int = DEFAULT_STEPS,
     guidance: float = DEFAULT_GUIDANCE,
+    format: str = DEFAULT_FORMAT,
     progress: bool = False,
     **intensities: float,
 ) -> BGMResult:
     """The character's music for `state` (None and no keywords: its current state), rendered once then cached.
 
-    The seed defaults to the character's, so each character has its own tune for a mood.
+    The seed defaults to the character's, so each character has its own tune for a mood. `format` is
+    `wav`, `ogg` or `flac`; a `loop` in OGG/FLAC carries LOOPSTART/LOOPLENGTH tags.
     """
     table = mood_table(character.settings.get("music"))
     key, plan, params = bgm_key(character, EmotionState.coerce(state, intensities, default=character.current_state()),
-                                seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance)  # fmt: skip
+                                seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance,
+                                format=format)  # fmt: skip
     seed = params["seed"]
     asset, cached = _cached(
         character, key,
@@ -227,7 +259,7 @@ def bgm(
         params,
     )  # fmt: skip
     rate, seconds = _audio_info(asset)
-    return BGMResult(asset.path, plan, seconds, rate, cached, asset, key)
+    return BGMResult(asset.path, plan, seconds, rate, cached, asset, key, loop=_loop_of(asset))
 
 
 def bgm_transition(
@@ -239,6 +271,7 @@ def bgm_transition(
     seed: int | None = None,
     steps: int = DEFAULT_STEPS,
     guidance: float = DEFAULT_GUIDANCE,
+    format: str = DEFAULT_FORMAT,
     progress: bool = False,
 ) -> BGMResult:
     """Music that moves from `from_state` (None: the current one) to `to_state`, as one cached file."""
@@ -247,8 +280,10 @@ def bgm_transition(
     plan_to = plan_for_state(EmotionState.coerce(to_state), table)
     seed = character.seed if seed is None else seed
     _check(1.0, seed, steps, guidance)
+    suffix = check_format(format)
     model_hash = _bgm_model_hash(table.model)
-    options = {"segments": segments, "seed": seed, "steps": steps, "guidance": float(guidance)}
+    options = {"segments": segments, "seed": seed, "steps": steps, "guidance": float(guidance),
+               "format": suffix.lstrip(".")}
     key = canonical_hash({"what": "bgm-transition", "version": KEY_VERSION, "from": plan_from.to_dict(),
                           "to": plan_to.to_dict(), "model": model_hash, **options})
     params = {"plan": plan_from.to_dict(), "plan_to": plan_to.to_dict(), "model_hash": model_hash, **options}

@@ -132,6 +132,7 @@ def train_bgm_mini(
     minutes: MinutesOpt = 45.0,
     resume: ResumeOpt = False,
     seed: TrainSeedOpt = 0,
+    threads: Annotated[int, typer.Option(min=1, help="Torch threads (1 when another training shares the cores).")] = 1,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -141,7 +142,8 @@ def train_bgm_mini(
     from charforge.recipes.bgm_mini.train import train_bgm_mini as run
     from charforge.recipes.training.budget import Budget
 
-    typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed, budget=Budget.minutes(minutes, started))))
+    typer.echo(str(run(out, minutes=minutes, resume=resume, seed=seed, threads=threads,
+                       budget=Budget.minutes(minutes, started))))
 
 
 @eval_app.command("portrait-mini")
@@ -167,32 +169,40 @@ def eval_bgm_mini(
     model: Annotated[
         Path | None, typer.Option(help="Diffusers folder of a BGM model (default: the shipped one).")
     ] = None,
-    clips: Annotated[
-        int, typer.Option(min=4, help="Generated clips, spread over the four valence/arousal corners.")
-    ] = 40,
-    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps per clip.")] = 20,
+    seeds: Annotated[int, typer.Option(min=1, help="Held-out seeds per grid cell and lead (9001, 9002, ...).")] = 4,
+    leads: Annotated[str, typer.Option(help="Comma-separated leads rendered in every cell.")] = "piano,pluck",
+    seconds: Annotated[
+        float, typer.Option(parser=finite(0.0, 300.0, low_open=True), help="Length of each clip.")
+    ] = 10.0,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps per tile.")] = 20,
     guidance: GuidanceOpt = 5.0,
-    transitions: Annotated[
-        int, typer.Option(min=0, help="Also measure this many sad<->happy transitions (0: none; else >= 2).")
-    ] = 0,
+    vae: Annotated[int, typer.Option(min=0, help="Also check mode survival through the VAE on this many images.")] = 0,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Mode accuracy against the sign of valence and tempo gap between high and low arousal."""
-    if transitions == 1:
-        raise InvalidInput("--transitions must be 0 or at least 2 (one sad->happy and one happy->sad)")
+    """Mode per valence, tempo per arousal, loudness: issue #17's grid heard by independent listeners."""
+    names = tuple(x.strip() for x in leads.split(",") if x.strip())
+    from charforge.recipes.bgm_mini.dataset import LEADS
+
+    if not names or not set(names) <= set(LEADS):
+        raise InvalidInput(f"--leads must be among {', '.join(LEADS)}, got {leads!r}")
     _check_model_folder(model)
     use_device(device)
     from charforge.engine.loading import default_bgm_model_path
-    from charforge.recipes.bgm_mini.evaluate import evaluate_bgm, evaluate_transitions
+    from charforge.recipes.bgm_mini.evaluate import evaluate_bgm, format_report, vae_mode_survival
 
     model = default_bgm_model_path() if model is None else model
     _check_model_folder(model)
-    report = evaluate_bgm(model, clips=clips, steps=steps, guidance=guidance)
-    if transitions:
-        report["transitions"] = evaluate_transitions(model, count=transitions, steps=steps, guidance=guidance)
-    print_report(report, as_json)
+    report = evaluate_bgm(model, seeds=seeds, leads=names, seconds=seconds, steps=steps, guidance=guidance)
+    if vae:
+        report["vae"] = vae_mode_survival(model, samples=vae)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(format_report(report))
+    if vae:
+        typer.echo(f"VAE: {report['vae']}")
 
 
 def _check_model_folder(model: Path | None) -> None:

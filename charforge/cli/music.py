@@ -70,13 +70,24 @@ def bgm(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(parser=output_file(".wav", ".flac", ".ogg"), help="Write the music here; required without NAME."),
+        typer.Option(parser=output_file(".wav", ".flac", ".ogg"),
+                     help="Write the music here, with a FILE.json sidecar; required without NAME."),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="wav, ogg or flac (default: --out's suffix, else wav); loops in ogg/flac "
+                                      "carry LOOPSTART/LOOPLENGTH tags."),
     ] = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Make background music for a character's mood (or for --valence/--arousal) and print where it is."""
+    from charforge.character.bgm import check_format
+
+    suffix = check_format(fmt or (out.suffix if out is not None else "wav"))
+    if out is not None and out.suffix.lower() != suffix:
+        raise InvalidInput(f"--format {fmt} does not match --out {out.name}")
     if name is None:
         if valence is None or arousal is None:
             raise InvalidInput("bgm needs a character NAME, or both --valence and --arousal (with --out)")
@@ -108,14 +119,19 @@ def bgm(
     with open_forge(ctx) as forge:
         character = get_character(forge, name)
         if target is not None:
-            result = character.bgm_transition(target, segments=segments, seed=seed, steps=steps, progress=not json_out)
+            result = character.bgm_transition(target, segments=segments, seed=seed, steps=steps, format=suffix,
+                                              progress=not json_out)  # fmt: skip
         else:
             result = character.bgm(seconds=seconds or DEFAULT_SECONDS, seed=seed, loop=loop, steps=steps,
-                                   progress=not json_out)  # fmt: skip
-    if out is not None and out.suffix.lower() == result.path.suffix:
+                                   format=suffix, progress=not json_out)  # fmt: skip
+    if out is not None:
+        import soundfile as sf
+
+        from charforge.audio.audiofile import sidecar, sidecar_path, write_json
+
         atomic_write(out, result.path.read_bytes())
-    elif out is not None:
-        _convert(result.path, out)
+        write_json(sidecar_path(out), sidecar(sf.info(str(out)).frames, result.sample_rate, result.loop,
+                                              prompt=result.plan.prompt, loudness_lufs=result.plan.loudness_lufs))
     data = {"character": character.name, **result.to_dict(), **({"out": str(out)} if out else {})}
     if json_out:
         echo_json(data)
@@ -131,23 +147,15 @@ def bgm(
 
 def _bgm_for_mood(valence: float, arousal: float, seconds: float | None, seed: int | None, loop: bool, steps: int,
                   model: Path | None, out: Path, json_out: bool) -> None:  # fmt: skip
-    from charforge.audio.audiofile import write_audio
+    from charforge.audio.audiofile import write_game_audio
     from charforge.character.bgm import bgm_for_mood
 
     plan, clip = bgm_for_mood(valence, arousal, seconds=seconds or DEFAULT_SECONDS, seed=0 if seed is None else seed,
                               loop=loop, model=model, steps=steps, progress=not json_out)  # fmt: skip
-    write_audio(out, clip.samples, clip.sample_rate)
+    write_game_audio(out, clip.samples, clip.sample_rate, clip.loop, prompt=plan.prompt,
+                     loudness_lufs=plan.loudness_lufs)
     length = round(clip.samples.size / clip.sample_rate, 3)
     if json_out:
         echo_json({"path": str(out), "plan": plan.to_dict(), "seconds": length})
     else:
         typer.echo(f"{_plan_text(plan)}, {length:.1f} s -> {out}")
-
-
-def _convert(source: Path, out: Path) -> None:
-    import soundfile as sf
-
-    from charforge.audio.audiofile import read_audio, write_audio
-
-    rate = sf.info(str(source)).samplerate
-    write_audio(out, read_audio(source, rate), rate)

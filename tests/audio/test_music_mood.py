@@ -1,5 +1,5 @@
 """Emotion -> music plans: the shipped table speaks the BGM model's caption vocabulary, valence sets
-the mode, arousal the tempo and level, and a character's overrides are merged and validated."""
+the mode, arousal the tempo (in the prompt) and density, and a character's overrides are merged and validated."""
 
 from __future__ import annotations
 
@@ -27,13 +27,28 @@ def test_valence_sign_sets_the_mode(emotion, mode):
     assert (plan.valence > 0) == (mode == "major")
 
 
-def test_arousal_drives_tempo_density_and_level():
-    plans = [plan_music(0.5, float(a)) for a in np.linspace(-1, 1, 9)]
-    for key in ("bpm", "density", "loudness_db"):
+def test_arousal_drives_tempo_density_and_the_prompt_continuously():
+    plans = [plan_music(0.5, float(a)) for a in np.linspace(-1, 1, 21)]
+    for key in ("bpm", "density"):
         values = [getattr(p, key) for p in plans]
         assert values == sorted(values) and values[0] < values[-1], key
+    # arousal 0.5 and 0.9 ask for different music (the old table gave both "energetic", same prompt)
+    prompts = [plan_music(0.3, a).prompt for a in (0.1, 0.5, 0.9)]
+    assert len(set(prompts)) == 3
+    tempi = [int(p.split(", ")[1].split()[0]) for p in prompts]
+    assert tempi == sorted(tempi) and min(np.diff(tempi)) >= 15
+    # neighbouring moods differ by at most one tempo step, so they ask for neighbouring music
+    steps = [abs(int(a.prompt.split(", ")[1].split()[0]) - int(b.prompt.split(", ")[1].split()[0]))
+             for a, b in zip(plans, plans[1:])]
+    assert max(steps) <= 2 * mood_table().bpm_step
     excited, calm = plan_for_state(EmotionState(anger=0.9)), plan_for_state(EmotionState(sadness=0.9))
     assert excited.bpm - calm.bpm >= 30
+    assert len({plan_music(v, 0.5).prompt for v in (-0.8, -0.3, 0.3, 0.8)}) == 4  # strength of valence is heard too
+
+
+def test_every_plan_has_one_loudness_target():
+    plans = [plan_music(float(v), float(a)) for v in (-0.8, 0.8) for a in (-0.9, 0.9)]
+    assert {p.loudness_lufs for p in plans} == {-16.0} and {p.true_peak_dbtp for p in plans} == {-1.0}
 
 
 def test_character_overrides_merge_into_the_table():
@@ -42,8 +57,9 @@ def test_character_overrides_merge_into_the_table():
     tuned = plan_music(0.6, 0.0, table)
     assert "pad" in tuned.prompt and "piano" not in tuned.prompt
     assert tuned.bpm < base.bpm and tuned.arousal == pytest.approx(-0.5)
-    riff = mood_table({"template": "{mood} {mode} music, {bpm} bpm", "valence": {"words": ["a", "b", "c", "d"]}})
-    assert plan_music(-0.9, 1.0, riff).prompt == "a minor music, 180 bpm"
+    riff = mood_table({"template": "{mood} {mode} music, {bpm} bpm",
+                       "valence": {"words": ["a", "b", "c", "d"]}})
+    assert plan_music(-0.9, 1.0, riff).prompt == "a minor music, 170 bpm"
 
 
 @pytest.mark.parametrize("overrides", [

@@ -1,4 +1,4 @@
-"""A character's music: cached per mood plan, level follows arousal, and `charforge bgm` in both forms.
+"""A character's music: cached per mood plan, at one loudness, loop-tagged, and `charforge bgm` in both forms.
 
 A tiny random BGM-shaped model stands in for charforge-mini-bgm: these tests are about plumbing
 (keys, caching, files, errors); what the music sounds like is measured on the trained model by
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from charforge.audio.levels import DEFAULT_PEAK
+from charforge.audio.audiofile import read_loop, sidecar_path
+from charforge.audio.loudness import integrated_loudness, true_peak_dbtp
 from charforge.character.bgm import character_plan
 from charforge.errors import InvalidInput
 
@@ -44,14 +45,46 @@ def test_bgm_is_rendered_once_per_plan_and_cached(forge):
     assert len(mira.store.assets("bgm")) == 2
 
 
-def test_current_state_is_the_default_and_calm_music_is_quieter(forge):
+def test_current_state_is_the_default_and_every_mood_leaves_at_the_loudness_target(forge):
     mira = forge.get("mira")
     mira.record_emotion({"sadness": 1.0})
     calm = mira.bgm(seconds=SECONDS, steps=2)
     assert calm.plan == character_plan(mira, {"sadness": 1.0})
-    samples, _ = sf.read(calm.path)
-    limit = DEFAULT_PEAK * 10 ** (calm.plan.loudness_db / 20)
-    assert calm.plan.loudness_db < -3 and np.max(np.abs(samples)) <= limit + 1e-3
+    excited = mira.bgm({"joy": 1.0, "surprise": 0.8}, seconds=SECONDS, steps=2)
+    for result in (calm, excited):
+        samples, rate = sf.read(result.path, dtype="float32")
+        assert abs(integrated_loudness(samples, rate) - result.plan.loudness_lufs) <= 1.0
+        assert true_peak_dbtp(samples, rate) <= result.plan.true_peak_dbtp + 0.1  # 16-bit rounding
+
+
+def test_loudness_target_is_a_setting(forge):
+    mira = forge.get("mira")
+    mira.update(settings={**mira.settings, "music": {**mira.settings["music"], "loudness_lufs": -23.0}})
+    quiet = mira.bgm({"joy": 0.5}, seconds=SECONDS, steps=2)
+    samples, rate = sf.read(quiet.path, dtype="float32")
+    assert abs(integrated_loudness(samples, rate) + 23.0) <= 1.0
+
+
+def test_looped_ogg_carries_loop_tags_and_a_seamless_seam(forge, tmp_path, cli):
+    mira = forge.get("mira")
+    mira.record_emotion({"joy": 0.8})
+    looped = mira.bgm(seconds=6.0, steps=2, loop=True, format="ogg")
+    assert looped.path.suffix == ".ogg"
+    tags = read_loop(looped.path)
+    samples, rate = sf.read(looped.path, dtype="float32")
+    assert tags == looped.loop and tags.start == 0 and tags.start + tags.length == samples.size
+    # played in a loop, the sample after the last one is LOOPSTART's: that jump is an ordinary step
+    steps = np.abs(np.diff(samples))
+    seam = abs(float(samples[tags.start + tags.length - 1]) - float(samples[tags.start]))
+    assert seam <= np.percentile(steps, 99)
+    # the CLI copies the cached file out, with the sample-accurate loop in a JSON sidecar
+    out = tmp_path / "theme.ogg"
+    code, _, err = cli("bgm", "mira", "--seconds", "6", "--steps", "2", "--loop", "--out", str(out),
+                       "-w", str(forge.workspace.root), "--json")
+    assert code == 0, err
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["loop"] == {"start": 0, "length": tags.length, "end": tags.length} and side["samples"] == samples.size
+    assert read_loop(out) == tags
 
 
 def test_character_overrides_change_the_music(forge):
@@ -90,6 +123,8 @@ def test_cli_character_and_mood_forms(tmp_path, forge, tiny_bgm_model_dir, cli):
     ["bgm", "--valence", "0.5", "--arousal", "0.5"],                    # no --out without a character
     ["bgm", "--valence", "1.5", "--arousal", "0", "--out", "x.wav"],    # out of range
     ["bgm", "mira", "--out", "x.mp3"],                                  # unsupported format
+    ["bgm", "mira", "--format", "mp3"],
+    ["bgm", "mira", "--format", "ogg", "--out", "x.wav"],               # format and suffix disagree
     ["bgm", "mira", "--valence", "0.2"],                                # mood comes from the state
     ["bgm", "../etc", "--seconds", "2"],                                # not a character name
     ["bgm", "mira", "--seconds", "-1"],

@@ -42,10 +42,14 @@ def test_eval_bgm_mini_defaults_to_the_shipped_model(cli, monkeypatch):
     if not (default_bgm_model_path() / "model_index.json").is_file():
         pytest.skip("the BGM mini model is not installed")
     seen = []
-    monkeypatch.setattr(module, "evaluate_bgm", lambda model, **kw: seen.append(model) or {"clips": 4, "rows": [1]})
-    code, out, err = cli("eval", "bgm-mini", "--clips", "4")
+    monkeypatch.setattr(module, "evaluate_bgm", lambda model, **kw: seen.append((model, kw)) or {"clips": 4})
+    code, out, err = cli("eval", "bgm-mini", "--seeds", "1", "--leads", "pad", "--json")
     assert code == 0, err
-    assert seen == [default_bgm_model_path()] and "clips" in out and "rows" not in out
+    assert seen == [(default_bgm_model_path(), {"seeds": 1, "leads": ("pad",), "seconds": 10.0, "steps": 20,
+                                                "guidance": 5.0})]
+    assert json.loads(out) == {"clips": 4}
+    code, _, err = cli("eval", "bgm-mini", "--leads", "kazoo")
+    assert code == 2 and "--leads" in err
 
 
 def test_eval_bgm_mini_refuses_a_folder_that_is_not_a_model(cli, tmp_path):

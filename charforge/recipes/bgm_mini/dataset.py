@@ -1,10 +1,11 @@
-"""Procedural music as a training source: `mini` spectrogram images with mood captions.
+"""Procedural music as a training source: spectrogram images with mood captions.
 
 Each sample is drawn from a point in valence/arousal space, the same space emotions are mapped to:
-valence decides the mode (major when positive), arousal decides tempo, note density and loudness.
-Captions name that point in words ("energetic sad piano loop"), so a prompt built from an emotion
-later (`mood_prompt`) uses exactly the vocabulary the model was trained on. The key and tempo are
-appended only to some captions, so the mood words alone must carry mode and tempo.
+valence decides the mode (major when positive) and the brightness, arousal decides tempo, note
+density and loudness. Captions are made by the runtime's own mood table (`charforge.audio.mood`,
+`moods.toml`): band words plus the tempo in `bpm_step` buckets ("upbeat sad piano loop, 150 bpm"),
+so a prompt built from an emotion later uses exactly the vocabulary the model was trained on. A
+share of captions carries no tempo, so the mood words alone also steer.
 
 Sources are indexed, like every training source: sample i is a pure function of (seed, i).
 Several windows are cut from each rendered loop at random offsets, which is cheap augmentation
@@ -23,47 +24,42 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from charforge.recipes.bgm_mini import music
 from charforge.audio.codec import SpectrogramCodec
+from charforge.audio.mood import arousal_bpm, mood_table, prompt_for
 from charforge.errors import InvalidInput
 from charforge.files import atomic_write
+from charforge.recipes.bgm_mini import music
 
 log = logging.getLogger(__name__)
 
-# Words for quarters of [-1, 1]; the sign of valence is the mode, so its two halves never mix.
-VALENCE_WORDS = ("sad", "melancholic", "hopeful", "happy")
-AROUSAL_WORDS = ("calm", "relaxed", "upbeat", "energetic")
 LEADS: tuple[music.Lead, ...] = ("pad", "pluck", "piano")
-# Five keys rather than twelve: a model trained for half an hour on CPU learns a few chord shapes
+# Five keys rather than twelve: a model trained for an hour on CPU learns a few chord shapes
 # well rather than many badly; each key exists in both modes, so mode is never confounded with key.
 TONICS = (0, 2, 5, 7, 9)  # C, D, F, G, A
 WINDOWS_PER_LOOP = 3
 MIN_VALENCE = 0.1  # |valence| below this has no clear mode, so none is drawn for training
+TEMPO_CAPTION_SHARE = 0.85  # the rest name the mood alone, so words without a tempo still work
 
 
-def _quarter(value: float) -> int:
-    return min(int((value + 1.0) * 2.0), 3)
-
-
-def mood_words(valence: float, arousal: float) -> tuple[str, str]:
-    """(arousal word, valence word) for a point of the valence/arousal square."""
+def _checked_point(valence: float, arousal: float) -> None:
     for name, v in (("valence", valence), ("arousal", arousal)):
         if not -1.0 <= v <= 1.0:
             raise InvalidInput(f"{name} must be in [-1, 1], got {v}")
-    return AROUSAL_WORDS[_quarter(arousal)], VALENCE_WORDS[_quarter(valence)]
+
+
+def mood_words(valence: float, arousal: float) -> tuple[str, str]:
+    """(arousal word, valence word) of the shared mood table for a point of the valence/arousal square."""
+    _checked_point(valence, arousal)
+    table = mood_table()
+    return table.arousal.words[table.arousal.index(arousal)], table.valence.words[table.valence.index(valence)]
 
 
 def mood_prompt(valence: float, arousal: float, lead: str = "piano") -> str:
-    """The prompt, in training-caption vocabulary, for music of a given valence and arousal."""
+    """The prompt for music of a given valence and arousal: the mood table's template at its tempo."""
     if lead not in LEADS:
         raise InvalidInput(f"unknown lead {lead!r}; choose one of {', '.join(LEADS)}")
-    energy, mood = mood_words(valence, arousal)
-    return f"{energy} {mood} {lead} loop"
-
-
-def arousal_bpm(arousal: float) -> float:
-    """Centre tempo of an arousal level: 60 bpm at -1, 180 bpm at +1."""
-    return music.MIN_BPM + (music.MAX_BPM - music.MIN_BPM) * (arousal + 1.0) / 2.0
+    _checked_point(valence, arousal)
+    return prompt_for(valence, arousal, arousal_bpm(arousal), lead)
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,12 @@ class BGMSample:
 
 
 def draw_sample(seed: int, loop_index: int) -> BGMSample:
-    """The loop_index-th training loop of a seed (independent of every other index)."""
+    """The loop_index-th training loop of a seed (independent of every other index).
+
+    Valence sets the mode by its sign and the brightness (melody register, timbre) continuously;
+    arousal sets tempo, density and loudness continuously. The caption names the tempo bucket of the
+    tempo actually rendered, so "150 bpm" in a prompt means what it meant in training.
+    """
     rng = np.random.default_rng([seed, loop_index])
     valence = float(rng.uniform(MIN_VALENCE, 1.0) * rng.choice([-1.0, 1.0]))
     arousal = float(rng.uniform(-1.0, 1.0))
@@ -86,19 +87,18 @@ def draw_sample(seed: int, loop_index: int) -> BGMSample:
     spec = music.MusicSpec(
         tonic=int(rng.choice(TONICS)),
         mode=mode,
-        bpm=float(np.clip(round(arousal_bpm(arousal) + rng.normal(0.0, 6.0)), music.MIN_BPM, music.MAX_BPM)),
+        bpm=float(np.clip(round(arousal_bpm(arousal) + rng.normal(0.0, 3.0)), *mood_table().arousal.bpm)),
         lead=str(rng.choice(LEADS)),
-        density=float(np.clip(level + rng.normal(0.0, 0.15), 0.0, 1.0)),
+        density=float(np.clip(level + rng.normal(0.0, 0.1), 0.0, 1.0)),
+        brightness=float(np.clip((valence + 1.0) / 2.0 + rng.normal(0.0, 0.05), 0.0, 1.0)),
         loudness=float(np.clip(0.3 + 0.6 * level + rng.normal(0.0, 0.08), 0.0, 1.0)),
         progression=int(rng.integers(len(music.PROGRESSIONS[mode]))),
         seed=int(rng.integers(2**31)),
     )
-    parts = [mood_prompt(valence, arousal, spec.lead)]
-    if rng.uniform() < 0.5:
-        parts.append(spec.key_name)
-    if rng.uniform() < 0.5:
-        parts.append(f"{round(spec.bpm)} bpm")
-    return BGMSample(valence, arousal, spec, ", ".join(parts))
+    text = prompt_for(valence, arousal, spec.bpm, spec.lead)
+    if rng.uniform() >= TEMPO_CAPTION_SHARE:
+        text = text.split(",")[0]
+    return BGMSample(valence, arousal, spec, text)
 
 
 def caption_words() -> list[str]:
@@ -106,21 +106,21 @@ def caption_words() -> list[str]:
 
     CLIP's pre-tokenizer splits numbers into single digits, so tempi are spelt with the ten digits.
     """
-    words = set(VALENCE_WORDS) | set(AROUSAL_WORDS) | set(LEADS)
-    words |= {music.NOTE_NAMES[t].lower() for t in TONICS}
-    words |= {"loop", "major", "minor", "bpm", ","} | {str(d) for d in range(10)}
+    table = mood_table()
+    words = set(table.valence.words) | set(table.arousal.words) | set(LEADS)
+    words |= {"loop", "bpm", ","} | {str(d) for d in range(10)}
     return sorted(words)
 
 
 class BGMSource:
-    """`source[i]` -> (3 x n_mels x width tensor in [-1, 1], caption) under the `mini` preset.
+    """`source[i]` -> (3 x n_mels x width tensor in [-1, 1], caption) under a codec preset.
 
     Three identical channels, because the engine (like riffusion) treats spectrograms as RGB
-    pictures. Pixels are rendered on first use and kept (16 KB each); `prerender()` renders all of
+    pictures. Pixels are rendered on first use and kept (32 KB each under `full`); `prerender()` renders all of
     them up front so a training budget is not spent on synthesis.
     """
 
-    def __init__(self, seed: int, count: int, preset: str = "mini") -> None:
+    def __init__(self, seed: int, count: int, preset: str = "full") -> None:
         if count <= 0:
             raise InvalidInput(f"a BGM source needs at least one sample, got {count}")
         self.seed, self.count = seed, count
@@ -166,10 +166,12 @@ class BGMSource:
         """Render every sample now; with `cache`, reuse (or write) a .npy of all the pixels.
 
         The cache is only trusted when its JSON sidecar names the same seed, count, preset and
-        synthesis code (a hash of music.py, so a changed instrument never trains on stale pixels).
+        synthesis code (a hash of music.py and this file, so a changed instrument or caption never trains
+        on stale pixels).
         """
-        synth = hashlib.sha256(Path(music.__file__).read_bytes()).hexdigest()
-        stamp = {"seed": self.seed, "count": self.count, "preset": self.codec.preset.model_dump(), "music": synth}
+        synth = hashlib.sha256(Path(music.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()
+        stamp = {"seed": self.seed, "count": self.count, "preset": self.codec.preset.model_dump(), "music": synth,
+                 "moods": mood_table().model_dump()}
         path = Path(cache) if cache is not None else None
         sidecar = path.with_suffix(".json") if path is not None else None
         if path is not None and path.is_file() and sidecar.is_file():

@@ -1,12 +1,17 @@
-"""Does a BGM model follow mood? Mode against the sign of valence, tempo against arousal.
+"""Does a BGM model follow mood? Judged by listeners it was not built with, over a grid fixed up front.
 
-Clips are generated from `mood_prompt` at the four corners of the valence/arousal square (the same
-words the model was trained on), decoded with the codec and measured with `analysis`, whose
-estimators are themselves checked on labelled procedural music (tests/test_audio_analysis.py).
+The grid is issue #17's: valence {-0.8, -0.3, 0.3, 0.8} x arousal {0.1, 0.5, 0.9}, each cell rendered
+for every lead and held-out seed (seeds 9001... are never used by training or by the data generator)
+through the runtime path a user takes (`plan_music` -> `render_plan`: prompt, diffusion, Griffin-Lim,
+loudness normalisation). Every clip is then heard by every key estimator and tempo tracker of
+`listeners` (code shared with neither the generator nor `charforge.audio.analysis`), and by the
+loudness meter. The report keeps the per-cell tables per estimator, so a good average cannot hide
+a bad cell.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
 import time
@@ -14,77 +19,185 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.stats
 from tqdm.auto import tqdm
 
-from charforge.audio import analysis
-from charforge.recipes.bgm_mini.dataset import LEADS, mood_prompt
 from charforge.audio.codec import SpectrogramCodec
+from charforge.audio.loudness import integrated_loudness, true_peak_dbtp
+from charforge.audio.mood import mood_table, plan_music
 from charforge.errors import InvalidInput
+from charforge.recipes.bgm_mini import listeners
 
 log = logging.getLogger(__name__)
 
-CORNERS = ((-0.7, -0.7), (-0.7, 0.7), (0.7, -0.7), (0.7, 0.7))
+VALENCES = (-0.8, -0.3, 0.3, 0.8)
+AROUSALS = (0.1, 0.5, 0.9)
+EVAL_LEADS = ("piano", "pluck")
+FIRST_EVAL_SEED = 9001
 
 
-def evaluate_bgm(
-    model: str | Path | Any, clips: int = 40, steps: int = 20, guidance: float = 5.0, seed: int = 0,
-    batch: int = 4, preset: str = "mini",
-) -> dict[str, Any]:
-    """Generate `clips` clips (spread over the corners and leads) and return the figures as a dict."""
-    from charforge.engine import load_model, txt2img
+def _high_band_share(samples: np.ndarray, sample_rate: int, above_hz: float = 4000.0) -> float:
+    power = np.abs(np.fft.rfft(samples.astype(np.float64))) ** 2
+    return float(power[np.fft.rfftfreq(samples.size, 1 / sample_rate) > above_hz].sum() / max(power.sum(), 1e-30))
 
-    if clips < len(CORNERS) or batch < 1 or steps < 1:
-        raise InvalidInput(f"need clips >= {len(CORNERS)}, batch >= 1 and steps >= 1")
-    bundle = model if hasattr(model, "unet") else load_model(model)
-    codec = SpectrogramCodec(preset)
-    p = codec.preset
-    plan = [(CORNERS[i % 4], LEADS[(i // 4) % len(LEADS)], seed + i) for i in range(clips)]
-    rows: list[dict[str, Any]] = []
-    gen_seconds = decode_seconds = 0.0
-    for start in tqdm(range(0, clips, batch), desc="evaluate BGM", mininterval=5.0):
-        chunk = plan[start:start + batch]
-        t0 = time.perf_counter()
-        out = txt2img(bundle, [mood_prompt(v, a, lead) for (v, a), lead, _ in chunk], seed=[s for *_, s in chunk],
-                      steps=steps, guidance=guidance, width=p.width, height=p.n_mels)
-        gen_seconds += time.perf_counter() - t0
-        grey = (out.pixels.float().mean(dim=1).clamp(0, 1) * 255).round().byte().cpu().numpy()
-        for ((v, a), lead, s), image in zip(chunk, grey):
-            t0 = time.perf_counter()
-            audio = codec.image_to_audio(image, seed=s)
-            decode_seconds += time.perf_counter() - t0
-            key = analysis.estimate_key(audio, p.sample_rate)
-            rows.append({"valence": v, "arousal": a, "lead": lead, "seed": s, "mode": key.mode,
-                         "mode_margin": key.mode_margin, "bpm": analysis.estimate_tempo(audio, p.sample_rate)})
-    wanted = ["major" if r["valence"] > 0 else "minor" for r in rows]
-    high = [r["bpm"] for r in rows if r["arousal"] > 0]
-    low = [r["bpm"] for r in rows if r["arousal"] < 0]
-    audio_seconds = clips * p.seconds_per_image
+
+def grid_clips(seeds: int = 4, leads: tuple[str, ...] = EVAL_LEADS) -> list[dict[str, Any]]:
+    """The evaluation grid, one entry per clip (valence, arousal, lead, seed)."""
+    if seeds < 1 or not leads:
+        raise InvalidInput("need at least one seed and one lead")
+    return [{"valence": v, "arousal": a, "lead": lead, "seed": FIRST_EVAL_SEED + s}
+            for v, a, lead, s in itertools.product(VALENCES, AROUSALS, leads, range(seeds))]
+
+
+def hear(samples: np.ndarray, sample_rate: int) -> dict[str, Any]:
+    """Everything the listeners report about one clip."""
+    keys = listeners.estimate_keys(samples, sample_rate)
     return {
-        "clips": clips,
-        "steps": steps,
-        "guidance": guidance,
-        "mode_accuracy": float(np.mean([r["mode"] == w for r, w in zip(rows, wanted)])),
-        "major_accuracy": float(np.mean([r["mode"] == "major" for r in rows if r["valence"] > 0])),
-        "minor_accuracy": float(np.mean([r["mode"] == "minor" for r in rows if r["valence"] < 0])),
-        "median_bpm_high_arousal": statistics.median(high),
-        "median_bpm_low_arousal": statistics.median(low),
-        "median_bpm_difference": statistics.median(high) - statistics.median(low),
-        "realtime_factor_generate": audio_seconds / gen_seconds,
-        "realtime_factor_generate_and_decode": audio_seconds / (gen_seconds + decode_seconds),
-        "rows": rows,
+        "keys": {name: key.name for name, key in keys.items()},
+        "modes": {name: key.mode for name, key in keys.items()},
+        "bpm": {name: round(track(samples, sample_rate), 2) for name, track in listeners.TEMPO_TRACKERS.items()},
+        "lufs": round(integrated_loudness(samples, sample_rate), 3),
+        "true_peak_dbtp": round(true_peak_dbtp(samples, sample_rate), 3),
+        "share_above_4khz": _high_band_share(samples, sample_rate),
     }
 
 
-def vae_mode_survival(model: str | Path | Any, samples: int = 24, seed: int = 99, preset: str = "mini") -> dict[str, float]:
-    """Share of held-out training-style spectrograms whose measured mode survives the model's VAE.
+def _cell_tables(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per estimator a valence x arousal table of mode accuracy, per tracker one of median tempo."""
+    def cell(v: float, a: float) -> list[dict[str, Any]]:
+        return [r for r in rows if r["valence"] == v and r["arousal"] == a]
+
+    estimators = list(rows[0]["modes"])
+    def hit(r: dict[str, Any], name: str) -> bool:
+        return (r["modes"][name] == "major") == (r["valence"] > 0)
+
+    mode = {name: {f"{v:+.1f}": {f"{a:.1f}": float(np.mean([hit(r, name) for r in cell(v, a)])) for a in AROUSALS}
+                   for v in VALENCES} for name in estimators}
+    tempo = {name: {f"{v:+.1f}": {f"{a:.1f}": statistics.median(r["bpm"][name] for r in cell(v, a)) for a in AROUSALS}
+                    for v in VALENCES} for name in listeners.TEMPO_TRACKERS}
+    return {"mode_accuracy": mode, "median_bpm": tempo}
+
+
+def _distinct_moods(clips: dict[tuple, np.ndarray]) -> dict[str, float]:
+    """The most similar pair of different moods with the same lead and seed: |correlation| and the
+    residual after the best gain (0 would mean one is a gain-scaled copy of the other)."""
+    worst_corr, worst_residual = 0.0, np.inf
+    groups: dict[tuple, list[tuple[tuple, np.ndarray]]] = {}
+    for (v, a, lead, seed), y in clips.items():
+        groups.setdefault((lead, seed), []).append(((v, a), y))
+    for members in groups.values():
+        for (_, x), (_, y) in itertools.combinations(members, 2):
+            n = min(x.size, y.size)
+            x64, y64 = x[:n].astype(np.float64), y[:n].astype(np.float64)
+            corr = abs(float(np.corrcoef(x64, y64)[0, 1]))
+            gain = float(x64 @ y64 / max(x64 @ x64, 1e-30))
+            residual = float(np.linalg.norm(y64 - gain * x64) / max(np.linalg.norm(y64), 1e-30))
+            worst_corr, worst_residual = max(worst_corr, corr), min(worst_residual, residual)
+    return {"max_abs_correlation": worst_corr, "min_gain_residual": worst_residual}
+
+
+def summarize(rows: list[dict[str, Any]], target_lufs: float) -> dict[str, Any]:
+    """The done-when figures of issue #17 from per-clip rows."""
+    out: dict[str, Any] = {"clips": len(rows), "mode": {}, "tempo": {}}
+    tables = _cell_tables(rows)
+    for name, table in tables["mode_accuracy"].items():
+        hits = [(r["modes"][name] == "major") == (r["valence"] > 0) for r in rows]
+        cells = [value for per_a in table.values() for value in per_a.values()]
+        out["mode"][name] = {"accuracy": float(np.mean(hits)), "worst_cell": float(min(cells)),
+                             "major": float(np.mean([h for h, r in zip(hits, rows) if r["valence"] > 0])),
+                             "minor": float(np.mean([h for h, r in zip(hits, rows) if r["valence"] < 0]))}
+    arousal = [r["arousal"] for r in rows]
+    for name in listeners.TEMPO_TRACKERS:
+        medians = [statistics.median(r["bpm"][name] for r in rows if r["arousal"] == a) for a in AROUSALS]
+        rho = scipy.stats.spearmanr(arousal, [r["bpm"][name] for r in rows]).statistic
+        out["tempo"][name] = {"median_by_arousal": dict(zip((f"{a:.1f}" for a in AROUSALS), medians)),
+                              "min_gap": float(min(np.diff(medians))), "spearman": float(rho)}
+    lufs = np.array([r["lufs"] for r in rows])
+    out["loudness"] = {"target_lufs": target_lufs, "max_deviation_lu": float(np.max(np.abs(lufs - target_lufs))),
+                       "max_true_peak_dbtp": float(max(r["true_peak_dbtp"] for r in rows)),
+                       "median_share_above_4khz": float(np.median([r["share_above_4khz"] for r in rows]))}
+    out["tables"] = tables
+    return out
+
+
+def evaluate_bgm(
+    model: str | Path | Any, seeds: int = 4, leads: tuple[str, ...] = EVAL_LEADS, seconds: float = 10.0,
+    steps: int = 20, guidance: float = 5.0,
+) -> dict[str, Any]:
+    """Render the grid with `model` and return the summary, the per-cell tables and the per-clip rows."""
+    from charforge.character.bgm import render_plan
+    from charforge.engine import load_model
+
+    if steps < 1 or seconds <= 0:
+        raise InvalidInput("need steps >= 1 and seconds > 0")
+    bundle = model if hasattr(model, "unet") else load_model(model)
+    rows: list[dict[str, Any]] = []
+    clips: dict[tuple, np.ndarray] = {}
+    render_seconds = 0.0
+    target = mood_table().loudness_lufs
+    for entry in tqdm(grid_clips(seeds, leads), desc="evaluate BGM", mininterval=5.0):
+        plan = plan_music(entry["valence"], entry["arousal"], mood_table({"lead": entry["lead"]}))
+        t0 = time.perf_counter()
+        clip = render_plan(plan, seconds=seconds, seed=entry["seed"], model=bundle, steps=steps, guidance=guidance)
+        render_seconds += time.perf_counter() - t0
+        clips[(entry["valence"], entry["arousal"], entry["lead"], entry["seed"])] = clip.samples
+        rows.append({**entry, "prompt": plan.prompt, **hear(clip.samples, clip.sample_rate)})
+    report = summarize(rows, target)
+    report["distinct_moods"] = _distinct_moods(clips)
+    report["realtime_factor"] = len(rows) * seconds / render_seconds
+    report["settings"] = {"seeds": seeds, "leads": list(leads), "seconds": seconds, "steps": steps,
+                          "guidance": guidance, "estimators": listeners.key_estimators(),
+                          "trackers": list(listeners.TEMPO_TRACKERS)}
+    report["rows"] = rows
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Plain-text tables: the summary, then per estimator its valence x arousal cells."""
+    lines = [f"{report['clips']} clips; {report['settings']}"]
+    lines.append("mode matches the sign of valence:")
+    for name, m in report["mode"].items():
+        lines.append(f"  {name:24s} {m['accuracy']:.1%} (major {m['major']:.1%}, minor {m['minor']:.1%}, "
+                     f"worst cell {m['worst_cell']:.1%})")
+    lines.append("tempo (median bpm at arousal 0.1 / 0.5 / 0.9, smallest gap, Spearman):")
+    for name, t in report["tempo"].items():
+        medians = " / ".join(f"{b:.1f}" for b in t["median_by_arousal"].values())
+        lines.append(f"  {name:24s} {medians}, gap {t['min_gap']:.1f}, rho {t['spearman']:.3f}")
+    loud = report["loudness"]
+    lines.append(f"loudness: max deviation {loud['max_deviation_lu']:.2f} LU from {loud['target_lufs']} LUFS, "
+                 f"max true peak {loud['max_true_peak_dbtp']:.2f} dBTP, median share above 4 kHz "
+                 f"{loud['median_share_above_4khz']:.4f}")
+    if "distinct_moods" in report:
+        d = report["distinct_moods"]
+        lines.append(f"most similar different moods: |r| {d['max_abs_correlation']:.3f}, "
+                     f"gain residual {d['min_gain_residual']:.3f}")
+    if "realtime_factor" in report:
+        lines.append(f"realtime factor (generate + decode + normalise): {report['realtime_factor']:.2f}x")
+    header = "valence \\ arousal " + " ".join(f"{a:>7.1f}" for a in AROUSALS)
+    for kind, tables, fmt in (("mode accuracy", report["tables"]["mode_accuracy"], "{:>7.0%}"),
+                              ("median bpm", report["tables"]["median_bpm"], "{:>7.1f}")):
+        for name, table in tables.items():
+            lines += ["", f"{kind} - {name}", header]
+            lines += [f"{v:>17s} " + " ".join(fmt.format(x) for x in per_a.values()) for v, per_a in table.items()]
+    return "\n".join(lines)
+
+
+def _kk_mode(samples: np.ndarray, sample_rate: int) -> str:
+    return listeners.profile_key(listeners.mean_chroma(samples, sample_rate), "kk").mode
+
+
+def vae_mode_survival(
+    model: str | Path | Any, samples: int = 24, seed: int = 99, preset: str = "full",
+) -> dict[str, float]:
+    """Share of held-out training-style spectrograms whose mode (independent KK listener) survives the VAE.
 
     The diffusion model can only be as faithful as its autoencoder: a minor third the VAE blurs
     into a major one is lost before sampling starts. Also reports the mean absolute pixel error.
     """
     import torch
 
-    from charforge.recipes.bgm_mini.dataset import BGMSource
     from charforge.engine import load_model
+    from charforge.recipes.bgm_mini.dataset import BGMSource
 
     bundle = model if hasattr(model, "unet") else load_model(model)
     source = BGMSource(seed, samples, preset)
@@ -100,50 +213,7 @@ def vae_mode_survival(model: str | Path | Any, samples: int = 24, seed: int = 99
         grey = ((y.mean(dim=0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
         errors.append(float(np.abs(grey.astype(np.float32) - source.image(i).astype(np.float32)).mean()))
         truth = source.sample(i).spec.mode
-        before += analysis.estimate_key(codec.image_to_audio(source.image(i), seed=0), sr).mode == truth
-        kept += analysis.estimate_key(codec.image_to_audio(grey, seed=0), sr).mode == truth
+        before += _kk_mode(codec.image_to_audio(source.image(i), seed=0), sr) == truth
+        kept += _kk_mode(codec.image_to_audio(grey, seed=0), sr) == truth
     return {"samples": samples, "mode_accuracy_codec_only": before / samples,
             "mode_accuracy_through_vae": kept / samples, "mean_abs_pixel_error": float(np.mean(errors))}
-
-
-def evaluate_transitions(
-    model: str | Path | Any, count: int = 8, segments: int = 3, steps: int = 20, guidance: float = 5.0, seed: int = 0,
-    preset: str = "mini",
-) -> dict[str, Any]:
-    """Do transitions start in one mood and end in the other? Alternating sad/calm <-> happy/energetic,
-    the first and last segments of each file are measured like the clips of `evaluate_bgm`."""
-    from charforge.audio.compose import transition
-    from charforge.engine import load_model
-
-    if count < 2 or segments < 2:
-        raise InvalidInput("need at least 2 transitions of at least 2 segments")
-    bundle = model if hasattr(model, "unet") else load_model(model)
-    p = SpectrogramCodec(preset).preset
-    ends = ((-0.7, -0.7), (0.7, 0.7))
-    rows: list[dict[str, Any]] = []
-    for i in tqdm(range(count), desc="evaluate transitions", mininterval=5.0):
-        start, end = ends if i % 2 == 0 else ends[::-1]
-        clip = transition(bundle, mood_prompt(*start), mood_prompt(*end), segments=segments, seed_from=seed + i,
-                          seed_to=seed + i + 1000, steps=steps, guidance=guidance, preset=p)
-        tile = p.samples_per_image
-        first, last = clip.samples[:tile], clip.samples[-tile:]
-        rows.append({
-            "from": start, "to": end,
-            "first_mode": analysis.estimate_key(first, p.sample_rate).mode,
-            "last_mode": analysis.estimate_key(last, p.sample_rate).mode,
-            "first_bpm": analysis.estimate_tempo(first, p.sample_rate),
-            "last_bpm": analysis.estimate_tempo(last, p.sample_rate),
-        })
-
-    def mode(v: float) -> str:
-        return "major" if v > 0 else "minor"
-
-    return {
-        "transitions": count,
-        "segments": segments,
-        "first_segment_mode_matches": float(np.mean([r["first_mode"] == mode(r["from"][0]) for r in rows])),
-        "last_segment_mode_matches": float(np.mean([r["last_mode"] == mode(r["to"][0]) for r in rows])),
-        "tempo_moves_with_arousal": float(np.mean([(r["last_bpm"] - r["first_bpm"]) * (r["to"][1] - r["from"][1]) > 0
-                                                   for r in rows])),
-        "rows": rows,
-    }

@@ -1,24 +1,22 @@
 """Deterministic procedural music: the training set of charforge-mini-bgm and the test material.
 
 Loops are built from chord progressions so that their key and tempo are known exactly, which is
-what lets the model (and the codec) be measured: a clip that should be minor at 70 bpm can be
-checked with a key profile and a tempo estimator. Everything is additive synthesis in numpy driven
-by one seed, so a spec always renders to the same samples.
+what lets the model be measured: a clip that should be minor at 70 bpm can be checked with any key
+profile and tempo tracker. Everything is additive synthesis in numpy driven by one seed, so a spec
+always renders to the same samples.
 
-Musical choices that make the labels measurable rather than merely nominal:
-- progressions start on and return to the tonic, and every chord holds a note that the other mode
-  of the same tonic lacks (major: 3, 6 or 7; natural minor: b3, b6 or b7), while the chords that
-  would suggest the relative key (vi and iii in major, III and VII in minor) are left out. A few
-  seconds cut anywhere from a loop then still measure as the labelled mode;
-- the harmonic rhythm is two beats per chord below 100 bpm, so a few seconds always hold several
-  chords whatever the tempo;
-- chords sit between F#4 and ~2 kHz, where the `mini` codec's 64 mel bins are about a semitone
-  wide (an octave lower they are three semitones wide and minor thirds come back major), with the
-  third voiced on top and on accented beats;
-- the bass is quiet and the drums unpitched enough that harmony, not rhythm section, fills the
-  chroma;
-- every beat carries a kick, a bass note and an accented lead note, so the beat, not its
-  subdivision or the bar, is the strongest periodicity.
+The music is written so that the key is unmistakable to any listener, not only to one estimator:
+- a tonal centre: progressions start on the tonic chord and cadence V-I (the dominant is always
+  major: harmonic minor's leading tone, a note the relative major lacks), the bass plays chord roots
+  with the tonic on every tonic chord, and the melody's strong beats sit on chord tones, resolving
+  leading tone -> tonic into each tonic chord;
+- no chord of the relative key (vi/iii in major, III/VII in minor), so a few seconds cut anywhere
+  from a loop still measure in the labelled mode;
+- several instruments in separate registers: bass (C2-B2), a sustained chord bed (G3-F#4), a lead
+  melody (about F4-D6, higher and brighter as `brightness` rises) and drums whose hi-hats fill the
+  top of the band;
+- the beat is the strongest periodicity: the same kick on every beat, a light snare on 2 and 4,
+  quieter subdivisions.
 """
 
 from __future__ import annotations
@@ -34,15 +32,17 @@ from charforge.errors import InvalidInput
 Lead = Literal["pad", "pluck", "piano"]
 
 MIN_BPM, MAX_BPM = 60.0, 180.0
+PARTIAL_LIMIT_HZ = 9000.0
 
-# Chords as semitone offsets from the tonic.
-CHORDS: dict[str, tuple[int, int, int]] = {
-    "I": (0, 4, 7), "ii": (2, 5, 9), "IV": (5, 9, 12), "V": (7, 11, 14),
-    "i": (0, 3, 7), "iv": (5, 8, 12), "v": (7, 10, 14), "VI": (8, 12, 15),
+SCALES: dict[str, tuple[int, ...]] = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 11)}
+# Chords as semitone offsets from the tonic (minor uses the harmonic minor's major V).
+CHORDS: dict[str, tuple[int, ...]] = {
+    "I": (0, 4, 7), "ii": (2, 5, 9), "IV": (5, 9, 12), "V": (7, 11, 14), "V7": (7, 11, 14, 17),
+    "i": (0, 3, 7), "ii°": (2, 5, 8), "iv": (5, 8, 12), "VI": (8, 12, 15),
 }
 PROGRESSIONS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "major": (("I", "IV", "V", "I"), ("I", "ii", "V", "I"), ("I", "IV", "I", "V"), ("I", "V", "IV", "I")),
-    "minor": (("i", "iv", "v", "i"), ("i", "VI", "iv", "i"), ("i", "iv", "i", "v"), ("i", "VI", "v", "i")),
+    "major": (("I", "IV", "V", "I"), ("I", "V", "IV", "V"), ("I", "IV", "I", "V7"), ("I", "IV", "V7", "I")),
+    "minor": (("i", "iv", "V", "i"), ("i", "iv", "i", "V"), ("i", "i", "iv", "V"), ("i", "VI", "V", "i")),
 }
 BEATS_PER_BAR = 4
 
@@ -57,6 +57,7 @@ class MusicSpec(BaseModel):
     bpm: float = Field(ge=MIN_BPM, le=MAX_BPM)
     lead: Lead = "piano"
     density: float = Field(0.5, ge=0, le=1, description="lead notes per beat: 1, 2 or 4")
+    brightness: float = Field(0.5, ge=0, le=1, description="melody register and timbre brightness")
     loudness: float = Field(0.6, ge=0, le=1)
     bass: bool = True
     drums: bool = True
@@ -104,17 +105,6 @@ class MusicSpec(BaseModel):
         return self.loop_beats * 60.0 / self.bpm
 
 
-def energy_word(bpm: float) -> str:
-    """The tempo adjective used in captions (kept in one place so captions and tables agree)."""
-    return "calm" if bpm < 80 else "relaxed" if bpm < 105 else "upbeat" if bpm < 135 else "energetic"
-
-
-def caption(spec: MusicSpec) -> str:
-    """e.g. "calm sad piano loop, A minor, 70 bpm"."""
-    mood = "happy" if spec.mode == "major" else "sad"
-    return f"{energy_word(spec.bpm)} {mood} {spec.lead} loop, {spec.key_name}, {round(spec.bpm)} bpm"
-
-
 def random_spec(rng: np.random.Generator, **fixed: object) -> MusicSpec:
     """Draw a spec uniformly over keys, modes, tempi, timbres and levels; `fixed` pins fields."""
     mode = fixed.get("mode", rng.choice(["major", "minor"]))
@@ -124,12 +114,54 @@ def random_spec(rng: np.random.Generator, **fixed: object) -> MusicSpec:
         "bpm": float(round(rng.uniform(MIN_BPM, MAX_BPM))),
         "lead": str(rng.choice(["pad", "pluck", "piano"])),
         "density": float(rng.uniform()),
+        "brightness": float(rng.uniform()),
         "loudness": float(rng.uniform(0.3, 1.0)),
         "progression": int(rng.integers(len(PROGRESSIONS[str(mode)]))),
         "seed": int(rng.integers(2**31)),
     }
     values.update(fixed)
     return MusicSpec(**values)
+
+
+# -- composition ------------------------------------------------------------------------------
+
+
+def _place(pitch_class: int, low: int) -> int:
+    """The MIDI note of `pitch_class` in the octave [low, low + 12)."""
+    return low + (pitch_class - low) % 12
+
+
+def _melody(spec: MusicSpec, chords: list[tuple[int, ...]], rng: np.random.Generator) -> list[int]:
+    """One MIDI note per melody step: chord tones on beats, scale steps between, leading tone -> tonic
+    into every tonic chord that follows a dominant, and the tonic on the loop's first note."""
+    npb = spec.notes_per_beat
+    steps_per_chord = spec.beats_per_chord * npb
+    centre = 66 + round(12 * spec.brightness)
+    scale = sorted(_place(spec.tonic + d, centre - 12) + 12 * k for d in SCALES[spec.mode] for k in range(3))
+    scale = [m for m in scale if centre - 8 <= m <= centre + 8]
+    names = PROGRESSIONS[spec.mode][spec.progression]
+    notes: list[int] = []
+    prev = _place(spec.tonic, centre - 6)
+    for c, chord in enumerate(chords):
+        tones = [m for m in scale if (m - spec.tonic - chord[0]) % 12 in {(o - chord[0]) % 12 for o in chord}]
+        third = [m for m in tones if (m - spec.tonic - chord[1]) % 12 == 0]
+        for s in range(steps_per_chord):
+            if s == 0 and names[c] in ("I", "i"):
+                note = min((m for m in scale if (m - spec.tonic) % 12 == 0), key=lambda m: abs(m - prev))
+            elif s % npb == 0:
+                pool = third if (s // npb) % 2 == 1 and third else tones
+                near = sorted(pool, key=lambda m: abs(m - prev))[:2]
+                note = near[int(rng.integers(len(near)))]
+            else:
+                i = scale.index(min(scale, key=lambda m: abs(m - prev)))
+                i = int(np.clip(i + rng.choice([-1, 1]), 0, len(scale) - 1))
+                note = scale[i]
+            notes.append(note)
+            prev = note
+        following = names[(c + 1) % len(names)]
+        if names[c].startswith("V") and following in ("I", "i"):  # the leading tone resolves up to the tonic
+            notes[-1] = min((m for m in scale if (m - spec.tonic) % 12 == 11), key=lambda m: abs(m - prev))
+    return notes
 
 
 # -- synthesis --------------------------------------------------------------------------------
@@ -143,14 +175,14 @@ def _tone(
     freq: float, seconds: float, sr: int, amps: np.ndarray, decays: np.ndarray,
     attack: float, release: float, stretch: float = 0.0,
 ) -> np.ndarray:
-    """Additive note: partial k has amplitude amps[k] * exp(-decays[k] t); partials above 7 kHz are
-    dropped so nothing aliases or sits outside the codec's band. float32 throughout: rendering the
-    training set is dominated by these sines, and float32 phase error stays below 0.01 rad."""
+    """Additive note: partial k has amplitude amps[k] * exp(-decays[k] t); partials above
+    PARTIAL_LIMIT_HZ are dropped so nothing aliases. float32 throughout: rendering the training set
+    is dominated by these sines, and float32 phase error stays below 0.01 rad."""
     n = max(int(seconds * sr), 1)
     t = np.arange(n, dtype=np.float32) / np.float32(sr)
     k = np.arange(1, len(amps) + 1, dtype=np.float64)
     partial_hz = k * freq * np.sqrt(1.0 + stretch * k * k)
-    keep = partial_hz < min(7000.0, sr / 2 - 500)
+    keep = partial_hz < min(PARTIAL_LIMIT_HZ, sr / 2 - 500)
     omega = (2 * np.pi * partial_hz[keep]).astype(np.float32)[:, None]
     env = amps[keep].astype(np.float32)[:, None] * np.exp(-decays[keep].astype(np.float32)[:, None] * t[None, :])
     y = np.einsum("kn,kn->n", env, np.sin(omega * t[None, :]))
@@ -161,45 +193,56 @@ def _tone(
     return y
 
 
-def _pad(freq: float, seconds: float, sr: int) -> np.ndarray:
-    k = np.arange(1, 6)
-    amps, decays = 1.0 / k**2, np.full(5, 0.15)
-    attack = min(0.3 * seconds, 0.4)
-    detuned = _tone(freq * 2 ** (4 / 1200), seconds, sr, amps, decays, attack, 0.3)
-    return 0.5 * (_tone(freq, seconds, sr, amps, decays, attack, 0.3) + detuned)
+def _tilt(count: int, slope: float) -> np.ndarray:
+    return 1.0 / np.arange(1, count + 1) ** slope
 
 
-def _pluck(freq: float, seconds: float, sr: int) -> np.ndarray:
-    k = np.arange(1, 9)
-    return _tone(freq, seconds, sr, 1.0 / k**1.5, 4.0 + 3.0 * k, 0.003, 0.05)
+def _pad(freq: float, seconds: float, sr: int, bright: float) -> np.ndarray:
+    amps, decays = _tilt(8, 2.2 - 0.8 * bright), np.full(8, 0.15)
+    attack = min(0.3 * seconds, 0.25)
+    detuned = _tone(freq * 2 ** (5 / 1200), seconds, sr, amps, decays, attack, 0.2)
+    return 0.5 * (_tone(freq, seconds, sr, amps, decays, attack, 0.2) + detuned)
 
 
-def _piano(freq: float, seconds: float, sr: int) -> np.ndarray:
-    k = np.arange(1, 9)
-    return _tone(freq, seconds, sr, 1.0 / k**1.7, 1.2 + 0.8 * k, 0.004, 0.08, stretch=0.0004)
+def _pluck(freq: float, seconds: float, sr: int, bright: float) -> np.ndarray:
+    k = np.arange(1, 13)
+    return _tone(freq, seconds, sr, _tilt(12, 1.8 - 0.7 * bright), 4.0 + 2.5 * k, 0.003, 0.05)
+
+
+def _piano(freq: float, seconds: float, sr: int, bright: float) -> np.ndarray:
+    k = np.arange(1, 13)
+    return _tone(freq, seconds, sr, _tilt(12, 2.0 - 0.7 * bright), 1.0 + 0.6 * k, 0.004, 0.08, stretch=0.0004)
+
+
+def _keys(freq: float, seconds: float, sr: int, bright: float) -> np.ndarray:
+    """Soft electric-piano comp under a pad lead."""
+    return _tone(freq, seconds, sr, np.array([1.0, 0.2, 0.25, 0.05, 0.08]), np.full(5, 2.0), 0.005, 0.1)
 
 
 def _bass(freq: float, seconds: float, sr: int) -> np.ndarray:
-    return _tone(freq, seconds, sr, np.array([1.0, 0.35, 0.12]), np.full(3, 2.5), 0.005, 0.05)
+    return _tone(freq, seconds, sr, np.array([1.0, 0.5, 0.2, 0.1]), np.full(4, 2.0), 0.005, 0.05)
 
 
-def _kick(sr: int) -> np.ndarray:
+_VOICES = {"pad": _pad, "pluck": _pluck, "piano": _piano}
+
+
+def _kick(sr: int, tonic: int) -> np.ndarray:
+    """A pitch-swept kick that settles on the tonic (E1..Eb2), as producers tune an 808 to the key."""
     t = np.arange(int(0.3 * sr)) / sr
-    sweep = 45.0 + 75.0 * np.exp(-t * 30.0)
+    sweep = _hz(_place(tonic, 28)) + 75.0 * np.exp(-t * 30.0)
     return np.sin(2 * np.pi * np.cumsum(sweep) / sr) * np.exp(-t * 14.0)
 
 
-def _noise_hit(sr: int, seconds: float, decay: float, rng: np.random.Generator) -> np.ndarray:
+def _hat(sr: int, seconds: float, decay: float, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     noise = rng.standard_normal(t.size)
-    bright = np.diff(noise, prepend=0.0)  # first difference: a cheap high-pass
-    return bright * np.exp(-t * decay) * 0.5
+    bright = np.diff(np.diff(noise, prepend=0.0), prepend=0.0)  # second difference: a cheap high-pass
+    return bright * np.exp(-t * decay) * 0.25
 
 
 def _snare(sr: int, rng: np.random.Generator) -> np.ndarray:
-    body = _noise_hit(sr, 0.2, 25.0, rng)
-    t = np.arange(body.size) / sr
-    return body + 0.5 * np.sin(2 * np.pi * 190.0 * t) * np.exp(-t * 30.0)
+    t = np.arange(int(0.2 * sr)) / sr
+    return np.diff(rng.standard_normal(t.size), prepend=0.0) * np.exp(-t * 25.0) * 0.6
 
 
 def _mix_into(buffer: np.ndarray, start: int, signal: np.ndarray, gain: float) -> None:
@@ -218,61 +261,49 @@ def render_loop(spec: MusicSpec, sample_rate: int = 22050) -> np.ndarray:
     if sample_rate < 8000:
         raise InvalidInput(f"sample rate must be at least 8000 Hz, got {sample_rate}")
     rng = np.random.default_rng(spec.seed)
-    sr = sample_rate
+    sr, bright = sample_rate, spec.brightness
     beat = 60.0 / spec.bpm
     buffer = np.zeros(int(round(spec.loop_seconds * sr)), dtype=np.float64)
     at = lambda beats: int(round(beats * beat * sr))  # noqa: E731 - sample index of a beat position
 
     chords = [CHORDS[name] for name in PROGRESSIONS[spec.mode][spec.progression]]
-    root_midi = 72 + spec.tonic if spec.tonic < 6 else 60 + spec.tonic  # tonic between F#4 and F5
     chord_seconds = spec.beats_per_chord * beat
-    step = 1.0 / spec.notes_per_beat
+    bed = _keys if spec.lead == "pad" else _pad
     for index, chord in enumerate(chords):
         first = index * spec.beats_per_chord
-        root, third, fifth = (root_midi + offset for offset in chord)
-        # Open voicing with the third on top (a tenth above the root): the third is the note that
-        # decides major vs minor, and on top it is not masked by the root's overtones.
-        voicing = (root, fifth, third + 12)
-        # Chord bed: the pad is the lead or, quieter, the harmony under a pluck/piano lead.
-        bed_gain = 0.55 if spec.lead == "pad" else 0.3
-        for midi in voicing:
-            _mix_into(buffer, at(first), _pad(_hz(midi), chord_seconds + 0.15, sr), bed_gain / 3)
-        if spec.lead == "pad" and spec.notes_per_beat > 1:  # a pad alone has no pulse: re-strike softly
+        # close position in G3..F#4, the third doubled an octave up: it is the note that tells the mode
+        voicing = [_place(spec.tonic + o, 55) for o in chord] + [_place(spec.tonic + chord[1], 67)]
+        if bed is _pad:
+            for midi in voicing:
+                _mix_into(buffer, at(first), _pad(_hz(midi), chord_seconds + 0.1, sr, bright), 0.09)
+        else:  # keys comp: chord struck on each beat
             for b in range(spec.beats_per_chord):
                 for midi in voicing:
-                    _mix_into(buffer, at(first + b), _pluck(_hz(midi), 0.25, sr), 0.08)
-        if spec.lead in ("pluck", "piano"):
-            voice, length = (_pluck, 0.5) if spec.lead == "pluck" else (_piano, 1.2)
-            steps = spec.beats_per_chord * spec.notes_per_beat
-            for s in range(steps):
-                beat_of_chord, sub = divmod(s, spec.notes_per_beat)
-                on_beat = sub == 0
-                velocity = (1.0 if on_beat else 0.35) * rng.uniform(0.9, 1.0)
-                # Beats alternate root and third (so even a two-beat chord at one note per beat
-                # sounds its third, accented); fifths, then thirds, fill the subdivisions.
-                if on_beat:
-                    midi = root if beat_of_chord % 2 == 0 else third + 12
-                else:
-                    midi = fifth if sub % 2 == 1 else third
-                note = _hz(midi)
-                _mix_into(buffer, at(first + s * step), voice(note, min(length, 3 * step * beat + 0.1), sr),
-                          0.35 * velocity)
-        if spec.bass:  # on every beat, like the kick: anything slower would read as half tempo
-            # E2..Eb3, and quiet: a loud low bass outweighs the chord (whose third carries the mode)
-            # in every frame of a key-finding chroma, and its roots and fifths read as any mode.
-            midi = 40 + (spec.tonic + chord[0] - 4) % 12
-            for b in range(spec.beats_per_chord):
-                _mix_into(buffer, at(first + b), _bass(_hz(midi), 0.9 * beat, sr), 0.08)
+                    _mix_into(buffer, at(first + b), _keys(_hz(midi), beat * 0.95, sr, bright), 0.07)
+        if spec.bass:  # the chord's root, so tonic chords put the tonic in the bass
+            root = _place(spec.tonic + chord[0], 36)
+            hits = range(spec.beats_per_chord) if spec.density >= 0.5 else range(0, spec.beats_per_chord, 2)
+            span = beat * (0.9 if spec.density >= 0.5 else 1.8)
+            for b in hits:
+                _mix_into(buffer, at(first + b), _bass(_hz(root), span, sr), 0.32 if b == 0 else 0.24)
+
+    step = 1.0 / spec.notes_per_beat
+    voice, length = _VOICES[spec.lead], {"pad": 0.9, "pluck": 0.5, "piano": 1.0}[spec.lead]
+    for s, midi in enumerate(_melody(spec, chords, rng)):
+        on_beat = s % spec.notes_per_beat == 0
+        velocity = (1.0 if on_beat else 0.55) * rng.uniform(0.9, 1.0)
+        seconds = min(length, 1.5 * step * beat + 0.05) if spec.lead != "pad" else step * beat + 0.1
+        _mix_into(buffer, at(s * step), voice(_hz(midi), seconds, sr, bright), 0.3 * velocity)
 
     if spec.drums:
-        kick, snare = _kick(sr), _snare(sr, rng)
+        kick, snare = _kick(sr, spec.tonic), _snare(sr, rng)
         for b in range(spec.loop_beats):
-            _mix_into(buffer, at(b), kick, 0.6)
-            if spec.notes_per_beat > 2 and b % 2 == 1:
-                _mix_into(buffer, at(b), snare, 0.25)
-            if spec.notes_per_beat > 1:
-                for s in range(1, spec.notes_per_beat):
-                    _mix_into(buffer, at(b + s * step), _noise_hit(sr, 0.06, 60.0, rng), 0.06)
+            _mix_into(buffer, at(b), kick, 0.7)  # every beat alike: the beat, not the half bar, is the pulse
+            if spec.density >= 0.3 and b % 2 == 1:
+                _mix_into(buffer, at(b), snare, 0.15)
+            hats = max(spec.notes_per_beat, 2)
+            for h in range(hats):
+                _mix_into(buffer, at(b + h / hats), _hat(sr, 0.05, 70.0, rng), 0.12 if h == 0 else 0.07)
 
     level = 0.15 + 0.75 * spec.loudness
     peak = float(np.max(np.abs(buffer)))
