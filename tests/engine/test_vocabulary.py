@@ -77,7 +77,9 @@ def test_the_cli_prints_the_warning_once(closed_model_dir, tmp_path):
     (default_bgm_model_path(), "charforge.recipes.bgm_mini.dataset"),
 ])  # fmt: skip
 def test_the_shipped_models_declare_their_caption_words(folder, module):
-    """The declaration is the recipe's caption words, each one token of the model's own tokenizer."""
+    """The declaration holds every word the recipe's captions use (so prompts built from the mood and
+    expression tables never warn), each one token of the model's own tokenizer. The shipped BGM model
+    predates the current recipe's captions, so its declaration may hold words the recipe no longer uses."""
     import importlib
 
     from transformers import CLIPTokenizer
@@ -85,6 +87,6 @@ def test_the_shipped_models_declare_their_caption_words(folder, module):
     declared = read_vocabulary(folder)
     assert (folder / VOCABULARY_FILE).is_file() and declared
     caption_words = importlib.import_module(module).caption_words()
-    assert declared == {w for w in caption_words if w.isalpha()}
+    assert {w for w in caption_words if w.isalpha()} <= declared
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
     assert all(len(tokenizer(w, add_special_tokens=False).input_ids) == 1 for w in declared)
