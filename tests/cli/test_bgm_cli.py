@@ -32,7 +32,8 @@ def calls(monkeypatch, tmp_path):
 
     def result(plan, plan_to=None):
         data = {"path": str(wav), "plan": plan.to_dict(), "seconds": 0.1, "cached": False}
-        return SimpleNamespace(path=wav, plan=plan, plan_to=plan_to, seconds=0.1, cached=False, to_dict=lambda: data)
+        return SimpleNamespace(path=wav, plan=plan, plan_to=plan_to, seconds=0.1, cached=False, sample_rate=8000,
+                               loop=None, to_dict=lambda: data)
 
     def bgm(self, *args, **kwargs):
         seen.append(("bgm", args, kwargs))
@@ -96,7 +97,7 @@ def test_music_for_a_bare_mood_says_its_mode_and_tempo(cli, monkeypatch, tmp_pat
     import charforge.character.bgm as bgm_module
 
     plan = plan_for_state(EmotionState.from_mapping({"joy": 0.8}))
-    clip = SimpleNamespace(samples=np.zeros(8000, dtype=np.float32), sample_rate=8000)
+    clip = SimpleNamespace(samples=np.zeros(8000, dtype=np.float32), sample_rate=8000, loop=None)
     monkeypatch.setattr(bgm_module, "bgm_for_mood", lambda *a, **k: (plan, clip))
     code, out, err = cli("bgm", "--valence", "0.5", "--arousal", "0.2", "--out", tmp_path / "a.wav")
     assert code == 0, err
