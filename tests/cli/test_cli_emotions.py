@@ -15,6 +15,7 @@ def test_bad_options_are_one_line_and_exit_2(cli, tmp_path):
     assert code == 2 and "model_index.json" in err
     code, out, err = cli("calibrate", "portrait-mini", "--characters", "0")
     assert code == 2 and "--characters" in err
+    assert cli("init", "-w", tmp_path / "ws")[0] == 0
     code, out, err = cli("calibrate", "nobody", "-w", tmp_path / "ws")
     assert code == 2 and "nobody" in err
 
