@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background, looking calm"
 
 PROBE = """

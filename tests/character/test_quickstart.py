@@ -14,7 +14,7 @@ from charforge import Forge
 from charforge.errors import AlreadyExists
 from charforge.models import default_bgm_model_path, default_model_path, weights_hash
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_quick_start() -> str:
