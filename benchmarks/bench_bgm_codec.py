@@ -18,8 +18,8 @@ import time
 import librosa
 import numpy as np
 
-from charforge.recipes.bgm_mini import music
 from charforge.audio.codec import SpectrogramCodec
+from charforge.recipes.bgm_mini import music
 
 
 def _median_seconds(fn, repeats: int) -> tuple[float, np.ndarray]:

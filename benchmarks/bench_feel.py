@@ -23,9 +23,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from charforge.character.identity import build_identity, character_model  # noqa: E402
 from charforge.engine import txt2img  # noqa: E402
 from charforge.forge import Forge  # noqa: E402
-from charforge.character.identity import build_identity, character_model  # noqa: E402
 
 PROMPT = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background, looking calm"
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
 import PIL.Image  # noqa: E402
+import torch  # noqa: E402
 from diffusers import StableDiffusionPipeline  # noqa: E402
 
 from charforge.engine import default_model_path, load_model, txt2img  # noqa: E402
@@ -100,12 +100,15 @@ def main() -> None:
         ratios, seconds = [], []
         for _ in range(rounds):
             base_round = _timed(plain)[0]
-            spent, inversion = _timed(lambda: invert(model, image, SOURCE, method, steps=steps, guidance=guidance))
+            spent, inversion = _timed(lambda m=method: invert(model, image, SOURCE, m, steps=steps, guidance=guidance))
             ratios.append(spent / base_round)
             seconds.append(spent)
         db = psnr(reconstruct(model, inversion), pixels)
         results[method], inversions[method] = (db, statistics.median(ratios)), inversion
-        print(f"{method:<16}{db:>9.2f}{db - vae_db:>9.2f}{statistics.median(seconds):>10.2f}{statistics.median(ratios):>9.2f}")
+        print(
+            f"{method:<16}{db:>9.2f}{db - vae_db:>9.2f}"
+            f"{statistics.median(seconds):>10.2f}{statistics.median(ratios):>9.2f}"
+        )
 
     if DEFAULT_METHOD in results and "null-text" in results:
         gap = results["null-text"][0] - results[DEFAULT_METHOD][0]
@@ -115,7 +118,9 @@ def main() -> None:
             f"{ratio:.2f}x a plain generation (target <= 2)"
         )
 
-    inversion = inversions.get(DEFAULT_METHOD) or invert(model, image, SOURCE, DEFAULT_METHOD, steps=steps, guidance=guidance)
+    inversion = inversions.get(DEFAULT_METHOD) or invert(
+        model, image, SOURCE, DEFAULT_METHOD, steps=steps, guidance=guidance
+    )
     controllers = lambda: prompt_edit_controllers(model.tokenizer, SOURCE, TARGET, steps=steps)  # noqa: E731
     fast, full = [], []
     for _ in range(args.repeats):

@@ -17,9 +17,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from charforge.audio import analysis
+from charforge.audio.codec import SpectrogramCodec
 from charforge.recipes.bgm_mini import music
 from charforge.recipes.bgm_mini.dataset import draw_sample
-from charforge.audio.codec import SpectrogramCodec
 
 
 def main() -> None:

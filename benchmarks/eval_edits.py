@@ -78,9 +78,11 @@ def main() -> None:
                 words = new_words + render.EXPRESSIONS["neutral"].split()
                 reweight = {w: setting["reweight"] for w in new_words} if "reweight" in setting else None
                 controllers = prompt_edit_controllers(
-                    model.tokenizer, source, target, steps=args.steps, blend_words=words if setting.get("blend") else (),
+                    model.tokenizer, source, target, steps=args.steps,
+                    blend_words=words if setting.get("blend") else (),
                     reweight=reweight, blend_threshold=args.blend_threshold,
-                    cross_replace_steps=setting["cross_replace_steps"], self_replace_steps=setting["self_replace_steps"],
+                    cross_replace_steps=setting["cross_replace_steps"],
+                    self_replace_steps=setting["self_replace_steps"],
                 )  # fmt: skip
             result = edit(model, inversion, target, controllers, offset_targets=setting.get("offset_targets", False))
             out = result.pixels[0]
@@ -89,8 +91,12 @@ def main() -> None:
             rows[name]["expr"].append(float(verdict["expression"][0] == goal.expression))
             rows[name]["kept"].append(float(np.mean([verdict[a][0] == getattr(portrait, a) for a in KEPT])))
             rows[name]["psnr"].append(psnr(out[:, outside], truth[:, outside]))
-    print(f"{args.count} held-out portraits, neutral -> {'/'.join(TARGETS)}, {args.steps} steps, guidance {args.guidance}")
-    print(f"(txt2img of the target prompts shows the asked expression {txt2img_acc:.2f} of the time: the model's ceiling)")
+    print(
+        f"{args.count} held-out portraits, neutral -> {'/'.join(TARGETS)}, {args.steps} steps, guidance {args.guidance}"
+    )
+    print(
+        f"(txt2img of the target prompts shows the asked expression {txt2img_acc:.2f} of the time: the model's ceiling)"
+    )
     print(f"{'setting':<34}{'expression':>11}{'attributes':>11}{'PSNR off-face':>15}")
     for name, row in rows.items():
         print(

@@ -35,16 +35,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from charforge.demo import cast_dir  # noqa: E402
-from charforge.engine import txt2img  # noqa: E402
 from charforge.cards import load_cards  # noqa: E402
-from charforge.emotion.conditioning import conditioning, expression_table  # noqa: E402
 from charforge.character.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask  # noqa: E402
-from charforge.forge import Forge  # noqa: E402
 from charforge.character.identity import build_identity, character_model, load_identity  # noqa: E402
+from charforge.demo import cast_dir  # noqa: E402
+from charforge.emotion.conditioning import conditioning, expression_table  # noqa: E402
+from charforge.engine import txt2img  # noqa: E402
+from charforge.forge import Forge  # noqa: E402
 from charforge.recipes.portrait_mini import render  # noqa: E402
-from charforge.recipes.portrait_mini.judge import dominant, load_judge  # noqa: E402
 from charforge.recipes.portrait_mini.dataset import image_to_tensor  # noqa: E402
+from charforge.recipes.portrait_mini.judge import dominant, load_judge  # noqa: E402
 
 EMOTIONS = ("joy", "trust", "fear", "surprise", "sadness", "disgust", "anger", "anticipation")
 MIXTURES = ((0.9, 0.3), (0.8, 0.4))  # (dominant, second) intensities; the second is the next emotion
@@ -83,8 +83,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("CHARFORGE_TORCH_THREADS", "1")))
     parser.add_argument("--sheet", default=None, help="also write a contact sheet of every edit to this PNG")
     parser.add_argument("--json", dest="json_out", action="store_true", help="print the summary as JSON only")
-    parser.add_argument("--expressions", default="{}", help="JSON overrides of expressions.toml, e.g. "
-                        "'{\"edit\": {\"cross_replace\": 0.6}}' (what a character's settings.expressions holds)")
+    parser.add_argument(
+        "--expressions",
+        default="{}",
+        help="JSON overrides of expressions.toml, e.g. "
+        '\'{"edit": {"cross_replace": 0.6}}\' (what a character\'s settings.expressions holds)',
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     judge = load_judge()
@@ -97,8 +101,14 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, Forge.open(tmp, identity_builder=build_identity) as forge:
         for name, prompt, seed in prompts(args.characters):
-            character = forge.create(name, prompt=prompt, seed=seed, model=args.model, build_options={"steps": args.steps},
-                                     settings={"expressions": overrides})
+            character = forge.create(
+                name,
+                prompt=prompt,
+                seed=seed,
+                model=args.model,
+                build_options={"steps": args.steps},
+                settings={"expressions": overrides},
+            )
             model = character_model(character)
             identity = load_identity(character, model)
             cells = edit_mask(model, identity, table)
@@ -116,8 +126,14 @@ def main() -> None:
                 raw += pictures
                 final += composite(pictures, identity.base, cells)
             inversion = identity.inversion
-            plain = txt2img(model, [c.target_prompt for c in conds], negative=character.negative_prompt,
-                            seed=seed, steps=inversion.steps, guidance=inversion.guidance).images
+            plain = txt2img(
+                model,
+                [c.target_prompt for c in conds],
+                negative=character.negative_prompt,
+                seed=seed,
+                steps=inversion.steps,
+                guidance=inversion.guidance,
+            ).images
             batch = torch.stack([image_to_tensor(p) for p in [identity.base, *final]])
             predicted = dominant(judge.intensities(batch))
             plain_read = dominant(judge.intensities(torch.stack([image_to_tensor(np.asarray(p)) for p in plain])))

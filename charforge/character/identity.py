@@ -113,6 +113,7 @@ def region_words(character: Character) -> dict[str, tuple[str, ...]]:
 
 # models ---------------------------------------------------------------------------------------------
 
+
 def character_model(character: Character) -> ModelBundle:
     """The character's model wearing the character's look (learnt token, LoRA), loaded once per process
     (reloaded when its weights change on disk). Characters share the model: each call puts this
@@ -143,7 +144,9 @@ class Identity:
     def mask(self, name: str) -> torch.Tensor:
         if name not in self.masks:
             known = ", ".join(sorted(self.masks)) or "none"
-            raise NotFound(f"no {name!r} mask (masks: {known}); supply one with `charforge mask NAME {name} --from FILE`")
+            raise NotFound(
+                f"no {name!r} mask (masks: {known}); supply one with `charforge mask NAME {name} --from FILE`"
+            )
         return self.masks[name]
 
     def base_image(self) -> PIL.Image.Image:

@@ -41,7 +41,22 @@ REGION_WORDS: dict[str, tuple[str, ...]] = {
     "background": ("background",),
 }
 # Words that describe the picture as a whole, never a region's look.
-_FRAME_WORDS = {"portrait", "photo", "picture", "of", "a", "an", "the", "girl", "boy", "woman", "man", "with", "and", "in"}
+_FRAME_WORDS = {
+    "portrait",
+    "photo",
+    "picture",
+    "of",
+    "a",
+    "an",
+    "the",
+    "girl",
+    "boy",
+    "woman",
+    "man",
+    "with",
+    "and",
+    "in",
+}
 MODIFIERS = 2  # words before a region word that describe it ("long red" hair)
 INFLUENCE_TIMESTEPS = (0.3, 0.5, 0.7)  # fractions of the training schedule
 INFLUENCE_DRAWS = 2  # noise draws per timestep

@@ -3,7 +3,8 @@
 `calibrate portrait-mini` measures the shipped default model (or `--model DIR`, another folder of the
 same kind) with the emotion judge on held-out characters and stores the result beside the model;
 `calibrate CHARACTER` measures that character's model on the character itself, by how much its face
-changes (no judge needed), and stores it in the workspace, where it takes precedence for those weights. Heavy imports stay inside the commands.
+changes (no judge needed), and stores it in the workspace, where it takes precedence for those weights.
+Heavy imports stay inside the commands.
 """
 
 from __future__ import annotations
@@ -52,8 +53,13 @@ def calibrate(
     characters: Annotated[int, typer.Option(help=f"With '{MINI}': held-out characters to measure on.")] = 3,
     steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
     workers: Annotated[int, typer.Option(help=f"With '{MINI}': processes drawing characters side by side.")] = 1,
-    judged: Annotated[bool, typer.Option("--judge/--face-change", help=f"With '{MINI}': measure by the emotion judge, "
-                                         "or by how much the face changes.")] = True,
+    judged: Annotated[
+        bool,
+        typer.Option(
+            "--judge/--face-change",
+            help=f"With '{MINI}': measure by the emotion judge, or by how much the face changes.",
+        ),
+    ] = True,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -68,8 +74,14 @@ def calibrate(
         from charforge.engine.loading import weights_hash
 
         folder = _mini_folder(model)
-        result = calibrate_mini(weights_hash(str(folder)) or "", held_out_cast(characters), str(folder), steps,
-                                workers=min(workers, characters), judged=judged)
+        result = calibrate_mini(
+            weights_hash(str(folder)) or "",
+            held_out_cast(characters),
+            str(folder),
+            steps,
+            workers=min(workers, characters),
+            judged=judged,
+        )
         path = save_calibration(result, folder)
     else:
         if model is not None:
@@ -82,8 +94,9 @@ def calibrate(
             table = character_table(character)
             model_hash = current_model_hash(character)
             result = measure(model_hash, iter([character_sitting(character, table)]), table, None)
-            path = forge.workspace.write_atomic(workspace_relpath(model_hash),
-                                                json.dumps(result.model_dump(), indent=1).encode("utf-8"))
+            path = forge.workspace.write_atomic(
+                workspace_relpath(model_hash), json.dumps(result.model_dump(), indent=1).encode("utf-8")
+            )
     if json_out:
         echo_json({"path": str(path), **result.model_dump()})
         return
@@ -97,12 +110,16 @@ def calibrate(
 @eval_app.command("emotions")
 def eval_emotions(
     model: Annotated[Path | None, typer.Option(help="portrait-mini folder (default: the shipped model).")] = None,
-    mode: Annotated[str, typer.Option(help="edit: as `feel` draws (invert + edit); plain: generations of the prompt.")] = "edit",
+    mode: Annotated[
+        str, typer.Option(help="edit: as `feel` draws (invert + edit); plain: generations of the prompt.")
+    ] = "edit",
     characters: Annotated[int, typer.Option(help="Held-out characters.")] = 6,
     steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
     calibrated: Annotated[bool, typer.Option(help="Use the model folder's calibration, if it has one.")] = True,
     workers: Annotated[int, typer.Option(help="Processes drawing characters side by side (one thread each).")] = 1,
-    sheet: Annotated[Path | None, typer.Option(help="Also write a contact sheet (calm, 0.3/0.6/1.0, mixtures) here.")] = None,
+    sheet: Annotated[
+        Path | None, typer.Option(help="Also write a contact sheet (calm, 0.3/0.6/1.0, mixtures) here.")
+    ] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -114,19 +131,33 @@ def eval_emotions(
 
     folder = _mini_folder(model)
     calibration = load_calibration(folder) if calibrated else None
-    report = sweep(mode, characters, str(folder), steps, calibration, workers=max(1, min(workers, characters)),
-                   sheet=str(sheet) if sheet else None)
+    report = sweep(
+        mode,
+        characters,
+        str(folder),
+        steps,
+        calibration,
+        workers=max(1, min(workers, characters)),
+        sheet=str(sheet) if sheet else None,
+    )
     if json_out:
         echo_json(report)
         return
-    typer.echo(f"{report['characters']} held-out characters, mode {mode}, {steps} steps, "
-               f"{'calibrated' if report['calibrated'] else 'uncalibrated'}; judge readings by requested intensity")
-    typer.echo(f"{'emotion':13s} {'calm':>5s} " + " ".join(f"{v:>5g}" for v in report["levels"])
-               + "  spearman levels top@.6+")
+    typer.echo(
+        f"{report['characters']} held-out characters, mode {mode}, {steps} steps, "
+        f"{'calibrated' if report['calibrated'] else 'uncalibrated'}; judge readings by requested intensity"
+    )
+    typer.echo(
+        f"{'emotion':13s} {'calm':>5s} " + " ".join(f"{v:>5g}" for v in report["levels"]) + "  spearman levels top@.6+"
+    )
     for emotion, row in report["emotions"].items():
         means = " ".join(f"{m:5.2f}" for m in row["mean_by_level"])
-        typer.echo(f"{emotion:13s} {row['calm']:5.2f} {means}  {row['spearman_means']:8.2f} {row['distinct_levels']:6d} "
-                   f"{row['recognised_at_0.6_plus']:6.2f}")
+        typer.echo(
+            f"{emotion:13s} {row['calm']:5.2f} {means}  {row['spearman_means']:8.2f} {row['distinct_levels']:6d} "
+            f"{row['recognised_at_0.6_plus']:6.2f}"
+        )
     mix = report["mixtures"]
-    typer.echo(f"mixtures: {mix['count']}, both requested in the judge's top two {mix['both_in_top_two']:.1%}, "
-               f"an unrequested emotion on top {mix['unrequested_on_top']:.1%}")
+    typer.echo(
+        f"mixtures: {mix['count']}, both requested in the judge's top two {mix['both_in_top_two']:.1%}, "
+        f"an unrequested emotion on top {mix['unrequested_on_top']:.1%}"
+    )

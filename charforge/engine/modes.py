@@ -128,7 +128,17 @@ def img2img(
     noise = initial_noise(model, tuple(source.shape), generators)
     latents = sched.add_noise(source, noise, timesteps[:1].repeat(batch))
     return _run(
-        model, req, sched, latents, generators, hooks, eta, progress, mode="img2img", strength=strength, timesteps=timesteps
+        model,
+        req,
+        sched,
+        latents,
+        generators,
+        hooks,
+        eta,
+        progress,
+        mode="img2img",
+        strength=strength,
+        timesteps=timesteps,
     )
 
 
@@ -178,17 +188,13 @@ def inpaint(
         latents = noise * sched.init_noise_sigma if full_strength else sched.add_noise(source, noise, start)
         masked_latents = encode_images(model, pixels * (mask_pixels < 0.5), generators)
         extra = torch.cat([latent_mask, masked_latents], dim=1)
-        return _run(
-            model, req, sched, latents, generators, hooks, eta, progress, "inpaint", strength, timesteps, extra
-        )
+        return _run(model, req, sched, latents, generators, hooks, eta, progress, "inpaint", strength, timesteps, extra)
 
     source = encode_images(model, pixels, generators)
     noise = initial_noise(model, tuple(source.shape), generators)
     latents = noise * sched.init_noise_sigma if full_strength else sched.add_noise(source, noise, start)
     blend = LatentBlend(source, latent_mask, noise)
-    return _run(
-        model, req, sched, latents, generators, [blend, *hooks], eta, progress, "inpaint", strength, timesteps
-    )
+    return _run(model, req, sched, latents, generators, [blend, *hooks], eta, progress, "inpaint", strength, timesteps)
 
 
 class LatentBlend(Hook):

@@ -50,7 +50,7 @@ def test_derived_masks_are_disjoint_regions_named_by_their_words(forge, tiny_mod
     stacked = torch.stack([m.int() for m in masks.values()])
     assert stacked.sum(0).max() <= 1  # regions never overlap
     words = {a.name: a.metadata["words"] for a in mira.store.identity() if a.kind == "mask"}
-    for region, found in words.items():
+    for _region, found in words.items():
         assert all(word in PROMPT for word in found)
     assert all(identity.mask_sources[name] == method for name in masks)
 

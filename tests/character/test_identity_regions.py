@@ -35,7 +35,7 @@ def test_alternatives_change_one_region_description_and_nothing_else():
     assert CAST.replace("brown eyes", "black eyes") in alts["face"]  # the colours of the other regions
     assert alts["hair"] == [CAST.replace("short black hair", f"short {c} hair") for c in ("brown", "red")]
     assert alts["outfit"] == [CAST.replace("red outfit", f"{c} outfit") for c in ("brown", "black")]
-    for region, prompts in alts.items():
+    for _region, prompts in alts.items():
         for prompt in prompts:
             assert prompt != CAST and len(prompt.split(",")) == len(CAST.split(","))
     assert region_alternatives(CAST, {"hair": ["hair"]}) == {}  # nothing to vary

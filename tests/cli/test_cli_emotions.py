@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from charforge.emotion.calibration import load_calibration, workspace_relpath
 from charforge.character.identity import build_identity
+from charforge.emotion.calibration import load_calibration, workspace_relpath
 
 
 def test_bad_options_are_one_line_and_exit_2(cli, tmp_path):

@@ -98,7 +98,7 @@ def test_unknown_name_suggests_the_closest():
 
 
 def test_states_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="frozen"):
         EmotionState(joy=0.5).joy = 0.1  # type: ignore[misc]
 
 

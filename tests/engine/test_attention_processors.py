@@ -53,11 +53,11 @@ def _run(unet, control: AttentionControl | None, sample, text, layout: BatchLayo
 
 def test_layers_are_in_execution_order(unet):
     layers = unet_layers(unet)
-    ordered = sorted(layers.values(), key=lambda l: (l.is_cross, l.index))
-    places = [l.place for l in ordered if not l.is_cross]
+    ordered = sorted(layers.values(), key=lambda layer: (layer.is_cross, layer.index))
+    places = [layer.place for layer in ordered if not layer.is_cross]
     assert places == sorted(places, key=("down", "mid", "up").index)
     assert places.count("mid") == 1 and len(places) == 7  # 2 down, 1 mid, 4 up in the tiny UNet
-    assert {l.count for l in layers.values()} == {7}
+    assert {layer.count for layer in layers.values()} == {7}
 
 
 @pytest.mark.parametrize("layout", [BatchLayout((), (0, 1)), BatchLayout((0, 1), (0, 1))], ids=["cond", "guided"])

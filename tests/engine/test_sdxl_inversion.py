@@ -14,19 +14,19 @@ import functools
 import pytest
 import torch
 from diffusers import StableDiffusionXLPipeline
+from helpers.sdxl import build_tiny_sdxl_components
 
 from charforge.engine import load_model
 from charforge.engine.attention import LocalBlend, MutualSelfAttention, Refine, Replace, Reweight
 from charforge.engine.edit import edit, reconstruct, reconstruct_latents
 from charforge.engine.inversion import METHODS, invert, invert_latent
-from helpers.sdxl import build_tiny_sdxl_components
 
 PROMPT = "a portrait of a smiling girl with red hair"
 TARGET = "a portrait of a crying girl with red hair"
 STEPS = 8
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def smooth_tiny_sdxl():
     components = build_tiny_sdxl_components()
     with torch.no_grad():

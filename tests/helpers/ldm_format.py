@@ -26,7 +26,7 @@ def _rename(rest: str, pairs) -> str:
 
 
 def unet_to_ldm(state: dict[str, torch.Tensor], layers_per_block: int) -> dict[str, torch.Tensor]:
-    fixed = {d: l for d, l in DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"].items()}
+    fixed = dict(DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"])
     per_block = layers_per_block + 1
     up_has_attention = {int(m.group(1)) for k in state if (m := re.match(r"up_blocks\.(\d+)\.attentions", k))}
     out = {}

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from charforge.emotion.conditioning import expression_table
 from charforge.emotion.table import BASIS
 from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.emotion_eval import PAIRS, distinct_levels, held_out_cast, setting_conditioning
-from charforge.emotion.conditioning import expression_table
 from charforge.recipes.portrait_mini.judge import CHECK_SEED, load_judge, render_faces
 
 

@@ -9,6 +9,7 @@ from scipy import ndimage
 from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.dataset import PortraitSource
+from charforge.recipes.portrait_mini.face import EMOTIONS, PARTS, face_of, ownership
 from charforge.recipes.portrait_mini.render import (
     BACKGROUND_COLOURS,
     EXPRESSIONS,
@@ -19,7 +20,6 @@ from charforge.recipes.portrait_mini.render import (
     portrait_from_caption,
     sample_portraits,
 )
-from charforge.recipes.portrait_mini.face import EMOTIONS, PARTS, face_of, ownership
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words, extend_tokenizer
 
 

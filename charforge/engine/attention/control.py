@@ -16,8 +16,9 @@ the controllers in stage order (recorders before editors), and multiplies by the
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,12 +52,12 @@ class RowMap:
     cond: tuple[bool, ...]
 
     @classmethod
-    def from_layout(cls, layout: BatchLayout) -> "RowMap":
+    def from_layout(cls, layout: BatchLayout) -> RowMap:
         rows = tuple(layout.uncond_rows) + tuple(layout.cond_rows)
         return cls(rows, (False,) * len(layout.uncond_rows) + (True,) * len(layout.cond_rows))
 
     @classmethod
-    def standard(cls, branches: int, guided: bool) -> "RowMap":
+    def standard(cls, branches: int, guided: bool) -> RowMap:
         """[uncond rows..., cond rows...], the batch diffusers' pipelines build."""
         rows = tuple(range(branches))
         return cls.from_layout(BatchLayout(uncond_rows=rows if guided else (), cond_rows=rows))
@@ -94,22 +95,18 @@ class Controller:
 
     stage = 1
 
-    def begin(self, control: "AttentionControl", ctx: StepContext) -> None:
+    def begin(self, control: AttentionControl, ctx: StepContext) -> None:
         """Called once per call before the first step (sizes, schedules)."""
 
     def wants_probs(self, layer: Layer, step: int, layout: RowMap, tokens: int) -> bool:
         """Whether this controller needs the attention probabilities of this layer at this step."""
         return False
 
-    def edit_probs(
-        self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor
-    ) -> torch.Tensor:
+    def edit_probs(self, layer: Layer, step: int, layout: RowMap, probs: torch.Tensor) -> torch.Tensor:
         """probs: (rows, heads, queries, keys), conditional rows only, owned by the call (edit in place)."""
         return probs
 
-    def edit_qkv(
-        self, layer: Layer, step: int, layout: RowMap, qkv: list[torch.Tensor]
-    ) -> bool:
+    def edit_qkv(self, layer: Layer, step: int, layout: RowMap, qkv: list[torch.Tensor]) -> bool:
         """Replace entries of [query, key, value] with edited copies (never write into the given
         tensors: other rows and layers still use them); True if anything changed."""
         return False
@@ -127,7 +124,7 @@ class Controller:
         """Compute the whole attention output of a layer (queries against other rows' keys), or None."""
         return None
 
-    def step_end(self, control: "AttentionControl", ctx: StepContext, latents: torch.Tensor) -> torch.Tensor:
+    def step_end(self, control: AttentionControl, ctx: StepContext, latents: torch.Tensor) -> torch.Tensor:
         """Latent callback after the scheduler step (local blend)."""
         return latents
 
@@ -149,7 +146,9 @@ def unet_layers(unet: Any) -> dict[str, Layer]:
 
     ordered = sorted(names, key=lambda n: (PLACES.index(place(n)), _natural_key(n)))
     modules = dict(unet.named_modules())
-    kinds = {n: bool(getattr(modules.get(n.removesuffix(".processor")), "is_cross_attention", "attn2" in n)) for n in names}
+    kinds = {
+        n: bool(getattr(modules.get(n.removesuffix(".processor")), "is_cross_attention", "attn2" in n)) for n in names
+    }
     counts = {kind: sum(1 for n in names if kinds[n] == kind) for kind in (True, False)}
     seen = {True: 0, False: 0}
     layers: dict[str, Layer] = {}
@@ -163,7 +162,7 @@ def unet_layers(unet: Any) -> dict[str, Layer]:
 class ControlledAttnProcessor:
     """A diffusers attention processor that lets an `AttentionControl` see and edit attention."""
 
-    def __init__(self, control: "AttentionControl", layer: Layer):
+    def __init__(self, control: AttentionControl, layer: Layer):
         self.control = control
         self.layer = layer
 

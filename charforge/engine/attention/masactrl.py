@@ -9,7 +9,6 @@ source wherever the new pose puts it. Only decoder-side layers from `start_layer
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
@@ -31,7 +30,9 @@ class MutualSelfAttention(Controller):
     (direct inversion) the conditional one stands in, since both see the same image.
     """
 
-    def __init__(self, start_step: int = PAPER_START_STEP, start_layer: int | None = None, mask: torch.Tensor | None = None):
+    def __init__(
+        self, start_step: int = PAPER_START_STEP, start_layer: int | None = None, mask: torch.Tensor | None = None
+    ):
         self.start_step = start_step
         self.start_layer = start_layer
         self.mask = mask

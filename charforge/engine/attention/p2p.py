@@ -10,7 +10,7 @@ tokens ("more smiling"), and local blend confines the change to where the edited
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from charforge.engine.hooks import StepContext
 from charforge.errors import InvalidInput
 
 # A fraction of the steps (from the start), explicit (start, end) fractions, or per word with "default_".
-StepSpec = Union[float, tuple[float, float], Mapping[str, Union[float, tuple[float, float]]]]
+StepSpec = float | tuple[float, float] | Mapping[str, float | tuple[float, float]]
 
 
 def _bounds(spec: float | tuple[float, float]) -> tuple[float, float]:
@@ -191,7 +191,7 @@ class Reweight(Controller):
     @classmethod
     def from_words(
         cls, tokenizer: Any, prompt: str, words: Mapping[str, float], branch: int | None = None, **kwargs: Any
-    ) -> "Reweight":
+    ) -> Reweight:
         weights = torch.ones(max_columns(tokenizer))
         for word, weight in words.items():
             weights[word_columns(tokenizer, prompt, word)] = float(weight)
@@ -222,7 +222,8 @@ class LocalBlend(Controller):
     After each scheduler step a target row becomes source + mask * (target - source), row 0 being
     the source. The mask is either given (`LocalBlend(mask=cells)`: latent cells (h, w), 1 = may
     change, known beforehand such as a character's face, applied from the first step) or found from
-    where the given words attend: the union over branches of their cross-attention averaged over the steps so far, max-pooled to dilate
+    where the given words attend: the union over branches of their cross-attention averaged over the steps so
+    far, max-pooled to dilate
     it, rescaled to [0, 1] and thresholded. The paper divides by the maximum; rescaling from the
     minimum too is the same for the peaked maps of large models and still separates regions when a
     small model's maps are flat with a faint peak. Once the source branch is no longer computed (an

@@ -46,9 +46,15 @@ class PortraitClassifier(nn.Module):
         super().__init__()
 
         def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                                 nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                                 nn.MaxPool2d(2))
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            )
 
         self.features = nn.Sequential(block(3, 16), block(16, 32), block(32, 48), block(48, 64))
         self.heads = nn.ModuleDict({name: nn.Linear(64 * 4 * 4, len(classes)) for name, (_, classes) in HEADS.items()})
@@ -66,8 +72,10 @@ class PortraitClassifier(nn.Module):
 
 
 def _labels(portraits: list[Portrait]) -> dict[str, torch.Tensor]:
-    return {name: torch.tensor([classes.index(getattr(p, field)) for p in portraits])
-            for name, (field, classes) in HEADS.items()}
+    return {
+        name: torch.tensor([classes.index(getattr(p, field)) for p in portraits])
+        for name, (field, classes) in HEADS.items()
+    }
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -80,8 +88,12 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     out = torch.empty_like(x)
     for i in range(n):
         w = kernels[i]
-        y = F.conv2d(F.pad(x[i:i + 1], (2, 2, 0, 0), mode="replicate"), w.view(1, 1, 1, 5).repeat(3, 1, 1, 1), groups=3)
-        out[i:i + 1] = F.conv2d(F.pad(y, (0, 0, 2, 2), mode="replicate"), w.view(1, 1, 5, 1).repeat(3, 1, 1, 1), groups=3)
+        y = F.conv2d(
+            F.pad(x[i : i + 1], (2, 2, 0, 0), mode="replicate"), w.view(1, 1, 1, 5).repeat(3, 1, 1, 1), groups=3
+        )
+        out[i : i + 1] = F.conv2d(
+            F.pad(y, (0, 0, 2, 2), mode="replicate"), w.view(1, 1, 5, 1).repeat(3, 1, 1, 1), groups=3
+        )
     shifts = torch.randint(-1, 2, (2,), generator=gen)
     out = torch.roll(out, shifts=(int(shifts[0]), int(shifts[1])), dims=(2, 3))
     gain = 1 + 0.08 * (torch.rand(n, 3, 1, 1, generator=gen) - 0.5)
@@ -90,8 +102,9 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (out * gain + bias + noise).clamp(-1, 1)
 
 
-def render_set(seed: int, count: int, *, held_out: bool | None, min_intensity: float = 0.3
-               ) -> tuple[torch.Tensor, list[Portrait]]:
+def render_set(
+    seed: int, count: int, *, held_out: bool | None, min_intensity: float = 0.3
+) -> tuple[torch.Tensor, list[Portrait]]:
     portraits = list(render.sample_portraits(seed, count, held_out=held_out, min_intensity=min_intensity))
     images = torch.stack([image_to_tensor(render.render(p)[0]) for p in portraits])
     return images, portraits
@@ -133,8 +146,10 @@ def save_classifier(model: PortraitClassifier, path: str | Path = WEIGHTS) -> Pa
 def load_classifier(path: str | Path = WEIGHTS) -> PortraitClassifier:
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"portrait classifier weights not found at {path}; "
-                             "train them with `python -m charforge.recipes.portrait_mini.classifier`")
+        raise ModelLoadError(
+            f"portrait classifier weights not found at {path}; "
+            "train them with `python -m charforge.recipes.portrait_mini.classifier`"
+        )
     model = PortraitClassifier()
     own = model.state_dict()
     model.load_state_dict({k: v for k, v in load_file(str(path)).items() if k in own})
@@ -144,10 +159,12 @@ def load_classifier(path: str | Path = WEIGHTS) -> PortraitClassifier:
 def accuracy(model: PortraitClassifier, images: torch.Tensor, portraits: list[Portrait]) -> dict[str, float]:
     preds: dict[str, list[str]] = {name: [] for name in HEADS}
     for start in range(0, len(images), 128):
-        for name, values in model.predict(images[start:start + 128]).items():
+        for name, values in model.predict(images[start : start + 128]).items():
             preds[name] += values
-    return {name: float(np.mean([pred == getattr(p, HEADS[name][0]) for pred, p in zip(preds[name], portraits)]))
-            for name in HEADS}
+    return {
+        name: float(np.mean([pred == getattr(p, HEADS[name][0]) for pred, p in zip(preds[name], portraits)]))
+        for name in HEADS
+    }
 
 
 if __name__ == "__main__":  # python -m charforge.recipes.portrait_mini.classifier: retrain the shipped judge

@@ -27,7 +27,14 @@ import torch
 from scipy.stats import spearmanr
 
 from charforge.emotion.calibration import Calibration, Curve, Point
-from charforge.emotion.conditioning import Conditioning, ExpressionTable, Term, conditioning, expression_table, swap_phrase
+from charforge.emotion.conditioning import (
+    Conditioning,
+    ExpressionTable,
+    Term,
+    conditioning,
+    expression_table,
+    swap_phrase,
+)
 from charforge.emotion.table import BASIS
 from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.dataset import image_to_tensor
@@ -70,17 +77,23 @@ class Sitting:
 
 
 @contextmanager
-def sittings(cast: Sequence[Member], mode: str, model: str | None, steps: int = 20,
-             table: ExpressionTable | None = None) -> Iterator[Iterator[Sitting]]:
+def sittings(
+    cast: Sequence[Member], mode: str, model: str | None, steps: int = 20, table: ExpressionTable | None = None
+) -> Iterator[Iterator[Sitting]]:
     """Characters of `cast` one by one, created in a scratch workspace (edit mode) or not at all (plain)."""
     table = table or expression_table()
     if mode == "edit":
-        from charforge.forge import Forge
         from charforge.character.identity import build_identity
+        from charforge.forge import Forge
 
         with tempfile.TemporaryDirectory() as tmp, Forge.open(tmp, identity_builder=build_identity) as forge:
-            yield (character_sitting(forge.create(m.name, prompt=m.prompt, seed=m.seed, model=model,
-                                                  build_options={"steps": steps}), table) for m in cast)
+            yield (
+                character_sitting(
+                    forge.create(m.name, prompt=m.prompt, seed=m.seed, model=model, build_options={"steps": steps}),
+                    table,
+                )
+                for m in cast
+            )
         return
     from charforge.engine import load_model, txt2img
     from charforge.engine.attention import AttentionControl
@@ -92,15 +105,21 @@ def sittings(cast: Sequence[Member], mode: str, model: str | None, steps: int = 
     def plain(member: Member, conds: Sequence[Conditioning]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for start in range(0, len(conds), 16):
-            chunk = list(conds[start:start + 16])
+            chunk = list(conds[start : start + 16])
             weights = {}
             for row, cond in enumerate(chunk):
                 w = torch.ones(max_columns(bundle.tokenizer))
                 for words, weight in cond.token_weights().items():
                     w[word_columns(bundle.tokenizer, cond.target_prompt, words)] = weight
                 weights[row] = w
-            result = txt2img(bundle, [c.target_prompt for c in chunk], seed=member.seed, steps=steps, guidance=5.0,
-                             hooks=[AttentionControl([Reweight(weights)])])
+            result = txt2img(
+                bundle,
+                [c.target_prompt for c in chunk],
+                seed=member.seed,
+                steps=steps,
+                guidance=5.0,
+                hooks=[AttentionControl([Reweight(weights)])],
+            )
             out += [np.asarray(im) for im in result.images]
         return out
 
@@ -121,13 +140,16 @@ def character_sitting(character: Any, table: ExpressionTable) -> Sitting:
     bundle = character_model(character)
     identity = load_identity(character, bundle)
     cells = edit_mask(bundle, identity, table)
-    inside = (pixel_mask(cells, identity.base.shape[:2]).numpy() if cells is not None
-              else np.ones(identity.base.shape[:2], dtype=bool))
+    inside = (
+        pixel_mask(cells, identity.base.shape[:2]).numpy()
+        if cells is not None
+        else np.ones(identity.base.shape[:2], dtype=bool)
+    )
 
     def draw(conds: Sequence[Conditioning]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for start in range(0, len(conds), 8):
-            latents = edit_latents(bundle, identity, list(conds[start:start + 8]), table)
+            latents = edit_latents(bundle, identity, list(conds[start : start + 8]), table)
             pictures = decode_pictures(bundle, latents[1:])
             sitting.outside_psnr.extend(psnr_outside(p, identity.base, inside) for p in pictures)
             out += composite(pictures, identity.base, cells) if cells is not None else pictures
@@ -141,7 +163,7 @@ def character_sitting(character: Any, table: ExpressionTable) -> Sitting:
 def psnr_outside(picture: np.ndarray, base: np.ndarray, face: np.ndarray) -> float:
     """PSNR (dB) of the raw decoded edit against the base CG outside the face region (before compositing)."""
     diff = (picture.astype(np.float64) - base.astype(np.float64))[~face] / 255.0
-    mse = float((diff ** 2).mean()) if diff.size else 0.0
+    mse = float((diff**2).mean()) if diff.size else 0.0
     return 99.0 if mse == 0 else 10 * float(np.log10(1.0 / mse))
 
 
@@ -171,8 +193,9 @@ def distinct_levels(means: Sequence[float], noise: float) -> int:
     return count
 
 
-def _sweep_character(k: int, member: Member, mode: str, model: str | None, steps: int,
-                     calibration: Calibration | None) -> dict[str, Any]:
+def _sweep_character(
+    k: int, member: Member, mode: str, model: str | None, steps: int, calibration: Calibration | None
+) -> dict[str, Any]:
     """Everything the sweep needs from one character (run in a worker process of its own)."""
     torch.set_num_threads(1)
     table = expression_table()
@@ -182,8 +205,9 @@ def _sweep_character(k: int, member: Member, mode: str, model: str | None, steps
         for sit in people:
             pictures = sit.draw([conditioning(s, member.prompt, table, calibration) for s in singles])
             wanted = [(a, b, MIX_WEIGHTS[(i + k) % len(MIX_WEIGHTS)]) for i, (a, b) in enumerate(PAIRS)]
-            mixed = sit.draw([conditioning({a: w, b: round(1 - w, 2)}, member.prompt, table, calibration)
-                              for a, b, w in wanted])
+            mixed = sit.draw(
+                [conditioning({a: w, b: round(1 - w, 2)}, member.prompt, table, calibration) for a, b, w in wanted]
+            )
             judge = load_judge()  # read once everything is drawn
             out["readings"] = read(judge, [sit.base, *pictures])
             out["mixes"] = [(a, b, w, r) for (a, b, w), r in zip(wanted, read(judge, mixed))]
@@ -193,17 +217,31 @@ def _sweep_character(k: int, member: Member, mode: str, model: str | None, steps
                 for v in LEVELS:
                     pic = by_state[(e, v)].astype(int)
                     out["face_change"].setdefault(e, []).append(
-                        (v, float(np.abs(pic - sit.base.astype(int))[sit.face].mean()),
-                         float(np.abs(pic - ref)[sit.face].mean())))
+                        (
+                            v,
+                            float(np.abs(pic - sit.base.astype(int))[sit.face].mean()),
+                            float(np.abs(pic - ref)[sit.face].mean()),
+                        )
+                    )
             out["outside"] = list(sit.outside_psnr)
-            out["pictures"] = {"base": sit.base, **{f"{e} {v:g}": by_state[(e, v)] for e in BASIS for v in (0.3, 0.6, 1.0)},
-                               **{f"{a}+{b} {w:g}": p for (a, b, w), p in zip(wanted, mixed)}}
+            out["pictures"] = {
+                "base": sit.base,
+                **{f"{e} {v:g}": by_state[(e, v)] for e in BASIS for v in (0.3, 0.6, 1.0)},
+                **{f"{a}+{b} {w:g}": p for (a, b, w), p in zip(wanted, mixed)},
+            }
     log.info("%s done", member.name)
     return out
 
 
-def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, steps: int = 20,
-          calibration: Calibration | None = None, workers: int = 1, sheet: str | None = None) -> dict[str, Any]:
+def sweep(
+    mode: str = "edit",
+    characters: int = 6,
+    model: str | None = None,
+    steps: int = 20,
+    calibration: Calibration | None = None,
+    workers: int = 1,
+    sheet: str | None = None,
+) -> dict[str, Any]:
     """Run the issue's grid; returns per-emotion intensity tables, mixture and trust/anticipation figures.
 
     Characters are independent, so `workers` processes (one thread each) may draw them side by side.
@@ -229,8 +267,11 @@ def sweep(mode: str = "edit", characters: int = 6, model: str | None = None, ste
         write_sheet([part["pictures"] for part in parts], sheet)
     report = summarise(readings, mixes, face_change, judge_noise(load_judge()), mode, steps, calibration is not None)
     if outside:
-        report["psnr_outside_face_raw_db"] = {"min": round(min(outside), 2), "median": round(float(np.median(outside)), 2),
-                                              "share_at_least_35": round(float(np.mean(np.array(outside) >= 35)), 3)}
+        report["psnr_outside_face_raw_db"] = {
+            "min": round(min(outside), 2),
+            "median": round(float(np.median(outside)), 2),
+            "share_at_least_35": round(float(np.mean(np.array(outside) >= 35)), 3),
+        }
     return report
 
 
@@ -251,16 +292,17 @@ def write_sheet(pictures: list[dict[str, np.ndarray]], path: str) -> None:
     Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
-def summarise(readings: dict[str, np.ndarray], mixes, face_change, noise: np.ndarray, mode: str, steps: int,
-              calibrated: bool) -> dict[str, Any]:
+def summarise(
+    readings: dict[str, np.ndarray], mixes, face_change, noise: np.ndarray, mode: str, steps: int, calibrated: bool
+) -> dict[str, Any]:
     n_levels = len(LEVELS)
     tables: dict[str, Any] = {}
     for j, e in enumerate(BASIS):
-        rows = np.stack([r[1 + j * n_levels: 1 + (j + 1) * n_levels, j] for r in readings.values()])  # chars x levels
+        rows = np.stack([r[1 + j * n_levels : 1 + (j + 1) * n_levels, j] for r in readings.values()])  # chars x levels
         calm = np.array([r[0, j] for r in readings.values()])
         means = rows.mean(0)
         requested = np.tile(np.array(LEVELS), (len(rows), 1))
-        own = [r[1 + j * n_levels: 1 + (j + 1) * n_levels] for r in readings.values()]
+        own = [r[1 + j * n_levels : 1 + (j + 1) * n_levels] for r in readings.values()]
         strong = [k for k, v in enumerate(LEVELS) if v >= 0.6]
         top = np.mean([(o[strong].argmax(1) == j).mean() for o in own])
         changes = face_change[e]
@@ -280,7 +322,7 @@ def summarise(readings: dict[str, np.ndarray], mixes, face_change, noise: np.nda
         }
     both, wrong_top = [], []
     per_pair: dict[str, list[bool]] = {}
-    for a, b, w, r in mixes:
+    for a, b, _w, r in mixes:
         order = np.argsort(-r)
         top2 = {BASIS[order[0]], BASIS[order[1]]}
         ok = top2 == {a, b}
@@ -288,29 +330,37 @@ def summarise(readings: dict[str, np.ndarray], mixes, face_change, noise: np.nda
         wrong_top.append(BASIS[order[0]] not in (a, b))
         per_pair.setdefault(f"{a}+{b}", []).append(ok)
     return {
-        "mode": mode, "steps": steps, "characters": len(readings), "calibrated": calibrated,
-        "levels": list(LEVELS), "emotions": tables,
-        "mixtures": {"count": len(mixes), "both_in_top_two": round(float(np.mean(both)), 3),
-                     "unrequested_on_top": round(float(np.mean(wrong_top)), 3),
-                     "per_pair_both": {k: round(float(np.mean(v)), 2) for k, v in per_pair.items()}},
+        "mode": mode,
+        "steps": steps,
+        "characters": len(readings),
+        "calibrated": calibrated,
+        "levels": list(LEVELS),
+        "emotions": tables,
+        "mixtures": {
+            "count": len(mixes),
+            "both_in_top_two": round(float(np.mean(both)), 3),
+            "unrequested_on_top": round(float(np.mean(wrong_top)), 3),
+            "per_pair_both": {k: round(float(np.mean(v)), 2) for k, v in per_pair.items()},
+        },
     }
 
 
 # --- calibration ----------------------------------------------------------------------------------
 
 
-def setting_conditioning(emotion: str, word: str, attention: float, base_prompt: str,
-                         table: ExpressionTable) -> Conditioning:
+def setting_conditioning(
+    emotion: str, word: str, attention: float, base_prompt: str, table: ExpressionTable
+) -> Conditioning:
     """The conditioning of one measured setting: `emotion` drawn with `word` at `attention`."""
-    term = Term(phrase=table.emotions[emotion].phrase, emotions=(emotion,), intensity=1.0, word=word,
-                attention=attention)
+    term = Term(
+        phrase=table.emotions[emotion].phrase, emotions=(emotion,), intensity=1.0, word=word, attention=attention
+    )
     target = swap_phrase(base_prompt, table.neutral_phrase, term.words)
     state = conditioning({emotion: 1.0}, base_prompt, table).state
     return Conditioning(state, base_prompt, table.neutral_phrase, (term,), target, True, table.joiner)
 
 
-def measure_settings(sit: Sitting, table: ExpressionTable, judge: EmotionJudge | None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def measure_settings(sit: Sitting, table: ExpressionTable, judge: EmotionJudge | None) -> tuple[np.ndarray, np.ndarray]:
     """(response per setting, calm reading per emotion) of one character; settings as in `calibrate`."""
     settings = _settings(table)
     pictures = sit.draw([setting_conditioning(e, w, a, sit.member.prompt, table) for e, w, a in settings])
@@ -332,8 +382,9 @@ def _calibrate_member(member: Member, model: str | None, steps: int, judged: boo
         return measure_settings(next(people), table, load_judge() if judged else None)
 
 
-def calibrate_mini(model_hash: str, cast: Sequence[Member], model: str | None, steps: int,
-                   workers: int = 1, judged: bool = True) -> Calibration:
+def calibrate_mini(
+    model_hash: str, cast: Sequence[Member], model: str | None, steps: int, workers: int = 1, judged: bool = True
+) -> Calibration:
     """The calibration of a charforge-mini folder on `cast` (by the judge, or by face change), one
     worker process per character."""
     jobs = [(m, model, steps, judged) for m in cast]
@@ -345,25 +396,36 @@ def calibrate_mini(model_hash: str, cast: Sequence[Member], model: str | None, s
             parts = list(pool.map(_calibrate_member, *zip(*jobs)))
     else:
         parts = [_calibrate_member(*job) for job in jobs]
-    return _curves(model_hash, "judge" if judged else "face-change", expression_table(),
-                   [p[0] for p in parts], [p[1] for p in parts])
+    return _curves(
+        model_hash,
+        "judge" if judged else "face-change",
+        expression_table(),
+        [p[0] for p in parts],
+        [p[1] for p in parts],
+    )
 
 
-def calibrate(model_hash: str, people: Iterator[Sitting], table: ExpressionTable,
-              judge: EmotionJudge | None) -> Calibration:
+def calibrate(
+    model_hash: str, people: Iterator[Sitting], table: ExpressionTable, judge: EmotionJudge | None
+) -> Calibration:
     """Measure every (emotion, word, weight) setting on `people`; by the judge, or by face change without one."""
     parts = [measure_settings(sit, table, judge) for sit in people]
-    return _curves(model_hash, "judge" if judge is not None else "face-change", table,
-                   [p[0] for p in parts], [p[1] for p in parts])
+    return _curves(
+        model_hash, "judge" if judge is not None else "face-change", table, [p[0] for p in parts], [p[1] for p in parts]
+    )
 
 
-def _curves(model_hash: str, method: str, table: ExpressionTable, responses: list[np.ndarray],
-            calms: list[np.ndarray]) -> Calibration:
+def _curves(
+    model_hash: str, method: str, table: ExpressionTable, responses: list[np.ndarray], calms: list[np.ndarray]
+) -> Calibration:
     settings = _settings(table)
     means, calm = np.mean(responses, axis=0), np.mean(calms, axis=0)
     curves = {}
     for j, e in enumerate(BASIS):
-        points = [Point(word=w, attention=a, response=round(float(m), 4))
-                  for (emo, w, a), m in zip(settings, means) if emo == e]
+        points = [
+            Point(word=w, attention=a, response=round(float(m), 4))
+            for (emo, w, a), m in zip(settings, means)
+            if emo == e
+        ]
         curves[e] = Curve(points=points, calm=round(float(calm[j]), 4))
     return Calibration(model_hash=model_hash, method=method, emotions=curves)

@@ -49,37 +49,60 @@ def _ramp(i: float, lo: float, hi: float) -> float:
 def _offsets(emotion: str, i: float) -> dict[str, dict[str, float]]:
     """Per-part offsets of one emotion at intensity i; all of them are zero at i = 0 and monotone in i."""
     if emotion == "joy":
-        return {"brows": {"raise_": -5 * i, "arch": -4 * i},
-                "eyes": {"open": -0.55 * i},
-                "mouth": {"half": 12 * i, "lift": 14 * i, "open": 22 * _ramp(i, 0.15, 1.0), "teeth": _ramp(i, 0.3, 0.7)}}
+        return {
+            "brows": {"raise_": -5 * i, "arch": -4 * i},
+            "eyes": {"open": -0.55 * i},
+            "mouth": {"half": 12 * i, "lift": 14 * i, "open": 22 * _ramp(i, 0.15, 1.0), "teeth": _ramp(i, 0.3, 0.7)},
+        }
     if emotion == "trust":
-        return {"brows": {"raise_": -4 * i, "arch": -5 * i},
-                "eyes": {"open": -0.3 * i, "lid": i},
-                "mouth": {"half": 6 * i, "lift": 10 * i}}
+        return {
+            "brows": {"raise_": -4 * i, "arch": -5 * i},
+            "eyes": {"open": -0.3 * i, "lid": i},
+            "mouth": {"half": 6 * i, "lift": 10 * i},
+        }
     if emotion == "fear":
-        return {"brows": {"raise_": -8 * i, "inner": -9 * i, "outer": 5 * i},
-                "eyes": {"open": 0.3 * i, "pupil": -2.5 * i},
-                "mouth": {"half": 2 * i, "lift": -3 * i, "open": 14 * i, "wave": 6 * i, "teeth": _ramp(i, 0.2, 0.6)}}
+        return {
+            "brows": {"raise_": -8 * i, "inner": -9 * i, "outer": 5 * i},
+            "eyes": {"open": 0.3 * i, "pupil": -2.5 * i},
+            "mouth": {"half": 2 * i, "lift": -3 * i, "open": 14 * i, "wave": 6 * i, "teeth": _ramp(i, 0.2, 0.6)},
+        }
     if emotion == "surprise":
-        return {"brows": {"raise_": -13 * i, "inner": -1 * i, "outer": -1 * i, "arch": -3 * i},
-                "eyes": {"open": 0.45 * i, "pupil": -1.5 * i},
-                "mouth": {"half": -7 * i, "upper": -10 * i, "open": 20 * i}}
+        return {
+            "brows": {"raise_": -13 * i, "inner": -1 * i, "outer": -1 * i, "arch": -3 * i},
+            "eyes": {"open": 0.45 * i, "pupil": -1.5 * i},
+            "mouth": {"half": -7 * i, "upper": -10 * i, "open": 20 * i},
+        }
     if emotion == "sadness":
-        return {"brows": {"raise_": -1 * i, "inner": -14 * i, "outer": 7 * i},
-                "eyes": {"open": -0.2 * i},
-                "mouth": {"half": 2 * i, "lift": -12 * i, "upper": -4 * i}}
+        return {
+            "brows": {"raise_": -1 * i, "inner": -14 * i, "outer": 7 * i},
+            "eyes": {"open": -0.2 * i},
+            "mouth": {"half": 2 * i, "lift": -12 * i, "upper": -4 * i},
+        }
     if emotion == "disgust":
-        return {"brows": {"asym": i},
-                "eyes": {"open": -0.3 * i, "squint_left": 0.4 * i},
-                "mouth": {"half": 4 * i, "skew": 11 * i, "open": 4 * i, "tongue": _ramp(i, 0.4, 1.0)}}
+        return {
+            "brows": {"asym": i},
+            "eyes": {"open": -0.3 * i, "squint_left": 0.4 * i},
+            "mouth": {"half": 4 * i, "skew": 11 * i, "open": 4 * i, "tongue": _ramp(i, 0.4, 1.0)},
+        }
     if emotion == "anger":
-        return {"brows": {"raise_": 4 * i, "inner": 18 * i, "outer": -8 * i, "thick": 2 * i},
-                "eyes": {"open": -0.25 * i},
-                "mouth": {"half": 7 * i, "lift": -4 * i, "upper": -3 * i, "open": 18 * i, "teeth": i, "clench": _ramp(i, 0.0, 0.5)}}
+        return {
+            "brows": {"raise_": 4 * i, "inner": 18 * i, "outer": -8 * i, "thick": 2 * i},
+            "eyes": {"open": -0.25 * i},
+            "mouth": {
+                "half": 7 * i,
+                "lift": -4 * i,
+                "upper": -3 * i,
+                "open": 18 * i,
+                "teeth": i,
+                "clench": _ramp(i, 0.0, 0.5),
+            },
+        }
     if emotion == "anticipation":
-        return {"brows": {"raise_": -9 * i, "outer": -3 * i, "arch": -3 * i},
-                "eyes": {"open": 0.25 * i, "pupil": 2.0 * i, "sparkle": i},
-                "mouth": {"half": 3 * i, "lift": 7 * i, "open": 9 * i}}
+        return {
+            "brows": {"raise_": -9 * i, "outer": -3 * i, "arch": -3 * i},
+            "eyes": {"open": 0.25 * i, "pupil": 2.0 * i, "sparkle": i},
+            "mouth": {"half": 3 * i, "lift": 7 * i, "open": 9 * i},
+        }
     raise KeyError(emotion)
 
 
@@ -162,7 +185,9 @@ def _draw_eyes(p, eyes: dict[str, float], iris, skin) -> None:
         lid = eyes["lid"]
         if lid > 0.02:  # calm, relaxed eyes: a heavy upper lid lowered over the eye
             y = ey - ry + 2 * ry * 0.45 * lid
-            p.polygon([(ex - rx - 2, ey - ry - 3), (ex + rx + 2, ey - ry - 3), (ex + rx + 2, y), (ex - rx - 2, y)], skin)
+            p.polygon(
+                [(ex - rx - 2, ey - ry - 3), (ex + rx + 2, ey - ry - 3), (ex + rx + 2, y), (ex - rx - 2, y)], skin
+            )
             p.line([(ex - rx - 1, y + 1), (ex, y + 3 * lid), (ex + rx + 1, y + 1)], _LINE, 2 + round(3 * lid))
 
 
@@ -179,8 +204,9 @@ def _draw_brows(p, brows: dict[str, float]) -> None:
         p.line([(x_out, base + r_out), ((x_in + x_out) / 2, y_mid), (x_in, base + r_in)], _BROW_COLOUR, width)
 
 
-def _lip(x0: float, y0: float, x1: float, y1: float, mid: float, n: int = 16, power: float = 1.0,
-         wave: float = 0.0) -> list[tuple[float, float]]:
+def _lip(
+    x0: float, y0: float, x1: float, y1: float, mid: float, n: int = 16, power: float = 1.0, wave: float = 0.0
+) -> list[tuple[float, float]]:
     """A curve from (x0, y0) to (x1, y1) whose middle sits `mid` below the chord (bump shape ** power)."""
     pts = []
     for k in range(n + 1):
@@ -243,8 +269,12 @@ def _draw_marks(p, marks: dict[str, float], skin, under: bool) -> None:
     if i > 0.02:
         x, y, s = cx + 44, cy + 30, 4 + 12 * i
         for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
-            p.line([(x + dx * s * 0.3, y + dy * s), (x + dx * s * 0.3, y + dy * s * 0.3),
-                    (x + dx * s, y + dy * s * 0.3)], _mix(skin, (220, 20, 20), 0.3 + 0.7 * i), 5, "face")
+            p.line(
+                [(x + dx * s * 0.3, y + dy * s), (x + dx * s * 0.3, y + dy * s * 0.3), (x + dx * s, y + dy * s * 0.3)],
+                _mix(skin, (220, 20, 20), 0.3 + 0.7 * i),
+                5,
+                "face",
+            )
     i = marks.get("fear", 0.0)
     if i > 0.02:
         for k in range(3):

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from charforge.errors import InvalidInput
+from charforge.models import write_vocabulary
 from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.architecture import (
     GROWN_PREFIXES,
@@ -24,7 +25,6 @@ from charforge.recipes.portrait_mini.architecture import (
     vae_config,
 )
 from charforge.recipes.portrait_mini.dataset import PortraitSource
-from charforge.models import write_vocabulary
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
 from charforge.recipes.training.budget import Budget
@@ -38,9 +38,13 @@ DATASET_SIZE = 10000
 
 def portrait_spec(tokenizer_dir: str | Path) -> ModelSpec:
     tok = build_tokenizer(tokenizer_dir)
-    return ModelSpec(vae_config(), unet_config(),
-                     text_config(len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id),
-                     scheduler_config(), tok)
+    return ModelSpec(
+        vae_config(),
+        unet_config(),
+        text_config(len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id),
+        scheduler_config(),
+        tok,
+    )
 
 
 FACE_WEIGHT = 3.0
@@ -60,14 +64,30 @@ def face_loss_weight(size: int = LATENT_SIZE, weight: float = FACE_WEIGHT) -> li
 
 def recipe_config(seed: int, minutes: float, decoder_minutes: float = 0.0) -> TrainConfig:
     # small VAE batches: on 2 CPU cores the autoencoder is limited by optimizer steps, not by data
-    return TrainConfig(seed=seed, minutes=minutes, vae_fraction=0.25, vae_batch=8, vae_lr=1e-3,
-                       unet_lr=8e-4, text_lr=4e-4, decoder_minutes=decoder_minutes, decoder_lr=1e-3,
-                       loss_weight=face_loss_weight())
+    return TrainConfig(
+        seed=seed,
+        minutes=minutes,
+        vae_fraction=0.25,
+        vae_batch=8,
+        vae_lr=1e-3,
+        unet_lr=8e-4,
+        text_lr=4e-4,
+        decoder_minutes=decoder_minutes,
+        decoder_lr=1e-3,
+        loss_weight=face_loss_weight(),
+    )
 
 
-def train_portrait_mini(out: str | Path, minutes: float = 55.0, resume: bool = False, seed: int = 0,
-                        decoder_minutes: float = 0.0, dataset_size: int = DATASET_SIZE,
-                        threads: int | None = None, budget: Budget | None = None) -> Path:
+def train_portrait_mini(
+    out: str | Path,
+    minutes: float = 55.0,
+    resume: bool = False,
+    seed: int = 0,
+    decoder_minutes: float = 0.0,
+    dataset_size: int = DATASET_SIZE,
+    threads: int | None = None,
+    budget: Budget | None = None,
+) -> Path:
     """Train (or resume) in `out`, export to `out/model`, return that folder.
 
     `budget` is the whole call's wall-clock time (default: `minutes` from now), export included;
@@ -105,8 +125,14 @@ FINETUNE_BATCH = 8
 RELATED_WORDS = {"gazing": "looking", "trustingly": "happily", "waiting": "gasping", "eagerly": "surprised"}
 
 
-def init_from_model(model: str | Path, out: str | Path, minutes: float, seed: int = 0,
-                    dataset_size: int = DATASET_SIZE, threads: int | None = None) -> LatentDiffusionTrainer:
+def init_from_model(
+    model: str | Path,
+    out: str | Path,
+    minutes: float,
+    seed: int = 0,
+    dataset_size: int = DATASET_SIZE,
+    threads: int | None = None,
+) -> LatentDiffusionTrainer:
     """A UNet-phase run in `out` warm-started from the exported model folder `model` (VAE kept as is).
 
     The tokenizer is `model`'s plus the renderer's new caption words (old ids and tokenisations
@@ -133,8 +159,10 @@ def init_from_model(model: str | Path, out: str | Path, minutes: float, seed: in
     def plain(config) -> dict:
         return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
-    text_cfg = {**{k: v for k, v in text.config.to_dict().items()
-                   if k in text_config(0, 0, 0, 0)}, "vocab_size": len(tok)}
+    text_cfg = {
+        **{k: v for k, v in text.config.to_dict().items() if k in text_config(0, 0, 0, 0)},
+        "vocab_size": len(tok),
+    }
     spec = ModelSpec(plain(vae.config), plain(unet.config), text_cfg, scheduler_config(), tok)
     cfg = recipe_config(seed, minutes)
     cfg.vae_fraction, cfg.unet_lr, cfg.text_lr, cfg.unet_batch = 0.0, FINETUNE_LR, FINETUNE_LR, FINETUNE_BATCH
@@ -179,12 +207,25 @@ def _encode_with(trainer: LatentDiffusionTrainer, scaling: float, path: Path, sa
         if start % 1280 == 0:
             log.info("encoded %d / %d", start, n)
     trainer.vae.register_to_config(scaling_factor=scaling)
-    save_file({"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous(),
-               "scaling_factor": torch.tensor(scaling)}, str(path))
+    save_file(
+        {
+            "mean": torch.cat(means).contiguous(),
+            "std": torch.cat(stds).contiguous(),
+            "scaling_factor": torch.tensor(scaling),
+        },
+        str(path),
+    )
 
 
-def finetune_portrait_mini(out: str | Path, init_from: str | Path | None, minutes: float, resume: bool = False,
-                           seed: int = 0, threads: int | None = None, budget: Budget | None = None) -> Path:
+def finetune_portrait_mini(
+    out: str | Path,
+    init_from: str | Path | None,
+    minutes: float,
+    resume: bool = False,
+    seed: int = 0,
+    threads: int | None = None,
+    budget: Budget | None = None,
+) -> Path:
     """Fine-tune an exported model (`init_from`) on the current renderer's data; export to `out/model`.
 
     `budget` is the whole call's wall-clock time (default: `minutes` from now), the warm start's
@@ -205,8 +246,9 @@ def finetune_portrait_mini(out: str | Path, init_from: str | Path | None, minute
     return export_portrait_mini(trainer, out / "model")
 
 
-def branch_decoder_run(main_run: str | Path, branch: str | Path, decoder_minutes: float, seed: int = 0,
-                       dataset_size: int = DATASET_SIZE) -> Path:
+def branch_decoder_run(
+    main_run: str | Path, branch: str | Path, decoder_minutes: float, seed: int = 0, dataset_size: int = DATASET_SIZE
+) -> Path:
     """Run the decoder phase in a copy of `main_run` taken once its VAE phase is over.
 
     The decoder phase depends only on the VAE phase's result (the encoder and the cached latents), not
@@ -247,7 +289,9 @@ def graft_decoder(main_run: str | Path, branch: str | Path, folder: str | Path, 
     return export_portrait_mini(trainer, folder)
 
 
-def grow_portrait_run(old_run: str | Path, new_run: str | Path, seed: int = 0, dataset_size: int = DATASET_SIZE) -> Path:
+def grow_portrait_run(
+    old_run: str | Path, new_run: str | Path, seed: int = 0, dataset_size: int = DATASET_SIZE
+) -> Path:
     """Warm-start a run of the current architecture from a run of the previous one (see the model card)."""
     grow_run(old_run, new_run, unet_config(), PortraitSource(DATA_SEED + seed, dataset_size), zero=GROWN_PREFIXES)
     return Path(new_run)

@@ -10,8 +10,8 @@ Expressions are drawn large and bold: at 64x64 a subtle mouth is invisible to a 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -81,7 +81,11 @@ EXPRESSIONS: dict[str, str] = {
 }
 # intensity word of each band (upper bound inclusive); below `CALM_BELOW` an emotion is not drawn
 INTENSITY_WORDS: tuple[tuple[float, str], ...] = (
-    (0.2, "faintly"), (0.4, "slightly"), (0.6, "moderately"), (0.8, "very"), (1.0, "extremely"),
+    (0.2, "faintly"),
+    (0.4, "slightly"),
+    (0.6, "moderately"),
+    (0.8, "very"),
+    (1.0, "extremely"),
 )
 CALM_BELOW = 0.05
 JOINER = "and"
@@ -183,8 +187,15 @@ class Portrait:
 
     def identity_key(self) -> tuple[str, ...]:
         """Everything but the expression: the combination that evaluation holds out from training."""
-        return (self.hair_colour, self.hair_style, self.eye_colour, self.skin, self.outfit,
-                self.background, self.accessory)
+        return (
+            self.hair_colour,
+            self.hair_style,
+            self.eye_colour,
+            self.skin,
+            self.outfit,
+            self.background,
+            self.accessory,
+        )
 
     def with_expression(self, expression: str, intensity: float) -> Portrait:
         return Portrait(**{**asdict(self), "expression": expression, "intensity": intensity, "blend": ()})
@@ -220,7 +231,7 @@ def portrait_from_caption(caption: str, intensity: float | None = None) -> Portr
     """
     text = " ".join(caption.lower().split())
     prefix = "portrait of a girl with "
-    parts = text[len(prefix):].split(", ") if text.startswith(prefix) else []
+    parts = text[len(prefix) :].split(", ") if text.startswith(prefix) else []
     try:
         style, hair, _ = parts[0].split()
         eye, skin, outfit, background = (parts[k].split()[0] for k in range(1, 5))
@@ -285,8 +296,9 @@ def random_portrait(rng: np.random.Generator, *, min_intensity: float = CALM_BEL
     return base.with_state(random_state(rng, min_intensity=min_intensity))
 
 
-def sample_portraits(seed: int, count: int, *, held_out: bool | None = False,
-                     min_intensity: float = CALM_BELOW) -> Iterator[Portrait]:
+def sample_portraits(
+    seed: int, count: int, *, held_out: bool | None = False, min_intensity: float = CALM_BELOW
+) -> Iterator[Portrait]:
     """`count` portraits from `seed`; held_out=False -> training combos only, True -> held-out only, None -> any."""
     rng = np.random.default_rng(seed)
     made = 0
@@ -376,14 +388,38 @@ def _draw_hair_front(p: _Painter, style: str, colour) -> None:
     top = cy - HEAD_RADII[1]
     if style == "long":
         # fringe plus side locks falling over the shoulders
-        p.polygon([(cx - 64, cy - 10), (cx - 60, top + 10), (cx, top - 8), (cx + 60, top + 10),
-                   (cx + 64, cy - 10), (cx + 40, top + 22), (cx, top + 18), (cx - 40, top + 22)], colour, "hair")
+        p.polygon(
+            [
+                (cx - 64, cy - 10),
+                (cx - 60, top + 10),
+                (cx, top - 8),
+                (cx + 60, top + 10),
+                (cx + 64, cy - 10),
+                (cx + 40, top + 22),
+                (cx, top + 18),
+                (cx - 40, top + 22),
+            ],
+            colour,
+            "hair",
+        )
         p.rect((cx - 86, cy - 20, cx - 56, cy + 130), colour, "hair", radius=14)
         p.rect((cx + 56, cy - 20, cx + 86, cy + 130), colour, "hair", radius=14)
     elif style == "short":
-        p.polygon([(cx - 66, cy), (cx - 62, top + 6), (cx, top - 10), (cx + 62, top + 6), (cx + 66, cy),
-                   (cx + 52, top + 24), (cx + 20, top + 14), (cx - 10, top + 22), (cx - 52, top + 18)],
-                  colour, "hair")
+        p.polygon(
+            [
+                (cx - 66, cy),
+                (cx - 62, top + 6),
+                (cx, top - 10),
+                (cx + 62, top + 6),
+                (cx + 66, cy),
+                (cx + 52, top + 24),
+                (cx + 20, top + 14),
+                (cx - 10, top + 22),
+                (cx - 52, top + 18),
+            ],
+            colour,
+            "hair",
+        )
     else:
         pts = [(cx - 64, cy - 6)]
         for k in range(9):
@@ -432,7 +468,9 @@ def render(portrait: Portrait, size: int = 64) -> tuple[np.ndarray, dict[str, np
 
     f = CANVAS // size
     image = np.asarray(p.rgb.reduce(f), dtype=np.uint8)
-    labels = np.asarray(p.lab, dtype=np.uint8).reshape(size, f, size, f).transpose(0, 2, 1, 3).reshape(size, size, f * f)
+    labels = (
+        np.asarray(p.lab, dtype=np.uint8).reshape(size, f, size, f).transpose(0, 2, 1, 3).reshape(size, size, f * f)
+    )
     counts = np.stack([(labels == k).sum(-1) for k in range(len(MASK_NAMES))], axis=-1)
     winner = counts.argmax(-1)
     masks = {name: winner == k for k, name in enumerate(MASK_NAMES)}

@@ -70,13 +70,17 @@ class LatentDiffusionTrainer:
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
         # the decoder phase sharpens pictures without moving the latent space the UNet has learnt
         self.decoder_opt = torch.optim.AdamW(self._decoder_parameters(), lr=config.decoder_lr, weight_decay=0.0)
-        self.unet_opt = torch.optim.AdamW([
-            {"params": list(self.unet.parameters()), "lr": config.unet_lr},
-            {"params": list(self.text_encoder.parameters()), "lr": config.text_lr},
-        ], weight_decay=1e-2)
+        self.unet_opt = torch.optim.AdamW(
+            [
+                {"params": list(self.unet.parameters()), "lr": config.unet_lr},
+                {"params": list(self.text_encoder.parameters()), "lr": config.text_lr},
+            ],
+            weight_decay=1e-2,
+        )
         self.ema_unet = EMAModel(self.unet.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
-        self.ema_text = EMAModel(self.text_encoder.parameters(), decay=config.ema_decay, use_ema_warmup=True,
-                                 power=3 / 4)
+        self.ema_text = EMAModel(
+            self.text_encoder.parameters(), decay=config.ema_decay, use_ema_warmup=True, power=3 / 4
+        )
         self._latents: tuple[torch.Tensor, torch.Tensor] | None = None
         self._ids: torch.Tensor | None = None
         self.budget: Budget | None = None  # the command's deadline, set by `run`
@@ -130,19 +134,34 @@ class LatentDiffusionTrainer:
             "rng": {"gen": self.gen.get_state()},
         }
         meta = {
-            "phase": self.phase, "step": self.step, "elapsed": self.elapsed,
-            "ema_unet_steps": self.ema_unet.optimization_step, "ema_text_steps": self.ema_text.optimization_step,
-            "scaling_factor": self.vae.config.scaling_factor, "vae_opt": vae_opt_meta, "unet_opt": unet_opt_meta,
+            "phase": self.phase,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "ema_unet_steps": self.ema_unet.optimization_step,
+            "ema_text_steps": self.ema_text.optimization_step,
+            "scaling_factor": self.vae.config.scaling_factor,
+            "vae_opt": vae_opt_meta,
+            "unet_opt": unet_opt_meta,
             "decoder_opt": decoder_opt_meta,
-            "config": self.cfg.to_dict(), "history": self.history[-2000:],
+            "config": self.cfg.to_dict(),
+            "history": self.history[-2000:],
             "finished": self.finished,
         }
         save_checkpoint(self.ckpt_dir, tensors, meta)
         self.spec.tokenizer.save_pretrained(str(self.run_dir / "tokenizer"))
-        (self.run_dir / "spec.json").write_text(json.dumps({
-            "vae_config": self.spec.vae_config, "unet_config": self.spec.unet_config,
-            "text_config": self.spec.text_config, "scheduler_config": self.spec.scheduler_config,
-        }, indent=2, default=list), encoding="utf-8")
+        (self.run_dir / "spec.json").write_text(
+            json.dumps(
+                {
+                    "vae_config": self.spec.vae_config,
+                    "unet_config": self.spec.unet_config,
+                    "text_config": self.spec.text_config,
+                    "scheduler_config": self.spec.scheduler_config,
+                },
+                indent=2,
+                default=list,
+            ),
+            encoding="utf-8",
+        )
         self._save_seconds = time.monotonic() - started
         log.info("checkpoint saved: phase=%s step=%d (%.1fs)", self.phase, self.step, self._save_seconds)
 
@@ -156,7 +175,10 @@ class LatentDiffusionTrainer:
         self.vae.register_to_config(scaling_factor=meta["scaling_factor"])
         self.unet.load_state_dict(tensors["unet"])
         self.text_encoder.load_state_dict(tensors["text_encoder"])
-        for ema, key, steps in ((self.ema_unet, "ema_unet", "ema_unet_steps"), (self.ema_text, "ema_text", "ema_text_steps")):
+        for ema, key, steps in (
+            (self.ema_unet, "ema_unet", "ema_unet_steps"),
+            (self.ema_text, "ema_text", "ema_text_steps"),
+        ):
             ema.shadow_params = [tensors[key][str(i)] for i in range(len(ema.shadow_params))]
             ema.optimization_step = meta[steps]
         load_optimizer(self.vae_opt, tensors["vae_opt"], meta["vae_opt"])
@@ -219,8 +241,9 @@ class LatentDiffusionTrainer:
                     self._train_decoder()
                 self._end_phase("decoder", "done")
         except KeyboardInterrupt:
-            log.warning("interrupted: saving a checkpoint of phase %s step %d (continue with --resume)",
-                        self.phase, self.step)
+            log.warning(
+                "interrupted: saving a checkpoint of phase %s step %d (continue with --resume)", self.phase, self.step
+            )
             self.save()
             raise
         log.info("training took %.1f of %.1f budgeted seconds", self.budget.spent(), self.budget.seconds)
@@ -232,8 +255,13 @@ class LatentDiffusionTrainer:
         start, begun = self.elapsed, time.monotonic()
         length = start + seconds  # the phase's length as this command runs it (the cosine spans it)
         last_ckpt = time.monotonic()
-        bar = tqdm(total=round(length), initial=min(round(start), round(length)), unit="s",
-                   desc=f"train {phase}", mininterval=5.0)
+        bar = tqdm(
+            total=round(length),
+            initial=min(round(start), round(length)),
+            unit="s",
+            desc=f"train {phase}",
+            mininterval=5.0,
+        )
         cap = self.cfg.max_steps
         last = 0.0  # the last step's time: a step that would end past the phase's length is not begun
         while self.elapsed + last < length and (cap is None or self.step < cap):
@@ -245,8 +273,9 @@ class LatentDiffusionTrainer:
             bar.n = min(int(self.elapsed), bar.total)
             bar.set_postfix(step=self.step, loss=f"{loss:.4f}")
             if self.step % 50 == 0:
-                self.history.append({"phase": phase, "step": self.step, "elapsed": round(self.elapsed, 1),
-                                     "loss": round(loss, 5)})
+                self.history.append(
+                    {"phase": phase, "step": self.step, "elapsed": round(self.elapsed, 1), "loss": round(loss, 5)}
+                )
                 log.info("%s step %d loss %.5f (%.0fs)", phase, self.step, loss, self.elapsed)
             if time.monotonic() - last_ckpt > self.cfg.checkpoint_minutes * 60:
                 self.save()
@@ -302,7 +331,7 @@ class LatentDiffusionTrainer:
         if not size or size >= min(x.shape[-2:]):
             return x
         top, left = (int(torch.randint(0, d - size + 1, (1,), generator=self.gen)) for d in x.shape[-2:])
-        return x[..., top:top + size, left:left + size]
+        return x[..., top : top + size, left : left + size]
 
     @torch.no_grad()
     def _encode_dataset(self) -> None:
@@ -324,15 +353,18 @@ class LatentDiffusionTrainer:
         mean, std = torch.cat(means), torch.cat(stds)
         scaling = float(1.0 / mean.float().std())
         self.vae.register_to_config(scaling_factor=scaling)
-        save_file({"mean": mean.contiguous(), "std": std.contiguous(), "scaling_factor": torch.tensor(scaling)}, str(path))
+        save_file(
+            {"mean": mean.contiguous(), "std": std.contiguous(), "scaling_factor": torch.tensor(scaling)}, str(path)
+        )
         self._latents = (mean, std)
         log.info("encoded %d images; scaling factor %.4f", n, scaling)
 
     def _caption_ids(self) -> torch.Tensor:
         texts = captions(self.source) + [""]
         tok = self.spec.tokenizer
-        return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                   return_tensors="pt").input_ids
+        return tok(
+            texts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
 
     def _train_unet(self) -> None:
         if self._latents is None:
@@ -349,8 +381,9 @@ class LatentDiffusionTrainer:
         if self.cfg.loss_weight is not None:
             weight = torch.tensor(self.cfg.loss_weight, dtype=torch.float32)
             if weight.shape != mean.shape[-2:] or (weight < 0).any():
-                raise InvalidInput(f"loss_weight must be a non-negative {tuple(mean.shape[-2:])} map, "
-                                   f"got shape {tuple(weight.shape)}")
+                raise InvalidInput(
+                    f"loss_weight must be a non-negative {tuple(mean.shape[-2:])} map, got shape {tuple(weight.shape)}"
+                )
             weight = weight / weight.mean()
 
         def step(fraction: float) -> float:
@@ -416,8 +449,13 @@ class LatentDiffusionTrainer:
             self.ema_unet.copy_to(unet.parameters())
             self.ema_text.copy_to(text.parameters())
         return StableDiffusionPipeline(
-            vae=copy.deepcopy(self.vae).eval(), text_encoder=text, tokenizer=self.spec.tokenizer, unet=unet,
-            scheduler=DDIMScheduler(**self.spec.scheduler_config), safety_checker=None, feature_extractor=None,
+            vae=copy.deepcopy(self.vae).eval(),
+            text_encoder=text,
+            tokenizer=self.spec.tokenizer,
+            unet=unet,
+            scheduler=DDIMScheduler(**self.spec.scheduler_config),
+            safety_checker=None,
+            feature_extractor=None,
             requires_safety_checker=False,
         )
 
@@ -438,15 +476,25 @@ def load_run(run_dir: str | Path, source: SampleSource) -> LatentDiffusionTraine
     raw = json.loads(spec_path.read_text(encoding="utf-8"))
     _, meta = load_checkpoint(run_dir / "checkpoint")
     cfg = TrainConfig(**meta["config"])
-    spec = ModelSpec(raw["vae_config"], raw["unet_config"], raw["text_config"], raw["scheduler_config"],
-                     CLIPTokenizer.from_pretrained(str(run_dir / "tokenizer")))
+    spec = ModelSpec(
+        raw["vae_config"],
+        raw["unet_config"],
+        raw["text_config"],
+        raw["scheduler_config"],
+        CLIPTokenizer.from_pretrained(str(run_dir / "tokenizer")),
+    )
     trainer = LatentDiffusionTrainer(spec, source, cfg, run_dir)
     trainer.resume()
     return trainer
 
 
-def grow_run(old_run: str | Path, new_run: str | Path, unet_config: dict[str, Any], source: SampleSource,
-             zero: tuple[str, ...] = ()) -> LatentDiffusionTrainer:
+def grow_run(
+    old_run: str | Path,
+    new_run: str | Path,
+    unet_config: dict[str, Any],
+    source: SampleSource,
+    zero: tuple[str, ...] = (),
+) -> LatentDiffusionTrainer:
     """Start a UNet-phase run in `new_run` from `old_run`'s weights with a UNet grown by new modules.
 
     Everything `old_run` learnt (VAE, cached latents, text encoder, every UNet weight whose name still
@@ -461,8 +509,9 @@ def grow_run(old_run: str | Path, new_run: str | Path, unet_config: dict[str, An
     if (new_run / "checkpoint").exists():
         raise InvalidInput(f"{new_run} already holds a training run")
     new_run.mkdir(parents=True, exist_ok=True)
-    spec = ModelSpec(old.spec.vae_config, unet_config, old.spec.text_config, old.spec.scheduler_config,
-                     old.spec.tokenizer)
+    spec = ModelSpec(
+        old.spec.vae_config, unet_config, old.spec.text_config, old.spec.scheduler_config, old.spec.tokenizer
+    )
     grown = LatentDiffusionTrainer(spec, source, old.cfg, new_run)
     old_names = [name for name, _ in old.unet.named_parameters()]
     old_ema = dict(zip(old_names, old.ema_unet.shadow_params))
@@ -474,7 +523,7 @@ def grow_run(old_run: str | Path, new_run: str | Path, unet_config: dict[str, An
             if name.startswith(zero):
                 param.zero_()
     shadow = []
-    for (name, param), ema in zip(grown.unet.named_parameters(), grown.ema_unet.shadow_params):
+    for (name, param), _ema in zip(grown.unet.named_parameters(), grown.ema_unet.shadow_params):
         shadow.append(old_ema[name].clone() if name in old_ema else param.detach().clone())
     grown.ema_unet.shadow_params = shadow
     grown.ema_unet.optimization_step = old.ema_unet.optimization_step
@@ -488,7 +537,12 @@ def grow_run(old_run: str | Path, new_run: str | Path, unet_config: dict[str, An
     grown.history = list(old.history)
     grown.phase, grown.step, grown.elapsed = "unet", 0, 0.0
     shutil.copy2(Path(old_run) / "latents.safetensors", new_run / "latents.safetensors")
-    log.info("grew %s into %s: %d new UNet parameters (%s)", old_run, new_run, len(missing),
-             ", ".join(sorted({m.split(".")[0] for m in missing})))
+    log.info(
+        "grew %s into %s: %d new UNet parameters (%s)",
+        old_run,
+        new_run,
+        len(missing),
+        ", ".join(sorted({m.split(".")[0] for m in missing})),
+    )
     grown.save()
     return grown
