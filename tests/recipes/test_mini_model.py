@@ -14,7 +14,7 @@ from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini.evaluate import SHIPPED, load_pipeline
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer
-from charforge.recipes.training.trainer import grow_run, load_run
+from charforge.recipes.training.runs import grow_run, load_run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -10,7 +10,7 @@ from helpers.training import ToySource, tiny_config, tiny_spec
 
 from charforge.recipes.training import LatentDiffusionTrainer
 from charforge.recipes.training.budget import Budget
-from charforge.recipes.training.trainer import load_run
+from charforge.recipes.training.runs import load_run
 
 
 class Interrupted(ToySource):

@@ -24,7 +24,7 @@ from charforge.recipes.portrait_mini.architecture import scheduler_config, text_
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
 from charforge.recipes.training.budget import Budget
-from charforge.recipes.training.trainer import load_run
+from charforge.recipes.training.runs import load_run
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from charforge.recipes.portrait_mini.dataset import PortraitSource
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
 from charforge.recipes.training.budget import Budget
-from charforge.recipes.training.trainer import grow_run, load_run
+from charforge.recipes.training.runs import grow_run, load_run
 
 log = logging.getLogger(__name__)
 
