@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from charforge.engine.adapters.safetensors_files import read_tensors, write_tensors
 from charforge.engine.adapters.textual_inversion import TokenEncoder
 from charforge.engine.adapters.training import FitResult, TrainingSet, fit
 from charforge.engine.loading import ModelBundle
-from charforge.errors import InvalidInput, NotFound
+from charforge.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +48,13 @@ def check_lora_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.T
 
 def read_lora(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a LoRA file (safetensors only: pickled .bin/.pt/.ckpt LoRAs can run code)."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise InvalidInput(f"refusing {path.name}: only .safetensors LoRAs are read (pickle files can run code)")
-    if not path.is_file():
-        raise NotFound(f"LoRA file not found: {path}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise InvalidInput(f"{path.name} is not a readable safetensors file ({exc})") from None
+    tensors = read_tensors(path, "LoRA")
     return check_lora_tensors(tensors)
 
 
 def write_lora(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]) -> Path:
     """Write the tensors as a safetensors file, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    tmp.replace(path)
-    return path
+    return write_tensors(path, dict(tensors))
 
 
 def _lora_config(rank: int, targets: tuple[str, ...]):

@@ -20,13 +20,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from charforge.engine.adapters.safetensors_files import read_tensors, write_tensors
 from charforge.engine.adapters.training import FitResult, TrainingSet, fit
 from charforge.engine.loading import ModelBundle
-from charforge.errors import InvalidInput, NotFound
+from charforge.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -74,25 +73,13 @@ def embedding_from_tensors(tensors: Mapping[str, torch.Tensor]) -> tuple[str | N
 
 def read_embedding(path: str | os.PathLike) -> tuple[str | None, torch.Tensor]:
     """Read an embedding file (safetensors only: pickled .pt/.bin embeddings can run code)."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise InvalidInput(f"refusing {path.name}: only .safetensors embeddings are read (pickle files can run code)")
-    if not path.is_file():
-        raise NotFound(f"embedding file not found: {path}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise InvalidInput(f"{path.name} is not a readable safetensors file ({exc})") from None
+    tensors = read_tensors(path, "embedding")
     return embedding_from_tensors(tensors)
 
 
 def write_embedding(path: str | os.PathLike, token: str, vectors: torch.Tensor) -> Path:
     """Write `learned_embeds.safetensors` layout: {token: (N, D)}, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({token: vectors.detach().cpu().contiguous()}, str(tmp))
-    tmp.replace(path)
-    return path
+    return write_tensors(path, {token: vectors})
 
 
 # encoding with extra tokens -----------------------------------------------------------------------------
