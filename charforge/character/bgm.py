@@ -28,7 +28,7 @@ from charforge.store.records import Asset
 
 if TYPE_CHECKING:
     from charforge.audio.compose import Clip
-    from charforge.character.handle import Character
+    from charforge.character.protocol import Character
     from charforge.engine.loading import ModelBundle
 
 log = logging.getLogger(__name__)

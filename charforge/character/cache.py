@@ -25,7 +25,7 @@ from charforge.store.models import AssetKind, IdentityKind
 from charforge.store.records import ArtifactInfo, Asset
 
 if TYPE_CHECKING:
-    from charforge.character.handle import Character
+    from charforge.character.protocol import Character
 
 KEY_VERSION = 1  # bump when the rendering changes in a way the parameters do not show
 

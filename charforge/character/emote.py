@@ -12,7 +12,7 @@ from charforge.character.cache import FeelResult, cached_picture
 from charforge.emotion import EmotionState
 
 if TYPE_CHECKING:
-    from charforge.character.handle import Character
+    from charforge.character.protocol import Character
 
 
 def emote(character: Character, state: EmotionState, *, record: bool = True, progress: bool = False) -> FeelResult:

@@ -17,7 +17,7 @@ from charforge.emotion.conditioning import ExpressionTable, expression_table
 from charforge.models import default_model_path, weights_hash
 
 if TYPE_CHECKING:
-    from charforge.character.handle import Character
+    from charforge.character.protocol import Character
 
 log = logging.getLogger(__name__)
 

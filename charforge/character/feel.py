@@ -60,7 +60,7 @@ from charforge.store.records import Asset
 from charforge.validation import CONTROL_CHARS
 
 if TYPE_CHECKING:
-    from charforge.character.handle import Character
+    from charforge.character.protocol import Character
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ from charforge.store.models import IdentityKind
 from charforge.validation import invalid_input
 
 if TYPE_CHECKING:
-    from charforge.character.handle import Character
+    from charforge.character.protocol import Character
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ from charforge.store.models import IdentityKind
 from charforge.store.records import ArtifactInfo
 
 if TYPE_CHECKING:
-    from charforge.character.handle import Character
+    from charforge.character.protocol import Character
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from charforge.engine.adapters import Look
 from charforge.store.models import IdentityKind
 
 if TYPE_CHECKING:
-    from charforge.character.handle import Character
+    from charforge.character.protocol import Character
 
 _CACHE: dict[str, Look] = {}  # look key -> look, so a render of a character already worn reads no blobs
 

@@ -10,9 +10,9 @@ always go through. Every method is one unit of work (one session, one transactio
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -43,8 +43,19 @@ from charforge.validation import parse_enum
 
 if TYPE_CHECKING:
     import torch
+    from sqlalchemy.orm import Session
 
-    from charforge.store.repository import Repository
+    from charforge.store.db import Database
+
+
+class Repository(Protocol):
+    """What a character's store uses of the workspace repository that made it (`Repository.character`);
+    a Protocol, so the repository can import this module without an import circle."""
+
+    db: Database
+    workspace: Workspace
+
+    def _remove_unreferenced(self, session: Session, paths: Iterable[str]) -> None: ...
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ cached, else a job id to poll), so no tool call waits on a render.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from charforge.emotion import EmotionState
 from charforge.errors import InvalidInput
@@ -29,7 +29,23 @@ from charforge.tools.render import asset_out, job_out, state_out
 
 if TYPE_CHECKING:
     from charforge.character import Character
-    from charforge.tools.dispatch import Toolbox
+    from charforge.forge import Forge
+    from charforge.store import EmotionSource
+    from charforge.store.records import Job
+
+
+class Toolbox(Protocol):
+    """What the verbs use of `charforge.tools.dispatch.Toolbox` (a Protocol: the dispatcher imports the
+    registry, which imports these verbs, so they cannot import it back)."""
+
+    forge: Forge
+    source: EmotionSource
+
+    def check_seconds(self, seconds: float) -> float: ...
+
+    def check_steps(self, steps: int | None) -> int | None: ...
+
+    def queue(self, kind: str, character: str, params: dict[str, Any]) -> Job: ...
 
 log = logging.getLogger(__name__)
 
