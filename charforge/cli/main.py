@@ -22,7 +22,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from charforge import __version__  # noqa: E402
 from charforge.cli import (  # noqa: E402
     batch,
     calibration,
@@ -40,6 +39,7 @@ from charforge.cli import (  # noqa: E402
 )
 from charforge.cli.options import WorkspaceOpt, tidy_help  # noqa: E402
 from charforge.errors import CharforgeError  # noqa: E402
+from charforge.version import __version__  # noqa: E402
 
 app = typer.Typer(
     name="charforge",

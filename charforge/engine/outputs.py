@@ -15,11 +15,11 @@ from pathlib import Path
 import PIL.Image
 from PIL.PngImagePlugin import PngInfo
 
-import charforge
 from charforge.engine.modes import GenerationParams
 from charforge.engine.schedulers import sampler_label
 from charforge.errors import InvalidInput
 from charforge.files import atomic_write
+from charforge.version import __version__
 
 
 def format_parameters(params: GenerationParams) -> str:
@@ -37,7 +37,7 @@ def format_parameters(params: GenerationParams) -> str:
     ]
     if params.strength is not None:
         fields.append(("Denoising strength", f"{params.strength:g}"))
-    fields.append(("Version", f"charforge {charforge.__version__}"))
+    fields.append(("Version", f"charforge {__version__}"))
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields))
     return "\n".join(lines)
 

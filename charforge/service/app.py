@@ -17,7 +17,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from charforge import __version__
 from charforge.errors import CharforgeError
 from charforge.forge import Forge
 from charforge.service.errors import error_response
@@ -27,6 +26,7 @@ from charforge.service.settings import ServiceSettings
 from charforge.store.models import EmotionSource
 from charforge.tools.dispatch import Toolbox
 from charforge.tools.worker import Worker
+from charforge.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from charforge import __version__
 from charforge.emotion import EmotionState
 from charforge.errors import IntegrityError, NotFound
 from charforge.forge import Forge
@@ -27,6 +26,7 @@ from charforge.tools.dispatch import Toolbox
 from charforge.tools.models import MAX_TEXT, Name
 from charforge.tools.registry import TOOLS
 from charforge.tools.render import CONTENT_TYPES, UNFINISHED, asset_out, job_out
+from charforge.version import __version__
 
 router = APIRouter()
 _ASSET = re.compile(r"[a-z][a-z0-9_]*/([0-9a-f]{2})/([0-9a-f]{64})(\.[a-z0-9]{1,8})")

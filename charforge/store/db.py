@@ -32,12 +32,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-import charforge
 from charforge.errors import CharforgeError, ConflictError, IntegrityError, InvalidInput, StorageError
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(charforge.__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 BUSY_TIMEOUT_S = 30.0
 
 

@@ -19,13 +19,13 @@ import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 
-from charforge import __version__
 from charforge.errors import IntegrityError, NotFound
 from charforge.forge import Forge
 from charforge.tools.dispatch import Toolbox
 from charforge.tools.limits import Limits
 from charforge.tools.registry import TOOLS
 from charforge.tools.worker import Worker
+from charforge.version import __version__
 
 log = logging.getLogger(__name__)
 
