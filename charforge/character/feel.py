@@ -1,11 +1,14 @@
 """`Character.feel(state)`: redraw the character with the expression a state calls for, once per state.
 
-An emotion edit starts from the stored inversion of the base CG and denoises two branches in one loop
-call: the source (the base prompt, held on the inversion) and the target (a blend of expression
-prompts from `charforge.emotion.conditioning`). Prompt-to-Prompt replace gives the target the
-source's attention layout, reweight sets how strongly the expression phrase is attended, and a local
-blend keeps every latent cell outside the dilated face mask equal to the source's at every step, so
-hair, outfit and background are the base CG's own.
+An emotion edit starts from the stored inversion of the base CG and denoises, in one loop call, the
+source (the base prompt, held on the inversion) and the state's branches from
+`charforge.emotion.conditioning`: one composed target prompt, or, with a model calibrated over edit
+strengths, one prompt per emotion whose changes are added up at each emotion's calibrated strength
+(`charforge.engine.edit_strength`), so intensity is continuous and a mixture shows each feeling at
+its own weight. Prompt-to-Prompt replace gives the targets the source's attention layout, reweight
+sets how strongly the expression phrase is attended, and a local blend keeps every latent cell
+outside the dilated face mask equal to the source's at every step, so hair, outfit and background
+are the base CG's own.
 
 The result is stored as a `cg` asset under a canonical hash of (identity, quantised state, model
 hash, conditioning and edit parameters). Asking again for a state that hashes the same returns the
@@ -52,6 +55,7 @@ from charforge.engine import inpaint as engine_inpaint
 from charforge.engine.attention import Controller, LocalBlend, Refine, Replace, Reweight
 from charforge.engine.attention.tokens import max_columns, word_columns
 from charforge.engine.edit import replay
+from charforge.engine.edit_strength import EditStrength
 from charforge.errors import InvalidInput
 from charforge.paths import sha256_bytes, validate_slug
 from charforge.progress import progress as progress_bar
@@ -184,8 +188,6 @@ def _store(
     return character.store.add_asset(png_bytes(pixels), AssetKind.CG, key, params, suffix=".png")
 
 
-
-
 def render_edits(
     model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable,
     progress: bool = False,
@@ -226,23 +228,28 @@ def edit_latents(
     model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Final latents of an edit call: row 0 the source (the base CG's latent), then one row per conditioning."""
+    """Final latents of an edit call: row 0 the source (the base CG's latent), then one row per conditioning.
+
+    Each conditioning is drawn by its branches (one prompt, or one per emotion when composed), all
+    denoised in the one loop call; the rows of one conditioning are kept one picture by `EditStrength`.
+    """
     inversion = identity.inversion
     tokenizer = model.tokenizer
     source = inversion.prompt
-    targets = [c.target_prompt for c in conds]
+    branches = [b for c in conds for b in c.branches()]
+    targets = [b.prompt for b in branches]
     schedule = dict(cross_replace_steps=table.edit.cross_replace, self_replace_steps=table.edit.self_replace)
     word_swap = all(len(t.split()) == len(source.split()) for t in targets)
     controllers: list[Controller] = [(Replace if word_swap else Refine)(tokenizer, source, targets, **schedule)]
     weights = {}
-    for branch, c in enumerate(conds, start=1):
-        row = torch.ones(max_columns(tokenizer))
-        for words, weight in c.token_weights().items():
+    for row, b in enumerate(branches, start=1):
+        weight_row = torch.ones(max_columns(tokenizer))
+        for words, weight in b.weights.items():
             try:
-                row[word_columns(tokenizer, c.target_prompt, words)] = weight
+                weight_row[word_columns(tokenizer, b.prompt, words)] = weight
             except InvalidInput:  # the composed prompt holds its words, so they lie past the token limit
-                log.warning("%r lies past the %d tokens an edit can weight; drawn unweighted", words, len(row))
-        weights[branch] = row
+                log.warning("%r lies past the %d tokens an edit can weight; drawn unweighted", words, len(weight_row))
+        weights[row] = weight_row
     controllers.append(Reweight(weights))
 
     cells = edit_mask(model, identity, table)
@@ -253,7 +260,15 @@ def edit_latents(
         words = list(dict.fromkeys(t.words for c in conds for t in c.terms))
         controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
 
-    return replay(model, inversion, targets, controllers, progress=progress)
+    groups, first_rows, row = [], [0], 1
+    for c in conds:
+        count = len(c.branches())
+        groups.append({row + k: b.strength for k, b in enumerate(c.branches())})
+        first_rows.append(row)
+        row += count
+    hooks = [EditStrength(inversion.trajectory, groups)]
+    latents = replay(model, inversion, targets, controllers, hooks=hooks, progress=progress)
+    return latents[first_rows]
 
 
 # inpainting -----------------------------------------------------------------------------------------------

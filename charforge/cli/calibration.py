@@ -63,7 +63,7 @@ def calibrate(
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Measure once how strongly each intensity word and attention weight shows each emotion; store it."""
+    """Measure once how strongly each emotion shows at each edit strength; store it beside the model."""
     _check("edit", characters, steps, workers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from charforge.emotion.calibration import save_calibration, workspace_relpath
@@ -103,8 +103,8 @@ def calibrate(
     typer.echo(f"calibration ({result.method}) written to {path}")
     for emotion, curve in result.emotions.items():
         chain = result.chain(emotion)
-        steps_text = ", ".join(f"{p.word}@{p.attention:g}={level:.2f}" for level, p in chain)
-        typer.echo(f"  {emotion:13s} calm {curve.calm:.3f}; {steps_text}")
+        steps_text = ", ".join(f"{p.strength:g}={level:.2f}" for level, p in chain)
+        typer.echo(f"  {emotion:13s} calm {curve.calm:.3f}; strength=perceived {steps_text}")
 
 
 @eval_app.command("emotions")

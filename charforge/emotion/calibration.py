@@ -1,12 +1,15 @@
-"""Per-model calibration: which intensity word and attention weight draw a requested intensity.
+"""Per-model calibration: which setting (intensity word, attention weight, edit strength) draws a requested intensity.
 
 A model does not draw "slightly" and "very" at the strengths their words promise, and attention
-weights move a face by model-specific amounts. Calibration measures it once per model: for every
-emotion and every (intensity word, attention weight) setting, how strongly the face shows that
-emotion (read by a judge, or by how much the face changes when there is none). Requested intensity r
-is then drawn with the setting whose measured response is r of the strongest one, interpolating the
-attention weight between neighbouring settings of the same word, so equal requested steps become
-roughly equal perceived steps. The result is a small JSON file stored beside the model.
+weights and edit strengths move a face by model-specific, non-linear amounts (charforge-mini draws
+most of a smile by edit strength 0.15). Calibration measures it once per model: for every emotion and
+every setting, how strongly the face shows that emotion (read by a judge, or by how much the face
+changes when there is none). Requested intensity r is then drawn with the setting whose measured
+response is r of the strongest one, interpolating attention and strength between neighbouring
+settings of the same word, so equal requested steps become roughly equal perceived steps. A curve
+measured over edit strengths starts at the calm face (strength 0), so small intensities interpolate
+from nothing rather than snapping to the weakest measured setting. The result is a small JSON file
+stored beside the model.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Point(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     word: str
     attention: float = Field(gt=0.0, le=5.0)
+    strength: float = Field(default=1.0, gt=0.0, le=3.0)  # edit strength (charforge.engine.edit_strength)
     response: float
 
 
@@ -58,12 +62,14 @@ class Calibration(BaseModel):
     def chain(self, emotion: str) -> list[tuple[float, Point]]:
         """The settings of `emotion` that raise the response, as (perceived 0..1, point), weakest first.
 
-        Settings that read weaker than a weaker-ranked one are dropped, so the chain is monotone by
+        Settings that read weaker than an earlier one are dropped, so the chain is monotone by
         construction; perceived strength is the response above calm over the strongest response above calm.
         """
         curve = self.emotions[emotion]
-        order = sorted(curve.points, key=lambda p: p.response)
-        top = order[-1].response - curve.calm if order else 0.0
+        # over edit strengths the chain follows strength and ends where the response peaks; over words
+        # and weights, whose order means nothing to the model, it follows the response
+        order = sorted(curve.points, key=lambda p: p.strength if self.by_strength else p.response)
+        top = max((p.response for p in order), default=0.0) - curve.calm
         if top <= 0:
             return []
         chain: list[tuple[float, Point]] = []
@@ -73,22 +79,34 @@ class Calibration(BaseModel):
                 chain.append((level, point))
         return chain
 
-    def setting(self, emotion: str, intensity: float) -> tuple[str, float] | None:
-        """(word, attention) that draws `intensity` of `emotion` in equal perceived steps; None if unmeasured."""
+    @property
+    def by_strength(self) -> bool:
+        """Curves measured over edit strengths: states are then drawn by composing one edit per emotion."""
+        return any(p.strength != 1.0 for curve in self.emotions.values() for p in curve.points)
+
+    def setting(self, emotion: str, intensity: float) -> tuple[str, float, float] | None:
+        """(word, attention, strength) that draws `intensity` of `emotion` in equal perceived steps;
+        None if unmeasured."""
         if emotion not in self.emotions:
             return None
         chain = self.chain(emotion)
         if not chain:
             return None
+        first = chain[0][1]
+        if self.by_strength:  # strength 0 is the calm face itself: start the chain there
+            chain = [(0.0, first.model_copy(update={"strength": 0.0}, deep=True)), *chain]
         if intensity <= chain[0][0]:
-            return chain[0][1].word, chain[0][1].attention
+            return first.word, first.attention, chain[0][1].strength
         for (lo, a), (hi, b) in zip(chain, chain[1:]):
             if intensity <= hi:
                 t = (intensity - lo) / (hi - lo)
                 if a.word == b.word:
-                    return a.word, a.attention + t * (b.attention - a.attention)
-                return (a.word, a.attention) if t < 0.5 else (b.word, b.attention)
-        return chain[-1][1].word, chain[-1][1].attention
+                    return (a.word, a.attention + t * (b.attention - a.attention),
+                            a.strength + t * (b.strength - a.strength))  # fmt: skip
+                near = a if t < 0.5 else b
+                return near.word, near.attention, near.strength
+        last = chain[-1][1]
+        return last.word, last.attention, last.strength
 
 
 def load_calibration(path: str | os.PathLike[str]) -> Calibration | None:

@@ -1,13 +1,15 @@
-"""Emotion state -> what the picture is conditioned on: one composed expression phrase and its attention weights.
+"""Emotion state -> what the picture is conditioned on: expression phrases, their attention weights and edit strengths.
 
 The mapping is data (`expressions.toml`, overridable per character), so tuning how a character shows
-joy never touches code. A state becomes ONE prompt: the base prompt with its neutral phrase replaced by
-every emotion taking part, each as "<intensity word> <phrase>", joined in the fixed basis order
-("very frowning angrily and slightly grimacing disgustedly"). Text embeddings of different prompts are
-never averaged: a model reads an average of "smiling" and "frowning" as something else entirely (a
-smile with blush, in charforge-mini), while it was taught the composed phrase. Each term's words get
-a cross-attention weight; a model's calibration (measured once, see `calibration.py`) chooses the word
-and weight that draw the requested intensity in equal perceived steps.
+joy never touches code. A state becomes a composed expression: the base prompt with its neutral phrase
+replaced by every emotion taking part, each as "<intensity word> <phrase>", joined in the fixed basis
+order ("very frowning angrily and slightly grimacing disgustedly"). Text embeddings of different
+prompts are never averaged: a model reads an average of "smiling" and "frowning" as something else
+entirely (a smile with blush, in charforge-mini). With a model calibrated over edit strengths (see
+`calibration.py`) the state is drawn *composed*: one prompt per emotion, each edit's change scaled by
+the strength the calibration measured for the requested intensity and the changes added up, so
+intensity is continuous and a mixture's weights are each emotion's own. Without a calibration the one
+composed prompt is drawn at full strength.
 """
 
 from __future__ import annotations
@@ -64,14 +66,18 @@ class _Word(BaseModel):
 class _Attention(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     default: float = Field(gt=0.0, le=5.0)
-    calibrate: list[float] = Field(min_length=1)  # the weights a calibration measures
+
+
+class _Strength(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    calibrate: list[float] = Field(min_length=1)  # the edit strengths a calibration measures
 
     @field_validator("calibrate")
     @classmethod
-    def _positive(cls, value: list[float]) -> list[float]:
-        if any(not 0.0 < w <= 5.0 for w in value):
-            raise ValueError("attention weights must be in (0, 5]")
-        return sorted(value)
+    def _in_range(cls, value: list[float]) -> list[float]:
+        if any(not 0.0 < s <= 3.0 for s in value):
+            raise ValueError("edit strengths must be in (0, 3]")
+        return sorted(set(value))
 
 
 class _Edit(BaseModel):
@@ -98,6 +104,7 @@ class ExpressionTable(BaseModel):
     joiner: str
     words: list[_Word] = Field(min_length=1)
     attention: _Attention
+    strength: _Strength
     emotions: dict[str, _Expression]
     edit: _Edit
 
@@ -160,6 +167,7 @@ class Term:
     intensity: float  # after each emotion's scale, summed over emotions sharing the phrase, <= 1
     word: str  # intensity word, e.g. "very"
     attention: float  # cross-attention weight of the term's words
+    strength: float = 1.0  # edit strength of the term (charforge.engine.edit_strength)
 
     @property
     def words(self) -> str:
@@ -173,7 +181,17 @@ class Term:
             "intensity": round(self.intensity, 4),
             "word": self.word,
             "attention": round(self.attention, 4),
+            "strength": round(self.strength, 4),
         }
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One prompt an edit draws with: its strength and the attention weights of its words."""
+
+    prompt: str
+    strength: float
+    weights: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -187,6 +205,7 @@ class Conditioning:
     target_prompt: str  # the base prompt with the composed expression (the base prompt when neutral)
     calibrated: bool
     joiner: str = "and"
+    composed: bool = False  # drawn as one edit per term, composed (`branches`), not as the one target prompt
 
     @property
     def is_neutral(self) -> bool:
@@ -206,11 +225,25 @@ class Conditioning:
         """Words of the target prompt -> cross-attention weight (Prompt-to-Prompt reweight)."""
         return {t.words: t.attention for t in self.terms}
 
+    def branches(self) -> tuple[Branch, ...]:
+        """The prompts an edit draws this state with: the one target prompt at full strength, or, when
+        `composed`, one prompt per term (the base prompt showing only that term) at the term's strength,
+        whose changes the edit adds up (`charforge.engine.edit_strength`)."""
+        if not self.composed:
+            return (Branch(self.target_prompt, 1.0, self.token_weights()),)
+        return tuple(
+            Branch(swap_phrase(self.base_prompt, self.neutral_phrase, t.words), t.strength, {t.words: t.attention})
+            for t in self.terms
+        )
+
     def describe(self) -> str:
-        """One line a person can read: the composed expression and each term's attention weight."""
+        """One line a person can read: the composed expression and each term's attention weight (and strength)."""
         if self.is_neutral:
             return f"neutral: the base prompt as is ({self.neutral_phrase!r})"
-        parts = [f"{t.words!r} (attention x{t.attention:.2f})" for t in self.terms]
+        if self.composed:
+            parts = [f"{t.words!r} (strength {t.strength:.2f}, attention x{t.attention:.2f})" for t in self.terms]
+        else:
+            parts = [f"{t.words!r} (attention x{t.attention:.2f})" for t in self.terms]
         how = "calibrated" if self.calibrated else "uncalibrated"
         return f"{' + '.join(parts)} [{how}]"
 
@@ -225,6 +258,7 @@ class Conditioning:
             "target_prompt": self.target_prompt,
             "terms": [t.to_dict() for t in self.terms],
             "calibrated": self.calibrated,
+            "composed": self.composed,
             "vad": vad._asdict(),
         }
 
@@ -243,8 +277,10 @@ def conditioning(
 ) -> Conditioning:
     """The conditioning of `state` (quantised with the table's step) for a character drawn with `base_prompt`.
 
-    With a `calibration`, each term's intensity word and attention weight come from the model's
-    measured curve of its (first) emotion; without, from the table's bands and default weight.
+    With a `calibration`, each term's intensity word, attention weight and edit strength come from
+    the model's measured curve of its (first) emotion; without, from the table's bands and default
+    weight at full strength. A calibration measured over edit strengths draws the state composed, one
+    edit per term, so a mixture's weights are each emotion's own measured strength.
     """
     table = table or expression_table()
     state = state if isinstance(state, EmotionState) else EmotionState.from_mapping(state)
@@ -268,11 +304,14 @@ def conditioning(
     for phrase, (names, e) in ranked:
         setting = calibration.setting(names[0], e) if calibration is not None else None
         used_calibration |= setting is not None
-        word, attention = setting or (table.word_for(e), table.attention.default)
-        terms.append(Term(phrase=phrase, emotions=tuple(names), intensity=e, word=word, attention=attention))
+        word, attention, strength = setting or (table.word_for(e), table.attention.default, 1.0)
+        terms.append(Term(phrase, tuple(names), e, word, attention, strength))
     terms_t = tuple(terms)
     target = swap_phrase(base_prompt, table.neutral_phrase, _compose(terms_t, table.joiner)) if terms_t else base_prompt
-    return Conditioning(state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner)
+    composed = used_calibration and calibration is not None and calibration.by_strength
+    return Conditioning(
+        state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner, composed
+    )
 
 
-__all__ = ["Conditioning", "ExpressionTable", "Term", "conditioning", "expression_table", "swap_phrase"]
+__all__ = ["Branch", "Conditioning", "ExpressionTable", "Term", "conditioning", "expression_table", "swap_phrase"]

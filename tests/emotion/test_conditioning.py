@@ -84,12 +84,13 @@ def test_calibration_maps_requests_monotonically_onto_measured_settings():
     settings_ = [cal.setting("joy", k / 20) for k in range(1, 21)]
     # the chosen setting never reads weaker for a stronger request (same word: interpolated weight)
     def read(s):
-        word, att = s
+        word, att, strength = s
+        assert strength == 1.0  # curves over words and weights keep the full edit
         same = sorted((p.attention, level) for level, p in chain if p.word == word)
         return float(np.interp(att, [x for x, _ in same], [y for _, y in same]))
     reads = [read(s) for s in settings_]
     assert all(a <= b + 1e-9 for a, b in zip(reads, reads[1:]))
-    assert settings_[-1] == ("extremely", 1.0) and settings_[0] == ("faintly", 1.0)
+    assert settings_[-1][:2] == ("extremely", 1.0) and settings_[0][:2] == ("faintly", 1.0)
     # equal perceived steps: a request reads as itself wherever the chain is measured
     assert reads[7] == pytest.approx(0.4, abs=1e-6) and reads[11] == pytest.approx(0.6, abs=0.125 + 1e-9)  # between words: the nearer one
 
@@ -101,6 +102,41 @@ def test_conditioning_uses_the_calibration_when_given():
     joy = next(t for t in cond.terms if t.emotions == ("joy",))
     assert anger.word == "slightly" and 0.7 < anger.attention < 1.4 and cond.calibrated
     assert (joy.word, joy.attention) == ("moderately", 1.0)  # not measured: the table's reading
+
+
+def _strength_calibration(points: dict[str, list[tuple[float, float]]], calm: float = 0.0) -> Calibration:
+    return Calibration(model_hash="x", method="face-change", emotions={
+        e: Curve(points=[Point(word="extremely", attention=1.0, strength=s, response=r) for s, r in pts], calm=calm)
+        for e, pts in points.items()})
+
+
+def test_a_strength_curve_starts_at_calm_and_stops_at_its_peak():
+    # the response peaks at strength 0.4 and falls after it (measured so on charforge-mini)
+    cal = _strength_calibration({"joy": [(0.05, 0.3), (0.1, 0.5), (0.2, 0.8), (0.4, 1.0), (0.7, 0.9)]}, calm=0.1)
+    strengths = [cal.setting("joy", k / 20)[2] for k in range(0, 21)]
+    assert strengths[0] == 0.0  # nothing asked: the calm face
+    assert all(a < b for a, b in zip(strengths, strengths[1:]))  # more asked, more drawn
+    assert strengths[-1] == pytest.approx(0.4)  # never past the peak
+    # equal perceived steps: 0.5 of the way (response 0.55 above calm 0.1 of the top 0.9) is strength 0.1 + ...
+    level = (0.5 - 0.1) / 0.9
+    assert cal.setting("joy", level)[2] == pytest.approx(0.1)
+    assert cal.setting("joy", level / 2)[2] == pytest.approx(0.05 * (level / 2) / ((0.3 - 0.1) / 0.9))
+
+
+def test_strength_calibrations_compose_one_branch_per_emotion():
+    cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in ("anger", "disgust", "joy")})
+    cond = conditioning({"anger": 0.7, "disgust": 0.3}, BASE, calibration=cal)
+    assert cond.composed and cond.calibrated
+    branches = {b.prompt.rsplit(", ", 1)[1]: b for b in cond.branches()}
+    assert set(branches) == {"extremely frowning angrily", "extremely grimacing disgustedly"}
+    assert branches["extremely frowning angrily"].strength > branches["extremely grimacing disgustedly"].strength > 0
+    for b in cond.branches():  # each branch is the base prompt with only its own expression
+        assert b.prompt.startswith(BASE.rsplit(", ", 1)[0]) and list(b.weights) == [b.prompt.rsplit(", ", 1)[1]]
+    single = conditioning({"joy": 0.5}, BASE, calibration=cal)
+    assert len(single.branches()) == 1 and 0 < single.branches()[0].strength < 0.3
+    plain = conditioning({"anger": 0.7, "disgust": 0.3}, BASE)  # uncalibrated: one prompt at full strength
+    assert not plain.composed and [b.strength for b in plain.branches()] == [1.0]
+    assert plain.branches()[0].prompt == plain.target_prompt
 
 
 def test_calibration_round_trips_through_json(tmp_path):

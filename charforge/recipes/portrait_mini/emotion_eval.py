@@ -7,9 +7,8 @@ Prompt-to-Prompt inside the face mask; `mode="edit"`) or as plain generations of
 with the same seed (`mode="plain"`, what the model itself draws). The judge (`judge.py`, trained on
 renders only) reads each picture's eight intensities.
 
-The same machinery measures a model's calibration (`calibrate`): how strongly each (intensity word,
-attention weight) setting shows each emotion, by the judge or, for models it cannot read, by how
-much the face changes.
+The same machinery measures a model's calibration (`calibrate`): how strongly each emotion shows at
+each edit strength, by the judge or, for models it cannot read, by how much the face changes.
 """
 
 from __future__ import annotations
@@ -349,30 +348,31 @@ def summarise(
 
 
 def setting_conditioning(
-    emotion: str, word: str, attention: float, base_prompt: str, table: ExpressionTable
+    emotion: str, word: str, attention: float, base_prompt: str, table: ExpressionTable, strength: float = 1.0
 ) -> Conditioning:
-    """The conditioning of one measured setting: `emotion` drawn with `word` at `attention`."""
-    term = Term(
-        phrase=table.emotions[emotion].phrase, emotions=(emotion,), intensity=1.0, word=word, attention=attention
-    )
+    """The conditioning of one measured setting: `emotion` drawn with `word` at `attention` and `strength`."""
+    term = Term(table.emotions[emotion].phrase, (emotion,), 1.0, word, attention, strength)
     target = swap_phrase(base_prompt, table.neutral_phrase, term.words)
     state = conditioning({emotion: 1.0}, base_prompt, table).state
-    return Conditioning(state, base_prompt, table.neutral_phrase, (term,), target, True, table.joiner)
+    return Conditioning(state, base_prompt, table.neutral_phrase, (term,), target, True, table.joiner, composed=True)
 
 
 def measure_settings(sit: Sitting, table: ExpressionTable, judge: EmotionJudge | None) -> tuple[np.ndarray, np.ndarray]:
     """(response per setting, calm reading per emotion) of one character; settings as in `calibrate`."""
     settings = _settings(table)
-    pictures = sit.draw([setting_conditioning(e, w, a, sit.member.prompt, table) for e, w, a in settings])
+    pictures = sit.draw([setting_conditioning(e, w, a, sit.member.prompt, table, s) for e, w, a, s in settings])
     if judge is None:
         base = sit.base.astype(int)
         return np.array([np.abs(p.astype(int) - base)[sit.face].mean() / 255.0 for p in pictures]), np.zeros(len(BASIS))
     values = read(judge, [sit.base, *pictures])
-    return np.array([values[1 + k, BASIS.index(e)] for k, (e, _, _) in enumerate(settings)]), values[0]
+    return np.array([values[1 + k, BASIS.index(e)] for k, (e, *_) in enumerate(settings)]), values[0]
 
 
-def _settings(table: ExpressionTable) -> list[tuple[str, str, float]]:
-    return [(e, w.word, a) for e in BASIS for w in table.words for a in table.attention.calibrate]
+def _settings(table: ExpressionTable) -> list[tuple[str, str, float, float]]:
+    """(emotion, word, attention, strength): every emotion over the table's edit strengths, drawn with
+    the strongest intensity word at the default attention."""
+    word, attention = table.words[-1].word, table.attention.default
+    return [(e, word, attention, s) for e in BASIS for s in table.strength.calibrate]
 
 
 def _calibrate_member(member: Member, model: str | None, steps: int, judged: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -423,8 +423,8 @@ def _curves(
     curves = {}
     for j, e in enumerate(BASIS):
         points = [
-            Point(word=w, attention=a, response=round(float(m), 4))
-            for (emo, w, a), m in zip(settings, means)
+            Point(word=w, attention=a, strength=st, response=round(float(m), 4))
+            for (emo, w, a, st), m in zip(settings, means)
             if emo == e
         ]
         curves[e] = Curve(points=points, calm=round(float(calm[j]), 4))

@@ -1,0 +1,68 @@
+"""Edit strength on a tiny model: 0 redraws the source exactly, 1 is the plain edit, the change grows
+with the strength, and a composed group is one picture equal to its lone non-zero member."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers.smooth import PROMPT, smooth_tiny_model
+
+from charforge.engine.attention import Replace
+from charforge.engine.edit import replay
+from charforge.engine.edit_strength import EditStrength
+from charforge.engine.inversion import invert_latent
+from charforge.errors import InvalidInput
+
+TARGET = "a portrait of a crying girl with red hair"
+OTHER = "a portrait of a smiling girl with red hair"
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def model():
+    return smooth_tiny_model()
+
+
+@pytest.fixture(scope="module", params=["direct", "negative-prompt"])
+def inversion(request, model):
+    coarse = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(3))
+    latent = torch.nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear")
+    return invert_latent(model, latent / latent.std(), PROMPT, request.param, steps=STEPS, guidance=7.5, inner_steps=2)
+
+
+def _edit(model, inversion, targets, groups=None):
+    control = Replace(model.tokenizer, PROMPT, targets, cross_replace_steps=0.6, self_replace_steps=0.4)
+    hooks = [EditStrength(inversion.trajectory, groups)] if groups is not None else []
+    return replay(model, inversion, targets, [control], hooks=hooks)
+
+
+def test_strength_zero_redraws_the_source_and_one_is_the_plain_edit(model, inversion):
+    source_final = inversion.trajectory[-1:]
+    zero = _edit(model, inversion, [TARGET], [{1: 0.0}])
+    torch.testing.assert_close(zero[1:], source_final, atol=1e-5, rtol=1e-5)
+    plain = _edit(model, inversion, [TARGET])
+    assert (plain[1:] - source_final).abs().max() > 1e-2  # the edit does change the picture
+    torch.testing.assert_close(_edit(model, inversion, [TARGET], [{1: 1.0}]), plain, atol=0, rtol=0)
+
+
+def test_the_change_grows_with_the_strength(model, inversion):
+    strengths = [0.1, 0.4, 0.7, 1.0, 1.5]
+    latents = _edit(model, inversion, [TARGET] * len(strengths), [{k + 1: s} for k, s in enumerate(strengths)])
+    change = [float((latents[k + 1] - inversion.trajectory[-1]).norm()) for k in range(len(strengths))]
+    assert all(a < b for a, b in zip(change, change[1:])), change
+
+
+def test_a_composed_group_is_one_picture_equal_to_its_only_active_member(model, inversion):
+    group = _edit(model, inversion, [OTHER, TARGET], [{1: 0.0, 2: 0.6}])
+    torch.testing.assert_close(group[1], group[2], atol=0, rtol=0)
+    alone = _edit(model, inversion, [TARGET], [{1: 0.6}])
+    torch.testing.assert_close(group[2], alone[1], atol=1e-5, rtol=1e-5)
+    both = _edit(model, inversion, [OTHER, TARGET], [{1: 0.6, 2: 0.6}])
+    assert (both[1] - alone[1]).abs().max() > 1e-3  # the second emotion adds its own change
+
+
+def test_bad_strengths_are_refused():
+    trajectory = torch.zeros(3, 4, 8, 8)
+    for groups in ([{0: 0.5}], [{1: 0.5}, {1: 0.2}], [{1: float("nan")}], [{1: -0.1}], [{1: 9.0}]):
+        with pytest.raises(InvalidInput):
+            EditStrength(trajectory, groups)
