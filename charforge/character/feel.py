@@ -50,7 +50,7 @@ from charforge.emotion.conditioning import (
 from charforge.engine import ModelBundle, decode_pixels, to_uint8
 from charforge.engine import inpaint as engine_inpaint
 from charforge.engine.attention import Controller, LocalBlend, Refine, Replace, Reweight
-from charforge.engine.attention.tokens import max_columns, word_columns
+from charforge.engine.attention.tokens import chunk_count, max_columns, word_columns
 from charforge.engine.edit import replay
 from charforge.errors import InvalidInput
 from charforge.paths import sha256_bytes, validate_slug
@@ -234,14 +234,15 @@ def edit_latents(
     schedule = dict(cross_replace_steps=table.edit.cross_replace, self_replace_steps=table.edit.self_replace)
     word_swap = all(len(t.split()) == len(source.split()) for t in targets)
     controllers: list[Controller] = [(Replace if word_swap else Refine)(tokenizer, source, targets, **schedule)]
+    chunks = chunk_count(tokenizer, source)  # replay encodes the targets in as many chunks as the source
     weights = {}
     for branch, c in enumerate(conds, start=1):
-        row = torch.ones(max_columns(tokenizer))
+        row = torch.ones(max_columns(tokenizer, source))
         for words, weight in c.token_weights().items():
             try:
-                row[word_columns(tokenizer, c.target_prompt, words)] = weight
-            except InvalidInput:  # the composed prompt holds its words, so they lie past the token limit
-                log.warning("%r lies past the %d tokens an edit can weight; drawn unweighted", words, len(row))
+                row[word_columns(tokenizer, c.target_prompt, words, chunks)] = weight
+            except InvalidInput as error:  # the composed prompt holds its words: they were cut off with its tail
+                log.warning("%s; drawn unweighted", error)
         weights[branch] = row
     controllers.append(Reweight(weights))
 
