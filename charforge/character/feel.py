@@ -53,7 +53,7 @@ from charforge.emotion.conditioning import (
 from charforge.engine import ModelBundle, decode_pixels, to_uint8
 from charforge.engine import inpaint as engine_inpaint
 from charforge.engine.attention import Controller, LocalBlend, Refine, Replace, Reweight
-from charforge.engine.attention.tokens import max_columns, word_columns
+from charforge.engine.attention.tokens import chunk_count, max_columns, word_columns
 from charforge.engine.edit import replay
 from charforge.engine.edit_strength import EditStrength
 from charforge.errors import InvalidInput
@@ -241,14 +241,15 @@ def edit_latents(
     schedule = dict(cross_replace_steps=table.edit.cross_replace, self_replace_steps=table.edit.self_replace)
     word_swap = all(len(t.split()) == len(source.split()) for t in targets)
     controllers: list[Controller] = [(Replace if word_swap else Refine)(tokenizer, source, targets, **schedule)]
+    chunks = chunk_count(tokenizer, source)  # replay encodes the targets in as many chunks as the source
     weights = {}
     for row, b in enumerate(branches, start=1):
-        weight_row = torch.ones(max_columns(tokenizer))
+        weight_row = torch.ones(max_columns(tokenizer, source))
         for words, weight in b.weights.items():
             try:
-                weight_row[word_columns(tokenizer, b.prompt, words)] = weight
-            except InvalidInput:  # the composed prompt holds its words, so they lie past the token limit
-                log.warning("%r lies past the %d tokens an edit can weight; drawn unweighted", words, len(weight_row))
+                weight_row[word_columns(tokenizer, b.prompt, words, chunks)] = weight
+            except InvalidInput as error:  # the composed prompt holds its words: they were cut off with its tail
+                log.warning("%s; drawn unweighted", error)
         weights[row] = weight_row
     controllers.append(Reweight(weights))
 

@@ -44,7 +44,8 @@ class StepContext:
 
     `latents` has one row per image in the batch (the unconditional half of classifier-free guidance
     is internal to the loop). `timesteps` is the call's whole schedule; `layout` is (re)computed
-    after `on_step_begin` and before the UNet call.
+    after `on_step_begin` and before the UNet call. `text_tokens` is the conditioning's sequence
+    length, the key count of every cross-attention (77 per prompt chunk).
     """
 
     index: int
@@ -56,6 +57,7 @@ class StepContext:
     guidance_scale: float
     timesteps: torch.Tensor | None = None
     layout: BatchLayout | None = None
+    text_tokens: int = 77
 
 
 class Hook:

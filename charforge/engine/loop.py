@@ -160,6 +160,7 @@ def denoise(
         prediction_type=model.prediction_type,
         guidance_scale=guidance_scale,
         timesteps=timesteps,
+        text_tokens=cond.embeds.shape[1],
     )
     with installed_processors(model.unet, hooks):
         try:

@@ -18,6 +18,10 @@ import torch.nn.functional as F
 from charforge.engine.attention.control import AttentionControl, Controller, Layer, RowMap
 from charforge.engine.attention.store import AttentionStore
 from charforge.engine.attention.tokens import (
+    WIDTH,
+    chunk_count,
+    chunks_of,
+    fit_columns,
     max_columns,
     refinement_alignment,
     replacement_mapper,
@@ -45,21 +49,30 @@ def step_window(spec: float | tuple[float, float], num_steps: int) -> torch.Tens
     return active
 
 
-def word_schedule(spec: StepSpec, num_steps: int, tokenizer: Any, prompt: str) -> torch.Tensor:
-    """(num_steps, columns) 0/1 weights: when each token of `prompt` takes the source's cross-attention."""
-    columns = max_columns(tokenizer)
+def word_schedule(
+    spec: StepSpec, num_steps: int, tokenizer: Any, prompt: str, chunks: int | None = None
+) -> torch.Tensor:
+    """(num_steps, columns) 0/1 weights: when each token of `prompt` takes the source's cross-attention.
+
+    77 columns per chunk, as many chunks as the prompt needs unless given (a word in chunks the
+    conditioning left out has no column to schedule)."""
+    columns = WIDTH * (chunks or chunk_count(tokenizer, prompt))
     if not isinstance(spec, Mapping):
         return step_window(spec, num_steps)[:, None].float().expand(num_steps, columns).clone()
     schedule = step_window(spec.get("default_", 1.0), num_steps)[:, None].float().repeat(1, columns)
     for word, window in spec.items():
         if word == "default_":
             continue
-        schedule[:, word_columns(tokenizer, prompt, word)] = step_window(window, num_steps)[:, None].float()
+        kept = [c for c in word_columns(tokenizer, prompt, word) if c < columns]
+        schedule[:, kept] = step_window(window, num_steps)[:, None].float()
     return schedule
 
 
 class _AttentionEdit(Controller):
     """Shared schedule logic of replace and refine: which steps take the source's maps.
+
+    The token mapping and schedules are built for the width of the conditioning the loop runs with
+    (77 columns per prompt chunk, read from the step context), so words in any chunk line up.
 
     Whenever a target's new maps are exactly the source's (self-attention replacement; a cross
     replacement whose token mapping is the identity and covers every token at this step) the edit
@@ -72,7 +85,6 @@ class _AttentionEdit(Controller):
         tokenizer: Any,
         source: str,
         targets: Sequence[str],
-        identity: Sequence[bool],
         cross_replace_steps: StepSpec = 0.8,
         self_replace_steps: float | tuple[float, float] = 0.4,
         self_max_tokens: int = 16 * 16,
@@ -82,7 +94,6 @@ class _AttentionEdit(Controller):
         self.tokenizer = tokenizer
         self.source = source
         self.targets = list(targets)
-        self.identity = list(identity)
         self.cross_replace_steps = cross_replace_steps
         self.self_replace_steps = self_replace_steps
         self.self_max_tokens = self_max_tokens
@@ -90,20 +101,28 @@ class _AttentionEdit(Controller):
         self.cross_copy = torch.zeros(0, dtype=torch.bool)
         self.self_active = torch.zeros(0, dtype=torch.bool)
         self._last_step = 0
-        self.plan(1)
+        self.plan(1, chunk_count(tokenizer, source, *self.targets))
 
-    def plan(self, num_steps: int) -> None:
-        """Build the step schedules for a call of `num_steps` (validates the words eagerly)."""
+    def plan(self, num_steps: int, chunks: int) -> None:
+        """Build the token mapping and step schedules for a call of `num_steps` over `chunks` chunks
+        of conditioning (validates the words eagerly)."""
+        identity = self.align(chunks)
         self.cross_alpha = torch.stack(
-            [word_schedule(self.cross_replace_steps, num_steps, self.tokenizer, t) for t in self.targets], dim=1
+            [word_schedule(self.cross_replace_steps, num_steps, self.tokenizer, t, chunks) for t in self.targets],
+            dim=1,
         )  # (steps, targets, columns)
-        self.cross_copy = (self.cross_alpha == 1).all(dim=-1) & torch.tensor(self.identity)[None, :]
+        self.cross_copy = (self.cross_alpha == 1).all(dim=-1) & torch.tensor(identity)[None, :]
         self.self_active = step_window(self.self_replace_steps, num_steps)
         used = self.cross_alpha.flatten(1).amax(dim=1).bool() | self.self_active
         self._last_step = int(used.nonzero().max()) + 1 if used.any() else 0
 
     def begin(self, control: AttentionControl, ctx: StepContext) -> None:
-        self.plan(ctx.num_steps)
+        self.plan(ctx.num_steps, chunks_of(ctx.text_tokens))
+
+    def align(self, chunks: int) -> list[bool]:
+        """Build the source -> target column mapping over `chunks` chunks; per target, whether it is
+        the identity (the target's maps are then exactly the source's)."""
+        raise NotImplementedError
 
     def needs_source(self, step: int, num_steps: int) -> bool:
         return step < self._last_step
@@ -148,10 +167,10 @@ class _AttentionEdit(Controller):
 class Replace(_AttentionEdit):
     """Word swap ("smiling girl" -> "crying girl"): equal word counts, token-to-token mapping."""
 
-    def __init__(self, tokenizer: Any, source: str, targets: Sequence[str], **schedule: Any):
-        self.mappers = torch.stack([replacement_mapper(tokenizer, source, t) for t in targets])
+    def align(self, chunks: int) -> list[bool]:
+        self.mappers = torch.stack([replacement_mapper(self.tokenizer, self.source, t, chunks) for t in self.targets])
         eye = torch.eye(self.mappers.shape[-1])
-        super().__init__(tokenizer, source, targets, [torch.equal(m, eye) for m in self.mappers], **schedule)
+        return [torch.equal(m, eye) for m in self.mappers]
 
     def map_cross(self, source: torch.Tensor, target: torch.Tensor, index: int) -> torch.Tensor:
         return source @ self.mappers[index].to(source)
@@ -160,13 +179,12 @@ class Replace(_AttentionEdit):
 class Refine(_AttentionEdit):
     """Added words ("girl" -> "smiling girl"): aligned tokens copy the source, new tokens keep their own."""
 
-    def __init__(self, tokenizer: Any, source: str, targets: Sequence[str], **schedule: Any):
-        aligned = [refinement_alignment(tokenizer, source, t) for t in targets]
+    def align(self, chunks: int) -> list[bool]:
+        aligned = [refinement_alignment(self.tokenizer, self.source, t, chunks) for t in self.targets]
         self.indices = torch.stack([a[0] for a in aligned])
         self.alphas = torch.stack([a[1] for a in aligned])
         straight = torch.arange(self.indices.shape[-1])
-        identity = [torch.equal(i, straight) and bool((a == 1).all()) for i, a in zip(self.indices, self.alphas)]
-        super().__init__(tokenizer, source, targets, identity, **schedule)
+        return [torch.equal(i, straight) and bool((a == 1).all()) for i, a in zip(self.indices, self.alphas)]
 
     def map_cross(self, source: torch.Tensor, target: torch.Tensor, index: int) -> torch.Tensor:
         alpha = self.alphas[index].to(source)
@@ -178,9 +196,10 @@ class Reweight(Controller):
 
     Scaling column j of the attention map is the same as scaling value row j (P W V = P (W V)), so
     the weights are applied to the values and the fused kernel keeps running. `weights` maps a branch
-    to a (columns,) vector; branch None means every conditional row, which is how plain generation
-    honours "(smiling:1.4)" emphasis. It stacks on replace/refine: the target then gets the source's
-    maps, reweighted.
+    to a (columns,) vector, 77 per prompt chunk; it is cut or extended with ones to the width of the
+    conditioning (rows padded with empty chunks). Branch None means every conditional row, which is
+    how plain generation honours "(smiling:1.4)" emphasis. It stacks on replace/refine: the target
+    then gets the source's maps, reweighted.
     """
 
     def __init__(self, weights: Mapping[int | None, torch.Tensor], steps: float | tuple[float, float] = 1.0):
@@ -192,7 +211,7 @@ class Reweight(Controller):
     def from_words(
         cls, tokenizer: Any, prompt: str, words: Mapping[str, float], branch: int | None = None, **kwargs: Any
     ) -> Reweight:
-        weights = torch.ones(max_columns(tokenizer))
+        weights = torch.ones(max_columns(tokenizer, prompt))
         for word, weight in words.items():
             weights[word_columns(tokenizer, prompt, word)] = float(weight)
         return cls({branch: weights}, **kwargs)
@@ -209,7 +228,7 @@ class Reweight(Controller):
             if weights is None:
                 continue
             value = qkv[2].clone() if value is None else value
-            value[row] = value[row] * weights.to(value)[None, :, None]
+            value[row] = value[row] * fit_columns(weights, value.shape[2]).to(value)[None, :, None]
         if value is None:
             return False
         qkv[2] = value
@@ -288,7 +307,11 @@ class LocalBlend(Controller):
         for branch, columns in self.columns.items():
             if branch not in recorded:
                 continue
-            heat = self.store.average_cross(branch)[..., columns].sum(dim=-1)[None, None]
+            average = self.store.average_cross(branch)
+            kept = [c for c in columns if c < average.shape[-1]]  # a target cut to its source's chunks
+            if not kept:
+                continue
+            heat = average[..., kept].sum(dim=-1)[None, None]
             size = 2 * self.dilation + 1
             heat = F.max_pool2d(heat, size, stride=1, padding=self.dilation)
             heat = F.interpolate(heat, size=latent_size, mode="nearest")

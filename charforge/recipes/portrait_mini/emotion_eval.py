@@ -107,7 +107,7 @@ def sittings(
             chunk = list(conds[start : start + 16])
             weights = {}
             for row, cond in enumerate(chunk):
-                w = torch.ones(max_columns(bundle.tokenizer))
+                w = torch.ones(max_columns(bundle.tokenizer, cond.target_prompt))
                 for words, weight in cond.token_weights().items():
                     w[word_columns(bundle.tokenizer, cond.target_prompt, words)] = weight
                 weights[row] = w
