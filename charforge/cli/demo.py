@@ -24,7 +24,7 @@ def demo(
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Import the sample cast and render its emotion sweep (calm, each emotion at 0.3 / 0.6 / 1.0, mixtures) as a sheet."""
+    """Import the sample cast and render its emotion sweep (calm, each emotion at 0.3/0.6/1.0, mixtures) as a sheet."""
     use_device(device)
     from charforge.demo import run_demo
 
