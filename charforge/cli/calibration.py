@@ -120,26 +120,40 @@ def eval_emotions(
     sheet: Annotated[
         Path | None, typer.Option(help="Also write a contact sheet (calm, 0.3/0.6/1.0, mixtures) here.")
     ] = None,
+    keep: Annotated[Path | None, typer.Option(help="Keep every drawn picture here (one .npz per character).")] = None,
+    from_pictures: Annotated[
+        Path | None, typer.Option(help="Judge the pictures an earlier run kept (--keep) instead of drawing.")
+    ] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Intensity sweeps (8 emotions x 0.1..1.0) and two-emotion mixtures, read by the emotion judge."""
     _check(mode, characters, steps, workers)
+    if from_pictures is not None and not from_pictures.is_dir():
+        raise InvalidInput(f"--from-pictures {from_pictures} is not a folder")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from charforge.emotion.calibration import load_calibration
-    from charforge.recipes.portrait_mini.emotion_eval import sweep
+    from charforge.recipes.portrait_mini.emotion_eval import judge_sweep, load_parts, sweep
 
     folder = _mini_folder(model)
     calibration = load_calibration(folder) if calibrated else None
-    report = sweep(
-        mode,
-        characters,
-        str(folder),
-        steps,
-        calibration,
-        workers=max(1, min(workers, characters)),
-        sheet=str(sheet) if sheet else None,
-    )
+    if from_pictures is not None:
+        try:
+            parts = load_parts(str(from_pictures))
+        except FileNotFoundError as error:
+            raise InvalidInput(str(error)) from None
+        report = judge_sweep(parts, mode, steps, calibration is not None, sheet=str(sheet) if sheet else None)
+    else:
+        report = sweep(
+            mode,
+            characters,
+            str(folder),
+            steps,
+            calibration,
+            workers=max(1, min(workers, characters)),
+            sheet=str(sheet) if sheet else None,
+            keep=str(keep) if keep else None,
+        )
     if json_out:
         echo_json(report)
         return

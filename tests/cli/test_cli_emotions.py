@@ -18,6 +18,34 @@ def test_bad_options_are_one_line_and_exit_2(cli, tmp_path):
     assert cli("init", "-w", tmp_path / "ws")[0] == 0
     code, out, err = cli("calibrate", "nobody", "-w", tmp_path / "ws")
     assert code == 2 and "nobody" in err
+    code, out, err = cli("eval", "emotions", "--from-pictures", tmp_path / "missing")
+    assert code == 2 and "--from-pictures" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    code, out, err = cli("eval", "emotions", "--from-pictures", tmp_path / "empty")
+    assert code == 2 and "no kept sweep pictures" in err
+
+
+def test_kept_sweep_pictures_are_judged_again_as_drawn(tmp_path):
+    import numpy as np
+
+    from charforge.recipes.portrait_mini.emotion_eval import LEVELS, PAIRS, judge_sweep, load_parts, save_parts
+    from charforge.recipes.portrait_mini.judge import EmotionJudge
+
+    rng = np.random.default_rng(0)
+    count = 1 + 8 * len(LEVELS) + len(PAIRS)
+    parts = [{"name": f"held{k}", "pictures": rng.integers(0, 256, (count, 64, 64, 3), dtype=np.uint8),
+              "face": rng.random((64, 64)) > 0.5, "mixes": [(a, b, 0.3) for a, b in PAIRS], "outside": [36.5, 40.0]}
+             for k in range(2)]  # fmt: skip
+    save_parts(parts, str(tmp_path / "kept"))
+    again = load_parts(str(tmp_path / "kept"))
+    for old, new in zip(parts, again):
+        assert new["name"] == old["name"] and new["mixes"] == old["mixes"] and new["outside"] == old["outside"]
+        assert np.array_equal(new["pictures"], old["pictures"]) and np.array_equal(new["face"], old["face"])
+    judge = EmotionJudge()  # any judge: the same pictures must give the same report
+    first = judge_sweep(parts, "edit", 20, True, judge=judge)
+    assert judge_sweep(again, "edit", 20, True, judge=judge) == first
+    assert first["characters"] == 2 and first["mixtures"]["count"] == 2 * len(PAIRS)
+    assert first["psnr_outside_face_raw_db"]["min"] == 36.5
 
 
 def test_calibrating_a_character_stores_its_models_curve_in_the_workspace(forge, tiny_model_dir, cli):

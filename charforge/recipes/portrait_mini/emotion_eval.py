@@ -195,41 +195,67 @@ def distinct_levels(means: Sequence[float], noise: float) -> int:
 def _sweep_character(
     k: int, member: Member, mode: str, model: str | None, steps: int, calibration: Calibration | None
 ) -> dict[str, Any]:
-    """Everything the sweep needs from one character (run in a worker process of its own)."""
+    """Every picture of the grid for one character, drawn in a worker process of its own: the calm
+    base, then the singles (emotion by emotion, LEVELS each), then one mixture per pair."""
     torch.set_num_threads(1)
     table = expression_table()
     singles = [{e: v} for e in BASIS for v in LEVELS]
-    out: dict[str, Any] = {"face_change": {}, "mixes": []}
+    wanted = [(a, b, MIX_WEIGHTS[(i + k) % len(MIX_WEIGHTS)]) for i, (a, b) in enumerate(PAIRS)]
     with sittings([member], mode, model, steps, table) as people:
-        for sit in people:
-            pictures = sit.draw([conditioning(s, member.prompt, table, calibration) for s in singles])
-            wanted = [(a, b, MIX_WEIGHTS[(i + k) % len(MIX_WEIGHTS)]) for i, (a, b) in enumerate(PAIRS)]
-            mixed = sit.draw(
-                [conditioning({a: w, b: round(1 - w, 2)}, member.prompt, table, calibration) for a, b, w in wanted]
-            )
-            judge = load_judge()  # read once everything is drawn
-            out["readings"] = read(judge, [sit.base, *pictures])
-            out["mixes"] = [(a, b, w, r) for (a, b, w), r in zip(wanted, read(judge, mixed))]
-            by_state = dict(zip((tuple(s.items())[0] for s in singles), pictures))
-            for e in BASIS:
-                ref = by_state[(e, 0.6)].astype(int)
-                for v in LEVELS:
-                    pic = by_state[(e, v)].astype(int)
-                    out["face_change"].setdefault(e, []).append(
-                        (
-                            v,
-                            float(np.abs(pic - sit.base.astype(int))[sit.face].mean()),
-                            float(np.abs(pic - ref)[sit.face].mean()),
-                        )
-                    )
-            out["outside"] = list(sit.outside_psnr)
-            out["pictures"] = {
-                "base": sit.base,
-                **{f"{e} {v:g}": by_state[(e, v)] for e in BASIS for v in (0.3, 0.6, 1.0)},
-                **{f"{a}+{b} {w:g}": p for (a, b, w), p in zip(wanted, mixed)},
-            }
-    log.info("%s done", member.name)
+        sit = next(people)
+        pictures = sit.draw([conditioning(s, member.prompt, table, calibration) for s in singles])
+        mixed = sit.draw(
+            [conditioning({a: w, b: round(1 - w, 2)}, member.prompt, table, calibration) for a, b, w in wanted]
+        )
+        log.info("%s drawn", member.name)
+        return {
+            "name": member.name,
+            "pictures": np.stack([sit.base, *pictures, *mixed]),
+            "face": sit.face,
+            "mixes": wanted,
+            "outside": list(sit.outside_psnr),
+        }
+
+
+def _face_change(part: dict[str, Any]) -> dict[str, list[tuple[float, float, float]]]:
+    """Per emotion, (level, mean face change from calm, from the 0.6 picture) in 0..255."""
+    pictures, face = part["pictures"].astype(int), part["face"]
+    base, n = pictures[0], len(LEVELS)
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    for j, e in enumerate(BASIS):
+        own = pictures[1 + j * n : 1 + (j + 1) * n]
+        ref = own[LEVELS.index(0.6)]
+        out[e] = [
+            (v, float(np.abs(p - base)[face].mean()), float(np.abs(p - ref)[face].mean())) for v, p in zip(LEVELS, own)
+        ]
     return out
+
+
+def save_parts(parts: Sequence[dict[str, Any]], folder: str) -> None:
+    """Keep every drawn picture of a sweep (one .npz per character), so another judge can read them later."""
+    from pathlib import Path
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        np.savez_compressed(
+            Path(folder) / f"{part['name']}.npz", pictures=part["pictures"], face=part["face"],
+            mixes=np.array([f"{a}+{b}+{w}" for a, b, w in part["mixes"]]), outside=np.array(part["outside"]),
+        )  # fmt: skip
+
+
+def load_parts(folder: str) -> list[dict[str, Any]]:
+    """The pictures `save_parts` kept, in character order."""
+    from pathlib import Path
+
+    parts = []
+    for path in sorted(Path(folder).glob("*.npz")):
+        with np.load(path) as data:
+            mixes = [(a, b, float(w)) for a, b, w in (m.split("+") for m in data["mixes"].tolist())]
+            parts.append({"name": path.stem, "pictures": data["pictures"], "face": data["face"], "mixes": mixes,
+                          "outside": data["outside"].tolist()})  # fmt: skip
+    if not parts:
+        raise FileNotFoundError(f"no kept sweep pictures (*.npz) in {folder}")
+    return parts
 
 
 def sweep(
@@ -240,10 +266,12 @@ def sweep(
     calibration: Calibration | None = None,
     workers: int = 1,
     sheet: str | None = None,
+    keep: str | None = None,
 ) -> dict[str, Any]:
     """Run the issue's grid; returns per-emotion intensity tables, mixture and trust/anticipation figures.
 
     Characters are independent, so `workers` processes (one thread each) may draw them side by side.
+    With `keep`, every picture is saved there for `judge_sweep` to read again.
     """
     cast = held_out_cast(characters)
     jobs = [(k, m, mode, model, steps, calibration) for k, m in enumerate(cast)]
@@ -255,16 +283,29 @@ def sweep(
             parts = list(pool.map(_sweep_character, *zip(*jobs)))
     else:
         parts = [_sweep_character(*job) for job in jobs]
-    readings = {m.name: part["readings"] for m, part in zip(cast, parts)}
-    mixes = [mix for part in parts for mix in part["mixes"]]
-    face_change: dict[str, list[tuple[float, float, float]]] = {}
+    if keep:
+        save_parts(parts, keep)
+    return judge_sweep(parts, mode, steps, calibration is not None, sheet=sheet)
+
+
+def judge_sweep(
+    parts: Sequence[dict[str, Any]], mode: str, steps: int, calibrated: bool, sheet: str | None = None,
+    judge: EmotionJudge | None = None,
+) -> dict[str, Any]:
+    """The sweep's report from its drawn pictures, read by `judge` (default: the shipped one)."""
+    judge = judge or load_judge()
+    n = len(LEVELS) * len(BASIS)
+    readings, mixes, face_change, outside = {}, [], {}, []
     for part in parts:
-        for e, rows in part["face_change"].items():
+        values = read(judge, list(part["pictures"]))
+        readings[part["name"]] = values[: 1 + n]
+        mixes += [(a, b, w, r) for (a, b, w), r in zip(part["mixes"], values[1 + n :])]
+        for e, rows in _face_change(part).items():
             face_change.setdefault(e, []).extend(rows)
-    outside = [v for part in parts for v in part["outside"]]
+        outside += list(part["outside"])
     if sheet:
-        write_sheet([part["pictures"] for part in parts], sheet)
-    report = summarise(readings, mixes, face_change, judge_noise(load_judge()), mode, steps, calibration is not None)
+        write_sheet([_sheet_pictures(part) for part in parts], sheet)
+    report = summarise(readings, mixes, face_change, judge_noise(judge), mode, steps, calibrated)
     if outside:
         report["psnr_outside_face_raw_db"] = {
             "min": round(min(outside), 2),
@@ -272,6 +313,17 @@ def sweep(
             "share_at_least_35": round(float(np.mean(np.array(outside) >= 35)), 3),
         }
     return report
+
+
+def _sheet_pictures(part: dict[str, Any]) -> dict[str, np.ndarray]:
+    pictures, n = part["pictures"], len(LEVELS)
+    row = {"base": pictures[0]}
+    for j, e in enumerate(BASIS):
+        for v in (0.3, 0.6, 1.0):
+            row[f"{e} {v:g}"] = pictures[1 + j * n + LEVELS.index(v)]
+    for (a, b, w), p in zip(part["mixes"], pictures[1 + n * len(BASIS) :]):
+        row[f"{a}+{b} {w:g}"] = p
+    return row
 
 
 SHEET_MIXES = ("anger+disgust", "joy+surprise", "fear+sadness", "trust+anticipation")

@@ -21,8 +21,7 @@ from torch import nn
 
 from charforge.errors import ModelLoadError
 from charforge.recipes.portrait_mini import render
-from charforge.recipes.portrait_mini.classifier import WEIGHTS as CLASSIFIER_WEIGHTS
-from charforge.recipes.portrait_mini.classifier import PortraitClassifier, augment
+from charforge.recipes.portrait_mini.classifier import augment
 from charforge.recipes.portrait_mini.dataset import image_to_tensor
 from charforge.recipes.portrait_mini.render import EMOTIONS, Portrait
 
@@ -33,26 +32,40 @@ TRAIN_SEED = 31
 CHECK_SEED = 32  # held-out identities
 
 
-class EmotionJudge(nn.Module):
-    """The portrait classifier's convolutional trunk with a regression head of eight intensities.
+FACE_BOX = (slice(12, 48), slice(14, 50))  # rows, columns of the 64x64 portrait holding every face
 
-    Training starts from the shipped classifier's trunk (which already reads eyes, brows and mouths),
-    so the judge learns intensities in minutes on one shared CPU core instead of from scratch.
+
+class EmotionJudge(nn.Module):
+    """A small CNN on the face crop regressing eight intensities in [0, 1].
+
+    The renderer puts every face at the same place, so the judge looks only at that 36x36 box at full
+    resolution: eyelids, brows and mouth corners are a few pixels wide, and a trunk that pools the
+    whole portrait (the attribute classifier's, used by an earlier judge) could not tell a trusting
+    half-lowered lid from a surprised wide eye.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = PortraitClassifier().features
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, len(EMOTIONS)))
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU()]
+
+        self.features = nn.Sequential(
+            *block(3, 32), *block(32, 32), nn.MaxPool2d(2),  # 18x18
+            *block(32, 64), *block(64, 64), nn.MaxPool2d(2),  # 9x9
+            *block(64, 128), nn.MaxPool2d(2),  # 4x4
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(128 * 4 * 4, 256), nn.SiLU(), nn.Linear(256, len(EMOTIONS)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        rows, cols = FACE_BOX
+        return torch.sigmoid(self.head(self.features(x[:, :, rows, cols])))
 
     @torch.no_grad()
     def intensities(self, images: torch.Tensor) -> torch.Tensor:
         """N x 3 x 64 x 64 in [-1, 1] -> N x 8 intensities in [0, 1], columns in `EMOTIONS` order."""
         self.eval()
-        return torch.cat([self(images[k:k + 128]).clamp(0, 1) for k in range(0, len(images), 128)])
+        return torch.cat([self(images[k:k + 128]) for k in range(0, len(images), 128)])
 
 
 CALM_READING = 0.15  # a face whose every reading is below this is read as calm
@@ -77,7 +90,7 @@ def judge_set(seed: int, count: int, *, held_out: bool) -> tuple[torch.Tensor, l
     return render_faces(portraits), portraits
 
 
-def train_judge(seconds: float = 600.0, count: int = 8000, seed: int = TRAIN_SEED, batch: int = 32,
+def train_judge(seconds: float = 600.0, count: int = 12000, seed: int = TRAIN_SEED, batch: int = 48,
                 start: EmotionJudge | None = None) -> EmotionJudge:
     """Train on `count` renders of training identities for `seconds` of wall clock (further, from `start`)."""
     torch.manual_seed(seed)
@@ -85,16 +98,12 @@ def train_judge(seconds: float = 600.0, count: int = 8000, seed: int = TRAIN_SEE
     images, portraits = judge_set(seed, count, held_out=False)
     y = targets(portraits)
     model = start if start is not None else EmotionJudge()
-    if start is None:
-        trunk = {k.removeprefix("features."): v for k, v in load_file(str(CLASSIFIER_WEIGHTS)).items()
-                 if k.startswith("features.")}
-        model.features.load_state_dict(trunk)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    start, step = time.monotonic(), 0
-    while (elapsed := time.monotonic() - start) < seconds:
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    began, step = time.monotonic(), 0
+    while (elapsed := time.monotonic() - began) < seconds:
         for g in opt.param_groups:
-            g["lr"] = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * elapsed / seconds)))
+            g["lr"] = 2e-3 * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * elapsed / seconds)))
         idx = torch.randint(count, (batch,), generator=gen)
         loss = F.mse_loss(model(augment(images[idx], gen)), y[idx])
         opt.zero_grad()
@@ -143,9 +152,10 @@ if __name__ == "__main__":  # python -m charforge.recipes.portrait_mini.judge: r
     parser = argparse.ArgumentParser(prog="python -m charforge.recipes.portrait_mini.judge")
     parser.add_argument("seconds", type=float, nargs="?", default=600.0)
     parser.add_argument("--more", action="store_true", help="train the shipped judge further (new data seed)")
+    parser.add_argument("--out", type=Path, default=WEIGHTS, help="where to write the weights")
     args = parser.parse_args()
     torch.set_num_threads(1)
     judge = train_judge(args.seconds, seed=TRAIN_SEED + 100 if args.more else TRAIN_SEED,
                         start=load_judge() if args.more else None)
-    save_judge(judge)
+    save_judge(judge, args.out)
     log.info("held-out renders: %s", check(judge))
