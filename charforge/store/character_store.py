@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from charforge.canonical import canonical_json
@@ -300,7 +301,7 @@ class CharacterStore:
         cached per size and mtime) or its row points outside the assets folder."""
         kind = parse_enum(AssetKind, kind, "asset kind")
         with self.repository.db.read() as session:
-            rec = assets.one(session, self.row.id, kind.value, state_hash)
+            rec = assets.found(session, self.row.id, kind.value, state_hash)
             asset = self._usable(rec, kind)
         return self._checked(asset)
 
@@ -312,11 +313,11 @@ class CharacterStore:
             infos = [ArtifactInfo.of(r) for r in artifacts.listing(session, self.row.id)]
             if not infos:
                 characters.current(session, self.row)
-            rec = assets.one(session, self.row.id, kind.value, check_sha256(key(infos), "state hash"))
+            rec = assets.found(session, self.row.id, kind.value, check_sha256(key(infos), "state hash"))
             asset = self._usable(rec, kind)
         return self._checked(asset)
 
-    def _usable(self, rec: AssetRecord | None, kind: AssetKind) -> Asset | None:
+    def _usable(self, rec: AssetRecord | Row[Any] | None, kind: AssetKind) -> Asset | None:
         asset = _asset_or_none(rec, self.repository.workspace)
         if rec is not None and asset is None:
             log.warning("the %s row of %s points outside the assets folder; drawing it again", kind, self.row.name)
@@ -337,7 +338,7 @@ class CharacterStore:
             return [Asset.of(r, self.repository.workspace) for r in assets.listing(session, self.row.id, value)]
 
 
-def _asset_or_none(rec: AssetRecord | None, workspace: Workspace) -> Asset | None:
+def _asset_or_none(rec: AssetRecord | Row[Any] | None, workspace: Workspace) -> Asset | None:
     """The asset of a row, or None for no row or a row whose path leaves the assets folder."""
     if rec is None:
         return None
