@@ -221,14 +221,10 @@ class CharacterStore:
         """Append a state to the history and make it the current one (an append: never a conflict)."""
         state = EmotionState.coerce(state)
         source = parse_enum(EmotionSource, source, "emotion source")
+        intensities, digest = state.intensities(), state.canonical_hash()
         with self.repository.db.write() as session:
-            rec = characters.current(session, self.row, lock=True)
-            rec.current_state = state.intensities()
-            rec.current_state_hash = state.canonical_hash()
-            row = characters.commit_change(session, rec)
-            entry = EmotionEntry.of(
-                emotions.append(session, rec.id, state.intensities(), rec.current_state_hash, source.value, rec.version)
-            )
+            row = characters.record_state(session, self.row, intensities, digest)
+            entry = emotions.append(session, row.id, intensities, digest, source.value, row.version)
         self.row = row
         return entry
 
