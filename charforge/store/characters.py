@@ -13,6 +13,19 @@ from charforge.errors import ConflictError, NotFound
 from charforge.store.models import AssetRecord, CharacterRecord, utcnow
 from charforge.store.records import CharacterRow
 
+ROW = (
+    CharacterRecord.id, CharacterRecord.slug, CharacterRecord.display_name, CharacterRecord.base_prompt,
+    CharacterRecord.negative_prompt, CharacterRecord.seed, CharacterRecord.model_ref, CharacterRecord.model_hash,
+    CharacterRecord.settings, CharacterRecord.current_state, CharacterRecord.version, CharacterRecord.created_at,
+    CharacterRecord.updated_at,
+)  # fmt: skip
+
+
+def named(session: Session, name: str) -> CharacterRow | None:
+    """The row of the character called `name`, read as plain columns (every request by name starts here)."""
+    rec = session.execute(select(*ROW).where(CharacterRecord.slug == name)).one_or_none()
+    return None if rec is None else CharacterRow.of(rec)
+
 
 def find(session: Session, name: str) -> CharacterRecord | None:
     return session.scalar(select(CharacterRecord).where(CharacterRecord.slug == name))
@@ -54,14 +67,6 @@ def commit_change(session: Session, rec: CharacterRecord) -> CharacterRow:
     except StaleDataError:
         raise ConflictError(f"character {rec.slug!r} was changed by another writer; refresh and retry") from None
     return CharacterRow.of(rec)
-
-
-ROW = (
-    CharacterRecord.id, CharacterRecord.slug, CharacterRecord.display_name, CharacterRecord.base_prompt,
-    CharacterRecord.negative_prompt, CharacterRecord.seed, CharacterRecord.model_ref, CharacterRecord.model_hash,
-    CharacterRecord.settings, CharacterRecord.current_state, CharacterRecord.version, CharacterRecord.created_at,
-    CharacterRecord.updated_at,
-)  # fmt: skip
 
 
 def record_state(session: Session, row: CharacterRow, state: dict[str, float], state_hash: str) -> CharacterRow:

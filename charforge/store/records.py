@@ -46,7 +46,7 @@ class CharacterRow:
     updated_at: datetime
 
     @classmethod
-    def of(cls, rec: CharacterRecord) -> CharacterRow:
+    def of(cls, rec: CharacterRecord | Row[Any]) -> CharacterRow:
         return cls(
             rec.id, rec.slug, rec.display_name, rec.base_prompt, rec.negative_prompt, rec.seed, rec.model_ref,
             rec.model_hash, dict(rec.settings), None if rec.current_state is None else dict(rec.current_state),
