@@ -18,7 +18,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,7 @@ class Database:
         self._timeout = busy_timeout
         self._reader = _make_engine(self.url, immediate=False, foreign_keys=True, timeout=busy_timeout)
         self._writer = _make_engine(self.url, immediate=True, foreign_keys=True, timeout=busy_timeout)
-        sqlite = self.dialect == "sqlite"
-        self._write_turn: AbstractContextManager[Any] = _writer_lock(self.url) if sqlite else nullcontext()
+        self._writers = _writer_lock(self.url) if self.dialect == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str | URL, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Database:
@@ -182,7 +181,7 @@ class Database:
         once would wait far longer than the few milliseconds each write holds the lock. Other
         processes still meet at SQLite's lock, within the busy timeout.
         """
-        with self._write_turn, Session(self._writer, expire_on_commit=False) as session:
+        with self._write_turn(), Session(self._writer, expire_on_commit=False) as session:
             try:
                 with session.begin():
                     yield session
@@ -190,6 +189,19 @@ class Database:
                 if not _mapped(exc):
                     raise
                 raise storage_error(exc, self) from exc
+
+    @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """This process's turn to write (SQLite), within the same timeout as SQLite's own lock."""
+        if self._writers is None:
+            yield
+            return
+        if not self._writers.acquire(timeout=self._timeout):
+            raise ConflictError(f"the workspace database stayed locked by a writer for more than {self._timeout:g} s")
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     # migrations ---------------------------------------------------------------------------------
 
