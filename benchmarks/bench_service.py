@@ -6,7 +6,8 @@ through the job queue against calling `Character.feel` directly.
 (a) Cached: a real `charforge serve` process on a loopback port; `--clients` threads, each with its own
     keep-alive connection, send `--requests` POSTs in total for a state whose CG is cached (every call
     also records the state in the history, as a chat front end would). Wall-clock median and p99
-    (target: median <= 20 ms), and the median of one client alone (the cost of a request without queueing).
+    (target: median <= 20 ms), the median of one client alone (the cost of a request without queueing),
+    and the server's CPU time per request (what the clients queue for; less sensitive to other load).
 (b) Uncached: the same `--states` new states rendered (i) by `Character.feel` in this process and
     (ii) by the service (POST all, then poll each job every 0.25 s), each side on a fresh copy of the same
     workspace, model already loaded on both sides (one warm-up render each), torch on `--threads`
@@ -66,6 +67,14 @@ class Served:
             except requests.ConnectionError:
                 time.sleep(0.2)
         raise SystemExit("the server did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server process has used so far (Linux /proc; NaN elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         self.process.terminate()
@@ -159,7 +168,9 @@ def main() -> None:
                 served = time.perf_counter() - start
             cached_round_trips(server.url, 20, 2)  # warm-up connections and caches
             single = cached_round_trips(server.url, 100, 1)
+            cpu = server.cpu_seconds()
             times = cached_round_trips(server.url, args.requests, args.clients)
+            cpu = server.cpu_seconds() - cpu
         finally:
             server.close()
 
@@ -167,7 +178,8 @@ def main() -> None:
     p99 = ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)]
     print(f"cached POST /emotion, {len(ms)} requests, {args.clients} clients: median {statistics.median(ms):.1f} ms, "
           f"p99 {p99:.1f} ms (target: median <= 20 ms); one client alone: median "
-          f"{statistics.median(single) * 1000:.1f} ms")
+          f"{statistics.median(single) * 1000:.1f} ms; server CPU {cpu / len(ms) * 1000:.2f} ms per request; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if args.cached_only:
         return
     print(f"uncached, {len(states)} states at {args.steps} steps: "

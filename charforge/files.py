@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Generic, TypeVar
 
 from charforge.faults import pause_point
 
@@ -30,6 +30,8 @@ except ImportError:  # Windows: no flock; leftovers are recognised by age alone
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _ATTEMPTS = 32
 TEMP_RE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
@@ -114,20 +116,38 @@ def remove_stale_temps(root: Path) -> int:
     return removed
 
 
-_SHA_CACHE: dict[str, tuple[int, int, int, str]] = {}
+RACY_NS = 2_000_000_000
+"""File times tick coarsely (a few ms): a file changed this recently may change again without its mtime
+moving, so what was read from it is not kept (git's "racily clean" rule for its index)."""
 
 
-def file_sha256(path: Path) -> str | None:
-    """sha256 of a file's bytes (None if it is not a readable file), cached by (inode, size, mtime):
-    checking an asset before serving it costs a `stat` unless the file changed."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    key = str(path)
-    hit = _SHA_CACHE.get(key)
-    if hit is not None and hit[:3] == (stat.st_ino, stat.st_size, stat.st_mtime_ns):
-        return hit[3]
+class FileMemo(Generic[T]):
+    """What `read(path)` made of a file, reused while the file keeps its inode, size and mtime.
+
+    Serving many requests from the same few files (asset checks, a model's weights, a calibration)
+    then costs a `stat` each instead of reading and parsing the file again. Errors are not kept.
+    """
+
+    def __init__(self, read: Callable[[Path], T]) -> None:
+        self.read = read
+        self._kept: dict[str, tuple[tuple[int, int, int], T]] = {}
+
+    def __call__(self, path: Path) -> T:
+        try:
+            stat = path.stat()
+        except OSError:
+            return self.read(path)
+        key, stamp = os.path.abspath(path), (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        hit = self._kept.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = self.read(path)  # stat first: a change while reading leaves a stamp that no longer matches
+        if time.time_ns() - stat.st_mtime_ns > RACY_NS:
+            self._kept[key] = (stamp, value)
+        return value
+
+
+def _sha256_of(path: Path) -> str | None:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
@@ -135,5 +155,13 @@ def file_sha256(path: Path) -> str | None:
                 digest.update(block)
     except (IsADirectoryError, PermissionError, FileNotFoundError):
         return None
-    _SHA_CACHE[key] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, digest.hexdigest())
     return digest.hexdigest()
+
+
+_SHA256 = FileMemo(_sha256_of)
+
+
+def file_sha256(path: Path) -> str | None:
+    """sha256 of a file's bytes (None if it is not a readable file), kept per (inode, size, mtime):
+    checking an asset before serving it costs a `stat` unless the file changed."""
+    return _SHA256(path)

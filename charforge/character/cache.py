@@ -46,9 +46,10 @@ def look_key_of(infos: Sequence[ArtifactInfo]) -> str:
     return canonical_hash({"look": [list(p) for p in parts]}) if parts else ""
 
 
-def identity_hash(character: Character) -> str:
-    """One hash over everything that determines how this character is drawn (for cache keys)."""
-    infos = character.store.identity()
+def identity_hash(character: Character, infos: Sequence[ArtifactInfo] | None = None) -> str:
+    """One hash over everything that determines how this character is drawn (for cache keys);
+    `infos`: its identity listing when the caller has read it already."""
+    infos = character.store.identity() if infos is None else infos
     look = look_key_of(infos)  # only when there is one: the keys of identities without a look stay as they were
     return canonical_hash(
         {
@@ -97,13 +98,19 @@ def edit_params(table: ExpressionTable) -> dict[str, Any]:
     return table.edit.model_dump()
 
 
-def state_key(character: Character, cond: Conditioning, model_hash: str, table: ExpressionTable) -> str:
+def state_key(
+    character: Character,
+    cond: Conditioning,
+    model_hash: str,
+    table: ExpressionTable,
+    infos: Sequence[ArtifactInfo] | None = None,
+) -> str:
     """The cache key of a state's picture: same identity, state, model and parameters -> same key."""
     return canonical_hash(
         {
             "what": "feel",
             "version": KEY_VERSION,
-            "identity": identity_hash(character),
+            "identity": identity_hash(character, infos),
             "state": cond.state.intensities(),
             "model": model_hash,
             "conditioning": cond.to_dict(),
@@ -136,6 +143,8 @@ def cached_picture(character: Character, state: EmotionState) -> FeelResult | No
     if model_hash is None:
         return None
     table, cond = state_conditioning(character, state)
-    asset = character.store.find_asset(AssetKind.CG, state_key(character, cond, model_hash, table))
+    asset = character.store.find_asset_by_identity(
+        AssetKind.CG, lambda infos: state_key(character, cond, model_hash, table, infos)
+    )
     return None if asset is None else FeelResult(asset, cond.state, cond, cached=True)
 

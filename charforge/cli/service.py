@@ -104,4 +104,6 @@ def serve(
                                worker=worker, limits=Limits(renders_per_minute=renders_per_minute))  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"charforge studio: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    # uvloop and httptools come with the `service` extra (uvicorn picks them); no access log: it is below
+    # the warning level anyway, and a cached answer should not pay for one per request
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from charforge.errors import InvalidInput
+from charforge.files import FileMemo
 from charforge.validation import invalid_input
 
 FILENAME = "emotion_calibration.json"
@@ -110,18 +111,28 @@ class Calibration(BaseModel):
 
 
 def load_calibration(path: str | os.PathLike[str]) -> Calibration | None:
-    """The calibration in `path` (a JSON file, or a folder holding `FILENAME`); None when there is none."""
+    """The calibration in `path` (a JSON file, or a folder holding `FILENAME`); None when there is none.
+
+    Parsed once per version of the file (a cached state is looked up per request, and each lookup
+    needs the calibration); the model is frozen, so callers share it."""
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
     if not path.is_file():
         return None
+    return _parsed(path)
+
+
+def _parse(path: Path) -> Calibration:
     try:
         return Calibration.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, ValidationError) as exc:
         if isinstance(exc, ValidationError):
             raise invalid_input(exc, str(path)) from None
         raise InvalidInput(f"{path}: not a calibration file ({exc})") from None
+
+
+_parsed = FileMemo(_parse)
 
 
 def save_calibration(calibration: Calibration, path: str | os.PathLike[str]) -> Path:

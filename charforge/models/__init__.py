@@ -12,21 +12,24 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from charforge.files import RACY_NS, file_sha256
+
+HERE = Path(__file__).resolve().parent  # resolved once: a cache lookup asks for the default model's path per request
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")  # the last only in SDXL
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def default_model_path() -> Path:
     """The portrait mini model shipped inside the package (used when no --model is given)."""
-    return Path(__file__).resolve().parent / "portrait-mini"
+    return HERE / "portrait-mini"
 
 
 def default_bgm_model_path() -> Path:
     """The spectrogram mini model shipped inside the package (the default for music)."""
-    return Path(__file__).resolve().parent / "bgm-mini"
+    return HERE / "bgm-mini"
 
 
 SHIPPED_MODELS = {"charforge-mini": "portrait-mini", "charforge-mini-bgm": "bgm-mini"}
@@ -38,7 +41,7 @@ folder path would be relative to the checkout."""
 def resolve_model_ref(ref: str | os.PathLike | None) -> str | os.PathLike | None:
     """A shipped model's name -> its folder inside the package; anything else unchanged."""
     if isinstance(ref, str) and ref in SHIPPED_MODELS:
-        return Path(__file__).resolve().parent / SHIPPED_MODELS[ref]
+        return HERE / SHIPPED_MODELS[ref]
     return ref
 
 
@@ -86,24 +89,45 @@ def check_model_ref(ref: str | None) -> None:
 
 
 def hash_folder(path: Path) -> str:
-    files = sorted(f for name in WEIGHT_COMPONENTS for f in (path / name).glob("*.safetensors"))
-    return hash_files(files, path)
+    return hash_files(_weight_files(path), path)
+
+
+_LISTINGS: dict[str, tuple[tuple[int | None, ...], list[Path]]] = {}
+
+
+def _weight_files(path: Path) -> list[Path]:
+    """The folder's weight files, sorted; the listing is cached per components' directory mtimes
+    (adding, removing or renaming a file changes its directory's mtime), so a cache lookup that asks
+    for the model's hash on every request pays a few `stat`s, not a directory scan."""
+    dirs = [path / name for name in WEIGHT_COMPONENTS]
+    stamp = tuple(_mtime(d) for d in dirs)
+    key = os.path.abspath(path)
+    hit = _LISTINGS.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    files = sorted(f for d in dirs for f in d.glob("*.safetensors"))
+    if all(time.time_ns() - m > RACY_NS for m in stamp if m is not None):
+        _LISTINGS[key] = (stamp, files)
+    return files
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def hash_files(files: list[Path], root: Path) -> str:
-    """sha256 over (relative name, bytes) of each weight file; cached per (path, size, mtime)."""
+    """sha256 over (relative name, bytes) of each weight file; a file is read again only when it changed
+    (`file_sha256` keeps digests per inode, size and mtime)."""
     total = hashlib.sha256()
     for file in files:
-        stat = file.stat()
-        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in _HASH_CACHE:
-            digest = hashlib.sha256()
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(block)
-            _HASH_CACHE[key] = digest.hexdigest()
+        digest = file_sha256(file)
+        if digest is None:
+            raise OSError(f"cannot read the weight file {file}")
         total.update(file.relative_to(root).as_posix().encode())
-        total.update(_HASH_CACHE[key].encode())
+        total.update(digest.encode())
     return total.hexdigest()
 
 

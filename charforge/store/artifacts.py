@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import Row, delete, select
+from sqlalchemy.orm import Session
 
 from charforge.store.models import IdentityArtifactRecord
 
@@ -33,11 +33,17 @@ def one(session: Session, character_id: int, kind: str, name: str) -> IdentityAr
     )
 
 
-def listing(session: Session, character_id: int) -> Sequence[IdentityArtifactRecord]:
-    """All artifacts of a character without their blobs, by kind and name."""
-    return session.scalars(
-        select(IdentityArtifactRecord)
-        .options(defer(IdentityArtifactRecord.data))
+LISTED = (
+    IdentityArtifactRecord.kind, IdentityArtifactRecord.name, IdentityArtifactRecord.sha256,
+    IdentityArtifactRecord.size, IdentityArtifactRecord.meta, IdentityArtifactRecord.created_at,
+)  # fmt: skip
+
+
+def listing(session: Session, character_id: int) -> Sequence[Row[Any]]:
+    """All artifacts of a character without their blobs, by kind and name: plain rows with the
+    `ArtifactInfo` fields (every cache lookup reads this listing; rows skip the ORM's identity map)."""
+    return session.execute(
+        select(*LISTED)
         .where(IdentityArtifactRecord.character_id == character_id)
         .order_by(IdentityArtifactRecord.kind, IdentityArtifactRecord.name)
     ).all()

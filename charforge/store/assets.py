@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from charforge.store.models import AssetRecord
@@ -16,6 +17,21 @@ def one(session: Session, character_id: int, kind: str, state_hash: str) -> Asse
             AssetRecord.character_id == character_id, AssetRecord.kind == kind, AssetRecord.state_hash == state_hash
         )
     )
+
+
+FOUND = (
+    AssetRecord.kind, AssetRecord.state_hash, AssetRecord.path, AssetRecord.sha256, AssetRecord.size,
+    AssetRecord.params, AssetRecord.created_at,
+)  # fmt: skip
+
+
+def found(session: Session, character_id: int, kind: str, state_hash: str) -> Row[Any] | None:
+    """`one` as a plain row with the `Asset` fields, for lookups that change nothing (one per cached request)."""
+    return session.execute(
+        select(*FOUND).where(
+            AssetRecord.character_id == character_id, AssetRecord.kind == kind, AssetRecord.state_hash == state_hash
+        )
+    ).first()
 
 
 def listing(session: Session, character_id: int, kind: str | None = None) -> Sequence[AssetRecord]:

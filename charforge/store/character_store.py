@@ -10,10 +10,11 @@ always go through. Every method is one unit of work (one session, one transactio
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from charforge.canonical import canonical_json
@@ -195,10 +196,12 @@ class CharacterStore:
         return IdentityArtifact(**vars(info), tensors=tensors)
 
     def identity(self) -> list[ArtifactInfo]:
-        """All identity artifacts (without loading their tensors)."""
+        """All identity artifacts (without loading their tensors); NotFound once the character is deleted."""
         with self.repository.db.read() as session:
-            characters.current(session, self.row)
-            return [ArtifactInfo.of(r) for r in artifacts.listing(session, self.row.id)]
+            infos = [ArtifactInfo.of(r) for r in artifacts.listing(session, self.row.id)]
+            if not infos:  # a deleted character has none either (they go with it): only then is the row asked for
+                characters.current(session, self.row)
+            return infos
 
     def delete_identity(self, kind: IdentityKind | str | None = None, *, name: str | None = None) -> int:
         """Drop identity artifacts (all, all of a kind, or one); returns how many were removed."""
@@ -218,14 +221,10 @@ class CharacterStore:
         """Append a state to the history and make it the current one (an append: never a conflict)."""
         state = EmotionState.coerce(state)
         source = parse_enum(EmotionSource, source, "emotion source")
+        intensities, digest = state.intensities(), state.canonical_hash()
         with self.repository.db.write() as session:
-            rec = characters.current(session, self.row, lock=True)
-            rec.current_state = state.intensities()
-            rec.current_state_hash = state.canonical_hash()
-            row = characters.commit_change(session, rec)
-            entry = EmotionEntry.of(
-                emotions.append(session, rec.id, state.intensities(), rec.current_state_hash, source.value, rec.version)
-            )
+            row = characters.record_state(session, self.row, intensities, digest)
+            entry = emotions.append(session, row.id, intensities, digest, source.value, row.version)
         self.row = row
         return entry
 
@@ -298,10 +297,29 @@ class CharacterStore:
         cached per size and mtime) or its row points outside the assets folder."""
         kind = parse_enum(AssetKind, kind, "asset kind")
         with self.repository.db.read() as session:
-            rec = assets.one(session, self.row.id, kind.value, state_hash)
-            asset = _asset_or_none(rec, self.repository.workspace)
-            if rec is not None and asset is None:
-                log.warning("the %s row of %s points outside the assets folder; drawing it again", kind, self.row.name)
+            rec = assets.found(session, self.row.id, kind.value, state_hash)
+            asset = self._usable(rec, kind)
+        return self._checked(asset)
+
+    def find_asset_by_identity(self, kind: AssetKind | str, key: Callable[[list[ArtifactInfo]], str]) -> Asset | None:
+        """`find_asset(kind, key(identity()))` in one read: the key is made from the identity this same
+        snapshot holds, and a cached answer (one per chat turn) costs one transaction instead of two."""
+        kind = parse_enum(AssetKind, kind, "asset kind")
+        with self.repository.db.read() as session:
+            infos = [ArtifactInfo.of(r) for r in artifacts.listing(session, self.row.id)]
+            if not infos:
+                characters.current(session, self.row)
+            rec = assets.found(session, self.row.id, kind.value, check_sha256(key(infos), "state hash"))
+            asset = self._usable(rec, kind)
+        return self._checked(asset)
+
+    def _usable(self, rec: AssetRecord | Row[Any] | None, kind: AssetKind) -> Asset | None:
+        asset = _asset_or_none(rec, self.repository.workspace)
+        if rec is not None and asset is None:
+            log.warning("the %s row of %s points outside the assets folder; drawing it again", kind, self.row.name)
+        return asset
+
+    def _checked(self, asset: Asset | None) -> Asset | None:
         if asset is not None and not asset.intact():
             problem = "was modified" if asset.path.is_file() else "is missing"
             log.warning("asset file %s of %s %s; drawing it again", asset.relpath, self.row.name, problem)
@@ -316,7 +334,7 @@ class CharacterStore:
             return [Asset.of(r, self.repository.workspace) for r in assets.listing(session, self.row.id, value)]
 
 
-def _asset_or_none(rec: AssetRecord | None, workspace: Workspace) -> Asset | None:
+def _asset_or_none(rec: AssetRecord | Row[Any] | None, workspace: Workspace) -> Asset | None:
     """The asset of a row, or None for no row or a row whose path leaves the assets folder."""
     if rec is None:
         return None

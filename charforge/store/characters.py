@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from charforge.errors import ConflictError, NotFound
 from charforge.store.models import AssetRecord, CharacterRecord, utcnow
 from charforge.store.records import CharacterRow
+
+ROW = (
+    CharacterRecord.id, CharacterRecord.slug, CharacterRecord.display_name, CharacterRecord.base_prompt,
+    CharacterRecord.negative_prompt, CharacterRecord.seed, CharacterRecord.model_ref, CharacterRecord.model_hash,
+    CharacterRecord.settings, CharacterRecord.current_state, CharacterRecord.version, CharacterRecord.created_at,
+    CharacterRecord.updated_at,
+)  # fmt: skip
+
+
+def named(session: Session, name: str) -> CharacterRow | None:
+    """The row of the character called `name`, read as plain columns (every request by name starts here)."""
+    rec = session.execute(select(*ROW).where(CharacterRecord.slug == name)).one_or_none()
+    return None if rec is None else CharacterRow.of(rec)
 
 
 def find(session: Session, name: str) -> CharacterRecord | None:
@@ -53,6 +67,27 @@ def commit_change(session: Session, rec: CharacterRecord) -> CharacterRow:
     except StaleDataError:
         raise ConflictError(f"character {rec.slug!r} was changed by another writer; refresh and retry") from None
     return CharacterRow.of(rec)
+
+
+def record_state(session: Session, row: CharacterRow, state: dict[str, float], state_hash: str) -> CharacterRow:
+    """Make `state` the current one, whatever the version (an append, never a conflict): the row read with
+    SELECT ... FOR UPDATE (see `current`), then one UPDATE that moves the version on by one.
+
+    Core statements instead of the ORM's unit of work: a chat server records a state per turn while
+    holding the write lock, and every other writer waits for as long as this takes.
+    """
+    rec = session.execute(select(*ROW).where(CharacterRecord.id == row.id).with_for_update()).one_or_none()
+    if rec is None:
+        raise NotFound(f"character {row.name!r} no longer exists")
+    now, table = utcnow(), CharacterRecord.__table__
+    changed = session.execute(
+        update(table)
+        .where(table.c.id == rec.id, table.c.version == rec.version)
+        .values(current_state=state, current_state_hash=state_hash, updated_at=now, version=rec.version + 1)
+    )
+    if changed.rowcount != 1:  # only if the row changed under a lock that should have excluded that
+        raise ConflictError(f"character {rec.slug!r} was changed by another writer; refresh and retry")
+    return replace(CharacterRow.of(rec), current_state=dict(state), version=rec.version + 1, updated_at=now)
 
 
 def asset_paths(session: Session, character_id: int) -> list[str]:

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -111,6 +112,20 @@ def _parse_url(url: str | URL | os.PathLike[str]) -> URL:
         raise InvalidInput(f"not a database URL: {text!r} (e.g. sqlite:///path/charforge.db)") from None
 
 
+_WRITER_LOCKS: dict[str, threading.RLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(url: URL) -> threading.RLock:
+    """One lock per database file in this process, shared by every `Database` opened on it. Reentrant:
+    a nested write in the same thread then fails at SQLite's lock (as it always did), not here."""
+    if not url.database or url.database == ":memory:":  # a private database per connection: nobody to queue with
+        return threading.RLock()
+    key = os.path.abspath(url.database)
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(key, threading.RLock())
+
+
 class Database:
     """Sessions and migrations for one database (an SQLite file unless another URL is given).
 
@@ -122,6 +137,7 @@ class Database:
         self._timeout = busy_timeout
         self._reader = _make_engine(self.url, immediate=False, foreign_keys=True, timeout=busy_timeout)
         self._writer = _make_engine(self.url, immediate=True, foreign_keys=True, timeout=busy_timeout)
+        self._writers = _writer_lock(self.url) if self.dialect == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str | URL, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Database:
@@ -158,8 +174,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction holding the write lock; commits on success, rolls back on any error."""
-        with Session(self._writer, expire_on_commit=False) as session:
+        """A write transaction holding the write lock; commits on success, rolls back on any error.
+
+        SQLite writers of this process queue on a lock first: a writer refused by SQLite's lock polls
+        with sleeps of up to 100 ms (its busy handler), so threads of a server recording emotions at
+        once would wait far longer than the few milliseconds each write holds the lock. Other
+        processes still meet at SQLite's lock, within the busy timeout.
+        """
+        with self._write_turn(), Session(self._writer, expire_on_commit=False) as session:
             try:
                 with session.begin():
                     yield session
@@ -167,6 +189,19 @@ class Database:
                 if not _mapped(exc):
                     raise
                 raise storage_error(exc, self) from exc
+
+    @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """This process's turn to write (SQLite), within the same timeout as SQLite's own lock."""
+        if self._writers is None:
+            yield
+            return
+        if not self._writers.acquire(timeout=self._timeout):
+            raise ConflictError(f"the workspace database stayed locked by a writer for more than {self._timeout:g} s")
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     # migrations ---------------------------------------------------------------------------------
 

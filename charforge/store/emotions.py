@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from charforge.store.models import EmotionRecord
+from charforge.emotion.state import EmotionState
+from charforge.store.models import EmotionRecord, utcnow
+from charforge.store.records import EmotionEntry
 
 
 def append(
     session: Session, character_id: int, state: dict[str, float], state_hash: str, source: str, version: int
-) -> EmotionRecord:
-    rec = EmotionRecord(
-        character_id=character_id, state=state, state_hash=state_hash, source=source, character_version=version
-    )
-    session.add(rec)
-    session.flush()
-    return rec
+) -> EmotionEntry:
+    """Add one state to the history, as one INSERT (no ORM object: a chat server records a state per turn)."""
+    now, table = utcnow(), EmotionRecord.__table__
+    session.execute(
+        insert(table).values(
+            character_id=character_id, state=state, state_hash=state_hash, source=source,
+            character_version=version, created_at=now,
+        )
+    )  # fmt: skip
+    return EmotionEntry(EmotionState(**state), state_hash, source, version, now)
 
 
 def recent(session: Session, character_id: int, limit: int | None) -> list[EmotionRecord]:

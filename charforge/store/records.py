@@ -24,6 +24,7 @@ from charforge.store.models import (
 
 if TYPE_CHECKING:
     import torch
+    from sqlalchemy import Row
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class CharacterRow:
     updated_at: datetime
 
     @classmethod
-    def of(cls, rec: CharacterRecord) -> CharacterRow:
+    def of(cls, rec: CharacterRecord | Row[Any]) -> CharacterRow:
         return cls(
             rec.id, rec.slug, rec.display_name, rec.base_prompt, rec.negative_prompt, rec.seed, rec.model_ref,
             rec.model_hash, dict(rec.settings), None if rec.current_state is None else dict(rec.current_state),
@@ -65,7 +66,7 @@ class ArtifactInfo:
     created_at: datetime
 
     @classmethod
-    def of(cls, rec: IdentityArtifactRecord) -> ArtifactInfo:
+    def of(cls, rec: IdentityArtifactRecord | Row[Any]) -> ArtifactInfo:
         return cls(rec.kind, rec.name, rec.sha256, rec.size, dict(rec.meta), rec.created_at)
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,7 +125,7 @@ class Asset:
     created_at: datetime
 
     @classmethod
-    def of(cls, rec: AssetRecord, workspace: Workspace) -> Asset:
+    def of(cls, rec: AssetRecord | Row[Any], workspace: Workspace) -> Asset:
         rel = PurePosixPath(rec.path)
         path = workspace.asset_path(rel)
         return cls(rec.kind, rec.state_hash, rel, path, rec.sha256, rec.size, dict(rec.params), rec.created_at)

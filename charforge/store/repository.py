@@ -51,10 +51,10 @@ class Repository:
     def get_character(self, name: str) -> CharacterRow:
         validate_slug(name)
         with self.db.read() as session:
-            rec = characters.find(session, name)
-            if rec is None:
-                raise NotFound(f"no character named {name!r}")
-            return CharacterRow.of(rec)
+            row = characters.named(session, name)
+        if row is None:
+            raise NotFound(f"no character named {name!r}")
+        return row
 
     def has_character(self, name: str) -> bool:
         validate_slug(name)
