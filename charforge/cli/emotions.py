@@ -91,7 +91,7 @@ def explain(
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Show what conditioning a state becomes for a character (phrases, blend, attention weights)."""
+    """Show what conditioning a state becomes for a character (phrases, attention weights, edit strengths)."""
     state = parse_state(name, emotions, "explain")
     with open_forge(ctx) as forge:
         character = get_character(forge, name)
@@ -104,7 +104,14 @@ def explain(
     typer.echo(f"conditioning: {cond.describe()}")
     for term in cond.terms:
         emotions_text = "+".join(term.emotions)
-        typer.echo(f"  [{emotions_text} {term.intensity:.2f}] {term.words!r} attention x{term.attention:.2f}")
-    typer.echo(f"prompt: {cond.target_prompt}")
+        typer.echo(
+            f"  [{emotions_text} {term.intensity:.2f}] {term.words!r} attention x{term.attention:.2f}, "
+            f"edit strength {term.strength:.3f}"
+        )
+    if cond.composed:  # one edit per emotion, their changes added up
+        for branch in cond.branches():
+            typer.echo(f"prompt (strength {branch.strength:.3f}): {branch.prompt}")
+    else:
+        typer.echo(f"prompt: {cond.target_prompt}")
     vad = state.vad()
     typer.echo(f"valence {vad.valence:+.2f}, arousal {vad.arousal:+.2f}, dominance {vad.dominance:+.2f}")

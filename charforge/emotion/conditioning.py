@@ -259,6 +259,7 @@ class Conditioning:
             "terms": [t.to_dict() for t in self.terms],
             "calibrated": self.calibrated,
             "composed": self.composed,
+            "branches": [{"prompt": b.prompt, "strength": round(b.strength, 4)} for b in self.branches()],
             "vad": vad._asdict(),
         }
 
