@@ -57,7 +57,7 @@ def calibrate(
         bool,
         typer.Option(
             "--judge/--face-change",
-            help=f"With '{MINI}': measure by the emotion judge, or by how much the face changes.",
+            help=f"With '{MINI}': measure by the calibration judge (not the evaluation's), or by face change.",
         ),
     ] = True,
     workspace: WorkspaceOpt = None,

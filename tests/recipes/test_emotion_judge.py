@@ -18,7 +18,6 @@ def judge():
     return load_judge()
 
 
-@pytest.mark.xfail(reason="the shipped judge misses this quality bar (issue #18 stays open: more judge training)", strict=False)
 def test_judge_reads_intensity_in_order_on_held_out_identities(judge):
     people = [p.with_expression("neutral", 0.0) for p in render.sample_portraits(CHECK_SEED, 6, held_out=True)]
     levels = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
@@ -29,7 +28,6 @@ def test_judge_reads_intensity_in_order_on_held_out_identities(judge):
         assert read[1] - read[0] > 0.08 and read[-1] - read[3] > 0.08, (emotion, read)
 
 
-@pytest.mark.xfail(reason="the shipped judge misses this quality bar (issue #18 stays open: more judge training)", strict=False)
 def test_judge_names_both_emotions_of_a_mixture(judge):
     people = list(render.sample_portraits(CHECK_SEED + 5, len(PAIRS), held_out=True))
     mixed = [p.with_state({a: w, b: 1 - w}) for p, (a, b), w in zip(people, PAIRS, [0.3, 0.5, 0.7] * 10)]
@@ -38,7 +36,6 @@ def test_judge_names_both_emotions_of_a_mixture(judge):
     assert np.mean(hits) >= 0.85
 
 
-@pytest.mark.xfail(reason="the shipped judge misses this quality bar (issue #18 stays open: more judge training)", strict=False)
 def test_judge_tells_trust_and_anticipation_from_joy_and_surprise(judge):
     people = list(render.sample_portraits(CHECK_SEED + 7, 12, held_out=True))
     for emotion in ("trust", "anticipation", "joy", "surprise"):
@@ -46,7 +43,6 @@ def test_judge_tells_trust_and_anticipation_from_joy_and_surprise(judge):
         assert (read.argmax(1) == BASIS.index(emotion)).mean() >= 0.9, emotion
 
 
-@pytest.mark.xfail(reason="the shipped judge misses this quality bar (issue #18 stays open: more judge training)", strict=False)
 def test_calm_faces_read_low(judge):
     people = [p.with_expression("neutral", 0.0) for p in render.sample_portraits(CHECK_SEED + 9, 20, held_out=True)]
     assert judge.intensities(render_faces(people)).numpy().max() < 0.15

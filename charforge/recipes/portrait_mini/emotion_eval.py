@@ -37,7 +37,7 @@ from charforge.emotion.conditioning import (
 from charforge.emotion.table import BASIS
 from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.dataset import image_to_tensor
-from charforge.recipes.portrait_mini.judge import EmotionJudge, load_judge, render_faces
+from charforge.recipes.portrait_mini.judge import CALIBRATION_WEIGHTS, EmotionJudge, load_judge, render_faces
 
 log = logging.getLogger(__name__)
 
@@ -428,10 +428,11 @@ def _settings(table: ExpressionTable) -> list[tuple[str, str, float, float]]:
 
 
 def _calibrate_member(member: Member, model: str | None, steps: int, judged: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One character's responses, read by the calibration judge (not the evaluation's: see `judge.py`)."""
     torch.set_num_threads(1)
     table = expression_table()
     with sittings([member], "edit", model, steps, table) as people:
-        return measure_settings(next(people), table, load_judge() if judged else None)
+        return measure_settings(next(people), table, load_judge(CALIBRATION_WEIGHTS) if judged else None)
 
 
 def calibrate_mini(

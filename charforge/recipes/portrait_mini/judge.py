@@ -28,6 +28,10 @@ from charforge.recipes.portrait_mini.render import EMOTIONS, Portrait
 log = logging.getLogger(__name__)
 
 WEIGHTS = Path(__file__).with_name("judge.safetensors")
+# A second judge, trained the same way from another seed on other renders, measures the default model's
+# calibration, so that the evaluation's judge (WEIGHTS) reads conditioning that was not tuned to it.
+CALIBRATION_WEIGHTS = Path(__file__).with_name("calibration_judge.safetensors")
+CALIBRATION_SEED = 4077
 TRAIN_SEED = 31
 CHECK_SEED = 32  # held-out identities
 
@@ -153,9 +157,11 @@ if __name__ == "__main__":  # python -m charforge.recipes.portrait_mini.judge: r
     parser.add_argument("seconds", type=float, nargs="?", default=600.0)
     parser.add_argument("--more", action="store_true", help="train the shipped judge further (new data seed)")
     parser.add_argument("--out", type=Path, default=WEIGHTS, help="where to write the weights")
+    parser.add_argument("--seed", type=int, default=TRAIN_SEED,
+                        help=f"weights and data seed (the calibration judge: {CALIBRATION_SEED})")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    judge = train_judge(args.seconds, seed=TRAIN_SEED + 100 if args.more else TRAIN_SEED,
+    judge = train_judge(args.seconds, seed=args.seed + 100 if args.more else args.seed,
                         start=load_judge() if args.more else None)
     save_judge(judge, args.out)
     log.info("held-out renders: %s", check(judge))
