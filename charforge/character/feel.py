@@ -224,6 +224,21 @@ def edit_mask(model: ModelBundle, identity: Identity, table: ExpressionTable) ->
     return latent_mask(identity.masks[region], model.vae_scale_factor, table.edit.mask_dilation)
 
 
+def part_maps(model: ModelBundle, identity: Identity, table: ExpressionTable) -> dict[str, torch.Tensor]:
+    """Latent (h, w) maps of the face parts a mixture blends: "upper" (brows, eyes) above
+    `edit.part_split` of the face region's height, "lower" (mouth) below, with a one-cell ramp between."""
+    h, w = identity.inversion.x_T.shape[-2:]
+    region = identity.masks.get(table.edit.region)
+    top, bottom = 0.0, float(h * model.vae_scale_factor)
+    if region is not None and bool(region.any()):
+        rows = torch.nonzero(region.any(1)).flatten()
+        top, bottom = float(rows[0]), float(rows[-1] + 1)
+    split = (top + table.edit.part_split * (bottom - top)) / model.vae_scale_factor  # in latent cells
+    centres = torch.arange(h, dtype=torch.float32) + 0.5
+    lower = (centres - split + 0.5).clamp(0.0, 1.0)[:, None].expand(h, w)
+    return {"upper": 1.0 - lower, "lower": lower.clone()}
+
+
 def edit_latents(
     model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable,
     progress: bool = False,
@@ -261,12 +276,17 @@ def edit_latents(
         words = list(dict.fromkeys(t.words for c in conds for t in c.terms))
         controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
 
-    groups, first_rows, row = [], [0], 1
+    parts = part_maps(model, identity, table)
+    groups: list[dict[int, float | torch.Tensor]] = []
+    first_rows, row = [0], 1
     for c in conds:
-        count = len(c.branches())
-        groups.append({row + k: b.strength for k, b in enumerate(c.branches())})
+        group: dict[int, float | torch.Tensor] = {}
+        for k, b in enumerate(c.branches()):
+            shares = sum(share * parts[p] for p, share in b.parts.items()) if b.parts else 1.0
+            group[row + k] = b.strength * shares
+        groups.append(group)
         first_rows.append(row)
-        row += count
+        row += len(group)
     hooks = [EditStrength(inversion.trajectory, groups)]
     latents = replay(model, inversion, targets, controllers, hooks=hooks, progress=progress)
     return latents[first_rows]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -29,6 +29,9 @@ from charforge.emotion.state import EmotionState
 from charforge.emotion.table import BASIS, emotion_table
 from charforge.paths import validate_slug
 from charforge.validation import CONTROL_CHARS, table_with_overrides
+
+# face parts a mixture blends separately: brows and eyes above `edit.part_split`, the mouth below
+PARTS = ("upper", "lower")
 
 # tables shipped for model families: charforge-mini's caption words, and plain English for SD checkpoints
 FAMILIES = {"mini": "expressions.toml", "sd": "expressions_sd.toml"}
@@ -45,6 +48,18 @@ class _Expression(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     phrase: str
     scale: float = Field(default=1.0, gt=0.0, le=1.0)
+    # how much the emotion shows in each face part ("upper": brows and eyes, "lower": mouth), 0..1
+    parts: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("parts")
+    @classmethod
+    def _known_parts(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(PARTS))
+        if unknown:
+            raise ValueError(f"unknown face part {unknown[0]!r} (known: {', '.join(PARTS)})")
+        if any(not 0.0 <= v <= 1.0 for v in value.values()):
+            raise ValueError("how much an emotion shows in a part is a number in [0, 1]")
+        return value
 
     @field_validator("phrase")
     @classmethod
@@ -82,6 +97,8 @@ class _Strength(BaseModel):
 
 class _Edit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    part_split: float = Field(default=0.55, gt=0.0, lt=1.0)  # where "upper" ends, as a fraction of the face's height
+    part_sharpness: float = Field(default=4.0, ge=0.0, le=16.0)  # exponent of the per-part blend of a mixture
     cross_replace: float = Field(ge=0.0, le=1.0)
     self_replace: float = Field(ge=0.0, le=1.0)
     mask_dilation: int = Field(ge=0, le=8)
@@ -187,11 +204,13 @@ class Term:
 
 @dataclass(frozen=True)
 class Branch:
-    """One prompt an edit draws with: its strength and the attention weights of its words."""
+    """One prompt an edit draws with: its strength, the attention weights of its words and, in a
+    mixture, the share of its change each face part takes (absent parts: all of it)."""
 
     prompt: str
     strength: float
     weights: dict[str, float]
+    parts: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -206,6 +225,7 @@ class Conditioning:
     calibrated: bool
     joiner: str = "and"
     composed: bool = False  # drawn as one edit per term, composed (`branches`), not as the one target prompt
+    part_shares: tuple[dict[str, float], ...] = ()  # per term, the share of each face part it draws
 
     @property
     def is_neutral(self) -> bool:
@@ -231,9 +251,10 @@ class Conditioning:
         whose changes the edit adds up (`charforge.engine.edit_strength`)."""
         if not self.composed:
             return (Branch(self.target_prompt, 1.0, self.token_weights()),)
+        shares = self.part_shares or tuple({} for _ in self.terms)
         return tuple(
-            Branch(swap_phrase(self.base_prompt, self.neutral_phrase, t.words), t.strength, {t.words: t.attention})
-            for t in self.terms
+            Branch(swap_phrase(self.base_prompt, self.neutral_phrase, t.words), t.strength, {t.words: t.attention}, p)
+            for t, p in zip(self.terms, shares)
         )
 
     def describe(self) -> str:
@@ -259,9 +280,16 @@ class Conditioning:
             "terms": [t.to_dict() for t in self.terms],
             "calibrated": self.calibrated,
             "composed": self.composed,
-            "branches": [{"prompt": b.prompt, "strength": round(b.strength, 4)} for b in self.branches()],
+            "branches": [
+                {"prompt": b.prompt, "strength": round(b.strength, 4), "parts": _rounded(b.parts)}
+                for b in self.branches()
+            ],
             "vad": vad._asdict(),
         }
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in values.items()}
 
 
 def _compose(terms: tuple[Term, ...], joiner: str) -> str:
@@ -310,9 +338,30 @@ def conditioning(
     terms_t = tuple(terms)
     target = swap_phrase(base_prompt, table.neutral_phrase, _compose(terms_t, table.joiner)) if terms_t else base_prompt
     composed = used_calibration and calibration is not None and calibration.by_strength
+    shares = part_shares(terms_t, table) if composed and len(terms_t) > 1 else ()
     return Conditioning(
-        state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner, composed
+        state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner, composed, shares
     )
+
+
+def part_shares(terms: tuple[Term, ...], table: ExpressionTable) -> tuple[dict[str, float], ...]:
+    """Per term, the share of each face part it draws in a mixture.
+
+    A part goes mostly to the emotion that shows most there, weighted by its intensity: share is
+    (intensity x shows)^k normalised over the terms (k = `edit.part_sharpness`), so anger with disgust
+    gets angry brows over a disgusted mouth rather than two half-faces cancelling each other.
+    """
+    k = table.edit.part_sharpness
+    out: list[dict[str, float]] = [{} for _ in terms]
+    for part in PARTS:
+        raw = []
+        for t in terms:
+            shows = max(table.emotions[e].parts.get(part, 1.0) for e in t.emotions)
+            raw.append((t.intensity * shows) ** k)
+        total = sum(raw)
+        for i, r in enumerate(raw):
+            out[i][part] = r / total if total > 0 else 1.0 / len(terms)
+    return tuple(out)
 
 
 __all__ = ["Branch", "Conditioning", "ExpressionTable", "Term", "conditioning", "expression_table", "swap_phrase"]

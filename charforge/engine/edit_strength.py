@@ -26,7 +26,8 @@ class EditStrength(Hook):
     """Scales (and composes) target rows' changes from the source's prediction, which the inverted
     `trajectory` implies.
 
-    `groups` lists target rows (1..) with their strengths; the rows of one group draw one picture:
+    `groups` lists target rows (1..) with their strengths, each a number or a (h, w) map of the latent
+    (a mixture gives each emotion its own face parts); the rows of one group draw one picture:
     each step they all take `source + sum(s_r * (pred_r - source))`, so they stay one latent seen
     under several prompts (composable diffusion, one prompt per emotion of a mixture). A group of one
     row is a plain strength. `trajectory` holds the source latent before the first step and after
@@ -34,16 +35,13 @@ class EditStrength(Hook):
     linear in the prediction; that is what lets the source's prediction be read from two trajectory latents.
     """
 
-    def __init__(self, trajectory: torch.Tensor, groups: Sequence[Mapping[int, float]]) -> None:
+    def __init__(self, trajectory: torch.Tensor, groups: Sequence[Mapping[int, float | torch.Tensor]]) -> None:
         rows = [row for group in groups for row in group]
         if any(row < 1 for row in rows) or len(set(rows)) != len(rows):
             raise InvalidInput("edit strengths apply to distinct target rows (1 and up); row 0 is the source")
         self.trajectory = trajectory
-        self.groups = [{row: finite(s, "edit strength") for row, s in group.items()} for group in groups if group]
-        for s in (s for group in self.groups for s in group.values()):
-            if not 0.0 <= s <= 3.0:
-                raise InvalidInput(f"edit strength must be in [0, 3], got {s:g}")
-        self.groups = [g for g in self.groups if len(g) > 1 or next(iter(g.values())) != 1.0]
+        self.groups = [{row: _checked(s) for row, s in group.items()} for group in groups if group]
+        self.groups = [g for g in self.groups if len(g) > 1 or not _is_one(next(iter(g.values())))]
 
     def before_scheduler_step(
         self, ctx: StepContext, latents: torch.Tensor, noise_pred: torch.Tensor
@@ -55,7 +53,7 @@ class EditStrength(Hook):
         source = self.source_prediction(ctx, noise_pred)
         out = noise_pred.clone()
         for group in self.groups:
-            composed = source + sum(s * (noise_pred[row] - source) for row, s in group.items())
+            composed = source + sum(_on(s, source) * (noise_pred[row] - source) for row, s in group.items())
             for row in group:
                 out[row] = composed
         return latents, out
@@ -69,3 +67,24 @@ class EditStrength(Hook):
         drift = step(torch.zeros_like(x_t), ctx.timestep, x_t, eta=0.0, return_dict=False)[0]
         gain = step(torch.ones_like(x_t), ctx.timestep, torch.zeros_like(x_t), eta=0.0, return_dict=False)[0]
         return (x_next - drift) / gain
+
+
+def _checked(strength: float | torch.Tensor) -> float | torch.Tensor:
+    if isinstance(strength, torch.Tensor):
+        if strength.ndim != 2 or not bool(torch.isfinite(strength).all()):
+            raise InvalidInput("an edit strength map must be a finite (h, w) tensor")
+        low, high = float(strength.min()), float(strength.max())
+    else:
+        strength = low = high = finite(strength, "edit strength")
+    if low < 0.0 or high > 3.0:
+        raise InvalidInput(f"edit strength must be in [0, 3], got {low:g}..{high:g}")
+    return strength
+
+
+def _is_one(strength: float | torch.Tensor) -> bool:
+    return bool((strength == 1.0).all()) if isinstance(strength, torch.Tensor) else strength == 1.0
+
+
+def _on(strength: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """A strength map broadcast over the latent's channels."""
+    return strength.to(like)[None] if isinstance(strength, torch.Tensor) else strength

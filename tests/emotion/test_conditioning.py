@@ -139,6 +139,21 @@ def test_strength_calibrations_compose_one_branch_per_emotion():
     assert plain.branches()[0].prompt == plain.target_prompt
 
 
+def test_a_composed_mixture_gives_each_face_part_to_the_emotion_that_shows_most_there():
+    cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in BASIS})
+    cond = conditioning({"anger": 0.5, "disgust": 0.5}, BASE, calibration=cal)
+    parts = {b.prompt.rsplit(", ", 1)[1]: b.parts for b in cond.branches()}
+    anger, disgust = parts["extremely frowning angrily"], parts["extremely grimacing disgustedly"]
+    assert anger["upper"] > 0.9 and disgust["lower"] > 0.9  # angry brows over a disgusted mouth
+    for part in ("upper", "lower"):
+        assert anger[part] + disgust[part] == pytest.approx(1.0)
+    stronger = conditioning({"anger": 0.8, "disgust": 0.3}, BASE, calibration=cal)
+    strong_parts = {b.prompt.rsplit(", ", 1)[1]: b.parts for b in stronger.branches()}
+    assert strong_parts["extremely frowning angrily"]["lower"] > anger["lower"]  # intensity wins parts too
+    single = conditioning({"anger": 0.5}, BASE, calibration=cal)
+    assert single.branches()[0].parts == {}  # one emotion draws the whole face
+
+
 def test_calibration_round_trips_through_json(tmp_path):
     cal = _calibration({"fear": [("very", 1.0, 0.6)]})
     path = save_calibration(cal, tmp_path)

@@ -66,3 +66,15 @@ def test_bad_strengths_are_refused():
     for groups in ([{0: 0.5}], [{1: 0.5}, {1: 0.2}], [{1: float("nan")}], [{1: -0.1}], [{1: 9.0}]):
         with pytest.raises(InvalidInput):
             EditStrength(trajectory, groups)
+
+
+def test_a_strength_map_changes_only_where_it_is_not_zero(model, inversion):
+    h, w = inversion.x_T.shape[-2:]
+    top_only = torch.zeros(h, w)
+    top_only[: h // 2] = 0.8
+    latents = _edit(model, inversion, [TARGET], [{1: top_only}])
+    source = inversion.trajectory[-1]
+    torch.testing.assert_close(latents[1, :, h // 2 :], source[:, h // 2 :], atol=1e-5, rtol=1e-5)
+    assert (latents[1, :, : h // 2] - source[:, : h // 2]).abs().max() > 1e-3
+    with pytest.raises(InvalidInput):
+        EditStrength(inversion.trajectory, [{1: torch.full((h, w), float("nan"))}])
