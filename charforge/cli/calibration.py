@@ -68,7 +68,7 @@ def calibrate(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from charforge.emotion.calibration import save_calibration, workspace_relpath
     from charforge.recipes.portrait_mini.emotion_eval import calibrate as measure
-    from charforge.recipes.portrait_mini.emotion_eval import calibrate_mini, character_sitting, held_out_cast
+    from charforge.recipes.portrait_mini.emotion_eval import calibrate_mini, calibration_cast, character_sitting
 
     if name == MINI:
         from charforge.engine.loading import weights_hash
@@ -76,7 +76,7 @@ def calibrate(
         folder = _mini_folder(model)
         result = calibrate_mini(
             weights_hash(str(folder)) or "",
-            held_out_cast(characters),
+            calibration_cast(characters),
             str(folder),
             steps,
             workers=min(workers, characters),

@@ -62,6 +62,21 @@ def test_eval_cast_is_held_out_and_calm():
         assert render.is_held_out(p) and p.state() == {} and m.prompt.endswith("looking calm")
 
 
+def test_calibration_is_measured_on_other_characters_than_the_evaluation():
+    from charforge.recipes.portrait_mini.emotion_eval import calibration_cast
+
+    calibrating = calibration_cast(6)
+    assert not {m.prompt for m in calibrating} & {m.prompt for m in held_out_cast(12)}
+    assert all(render.is_held_out(render.portrait_from_caption(m.prompt)) for m in calibrating)
+
+
+def test_the_calibration_judge_is_another_judge():
+    from charforge.recipes.portrait_mini.judge import CALIBRATION_WEIGHTS, WEIGHTS, load_judge
+
+    evaluating, calibrating = load_judge(WEIGHTS).state_dict(), load_judge(CALIBRATION_WEIGHTS).state_dict()
+    assert any(not (evaluating[k] == calibrating[k]).all() for k in evaluating)
+
+
 def test_a_measured_setting_is_one_prompt_with_its_word_and_weight():
     table = expression_table()
     cond = setting_conditioning("anger", "slightly", 1.4, held_out_cast(1)[0].prompt, table)

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 LEVELS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
 MIX_WEIGHTS: tuple[float, ...] = (0.3, 0.5, 0.7)
 CAST_SEED = 2025  # held-out identities of the evaluation (not the training seed 1234, not the judge's)
+CALIBRATION_CAST_SEED = 2026  # other held-out identities, so calibration and evaluation never share a character
 PAIRS: tuple[tuple[str, str], ...] = tuple(itertools.combinations(BASIS, 2))
 
 
@@ -54,9 +55,16 @@ class Member:
     seed: int
 
 
-def held_out_cast(count: int) -> list[Member]:
-    people = render.sample_portraits(CAST_SEED, count, held_out=True)
-    return [Member(f"held{k}", p.with_expression("neutral", 0.0).caption(), 300 + k) for k, p in enumerate(people)]
+def held_out_cast(count: int, seed: int = CAST_SEED) -> list[Member]:
+    """`count` calm characters of identities held out of training (the evaluation's cast by default)."""
+    people = render.sample_portraits(seed, count, held_out=True)
+    base = 300 if seed == CAST_SEED else 700
+    return [Member(f"held{k}", p.with_expression("neutral", 0.0).caption(), base + k) for k, p in enumerate(people)]
+
+
+def calibration_cast(count: int) -> list[Member]:
+    """The characters a calibration is measured on: held out of training and of the evaluation's cast."""
+    return held_out_cast(count, CALIBRATION_CAST_SEED)
 
 
 # --- making pictures ------------------------------------------------------------------------------
