@@ -14,7 +14,7 @@ import copy
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -91,6 +91,8 @@ def train_lora(
     steps: int = 600,
     lr: float = 2e-3,
     batch: int = 4,
+    targets: Sequence[str] = UNET_TARGETS,
+    timestep_bias: float | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[dict[str, torch.Tensor], FitResult]:
@@ -102,7 +104,7 @@ def train_lora(
         raise InvalidInput(f"rank must be between 1 and 128, got {rank}")
     torch.manual_seed(seed)  # peft's gaussian init of the A matrices
     unet = copy.deepcopy(model.unet).requires_grad_(False)
-    unet.add_adapter(_lora_config(rank, UNET_TARGETS))
+    unet.add_adapter(_lora_config(rank, tuple(targets)))
     encoder = TokenEncoder(model, tokens or {})
     encoder.text_encoder.requires_grad_(False)
     modules = {"unet": unet}
@@ -123,7 +125,8 @@ def train_lora(
 
     result = fit(
         model, data, list(params.values()), encoder, snapshot, unet=unet,
-        steps=steps, lr=lr, batch=batch, seed=seed, progress=progress, desc=f"learn LoRA r{rank}",
+        steps=steps, lr=lr, batch=batch, seed=seed, timestep_bias=timestep_bias, progress=progress,
+        desc=f"learn LoRA r{rank}",
     )  # fmt: skip
     with torch.no_grad():
         for name, p in params.items():
