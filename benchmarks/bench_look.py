@@ -35,7 +35,7 @@ import torch
 
 from charforge.engine import load_model, txt2img
 from charforge.engine.adapters import Look, train_lora, train_token, training_set, wearing
-from charforge.engine.adapters.lora import UNET_TARGETS
+from charforge.engine.adapters.lora import LORA_LR, LORA_RANK, LORA_STEPS, LORA_TIMESTEP_BIAS, UNET_TARGETS
 from charforge.recipes.portrait_mini.classifier import load_classifier
 from charforge.recipes.portrait_mini.judge import dominant, load_judge
 from charforge.recipes.portrait_mini.render import EXPRESSIONS, expression_phrase, sample_portraits
@@ -112,12 +112,12 @@ def main() -> None:
     parser.add_argument("--token-steps", type=int, default=300)
     parser.add_argument("--token-lr", type=float, default=2e-2)
     parser.add_argument("--vectors", type=int, default=4)
-    parser.add_argument("--lora-steps", type=int, default=600)
-    parser.add_argument("--lora-lr", type=float, default=2e-3)
-    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--lora-steps", type=int, default=LORA_STEPS)
+    parser.add_argument("--lora-lr", type=float, default=LORA_LR)
+    parser.add_argument("--rank", type=int, default=LORA_RANK)
     parser.add_argument("--lora-batch", type=int, default=4)
-    parser.add_argument("--lora-bias", type=float, default=None,
-                        help="logit-normal timestep mean of the LoRA fit (None: uniform timesteps)")
+    parser.add_argument("--lora-bias", type=lambda v: None if v == "none" else float(v), default=LORA_TIMESTEP_BIAS,
+                        help="logit-normal timestep mean of the LoRA fit ('none': uniform timesteps)")
     parser.add_argument("--lora-targets", nargs="+", default=list(UNET_TARGETS), help="UNet modules the LoRA adapts")
     parser.add_argument("--no-baseline", action="store_true", help="skip the no-adapter rows")
     parser.add_argument("--worded", action="store_true",
