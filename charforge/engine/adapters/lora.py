@@ -33,8 +33,7 @@ UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 # The recipe measured by benchmarks/bench_look.py (README): rank 8 at lr 5e-3 for 400 steps of batch 4,
 # timesteps logit-normal around sigmoid(2) ~ 0.88 of the schedule, where hair, outfit and background
 # are laid out, so the late timesteps that draw the face stay mostly the base model's (rank 4 with
-# uniform or mildly biased timesteps missed a held-out character's look; rank 8 at a bias of 1 carried
-# it but lost an expression the pictures did not show).
+# uniform or mildly biased timesteps missed a held-out character's look).
 LORA_RANK, LORA_STEPS, LORA_LR, LORA_TIMESTEP_BIAS = 8, 400, 5e-3, 2.0
 TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
