@@ -29,6 +29,10 @@ from charforge.character.identity import character_model, has_identity
 from charforge.character.look_store import character_look, character_token
 from charforge.emotion.conditioning import expression_table
 from charforge.engine.adapters import (
+    LORA_LR,
+    LORA_RANK,
+    LORA_STEPS,
+    LORA_TIMESTEP_BIAS,
     Look,
     check_token,
     read_embedding,
@@ -156,9 +160,9 @@ def learn_lora(
     character: Character,
     images: ImageSource | Sequence[ImageSource] | None = None,
     *,
-    rank: int = 4,
-    steps: int = 600,
-    lr: float = 2e-3,
+    rank: int = LORA_RANK,
+    steps: int = LORA_STEPS,
+    lr: float = LORA_LR,
     strength: float = 1.0,
     text_encoder: bool = False,
     captions: str | Sequence[str] | None = None,
@@ -182,6 +186,7 @@ def learn_lora(
             progress=progress,
         )  # fmt: skip
     meta = {"strength": float(strength), "rank": rank, "source": "learnt", "steps": fit.steps, "lr": lr,
+            "timestep_bias": LORA_TIMESTEP_BIAS,
             "text_encoder": text_encoder, "pictures": len(pictures), "best_loss": fit.best_loss}  # fmt: skip
     info = character.store.put_identity(IdentityKind.LORA, tensors, metadata=meta)
     log.info("%s learnt a rank-%d LoRA in %.0f s", character.name, rank, fit.seconds)

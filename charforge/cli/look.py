@@ -48,7 +48,7 @@ def learn(
         Path | None, typer.Option("--images", metavar="DIR", help="Pictures of the character (default: its base CG).")
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", min=1, max=20000, help="Training steps.")] = None,
-    rank: Annotated[int, typer.Option("--rank", min=1, max=128, help="LoRA rank.")] = 4,
+    rank: Annotated[int | None, typer.Option("--rank", min=1, max=128, help="LoRA rank (default 8).")] = None,
     vectors: Annotated[int, typer.Option("--vectors", min=1, max=16, help="Vectors of the token.")] = 4,
     lr: Annotated[
         float | None, typer.Option("--lr", parser=finite(0.0, 1.0, low_open=True), help="Learning rate, (0, 1].")
@@ -72,11 +72,14 @@ def learn(
         if kind == "token":
             result = character.learn_token(images, token=word, vectors=vectors, progress=True, **options)
         else:
-            result = character.learn_lora(images, rank=rank, strength=strength, progress=True, **options)
+            if rank is not None:
+                options["rank"] = rank
+            result = character.learn_lora(images, strength=strength, progress=True, **options)
     if json_out:
         echo_json({"character": name, **result.to_dict()})
         return
-    what = f"token {result.artifact.metadata['token']}" if kind == "token" else f"rank-{rank} LoRA"
+    meta = result.artifact.metadata
+    what = f"token {meta['token']}" if kind == "token" else f"rank-{meta['rank']} LoRA"
     stopped = " (interrupted: kept the best checkpoint)" if result.interrupted else ""
     typer.echo(f"{name}: learnt {what} in {result.steps} steps, {result.seconds:.0f} s{stopped}")
     hint = f"put {result.artifact.metadata['token']} in its prompt, then " if kind == "token" else ""

@@ -102,6 +102,17 @@ def test_cli_learn_export_import(mira, forge, tiny_model_dir, cli, tmp_path):
     assert code == 0 and "<ivy>" in out, err
 
 
+def test_cli_learn_lora_takes_the_library_rank_unless_given(mira, cli):
+    from charforge.engine.adapters import LORA_RANK
+
+    ws = mira.store.workspace.root
+    code, out, err = cli("learn", "mira", "--lora", "--steps", "1", "--workspace", ws)
+    assert code == 0 and f"learnt rank-{LORA_RANK} LoRA in 1 steps" in out, err
+    code, out, err = cli("learn", "mira", "--lora", "--steps", "1", "--rank", "2", "--workspace", ws)
+    assert code == 0 and "learnt rank-2 LoRA" in out, err
+    assert mira.store.get_identity(IdentityKind.LORA).metadata["rank"] == 2
+
+
 @pytest.fixture(scope="module")
 def untouched(tmp_path_factory, tiny_model_dir):
     """A workspace with a character "mira" without identity: bad input must fail before anything runs."""

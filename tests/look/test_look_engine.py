@@ -210,3 +210,19 @@ def test_ctrl_c_stops_training_and_returns_the_best_checkpoint(tiny_model):
     assert result.interrupted and result.steps == 2
     assert any(result.state["v"] is s for s in snapshots)
     assert not torch.equal(encoder.trained_vectors(), snapshots[0])  # it did train before the interrupt
+
+
+def test_timestep_bias_favours_the_noisy_end_and_stays_in_the_schedule(tiny_model):
+    from diffusers import DDPMScheduler
+
+    from charforge.engine.adapters.training import _timesteps
+
+    scheduler = DDPMScheduler.from_config(tiny_model.scheduler.config)
+    total = scheduler.config.num_train_timesteps
+    uniform = _timesteps(scheduler, 4000, None, torch.Generator().manual_seed(0)).float()
+    biased = _timesteps(scheduler, 4000, 2.0, torch.Generator().manual_seed(0)).float()
+    for t in (uniform, biased):
+        assert t.min() >= 0 and t.max() <= total - 1
+    assert abs(uniform.median().item() / total - 0.5) < 0.05
+    assert abs(biased.median().item() / total - torch.sigmoid(torch.tensor(2.0)).item()) < 0.03
+    assert (biased < total / 2).float().mean() < 0.05  # the late, face-drawing half is rarely trained

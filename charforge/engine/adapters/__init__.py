@@ -6,7 +6,16 @@ model through diffusers' loaders and take it off without a trace.
 """
 
 from charforge.engine.adapters.activation import Look, look_key, wear, wearing, worn_key
-from charforge.engine.adapters.lora import LORA_FILE, read_lora, train_lora, write_lora
+from charforge.engine.adapters.lora import (
+    LORA_FILE,
+    LORA_LR,
+    LORA_RANK,
+    LORA_STEPS,
+    LORA_TIMESTEP_BIAS,
+    read_lora,
+    train_lora,
+    write_lora,
+)
 from charforge.engine.adapters.pipeline import diffusers_pipeline
 from charforge.engine.adapters.textual_inversion import (
     EMBEDDING_FILE,
@@ -20,6 +29,10 @@ from charforge.engine.adapters.training import FitResult, TrainingSet, training_
 __all__ = [
     "EMBEDDING_FILE",
     "LORA_FILE",
+    "LORA_LR",
+    "LORA_RANK",
+    "LORA_STEPS",
+    "LORA_TIMESTEP_BIAS",
     "FitResult",
     "Look",
     "TrainingSet",

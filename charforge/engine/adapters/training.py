@@ -2,7 +2,9 @@
 diffusers' training examples, over a handful of pictures.
 
 A picture is encoded once (and its mirror image too: the light augmentation); each step noises a batch
-of latents at random timesteps and asks the UNet, conditioned on the pictures' captions, to predict
+of latents at random timesteps (uniform, or with `timestep_bias` logit-normal as in diffusers' SD3
+training utilities, a positive mean favouring the noisy timesteps where layout and silhouette form) and
+asks the UNet, conditioned on the pictures' captions, to predict
 what the scheduler's `prediction_type` names. What is trained (new token rows, LoRA matrices) is the
 caller's: it hands over the parameters, a caption encoder and the UNet to run. Every `check_every`
 steps the loss on a fixed set of (picture, timestep, noise) is measured and the best state kept, so an
@@ -83,6 +85,7 @@ def fit(
     batch: int = 4,
     seed: int = 0,
     check_every: int = 25,
+    timestep_bias: float | None = None,
     progress: bool = False,
     desc: str = "learn",
 ) -> FitResult:
@@ -106,7 +109,8 @@ def fit(
             for group in optimizer.param_groups:  # cosine decay to 10%: late steps refine instead of jumping
                 group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps)))
             idx = torch.randint(len(data.captions), (min(batch, len(data.captions)),), generator=gen)
-            loss = _loss(unet, noise_scheduler, data.latents[idx], [data.captions[i] for i in idx], encode, gen)
+            captions = [data.captions[i] for i in idx]
+            loss = _loss(unet, noise_scheduler, data.latents[idx], captions, encode, gen, timestep_bias)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -136,6 +140,17 @@ def _target(noise_scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, t:
     raise InvalidInput(f"cannot learn a look on a model predicting {kind!r}")
 
 
+def _timesteps(noise_scheduler: Any, count: int, bias: float | None, gen: torch.Generator) -> torch.Tensor:
+    """Uniform timesteps, or logit-normal ones centred at sigmoid(`bias`) of the schedule (std 1)."""
+    total = noise_scheduler.config.num_train_timesteps
+    if bias is None:
+        return torch.randint(total, (count,), generator=gen)
+    from diffusers.training_utils import compute_density_for_timestep_sampling
+
+    u = compute_density_for_timestep_sampling("logit_normal", count, logit_mean=bias, logit_std=1.0, generator=gen)
+    return (u * total).long().clamp(0, total - 1)
+
+
 def _loss(
     unet: Any,
     noise_scheduler: Any,
@@ -143,9 +158,10 @@ def _loss(
     captions: Sequence[str],
     encode: Callable[[Sequence[str]], torch.Tensor],
     gen: torch.Generator,
+    bias: float | None = None,
 ) -> torch.Tensor:
     noise = torch.randn(latents.shape, generator=gen).to(latents.device)
-    t = torch.randint(noise_scheduler.config.num_train_timesteps, (len(latents),), generator=gen).to(latents.device)
+    t = _timesteps(noise_scheduler, len(latents), bias, gen).to(latents.device)
     return _predict_loss(unet, noise_scheduler, latents, noise, t, captions, encode)
 
 
