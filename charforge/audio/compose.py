@@ -123,8 +123,10 @@ def _strip_image(grey: np.ndarray) -> PIL.Image.Image:
     return PIL.Image.fromarray(np.round(np.clip(grey, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 
-def _decode_strip(codec: SpectrogramCodec, strip: PIL.Image.Image, seed: int, n_samples: int) -> np.ndarray:
-    samples = codec.image_to_audio(strip, seed=seed)[:n_samples]
+def _decode_strip(
+    codec: SpectrogramCodec, strip: PIL.Image.Image, seed: int, n_samples: int, high_band: float = 0.0
+) -> np.ndarray:
+    samples = codec.image_to_audio(strip, seed=seed, high_band=high_band)[:n_samples]
     return limit_peak(samples)
 
 
@@ -256,16 +258,17 @@ def generate_clip(
     overlap: float = 0.25,
     scheduler: str = "ddim",
     progress: bool = False,
+    high_band: float = 0.0,
 ) -> Clip:
     """`seconds` of music for `prompt`: one tile, continued by outpainting for as long as needed,
-    decoded as one strip (same arguments, same samples)."""
+    decoded as one strip (same arguments, same samples; `high_band`: see `codec.replicate_octaves`)."""
     p = _resolve_preset(model, preset)
     strip = generate_strip(
         model, prompt, seconds=seconds, seed=seed, steps=steps, guidance=guidance, negative=negative, preset=p,
         overlap=overlap, scheduler=scheduler, progress=progress,
     )  # fmt: skip
     n_samples = max(1, round(seconds * p.sample_rate))
-    return Clip(_decode_strip(SpectrogramCodec(p), strip, seed, n_samples), p.sample_rate, strip)
+    return Clip(_decode_strip(SpectrogramCodec(p), strip, seed, n_samples, high_band), p.sample_rate, strip)
 
 
 # -- loops ------------------------------------------------------------------------------------

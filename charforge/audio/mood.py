@@ -92,6 +92,7 @@ class MoodTable(BaseModel):
     bpm_step: float = Field(5.0, gt=0, le=60)
     loudness_lufs: float = Field(-16.0, ge=-70, le=-5)
     true_peak_dbtp: float = Field(-1.0, ge=-20, le=0)
+    high_band: float = Field(0.0, ge=0, le=1)  # > 0: fill above the model's band by octave replication
     neutral: tuple[float, float] = (0.0, -0.3)  # the (valence, arousal) a neutral state plays
     valence: ValenceBands
     arousal: ArousalBands
@@ -111,6 +112,7 @@ class MusicPlan(BaseModel):
     density: float
     loudness_lufs: float
     true_peak_dbtp: float
+    high_band: float = 0.0
     prompt: str
     negative: str
     sketch: SketchSettings | None = None  # None: the model draws freely from the prompt
@@ -175,7 +177,8 @@ def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -
     prompt = prompt_for(v, a, bpm, table.lead, table)
     return MusicPlan(valence=round(v, 4), arousal=round(a, 4), mode=mode, bpm=round(bpm, 1),
                      density=round(_lerp(table.arousal.density, a), 3),
-                     loudness_lufs=table.loudness_lufs, true_peak_dbtp=table.true_peak_dbtp, prompt=prompt,
+                     loudness_lufs=table.loudness_lufs, true_peak_dbtp=table.true_peak_dbtp,
+                     high_band=table.high_band, prompt=prompt,
                      negative=table.negative, sketch=table.sketch if table.sketch.enabled else None)
 
 

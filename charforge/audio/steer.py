@@ -79,5 +79,5 @@ def steered_clip(
     sketch = sketch.crop((0, 0, drawn.width, preset.n_mels))
     strip = anchor_pitch(drawn, sketch, preset, settings) if settings.pitch or settings.envelope else drawn
     n_samples = max(1, round(seconds * preset.sample_rate))
-    samples = limit_peak(SpectrogramCodec(preset).image_to_audio(strip, seed=seed)[:n_samples])
-    return Clip(samples, preset.sample_rate, strip)
+    samples = SpectrogramCodec(preset).image_to_audio(strip, seed=seed, high_band=plan.high_band)[:n_samples]
+    return Clip(limit_peak(samples), preset.sample_rate, strip)

@@ -138,7 +138,7 @@ def render_plan(
             return steered_clip(bundle, plan, seconds=length, seed=seed, steps=steps, guidance=guidance,
                                 progress=progress)
         return generate_clip(bundle, plan.prompt, seconds=length, seed=seed, steps=steps, guidance=guidance,
-                             negative=plan.negative, progress=progress)
+                             negative=plan.negative, progress=progress, high_band=plan.high_band)
 
     if not loop:
         clip = render(seconds)
