@@ -3,7 +3,6 @@ listeners (librosa chroma + published key profiles, librosa tempo), which share 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from charforge.audio import seeding

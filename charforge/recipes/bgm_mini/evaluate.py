@@ -122,12 +122,13 @@ def summarize(rows: list[dict[str, Any]], target_lufs: float) -> dict[str, Any]:
 
 def evaluate_bgm(
     model: str | Path | Any, seeds: int = 4, leads: tuple[str, ...] = EVAL_LEADS, seconds: float = 10.0,
-    steps: int = 20, guidance: float = 5.0, sketch: bool = True,
+    steps: int = 20, guidance: float = 5.0, sketch: bool = True, music: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Render the grid with `model` and return the summary, the per-cell tables and the per-clip rows.
 
     `sketch` renders through the default, sketch-steered path (the table's `[sketch]` settings);
-    False lets the model draw from the prompt alone.
+    False lets the model draw from the prompt alone. `music` is merged into the mood table as a
+    character's `settings["music"]` would be (e.g. `{"sketch": {"pitch": 0.0}}` for an ablation).
     """
     from charforge.character.bgm import music_table, render_plan
     from charforge.engine import load_model
@@ -140,7 +141,8 @@ def evaluate_bgm(
     render_seconds = 0.0
     target = mood_table().loudness_lufs
     for entry in tqdm(grid_clips(seeds, leads), desc="evaluate BGM", mininterval=5.0):
-        plan = plan_music(entry["valence"], entry["arousal"], music_table({"lead": entry["lead"]}, sketch))
+        table = music_table({**(music or {}), "lead": entry["lead"]}, sketch)
+        plan = plan_music(entry["valence"], entry["arousal"], table)
         t0 = time.perf_counter()
         clip = render_plan(plan, seconds=seconds, seed=entry["seed"], model=bundle, steps=steps, guidance=guidance)
         render_seconds += time.perf_counter() - t0
@@ -151,7 +153,8 @@ def evaluate_bgm(
     report["distinct_moods"] = _distinct_moods(clips)
     report["realtime_factor"] = len(rows) * seconds / render_seconds
     report["settings"] = {"seeds": seeds, "leads": list(leads), "seconds": seconds, "steps": steps,
-                          "guidance": guidance, "sketch": rows[0]["sketch"], "estimators": listeners.key_estimators(),
+                          "guidance": guidance, "sketch": rows[0]["sketch"], "music": music or {},
+                          "estimators": listeners.key_estimators(),
                           "trackers": list(listeners.TEMPO_TRACKERS)}
     report["rows"] = rows
     return report
