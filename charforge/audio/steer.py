@@ -18,6 +18,8 @@ prompt is the plan's, so a Riffusion checkpoint is steered the same way.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import PIL.Image
 import scipy.ndimage
@@ -73,6 +75,8 @@ def steered_clip(
     preset = preset_for(model)
     # the tiles reach at most one tile past `seconds`; the sketch is a loop, so any length is seamless
     sketch = sketch_image(plan, seed, seconds + preset.seconds_per_image, preset)
+    # img2img runs int(steps * strength) of the schedule; a very short schedule still runs one step
+    steps = max(steps, math.ceil(1.0 / settings.strength))
     drawn = generate_strip(model, plan.prompt, seconds=seconds, seed=seed, steps=steps, guidance=guidance,
                            negative=plan.negative, preset=preset, progress=progress, init=sketch,
                            strength=settings.strength)  # fmt: skip
