@@ -9,9 +9,9 @@ medians and the variant ratio.
     python benchmarks/bench_bgm.py [--model FOLDER | --random-weights] [--seconds 10]
                                    [--compare sketch|steps|overlap] [--repeats 3] [--threads 2]
 
---compare sketch (the default): the sketch-steered default path (moods.toml's [sketch]) vs the model
-drawing from the prompt alone (the path before it).  --compare steps: 20 steps vs 10 (unsteered).
---compare overlap: overlap 0.25 (the default) vs 0 (unsteered).
+--compare sketch (the default): the sketch-steered default path (moods.toml's [sketch] and high_band)
+vs the model drawing from the prompt alone with no high band (the path before it).
+--compare steps: 20 steps vs 10 (unsteered).  --compare overlap: overlap 0.25 (the default) vs 0 (unsteered).
 Without --model the shipped charforge/models/bgm-mini is used. --random-weights builds the same
 architecture (charforge.recipes.bgm_mini.train) with random weights instead: the timing is the trained
 model's, the music is noise.
@@ -102,9 +102,12 @@ def main() -> None:
                 kwargs.update(init=sketch, strength=PLAN.sketch.strength)
             strip = generate_strip(model, PROMPT, seconds=args.seconds, seed=round_index, **kwargs)
             middle = time.perf_counter()
-            if sketch is not None:
+            high_band = 0.0
+            if sketch is not None:  # the default path also fills the high band (moods.toml's high_band)
                 strip = anchor_pitch(strip, sketch.crop((0, 0, strip.width, preset.n_mels)), preset, PLAN.sketch)
-            normalize_loudness(codec.image_to_audio(strip, seed=round_index), preset.sample_rate)
+                high_band = PLAN.high_band
+            samples = codec.image_to_audio(strip, seed=round_index, high_band=high_band)
+            normalize_loudness(samples, preset.sample_rate)
             generation[name].append(middle - start)
             decoding[name].append(time.perf_counter() - middle)
 
