@@ -72,6 +72,9 @@ def test_the_default_sketch_steered_path_keeps_mode_and_continuous_tempo():
             for profile in ("kk", "temperley"):
                 assert listeners.profile_key(chroma, profile).mode == plan.mode, (v, a, profile)
             measured[(v, a)] = listeners.tempogram_bpm(clip.samples, clip.sample_rate)
+            power = np.abs(np.fft.rfft(clip.samples.astype(np.float64))) ** 2
+            above = power[np.fft.rfftfreq(clip.samples.size, 1 / clip.sample_rate) > 4000].sum() / power.sum()
+            assert above > 0.005, (v, a, above)  # the high band: the model alone stops at 3 kHz (share ~0)
             assert measured[(v, a)] == pytest.approx(plan.bpm, rel=0.05), (v, a, plan.bpm)
     assert all(measured[(v, 0.9)] - measured[(v, 0.5)] >= 15 for v in (-0.8, 0.8)), measured
 
