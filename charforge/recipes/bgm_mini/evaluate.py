@@ -2,8 +2,9 @@
 
 The grid is issue #17's: valence {-0.8, -0.3, 0.3, 0.8} x arousal {0.1, 0.5, 0.9}, each cell rendered
 for every lead and held-out seed (seeds 9001... are never used by training or by the data generator)
-through the runtime path a user takes (`plan_music` -> `render_plan`: prompt, diffusion, Griffin-Lim,
-loudness normalisation). Every clip is then heard by every key estimator and tempo tracker of
+through the runtime path a user takes (`plan_music` -> `render_plan`: by default the sketch-steered
+path of `charforge.audio.steer`, else the prompt alone; diffusion, Griffin-Lim, loudness normalisation).
+Every clip is then heard by every key estimator and tempo tracker of
 `listeners` (code shared with neither the generator nor `charforge.audio.analysis`), and by the
 loudness meter. The report keeps the per-cell tables per estimator, so a good average cannot hide
 a bad cell.
