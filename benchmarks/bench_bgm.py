@@ -1,15 +1,17 @@
 """Realtime factor of BGM generation: seconds of music per second of wall time, on 2 CPU threads.
 
 Target (issue #17): >= 2x realtime for generation + decode + loudness normalisation (a 10 s clip in
-<= 5 s). Times `generate_clip`'s halves separately (diffusion: `generate_strip`; Griffin-Lim decode and
-BS.1770 normalisation) for two variants in
-one run, interleaved round by round so load from other processes hits both alike, and prints the
+<= 5 s). Times the two halves separately (generation: the sketch, its encoding and the diffusion,
+`generate_strip`; decoding: pitch anchoring, Griffin-Lim and BS.1770 normalisation) for two variants
+in one run, interleaved round by round so load from other processes hits both alike, and prints the
 medians and the variant ratio.
 
-    python benchmarks/bench_bgm.py [--model FOLDER | --random-weights] [--seconds 10] [--compare steps|overlap]
-                                   [--repeats 3] [--threads 2]
+    python benchmarks/bench_bgm.py [--model FOLDER | --random-weights] [--seconds 10]
+                                   [--compare sketch|steps|overlap] [--repeats 3] [--threads 2]
 
---compare steps: 20 steps (the default) vs 10.  --compare overlap: overlap 0.25 (the default) vs 0.
+--compare sketch (the default): the sketch-steered default path (moods.toml's [sketch] and high_band)
+vs the model drawing from the prompt alone with no high band (the path before it).
+--compare steps: 20 steps vs 10 (unsteered).  --compare overlap: overlap 0.25 (the default) vs 0 (unsteered).
 Without --model the shipped charforge/models/bgm-mini is used. --random-weights builds the same
 architecture (charforge.recipes.bgm_mini.train) with random weights instead: the timing is the trained
 model's, the music is noise.
@@ -32,12 +34,15 @@ import torch  # noqa: E402
 from charforge.audio.codec import SpectrogramCodec  # noqa: E402
 from charforge.audio.compose import generate_strip, preset_for  # noqa: E402
 from charforge.audio.loudness import normalize_loudness  # noqa: E402
+from charforge.audio.mood import plan_music  # noqa: E402
+from charforge.audio.steer import anchor_pitch, sketch_image  # noqa: E402
 from charforge.engine import load_model  # noqa: E402
-from charforge.recipes.bgm_mini.dataset import mood_prompt  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "charforge" / "models" / "bgm-mini"
-PROMPT = mood_prompt(0.6, 0.6, "piano")
+PLAN = plan_music(0.6, 0.6)  # the shipped table: sketch-steered
+PROMPT = PLAN.prompt
 VARIANTS = {
+    "sketch": (("sketch-steered", {"sketch": True}), ("unsteered", {})),
     "steps": (("20 steps", {"steps": 20}), ("10 steps", {"steps": 10})),
     "overlap": (("overlap 0.25", {"overlap": 0.25}), ("overlap 0", {"overlap": 0.0})),
 }
@@ -67,7 +72,7 @@ def main() -> None:
     source.add_argument("--model", type=Path, help=f"a BGM diffusers folder (default: {DEFAULT_MODEL})")
     source.add_argument("--random-weights", action="store_true", help="time the bgm-mini architecture untrained")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--compare", choices=sorted(VARIANTS), default="steps")
+    parser.add_argument("--compare", choices=sorted(VARIANTS), default="sketch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -90,10 +95,19 @@ def main() -> None:
     decoding: dict[str, list[float]] = {name: [] for name, _ in VARIANTS[args.compare]}
     for round_index in range(args.repeats):
         for name, kwargs in VARIANTS[args.compare]:
+            kwargs, sketch = dict(kwargs), None
             start = time.perf_counter()
+            if kwargs.pop("sketch", False):  # what charforge.audio.steer.steered_clip does, in two halves
+                sketch = sketch_image(PLAN, round_index, args.seconds + preset.seconds_per_image, preset)
+                kwargs.update(init=sketch, strength=PLAN.sketch.strength)
             strip = generate_strip(model, PROMPT, seconds=args.seconds, seed=round_index, **kwargs)
             middle = time.perf_counter()
-            normalize_loudness(codec.image_to_audio(strip, seed=round_index), preset.sample_rate)
+            high_band = 0.0
+            if sketch is not None:  # the default path also fills the high band (moods.toml's high_band)
+                strip = anchor_pitch(strip, sketch.crop((0, 0, strip.width, preset.n_mels)), preset, PLAN.sketch)
+                high_band = PLAN.high_band
+            samples = codec.image_to_audio(strip, seed=round_index, high_band=high_band)
+            normalize_loudness(samples, preset.sample_rate)
             generation[name].append(middle - start)
             decoding[name].append(time.perf_counter() - middle)
 

@@ -209,8 +209,12 @@ class SpectrogramCodec:
         """Non-negative linear STFT magnitudes (n_fft / 2 + 1 rows) whose mel projection is `mel`."""
         return _mel_basis(self.preset).to_linear(np.asarray(mel, dtype=np.float32), self.preset.nnls_iters)
 
-    def mel_to_audio(self, mel: np.ndarray, seed: int) -> np.ndarray:
-        """Waveform from mel magnitudes: NNLS to linear STFT magnitude, then seeded Griffin-Lim."""
+    def mel_to_audio(self, mel: np.ndarray, seed: int, high_band: float = 0.0) -> np.ndarray:
+        """Waveform from mel magnitudes: NNLS to linear STFT magnitude, then seeded Griffin-Lim.
+
+        `high_band` > 0 fills the STFT above the preset's `f_max` by octave replication (see
+        `replicate_octaves`), each octave that many times the one below.
+        """
         p = self.preset
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise InvalidInput(f"seed must be a non-negative integer, got {seed!r}")
@@ -224,6 +228,8 @@ class SpectrogramCodec:
         # samples has it again, so stand in for it with a copy of the last column.
         mel = np.concatenate([mel, mel[:, -1:]], axis=1)
         linear = self.mel_to_linear(mel)
+        if high_band > 0:
+            linear = replicate_octaves(linear, p, high_band)
         y = librosa.griffinlim(
             linear, n_iter=p.griffin_lim_iters, hop_length=p.hop_length, win_length=p.win_length,
             n_fft=p.n_fft, window="hann", center=True, length=n_samples, pad_mode=p.pad_mode,
@@ -233,5 +239,24 @@ class SpectrogramCodec:
             return normalize_peak(y, DEFAULT_PEAK)
         return limit_peak(y, DEFAULT_PEAK)
 
-    def image_to_audio(self, image: Image.Image | np.ndarray, seed: int = 0) -> np.ndarray:
-        return self.mel_to_audio(self.image_to_mel(image), seed=seed)
+    def image_to_audio(self, image: Image.Image | np.ndarray, seed: int = 0, high_band: float = 0.0) -> np.ndarray:
+        return self.mel_to_audio(self.image_to_mel(image), seed=seed, high_band=high_band)
+
+
+def replicate_octaves(linear: np.ndarray, p: SpectrogramPreset, gain: float) -> np.ndarray:
+    """Linear STFT magnitudes with the band above `f_max` filled from an octave below, times `gain`.
+
+    A cheap bandwidth extension for band-limited presets (spectral band replication, as HE-AAC does,
+    but by exact octaves): bin f above `f_max` takes the magnitude at f / 2, so a harmonic partial
+    lands on a partial of the same pitch class and a drum hit keeps its timing. Octaves above repeat.
+    """
+    if not 0 < gain <= 1:
+        raise InvalidInput(f"high-band gain must be in (0, 1], got {gain!r}")
+    freqs = librosa.fft_frequencies(sr=p.sample_rate, n_fft=p.n_fft)
+    out = np.array(linear, dtype=np.float32, copy=True)
+    for index in np.flatnonzero(freqs > p.f_max):
+        half = freqs[index] / 2
+        low = int(np.floor(half / freqs[1]))
+        frac = half / freqs[1] - low
+        out[index] = gain * ((1 - frac) * out[low] + frac * out[min(low + 1, out.shape[0] - 1)])
+    return out

@@ -123,8 +123,10 @@ def _strip_image(grey: np.ndarray) -> PIL.Image.Image:
     return PIL.Image.fromarray(np.round(np.clip(grey, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 
-def _decode_strip(codec: SpectrogramCodec, strip: PIL.Image.Image, seed: int, n_samples: int) -> np.ndarray:
-    samples = codec.image_to_audio(strip, seed=seed)[:n_samples]
+def _decode_strip(
+    codec: SpectrogramCodec, strip: PIL.Image.Image, seed: int, n_samples: int, high_band: float = 0.0
+) -> np.ndarray:
+    samples = codec.image_to_audio(strip, seed=seed, high_band=high_band)[:n_samples]
     return limit_peak(samples)
 
 
@@ -141,14 +143,23 @@ def _tile_seed(seed: int, index: int) -> int:
 def _sample_tile(
     model: ModelBundle, scheduler: str, steps: int, cond: torch.Tensor, uncond: torch.Tensor | None,
     guidance: float, seed: int, shape: tuple[int, ...], context: torch.Tensor | None, keep_cells: int,
+    init: torch.Tensor | None = None, strength: float = 1.0,
 ) -> torch.Tensor:
     """Final latents of one tile; with `context`, its first `keep_cells` latent columns are held to
-    the context's last ones (blended-latent outpainting through the one loop)."""
+    the context's last ones (blended-latent outpainting through the one loop). With `init` pixels
+    ((1, 3, H, W) in [0, 1]) the tile is img2img of them at `strength`, drawn as `img2img` draws."""
     sched = make_scheduler(scheduler, model.scheduler.config)
-    sched.set_timesteps(steps, device=model.device)
     generators = seeded_generators([seed])
-    noise = initial_noise(model, shape, generators)
-    latents = noise * sched.init_noise_sigma
+    if init is None:
+        sched.set_timesteps(steps, device=model.device)
+        timesteps = sched.timesteps
+        noise = initial_noise(model, shape, generators)
+        latents = noise * sched.init_noise_sigma
+    else:
+        timesteps = strength_timesteps(model, sched, steps, strength)
+        start_latents = encode_images(model, init * 2 - 1, generators)
+        noise = initial_noise(model, shape, generators)
+        latents = sched.add_noise(start_latents, noise, timesteps[:1])
     hooks = []
     if context is not None and keep_cells > 0:
         source = torch.zeros_like(noise)
@@ -157,10 +168,10 @@ def _sample_tile(
         repaint[..., :keep_cells] = 0
         # The held cells start at the first step's noise level rather than as pure noise, so the
         # model sees the context from its first call (the blend hook keeps them there afterwards).
-        start = sched.add_noise(source, noise, sched.timesteps[:1])
+        start = sched.add_noise(source, noise, timesteps[:1])
         latents = repaint * latents + (1 - repaint) * start
         hooks.append(LatentBlend(source, repaint, noise))
-    return denoise(model, sched, latents, cond, uncond, guidance, hooks, generators=generators)
+    return denoise(model, sched, latents, cond, uncond, guidance, hooks, timesteps=timesteps, generators=generators)
 
 
 def generate_strip(
@@ -176,14 +187,20 @@ def generate_strip(
     overlap: float = 0.25,
     scheduler: str = "ddim",
     progress: bool = False,
+    init: PIL.Image.Image | np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> PIL.Image.Image:
     """The spectrogram strip of `generate_clip` (n_mels x ceil(seconds / hop) columns), not yet decoded.
 
     `overlap` is the fraction of a tile held from the previous tile (rounded to whole latent cells);
-    0 draws independent tiles side by side.
+    0 draws independent tiles side by side. With `init`, a greyscale spectrogram strip as wide as
+    the tiles reach (one tile more than `seconds` always is), every tile is img2img of its part of
+    `init` at `strength` instead of txt2img (Riffusion's seed-image steering); 1.0 ignores `init`.
     """
     p = _resolve_preset(model, preset)
     _check_common(steps, guidance, {"seed": seed})
+    if not 0 < strength <= 1:
+        raise InvalidInput(f"strength must be in (0, 1], got {strength!r}")
     scheduler = scheduler_key(scheduler)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_SECONDS:
         raise InvalidInput(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds!r}")
@@ -199,20 +216,25 @@ def generate_strip(
     keep = keep_cells * factor
     advance = p.width - keep
     n_tiles = 1 + max(0, -(-(columns - p.width) // advance))
+    reach, seed_strip = p.width + (n_tiles - 1) * advance, None
+    if init is not None and strength < 1:
+        seed_strip = np.asarray(init.convert("L") if isinstance(init, PIL.Image.Image) else init)
+        if seed_strip.ndim != 2 or seed_strip.shape[0] != p.n_mels or seed_strip.shape[1] < reach:
+            raise InvalidInput(f"init strip is {seed_strip.shape}; the tiles need {p.n_mels} rows, {reach} columns")
     log.info("BGM clip: %d column(s) in %d tile(s) of %d, %d held", columns, n_tiles, p.width, keep)
 
     cond = encode_prompts(model, [prompt])
     uncond = encode_prompts(model, [negative]) if guidance > 1 else None
     shape = (1, model.latent_channels, p.n_mels // factor, width_cells)
-    strip = np.zeros((p.n_mels, p.width + (n_tiles - 1) * advance), dtype=np.float32)
+    strip = np.zeros((p.n_mels, reach), dtype=np.float32)
     ramp = (np.arange(keep, dtype=np.float32) + 0.5) / max(keep, 1)  # weight of the newer tile
     previous = None
     for index in progress_bar(range(n_tiles), enabled=progress, desc="BGM tiles"):
-        latents = _sample_tile(
-            model, scheduler, steps, cond, uncond, guidance, _tile_seed(seed, index), shape, previous, keep_cells
-        )
-        grey = _grey(decode_pixels(model, latents))
         left = index * advance
+        tile_init = None if seed_strip is None else _seed_pixels(seed_strip[:, left : left + p.width], p, model)
+        latents = _sample_tile(model, scheduler, steps, cond, uncond, guidance, _tile_seed(seed, index), shape,
+                               previous, keep_cells, tile_init, strength)  # fmt: skip
+        grey = _grey(decode_pixels(model, latents))
         if index == 0 or keep == 0:
             strip[:, left : left + p.width] = grey
         else:
@@ -236,16 +258,17 @@ def generate_clip(
     overlap: float = 0.25,
     scheduler: str = "ddim",
     progress: bool = False,
+    high_band: float = 0.0,
 ) -> Clip:
     """`seconds` of music for `prompt`: one tile, continued by outpainting for as long as needed,
-    decoded as one strip (same arguments, same samples)."""
+    decoded as one strip (same arguments, same samples; `high_band`: see `codec.replicate_octaves`)."""
     p = _resolve_preset(model, preset)
     strip = generate_strip(
         model, prompt, seconds=seconds, seed=seed, steps=steps, guidance=guidance, negative=negative, preset=p,
         overlap=overlap, scheduler=scheduler, progress=progress,
     )  # fmt: skip
     n_samples = max(1, round(seconds * p.sample_rate))
-    return Clip(_decode_strip(SpectrogramCodec(p), strip, seed, n_samples), p.sample_rate, strip)
+    return Clip(_decode_strip(SpectrogramCodec(p), strip, seed, n_samples, high_band), p.sample_rate, strip)
 
 
 # -- loops ------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Valence and arousal come from `EmotionState.vad()`, the same space the training 
 from (`charforge.recipes.bgm_mini.dataset` builds its captions with `prompt_for` and this table),
 so a mood word or tempo in the prompt means to the model what it meant in training. Every mood
 leaves at the table's one loudness target: arousal is heard in tempo and density, not in level.
-The mapping is data (`moods.toml`), so a game can retune it per character without code: a brooding
+By default the model does not draw from the prompt alone: a sketch composed for the plan (its mode,
+tempo, density and brightness; `charforge.audio.seeding`) steers it (`charforge.audio.steer`, the
+table's `[sketch]`). The mapping is data (`moods.toml`), so a game can retune it per character without code: a brooding
 character gets `arousal_offset = -0.3`, a Riffusion user rewrites `template` and the words.
 """
 
@@ -57,6 +59,25 @@ class ArousalBands(_Bands):
     density: tuple[float, float]
 
 
+class SketchSettings(BaseModel):
+    """How the default BGM path steers the model with a composed sketch (`charforge.audio.steer`).
+
+    `strength` is img2img's: how much of the diffusion schedule redraws the sketch's spectrogram
+    (lower keeps more of its onsets, so its tempo). After decoding, `pitch` of the sketch's fine
+    spectral structure (its harmonic peaks, finer than `detail` of the mel axis) replaces the model's,
+    and `envelope` of the sketch's coarse spectral envelope is mixed with the model's (0: the
+    model's timbre and dynamics alone).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    strength: float = Field(0.5, gt=0, le=1)
+    pitch: float = Field(1.0, ge=0, le=1)
+    envelope: float = Field(0.5, ge=0, le=1)
+    detail: float = Field(0.047, gt=0, le=0.5)
+
+
 class MoodTable(BaseModel):
     """The shipped `moods.toml`, possibly with a character's `settings["music"]` merged in."""
 
@@ -71,10 +92,12 @@ class MoodTable(BaseModel):
     bpm_step: float = Field(5.0, gt=0, le=60)
     loudness_lufs: float = Field(-16.0, ge=-70, le=-5)
     true_peak_dbtp: float = Field(-1.0, ge=-20, le=0)
+    high_band: float = Field(0.0, ge=0, le=1)  # > 0: fill above the model's band by octave replication
     neutral: tuple[float, float] = (0.0, -0.3)  # the (valence, arousal) a neutral state plays
     valence: ValenceBands
     arousal: ArousalBands
     model: str | None = None  # a BGM model folder/file/hub id for this character (None: the shipped one)
+    sketch: SketchSettings = SketchSettings()
 
 
 class MusicPlan(BaseModel):
@@ -89,8 +112,10 @@ class MusicPlan(BaseModel):
     density: float
     loudness_lufs: float
     true_peak_dbtp: float
+    high_band: float = 0.0
     prompt: str
     negative: str
+    sketch: SketchSettings | None = None  # None: the model draws freely from the prompt
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -152,8 +177,9 @@ def plan_music(valence: float, arousal: float, table: MoodTable | None = None) -
     prompt = prompt_for(v, a, bpm, table.lead, table)
     return MusicPlan(valence=round(v, 4), arousal=round(a, 4), mode=mode, bpm=round(bpm, 1),
                      density=round(_lerp(table.arousal.density, a), 3),
-                     loudness_lufs=table.loudness_lufs, true_peak_dbtp=table.true_peak_dbtp, prompt=prompt,
-                     negative=table.negative)
+                     loudness_lufs=table.loudness_lufs, true_peak_dbtp=table.true_peak_dbtp,
+                     high_band=table.high_band, prompt=prompt,
+                     negative=table.negative, sketch=table.sketch if table.sketch.enabled else None)
 
 
 def plan_for_state(state: EmotionState, table: MoodTable | None = None) -> MusicPlan:

@@ -19,7 +19,7 @@ import numpy as np
 
 from charforge.audio.audiofile import LoopPoints, formats
 from charforge.audio.loudness import normalize_loudness
-from charforge.audio.mood import MusicPlan, mood_table, plan_for_state, plan_music
+from charforge.audio.mood import MoodTable, MusicPlan, mood_table, plan_for_state, plan_music
 from charforge.canonical import canonical_hash
 from charforge.emotion.state import EmotionState
 from charforge.errors import InvalidInput, ModelLoadError
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 3  # 2: loops are rounded up to whole bars (they were cut short); 3: loudness target, formats
+KEY_VERSION = 4  # 2: loops rounded up to whole bars; 3: loudness target, formats; 4: sketch-steered by default
 DEFAULT_FORMAT = "wav"
 DEFAULT_SECONDS = 10.0
 MAX_SECONDS = 300.0
@@ -103,6 +103,11 @@ def check_format(fmt: str) -> str:
     return "." + name
 
 
+def music_table(overrides: Mapping[str, Any] | None = None, sketch: bool = True) -> MoodTable:
+    """The mood table with a character's `settings["music"]`; `sketch=False` turns sketch steering off."""
+    return mood_table(overrides if sketch else {**(overrides or {}), "sketch": {"enabled": False}})
+
+
 def _steady(samples: np.ndarray, sample_rate: int, plan: MusicPlan) -> np.ndarray:
     """The plan's loudness target under its true-peak ceiling (see `charforge.audio.loudness`)."""
     return normalize_loudness(samples, sample_rate, plan.loudness_lufs, plan.true_peak_dbtp)
@@ -115,18 +120,25 @@ def render_plan(
 ) -> Clip:
     """Music for one plan (no character, nothing stored).
 
+    A plan with `sketch` settings (the default) is steered by its composed sketch
+    (`charforge.audio.steer`); without, the model draws from the prompt alone.
+
     `loop` returns a seamless loop of whole bars lasting at least `seconds`: the fewest 4-beat bars,
     at the tempo beat tracking hears in the rendered music, that are that long (so up to one bar
     more than asked, never less).
     """
     from charforge.audio.compose import Clip, generate_clip, make_loop
+    from charforge.audio.steer import steered_clip
 
     _check(seconds, seed, steps, guidance)
     bundle = model if hasattr(model, "unet") else bgm_model(model)
 
     def render(length: float) -> Clip:
+        if plan.sketch is not None:
+            return steered_clip(bundle, plan, seconds=length, seed=seed, steps=steps, guidance=guidance,
+                                progress=progress)
         return generate_clip(bundle, plan.prompt, seconds=length, seed=seed, steps=steps, guidance=guidance,
-                             negative=plan.negative, progress=progress)
+                             negative=plan.negative, progress=progress, high_band=plan.high_band)
 
     if not loop:
         clip = render(seconds)
@@ -197,9 +209,10 @@ def _loop_of(asset: Asset) -> LoopPoints | None:
 def bgm_key(
     character: Character, state: EmotionState, *, seconds: float = DEFAULT_SECONDS, seed: int | None = None,
     loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE, format: str = DEFAULT_FORMAT,
+    sketch: bool = True,
 ) -> tuple[str, MusicPlan, dict[str, Any]]:
     """(cache key, plan, stored parameters) of the character's music for `state`, without rendering."""
-    table = mood_table(character.settings.get("music"))
+    table = music_table(character.settings.get("music"), sketch)
     plan = plan_for_state(state, table)
     seed = character.seed if seed is None else seed
     _check(seconds, seed, steps, guidance)
@@ -216,12 +229,12 @@ def bgm_key(
 def find_bgm(
     character: Character, state: EmotionState | Mapping[str, float] | None = None, *, seconds: float = DEFAULT_SECONDS,
     seed: int | None = None, loop: bool = False, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
-    format: str = DEFAULT_FORMAT,
+    format: str = DEFAULT_FORMAT, sketch: bool = True,
 ) -> BGMResult | None:
     """The stored music `bgm` would return for these arguments, or None; never renders."""
     key, plan, _ = bgm_key(character, EmotionState.coerce(state, default=character.current_state()),
                            seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance,
-                           format=format)  # fmt: skip
+                           format=format, sketch=sketch)  # fmt: skip
     asset = character.store.find_asset(AssetKind.BGM, key)
     if asset is None:
         return None
@@ -240,17 +253,19 @@ def bgm(
     guidance: float = DEFAULT_GUIDANCE,
     format: str = DEFAULT_FORMAT,
     progress: bool = False,
+    sketch: bool = True,
     **intensities: float,
 ) -> BGMResult:
     """The character's music for `state` (None and no keywords: its current state), rendered once then cached.
 
     The seed defaults to the character's, so each character has its own tune for a mood. `format` is
-    `wav`, `ogg` or `flac`; a `loop` in OGG/FLAC carries LOOPSTART/LOOPLENGTH tags.
+    `wav`, `ogg` or `flac`; a `loop` in OGG/FLAC carries LOOPSTART/LOOPLENGTH tags. `sketch=False`
+    lets the model draw from the prompt alone (as does `sketch.enabled = false` in the settings).
     """
     table = mood_table(character.settings.get("music"))
     key, plan, params = bgm_key(character, EmotionState.coerce(state, intensities, default=character.current_state()),
                                 seconds=seconds, seed=seed, loop=loop, steps=steps, guidance=guidance,
-                                format=format)  # fmt: skip
+                                format=format, sketch=sketch)  # fmt: skip
     seed = params["seed"]
     asset, cached = _cached(
         character, key,
@@ -308,9 +323,9 @@ def _audio_info(asset: Asset) -> tuple[int, float]:
 def bgm_for_mood(
     valence: float, arousal: float, *, seconds: float = DEFAULT_SECONDS, seed: int = 0, loop: bool = False,
     model: str | Path | None = None, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
-    progress: bool = False,
+    progress: bool = False, sketch: bool = True,
 ) -> tuple[MusicPlan, Clip]:
-    """Character-free music for a valence/arousal point (the shipped mood table)."""
-    plan = plan_music(valence, arousal, mood_table())
+    """Character-free music for a valence/arousal point (the shipped mood table; `sketch=False`: unsteered)."""
+    plan = plan_music(valence, arousal, music_table(None, sketch))
     return plan, render_plan(plan, seconds=seconds, seed=seed, loop=loop, model=model, steps=steps,
                              guidance=guidance, progress=progress)

@@ -177,6 +177,10 @@ def eval_bgm_mini(
     steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps per tile.")] = 20,
     guidance: GuidanceOpt = 5.0,
     vae: Annotated[int, typer.Option(min=0, help="Also check mode survival through the VAE on this many images.")] = 0,
+    sketch: Annotated[
+        bool, typer.Option("--sketch/--no-sketch", help="Render through the default sketch-steered path, or "
+                                                        "let the model draw from the prompt alone.")
+    ] = True,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
     workspace: WorkspaceOpt = None,
@@ -194,7 +198,8 @@ def eval_bgm_mini(
 
     model = default_bgm_model_path() if model is None else model
     _check_model_folder(model)
-    report = evaluate_bgm(model, seeds=seeds, leads=names, seconds=seconds, steps=steps, guidance=guidance)
+    report = evaluate_bgm(model, seeds=seeds, leads=names, seconds=seconds, steps=steps, guidance=guidance,
+                          sketch=sketch)  # fmt: skip
     if vae:
         report["vae"] = vae_mode_survival(model, samples=vae)
     if as_json:

@@ -65,6 +65,10 @@ def bgm(
         bool, typer.Option("--loop", help="A seamless loop of whole bars, at least --seconds long (rounded up).")
     ] = False,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Denoising steps per tile.")] = 20,
+    sketch: Annotated[
+        bool, typer.Option("--sketch/--no-sketch", help="Steer the model with a composed sketch of the mood "
+                                                        "(default), or let it draw from the prompt alone.")
+    ] = True,
     model: Annotated[
         Path | None, typer.Option(help="Without NAME: a BGM model folder (default: charforge-mini-bgm).")
     ] = None,
@@ -96,7 +100,7 @@ def bgm(
         if to:
             raise InvalidInput("--to needs a character NAME (the transition starts from its current state)")
         use_device(device)
-        _bgm_for_mood(valence, arousal, seconds, seed, loop, steps, model, out, json_out)
+        _bgm_for_mood(valence, arousal, seconds, seed, loop, steps, model, out, json_out, sketch)
         return
     validate_slug(name)
     if valence is not None or arousal is not None or model is not None:
@@ -114,6 +118,8 @@ def bgm(
         )
     if to and loop:
         raise InvalidInput("--loop does not apply to a transition (it starts and ends in different moods)")
+    if to and not sketch:
+        raise InvalidInput("--no-sketch does not apply to a transition (transitions are not sketch-steered)")
     target = EmotionState.parse_tokens(emotions) if to else None
     use_device(device)
     with open_forge(ctx) as forge:
@@ -123,7 +129,7 @@ def bgm(
                                               progress=not json_out)  # fmt: skip
         else:
             result = character.bgm(seconds=seconds or DEFAULT_SECONDS, seed=seed, loop=loop, steps=steps,
-                                   format=suffix, progress=not json_out)  # fmt: skip
+                                   format=suffix, progress=not json_out, sketch=sketch)  # fmt: skip
     if out is not None:
         import soundfile as sf
 
@@ -146,12 +152,12 @@ def bgm(
 
 
 def _bgm_for_mood(valence: float, arousal: float, seconds: float | None, seed: int | None, loop: bool, steps: int,
-                  model: Path | None, out: Path, json_out: bool) -> None:  # fmt: skip
+                  model: Path | None, out: Path, json_out: bool, sketch: bool) -> None:  # fmt: skip
     from charforge.audio.audiofile import write_game_audio
     from charforge.character.bgm import bgm_for_mood
 
     plan, clip = bgm_for_mood(valence, arousal, seconds=seconds or DEFAULT_SECONDS, seed=0 if seed is None else seed,
-                              loop=loop, model=model, steps=steps, progress=not json_out)  # fmt: skip
+                              loop=loop, model=model, steps=steps, progress=not json_out, sketch=sketch)  # fmt: skip
     write_game_audio(out, clip.samples, clip.sample_rate, clip.loop, prompt=plan.prompt,
                      loudness_lufs=plan.loudness_lufs)
     length = round(clip.samples.size / clip.sample_rate, 3)

@@ -206,3 +206,39 @@ def test_write_audio_rejects_bad_targets_without_debris(tmp_path) -> None:
     with pytest.raises(NotFound):
         read_audio(tmp_path / "nothing.wav", 22050)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_octave_replication_fills_the_band_above_f_max_with_the_octave_below() -> None:
+    from charforge.audio.codec import replicate_octaves
+
+    p = get_preset("mini")
+    rng = np.random.default_rng(0)
+    linear = rng.uniform(0, 1, (p.n_fft // 2 + 1, 20)).astype(np.float32)
+    freqs = np.arange(linear.shape[0]) * p.sample_rate / p.n_fft
+    out = replicate_octaves(linear, p, 0.5)
+    below = freqs <= p.f_max
+    assert np.array_equal(out[below], linear[below])
+    for k in np.flatnonzero(freqs > p.f_max)[::7]:
+        if k % 2 == 0:  # an exact octave of a bin: the value there, halved (which may itself be replicated)
+            assert np.allclose(out[k], 0.5 * out[k // 2])
+    with pytest.raises(InvalidInput, match="gain"):
+        replicate_octaves(linear, p, 0.0)
+
+
+def test_a_high_band_adds_energy_above_4khz_and_keeps_the_pitch_class() -> None:
+    codec = SpectrogramCodec("mini")
+    sr = codec.preset.sample_rate
+    t = np.arange(3 * sr) / sr
+    tone = sum(np.sin(2 * np.pi * k * 440.0 * t) / k for k in range(1, 7)).astype(np.float32)  # A4, partials to 2.6 kHz
+    image = codec.audio_to_image(tone * 0.3)
+
+    def share_above(y, hz=4000.0):
+        power = np.abs(np.fft.rfft(y)) ** 2
+        return power[np.fft.rfftfreq(y.size, 1 / sr) > hz].sum() / power.sum()
+
+    plain, extended = codec.image_to_audio(image, seed=1), codec.image_to_audio(image, seed=1, high_band=0.5)
+    assert share_above(plain) < 1e-4 < 0.01 < share_above(extended)
+    import librosa
+
+    chroma = librosa.feature.chroma_stft(y=extended, sr=sr).mean(axis=1)
+    assert int(np.argmax(chroma)) == 9  # still A

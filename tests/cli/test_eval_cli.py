@@ -46,8 +46,11 @@ def test_eval_bgm_mini_defaults_to_the_shipped_model(cli, monkeypatch):
     code, out, err = cli("eval", "bgm-mini", "--seeds", "1", "--leads", "pad", "--json")
     assert code == 0, err
     assert seen == [(default_bgm_model_path(), {"seeds": 1, "leads": ("pad",), "seconds": 10.0, "steps": 20,
-                                                "guidance": 5.0})]
+                                                "guidance": 5.0, "sketch": True})]
     assert json.loads(out) == {"clips": 4}
+    code, _, err = cli("eval", "bgm-mini", "--seeds", "1", "--no-sketch", "--json")
+    assert code == 0, err
+    assert seen[-1][1]["sketch"] is False  # the unsteered path, for a side-by-side
     code, _, err = cli("eval", "bgm-mini", "--leads", "kazoo")
     assert code == 2 and "--leads" in err
 

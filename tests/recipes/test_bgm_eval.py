@@ -45,3 +45,19 @@ def test_gain_scaled_copies_are_caught():
     assert same["max_abs_correlation"] > 0.999 and same["min_gain_residual"] < 1e-9
     different = evaluate._distinct_moods({(0.3, 0.5, "piano", 1): x, (0.3, 0.9, "piano", 1): y})
     assert different["max_abs_correlation"] < 0.2 and different["min_gain_residual"] > 0.9
+
+
+def test_listeners_share_no_code_with_what_they_judge():
+    """The judges import no charforge module: not the sketch composer that steers the default path
+    (charforge.audio.seeding/steer), not the runtime's own analysis, not the training-data generator."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(listeners))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported and not any(name.startswith("charforge") for name in imported), imported
+    evaluate_tree = ast.parse(inspect.getsource(evaluate))
+    modules = {node.module or "" for node in ast.walk(evaluate_tree) if isinstance(node, ast.ImportFrom)}
+    assert not modules & {"charforge.audio.seeding", "charforge.audio.steer", "charforge.audio.analysis",
+                          "charforge.recipes.bgm_mini.music"}, modules

@@ -55,6 +55,30 @@ def test_no_two_grid_moods_give_the_same_or_gain_scaled_audio():
     assert worst["max_abs_correlation"] < 0.999 and worst["min_gain_residual"] > 0.1, worst
 
 
+def test_the_default_sketch_steered_path_keeps_mode_and_continuous_tempo():
+    """Arousal 0.5 and 0.9 (both "energetic") now measure different tempi, each the plan's, and the
+    mode follows valence, heard by the eval's independent listeners (held-out seed)."""
+    from charforge.audio.mood import plan_music
+    from charforge.character.bgm import bgm_model, render_plan
+    from charforge.recipes.bgm_mini import listeners
+
+    model = bgm_model()
+    measured = {}
+    for v in (-0.8, 0.8):
+        for a in (0.5, 0.9):
+            plan = plan_music(v, a)
+            clip = render_plan(plan, seconds=6.0, seed=9003, model=model, steps=20)
+            chroma = listeners.mean_chroma(clip.samples, clip.sample_rate)
+            for profile in ("kk", "temperley"):
+                assert listeners.profile_key(chroma, profile).mode == plan.mode, (v, a, profile)
+            measured[(v, a)] = listeners.tempogram_bpm(clip.samples, clip.sample_rate)
+            power = np.abs(np.fft.rfft(clip.samples.astype(np.float64))) ** 2
+            above = power[np.fft.rfftfreq(clip.samples.size, 1 / clip.sample_rate) > 4000].sum() / power.sum()
+            assert above > 0.005, (v, a, above)  # the high band: the model alone stops at 3 kHz (share ~0)
+            assert measured[(v, a)] == pytest.approx(plan.bpm, rel=0.05), (v, a, plan.bpm)
+    assert all(measured[(v, 0.9)] - measured[(v, 0.5)] >= 15 for v in (-0.8, 0.8)), measured
+
+
 def test_a_transition_ends_faster_than_it_starts_when_arousal_rises():
     from charforge.audio.compose import transition
     from charforge.character.bgm import bgm_model

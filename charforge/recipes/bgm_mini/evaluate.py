@@ -2,8 +2,9 @@
 
 The grid is issue #17's: valence {-0.8, -0.3, 0.3, 0.8} x arousal {0.1, 0.5, 0.9}, each cell rendered
 for every lead and held-out seed (seeds 9001... are never used by training or by the data generator)
-through the runtime path a user takes (`plan_music` -> `render_plan`: prompt, diffusion, Griffin-Lim,
-loudness normalisation). Every clip is then heard by every key estimator and tempo tracker of
+through the runtime path a user takes (`plan_music` -> `render_plan`: by default the sketch-steered
+path of `charforge.audio.steer`, else the prompt alone; diffusion, Griffin-Lim, loudness normalisation).
+Every clip is then heard by every key estimator and tempo tracker of
 `listeners` (code shared with neither the generator nor `charforge.audio.analysis`), and by the
 loudness meter. The report keeps the per-cell tables per estimator, so a good average cannot hide
 a bad cell.
@@ -122,10 +123,15 @@ def summarize(rows: list[dict[str, Any]], target_lufs: float) -> dict[str, Any]:
 
 def evaluate_bgm(
     model: str | Path | Any, seeds: int = 4, leads: tuple[str, ...] = EVAL_LEADS, seconds: float = 10.0,
-    steps: int = 20, guidance: float = 5.0,
+    steps: int = 20, guidance: float = 5.0, sketch: bool = True, music: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Render the grid with `model` and return the summary, the per-cell tables and the per-clip rows."""
-    from charforge.character.bgm import render_plan
+    """Render the grid with `model` and return the summary, the per-cell tables and the per-clip rows.
+
+    `sketch` renders through the default, sketch-steered path (the table's `[sketch]` settings);
+    False lets the model draw from the prompt alone. `music` is merged into the mood table as a
+    character's `settings["music"]` would be (e.g. `{"sketch": {"pitch": 0.0}}` for an ablation).
+    """
+    from charforge.character.bgm import music_table, render_plan
     from charforge.engine import load_model
 
     if steps < 1 or seconds <= 0:
@@ -136,17 +142,20 @@ def evaluate_bgm(
     render_seconds = 0.0
     target = mood_table().loudness_lufs
     for entry in tqdm(grid_clips(seeds, leads), desc="evaluate BGM", mininterval=5.0):
-        plan = plan_music(entry["valence"], entry["arousal"], mood_table({"lead": entry["lead"]}))
+        table = music_table({**(music or {}), "lead": entry["lead"]}, sketch)
+        plan = plan_music(entry["valence"], entry["arousal"], table)
         t0 = time.perf_counter()
         clip = render_plan(plan, seconds=seconds, seed=entry["seed"], model=bundle, steps=steps, guidance=guidance)
         render_seconds += time.perf_counter() - t0
         clips[(entry["valence"], entry["arousal"], entry["lead"], entry["seed"])] = clip.samples
-        rows.append({**entry, "prompt": plan.prompt, **hear(clip.samples, clip.sample_rate)})
+        rows.append({**entry, "prompt": plan.prompt, "sketch": plan.sketch and plan.sketch.model_dump(),
+                     **hear(clip.samples, clip.sample_rate)})
     report = summarize(rows, target)
     report["distinct_moods"] = _distinct_moods(clips)
     report["realtime_factor"] = len(rows) * seconds / render_seconds
     report["settings"] = {"seeds": seeds, "leads": list(leads), "seconds": seconds, "steps": steps,
-                          "guidance": guidance, "estimators": listeners.key_estimators(),
+                          "guidance": guidance, "sketch": rows[0]["sketch"], "music": music or {},
+                          "estimators": listeners.key_estimators(),
                           "trackers": list(listeners.TEMPO_TRACKERS)}
     report["rows"] = rows
     return report
