@@ -31,8 +31,8 @@ WEIGHTS = Path(__file__).with_name("judge.safetensors")
 # A second judge, trained the same way from another seed on other renders, measures the default model's
 # calibration, so that the evaluation's judge (WEIGHTS) reads conditioning that was not tuned to it.
 CALIBRATION_WEIGHTS = Path(__file__).with_name("calibration_judge.safetensors")
-CALIBRATION_SEED = 4077
-TRAIN_SEED = 31
+CALIBRATION_SEED = 31
+TRAIN_SEED = 4077  # the evaluation's judge (WEIGHTS)
 CHECK_SEED = 32  # held-out identities
 
 
