@@ -14,6 +14,8 @@ PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white backg
 PROBE = """
 import json, sys
 from charforge import Forge
+
+pytestmark = pytest.mark.slow  # renders, then probes a fresh interpreter
 with Forge.open(sys.argv[1]) as forge:
     mira = forge.get("mira")
     result = mira.feel(happy=0.81)  # an alias of the same quantised state

@@ -5,7 +5,11 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections import Counter
 
+import pytest
+
 from charforge import Forge
+
+pytestmark = pytest.mark.slow  # four worker processes
 
 PROCESSES = 4
 STATES_PER_PROCESS = 100
