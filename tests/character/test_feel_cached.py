@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # renders, then probes a fresh interpreter
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background, looking calm"
 
 PROBE = """
 import json, sys
 from charforge import Forge
-
-pytestmark = pytest.mark.slow  # renders, then probes a fresh interpreter
 with Forge.open(sys.argv[1]) as forge:
     mira = forge.get("mira")
     result = mira.feel(happy=0.81)  # an alias of the same quantised state
