@@ -271,7 +271,8 @@ def forge(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def _workspace_templates(tmp_path_factory) -> dict[str, Path]:
+def _workspace_templates() -> dict[str, Path]:
+    """forge_copy's templates by key: folders built this session (per xdist worker)."""
     return {}
 
 
