@@ -270,6 +270,42 @@ def forge(tmp_path):
         yield f
 
 
+@pytest.fixture(scope="session")
+def _workspace_templates() -> dict[str, Path]:
+    """forge_copy's templates by key: folders built this session (per xdist worker)."""
+    return {}
+
+
+@pytest.fixture
+def forge_copy(tmp_path, tmp_path_factory, _workspace_templates):
+    """`forge_copy(key, build)`: like `forge` (a workspace at tmp_path/ws), but a copy of a workspace that
+    `build(forge)` filled once per session (per xdist worker) under the name `key`.
+
+    Building a character's identity costs seconds on a shared CPU; copying its few hundred kilobytes does
+    not. The builders are seeded and run on the same tiny model, so a copy holds what a fresh build would;
+    tests change only their copy, never the template.
+    """
+    import shutil
+
+    from charforge.forge import Forge
+
+    opened: list[Forge] = []
+
+    def open_copy(key: str, build) -> Forge:
+        if key not in _workspace_templates:
+            root = tmp_path_factory.mktemp(f"template-{key}") / "ws"
+            with Forge.open(root) as template:
+                build(template)
+            _workspace_templates[key] = root
+        shutil.copytree(_workspace_templates[key], tmp_path / "ws")
+        opened.append(Forge.open(tmp_path / "ws"))
+        return opened[-1]
+
+    yield open_copy
+    for f in opened:
+        f.close()
+
+
 # Fixtures that load a shipped model: a test that uses one renders with real weights and belongs to the
 # slow tier (`-m "not slow"` skips it), whether it asks for the fixture directly or through a parameter.
 SHIPPED_MODEL_FIXTURES = frozenset({"mini_model"})

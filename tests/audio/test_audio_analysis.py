@@ -46,6 +46,7 @@ def test_fixed_procedural_clips_measure_as_labelled(mode: str, bpm: int, lead: s
     assert analysis.estimate_tempo(y, SR) == pytest.approx(bpm, rel=0.06)
 
 
+@pytest.mark.slow  # renders and analyses 12 six-second clips
 def test_random_procedural_clips_measure_as_labelled() -> None:
     """Random keys, tempi, timbres, densities and start offsets: the estimators must be reliable."""
     rng = np.random.default_rng(2024)

@@ -32,15 +32,19 @@ def sha(path) -> str:
 
 
 @pytest.fixture
-def cast(forge, tiny_model_dir, tiny_bgm_model_dir):
-    """Two characters on the tiny model, with identities and face masks; music from the tiny BGM model."""
-    for name, display in (("mira", "Mira"), ("ren-2", "Ren: the 2nd")):
-        character = forge.create(name, prompt=PROMPT, seed=7, model=str(tiny_model_dir), display_name=display,
-                                 build_identity=False, settings={"music": {"model": str(tiny_bgm_model_dir)}})
-        build_identity(character, {"steps": 3})
-        size = character.store.get_identity("base_image").tensors["pixels"].shape[0]
-        character.set_mask("face", face_mask(size))
-    return forge
+def cast(forge_copy, tiny_model_dir, tiny_bgm_model_dir):
+    """Two characters on the tiny model, with identities and face masks; music from the tiny BGM model
+    (a copy of a workspace built once per session)."""
+
+    def build(forge):
+        for name, display in (("mira", "Mira"), ("ren-2", "Ren: the 2nd")):
+            character = forge.create(name, prompt=PROMPT, seed=7, model=str(tiny_model_dir), display_name=display,
+                                     build_identity=False, settings={"music": {"model": str(tiny_bgm_model_dir)}})
+            build_identity(character, {"steps": 3})
+            size = character.store.get_identity("base_image").tensors["pixels"].shape[0]
+            character.set_mask("face", face_mask(size))
+
+    return forge_copy("export-cast", build)
 
 
 def test_sillytavern_pack_has_one_image_per_label_named_by_it(cast, tmp_path):

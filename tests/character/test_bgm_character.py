@@ -65,6 +65,7 @@ def test_loudness_target_is_a_setting(forge):
     assert abs(integrated_loudness(samples, rate) + 23.0) <= 1.0
 
 
+@pytest.mark.slow  # renders a six-second looped ogg
 def test_looped_ogg_carries_loop_tags_and_a_seamless_seam(forge, tmp_path, cli):
     mira = forge.get("mira")
     mira.record_emotion({"joy": 0.8})

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 from PIL import Image
 
 from charforge.cards import load_cards
 from charforge.demo import MUSIC_SECONDS, cast_dir, run_demo, sweep_states
 from charforge.forge import Forge
+
+pytestmark = pytest.mark.slow  # renders the whole sample cast's sweep (dozens of CGs) and its music
 
 
 def test_demo_imports_cast_and_renders_sheet_once(tmp_path, tiny_model_dir, tiny_bgm_model_dir):

@@ -16,8 +16,9 @@ from charforge.forge import Forge
 
 
 @pytest.fixture
-def mira(forge, tiny_model_dir):
-    return make_character(forge, tiny_model_dir)
+def mira(forge_copy, tiny_model_dir):
+    """Mira with her identity and masks, copied from a workspace built once per session."""
+    return forge_copy("feel-mira", lambda f: make_character(f, tiny_model_dir)).get("mira")
 
 
 def test_second_feel_of_a_state_returns_the_stored_asset_without_the_model(mira, monkeypatch):

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # renders, then probes a fresh interpreter
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background, looking calm"
 

@@ -24,6 +24,12 @@ def forge(tmp_path):
         yield f
 
 
+@pytest.fixture
+def mira(forge_copy, tiny_model_dir):
+    """Mira with her identity and user masks, copied from a workspace built once per session."""
+    return forge_copy("identity-mira", lambda f: make_character(f, tiny_model_dir)).get("mira")
+
+
 def test_create_stores_base_inversion_and_masks(forge, tiny_model_dir):
     mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir), build_options={"steps": STEPS})
     model = character_model(mira)
@@ -72,8 +78,7 @@ def _changed_copy(model_dir, target):
     return target
 
 
-def test_model_change_is_stale_until_reinvert(forge, tiny_model_dir, tmp_path):
-    mira = make_character(forge, tiny_model_dir)
+def test_model_change_is_stale_until_reinvert(mira, tiny_model_dir, tmp_path):
     first = mira.feel(joy=0.8, record=False)
     base_before = mira.store.get_identity("base_image").tensors["pixels"].clone()
     trajectory_before = mira.store.get_identity("inverted_latents").tensors["trajectory"].clone()
@@ -95,10 +100,9 @@ def test_model_change_is_stale_until_reinvert(forge, tiny_model_dir, tmp_path):
     assert load_identity(mira).mask_sources["face"] == "user"  # user masks survive a reinvert
 
 
-def test_stale_identity_through_the_cli(forge, tiny_model_dir, tmp_path, cli):
-    mira = make_character(forge, tiny_model_dir)
+def test_stale_identity_through_the_cli(mira, tiny_model_dir, tmp_path, cli):
     mira.update(model=str(_changed_copy(tiny_model_dir, tmp_path / "changed")))
-    ws = str(forge.workspace.root)
+    ws = str(mira.store.workspace.root)
     code, out, err = cli("emote", "mira", "joy=0.8", "-w", ws)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "charforge reinvert mira" in err
     code, out, err = cli("reinvert", "mira", "--json", "-w", ws)
@@ -108,8 +112,7 @@ def test_stale_identity_through_the_cli(forge, tiny_model_dir, tmp_path, cli):
     assert code == 0 and out.strip().endswith(".png")
 
 
-def test_rerender_draws_a_fresh_base(forge, tiny_model_dir):
-    mira = make_character(forge, tiny_model_dir)
+def test_rerender_draws_a_fresh_base(mira):
     mira.update(seed=8)
     before = mira.store.get_identity("base_image").tensors["pixels"].clone()
     mira.reinvert(rerender=True, steps=STEPS)
@@ -133,13 +136,12 @@ def test_user_masks_are_validated_and_win_over_attention(forge, tiny_model_dir):
         load_identity(mira).mask("wings")
 
 
-def test_mask_cli_sets_and_exports(forge, tiny_model_dir, tmp_path, cli):
-    mira = make_character(forge, tiny_model_dir)
+def test_mask_cli_sets_and_exports(mira, tmp_path, cli):
     size = mira.store.get_identity("base_image").tensors["pixels"].shape[0]
     drawn = np.zeros((size, size), dtype=np.uint8)
     drawn[: size // 4] = 255
     PIL.Image.fromarray(drawn).save(tmp_path / "hair.png")
-    ws = str(forge.workspace.root)
+    ws = str(mira.store.workspace.root)
     code, out, err = cli("mask", "mira", "hair", "--from", str(tmp_path / "hair.png"), "-w", ws)
     assert code == 0, err
     code, out, err = cli("mask", "mira", "hair", "--out", str(tmp_path / "back.png"), "--json", "-w", ws)

@@ -17,8 +17,9 @@ BLUE_PROMPT = PROMPT.replace("green outfit", "blue outfit")
 
 
 @pytest.fixture
-def mira(forge, tiny_model_dir):
-    return make_character(forge, tiny_model_dir, prompt=BLUE_PROMPT)
+def mira(forge_copy, tiny_model_dir):
+    """Mira in a blue outfit, copied from a workspace built once per session."""
+    return forge_copy("inpaint-mira", lambda f: make_character(f, tiny_model_dir, prompt=BLUE_PROMPT)).get("mira")
 
 
 def _pixels(result) -> np.ndarray:

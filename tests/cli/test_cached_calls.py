@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from charforge.character.cache import cached_picture
 from charforge.emotion import EmotionState
+
+pytestmark = pytest.mark.slow  # renders, then probes a fresh interpreter per command
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "portrait of a girl with red hair, blue eyes, green outfit, white background, looking calm"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from charforge.character.identity import build_identity
 from charforge.emotion.calibration import load_calibration, workspace_relpath
 
@@ -48,6 +50,7 @@ def test_kept_sweep_pictures_are_judged_again_as_drawn(tmp_path):
     assert first["psnr_outside_face_raw_db"]["min"] == 36.5
 
 
+@pytest.mark.slow  # renders the calibration grid: every emotion at every edit strength
 def test_calibrating_a_character_stores_its_models_curve_in_the_workspace(forge, tiny_model_dir, cli):
     mira = forge.create("mira", prompt="portrait of a girl with red hair, looking calm", seed=3,
                         model=str(tiny_model_dir), build_identity=False)

@@ -181,6 +181,7 @@ def test_db_commands(tmp_path, cli):
     assert code == 0 and "0001" in out
 
 
+@pytest.mark.slow  # three fresh `charforge` processes
 def test_console_script_end_to_end(tmp_path):
     """The installed `charforge` command: a real process, exit codes and one-line errors."""
     exe = Path(sys.executable).with_name("charforge")

@@ -66,6 +66,7 @@ def test_ddim_round_trip_at_guidance_one(prediction_type, floor_db, latent):
     assert snr_db(reconstruct_latents(model, inversion), latent) > floor_db
 
 
+@pytest.mark.slow  # five inversions, one optimising null-text embeddings
 def test_guided_reconstruction_needs_more_than_ddim(model, latent):
     steps = 8
     results = {

@@ -23,8 +23,14 @@ def _character(forge, model_dir, name):
 
 
 @pytest.fixture
-def mira(forge, tiny_model_dir):
-    return _character(forge, tiny_model_dir, "mira")
+def forge(forge_copy, tiny_model_dir):
+    """A workspace holding mira with her identity (a copy of one built once per session)."""
+    return forge_copy("look-mira", lambda f: _character(f, tiny_model_dir, "mira"))
+
+
+@pytest.fixture
+def mira(forge):
+    return forge.get("mira")
 
 
 def test_a_learnt_token_changes_the_identity_hash_and_is_stale_until_reinverted(mira):

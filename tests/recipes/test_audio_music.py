@@ -90,6 +90,7 @@ def test_render_rejects_bad_lengths() -> None:
         music.render(_spec(), 1.0, 4000)
 
 
+@pytest.mark.slow  # renders and analyses 24 six-second clips
 def test_an_independent_listener_hears_the_labelled_mode() -> None:
     """Key profiles over librosa's chroma_cqt (no code shared with the generator) read the labelled
     mode and tonic of clean renders: 6-second windows at random offsets of random specs."""

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from helpers.reliability import PROMPT
 
 
 @pytest.fixture
-def drawn(tmp_path, tiny_model_dir):
-    """A workspace with `mira` (tiny model, 2-step identity) and her neutral and joy CGs."""
+def drawn(tmp_path, _drawn_template):
+    """A workspace with `mira` (tiny model, 2-step identity) and her neutral and joy CGs (a copy of one
+    drawn once per session: tests here damage their workspace, never the template)."""
+    shutil.copytree(_drawn_template, tmp_path / "ws")
+    return tmp_path / "ws"
+
+
+@pytest.fixture(scope="session")
+def _drawn_template(tmp_path_factory, tiny_model_dir):
     from charforge.character.identity import build_identity
     from charforge.forge import Forge
 
-    ws = tmp_path / "ws"
+    ws = tmp_path_factory.mktemp("drawn") / "ws"
     with Forge.open(ws, identity_builder=build_identity) as forge:
         mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir),
                             settings={"identity": {"steps": 2}})  # fmt: skip

@@ -1,7 +1,8 @@
 """The whole class list of issue #12 as one property, over generated card files and command lines:
 every call exits 0, or exits 2 with exactly one line on stderr and the database byte-for-byte as it
 was; never a traceback. Only commands that render nothing are generated (emote --no-render, create
---no-render, import, ...), so 1,000 examples stay cheap; rendering is covered by the class modules.
+--no-render, import, ...); rendering is covered by the class modules. Issue #12 asks for >= 1,000
+examples: that run is in the slow tier, the quick tier runs a sample of 100 of the same property.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 import string
 
+import pytest
 import yaml
 from helpers.reliability import dump
 from hypothesis import HealthCheck, example, given, settings
@@ -107,20 +109,32 @@ def check(cli, ws, args) -> None:
         assert dump(ws) == before, args
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=st.one_of(st.tuples(st.just("card"), CARD), st.tuples(st.just("cli"), COMMANDS)))
-@example(case=("card", (".yaml", b"name: mira\nprompt: p\nsettings:\n  identity: {steps: 100000}\n")))
-@example(case=("card", (".toml", b'name = "mira"\nprompt = "p"\n[settings]\nmusic = "loud"\n')))
-@example(case=("cli", ["create", "mira", "--prompt", "p", "--seed", str(2**70), "--no-render"]))
-def test_every_call_is_success_or_one_line_and_no_change(cli, tmp_path_factory, case):
-    ws = tmp_path_factory.getbasetemp() / "property-ws"
-    if not (ws / "charforge.db").exists():
-        assert cli("create", "mira", "--prompt", "portrait of a girl", "--no-render", "-w", ws)[0] == 0
-    kind, payload = case
-    if kind == "cli":
-        check(cli, ws, payload)
-        return
-    suffix, data = payload
-    folder = tmp_path_factory.mktemp("cards")
-    (folder / f"card{suffix}").write_bytes(data)
-    check(cli, ws, ["import", folder])
+EXAMPLES = 1000  # issue #12: >= 1,000 examples, in the slow tier
+QUICK = 100  # the quick tier's sample of the same property
+CASES = st.one_of(st.tuples(st.just("card"), CARD), st.tuples(st.just("cli"), COMMANDS))
+
+
+@pytest.mark.parametrize("examples", [QUICK, pytest.param(EXAMPLES, marks=pytest.mark.slow)])
+def test_every_call_is_success_or_one_line_and_no_change(cli, tmp_path_factory, examples):
+    ws = tmp_path_factory.mktemp("property") / "ws"
+    assert cli("create", "mira", "--prompt", "portrait of a girl", "--no-render", "-w", ws)[0] == 0
+    seen = []
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(case=CASES)
+    @example(case=("card", (".yaml", b"name: mira\nprompt: p\nsettings:\n  identity: {steps: 100000}\n")))
+    @example(case=("card", (".toml", b'name = "mira"\nprompt = "p"\n[settings]\nmusic = "loud"\n')))
+    @example(case=("cli", ["create", "mira", "--prompt", "p", "--seed", str(2**70), "--no-render"]))
+    def prop(case):
+        seen.append(case)
+        kind, payload = case
+        if kind == "cli":
+            check(cli, ws, payload)
+            return
+        suffix, data = payload
+        folder = tmp_path_factory.mktemp("cards")
+        (folder / f"card{suffix}").write_bytes(data)
+        check(cli, ws, ["import", folder])
+
+    prop()
+    assert len(seen) >= examples

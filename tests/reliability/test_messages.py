@@ -46,6 +46,7 @@ def test_warnings_logged_before_a_failure_are_not_printed(cli, tmp_path, monkeyp
     assert code == 0 and err == "warning: something went sideways first\n"
 
 
+@pytest.mark.slow  # a fresh `charforge` process
 def test_a_pil_warning_while_reading_a_picture_is_not_a_second_line(cli, tmp_path):
     picture = Image.new("P", (32, 32))
     picture.putpalette([0, 0, 0, 255, 255, 255] * 128)

@@ -14,6 +14,7 @@ from service.svc_server import serve
 KEY = "sesame-open-1234"
 
 
+@pytest.mark.slow  # starts a `charforge serve` process
 def test_emotion_job_from_queued_to_done_then_cached_with_etag(server):
     listed = server.get("/characters").json()
     assert [c["name"] for c in listed["characters"]] == ["mira"]
@@ -49,6 +50,7 @@ def test_emotion_job_from_queued_to_done_then_cached_with_etag(server):
     assert [s["sha256"] for s in sprites] == [asset["sha256"]] and sprites[0]["dominant"] == "joy"
 
 
+@pytest.mark.slow  # starts a `charforge serve` process
 def test_errors_are_structured_with_the_right_status(server):
     recorded = len(server.get("/characters/mira/history").json())
     missing = server.get("/characters/nobody")
@@ -71,6 +73,7 @@ def test_errors_are_structured_with_the_right_status(server):
     assert len(server.get("/characters/mira/history").json()) == recorded  # the bad calls recorded nothing
 
 
+@pytest.mark.slow  # starts a `charforge serve` process
 def test_api_key_guards_every_route_but_health_and_the_studio(workspace, tmp_path):
     with serve(workspace, "--api-key", KEY, log_dir=tmp_path) as server:
         assert server.get("/health").status_code == 200
@@ -96,6 +99,7 @@ def test_the_key_can_come_from_the_environment(workspace, tmp_path):
         assert "charforge studio: http://127.0.0.1:" in server.log.read_text()
 
 
+@pytest.mark.slow  # starts a `charforge serve` process
 def test_a_restart_resumes_queued_and_interrupted_jobs(workspace, tmp_path):
     with Forge.open(workspace) as forge:  # what a server that died left behind
         queued = forge.create_job("feel", {"state": {"sadness": 0.6}}, character="mira")
@@ -145,6 +149,7 @@ def test_character_crud_and_music(workspace, tmp_path, tiny_model_dir):
         assert again.status_code == 200 and again.json()["asset"] == job["result"]["asset"]
 
 
+@pytest.mark.slow  # starts a `charforge serve` process
 def test_game_client_example_polls_then_downloads_once(server, tmp_path):
     import importlib.util
     from pathlib import Path

@@ -14,6 +14,8 @@ import pytest
 
 from service.svc_server import serve
 
+pytestmark = pytest.mark.slow  # starts a server and a browser
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 

@@ -12,6 +12,8 @@ from charforge import Forge
 from charforge.errors import ConflictError
 from charforge.store.db import Database
 
+pytestmark = pytest.mark.slow  # four worker processes
+
 PROCESSES = 4
 STATES_PER_PROCESS = 100
 NAMES = ("mira", "nell")

@@ -15,6 +15,8 @@ mcp = pytest.importorskip("mcp")
 
 from charforge.tools import TOOLS  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts `charforge mcp` in a subprocess and renders through it
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
