@@ -35,6 +35,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, LCMScheduler, UNet2DConditionModel
 from diffusers.models.embeddings import get_timestep_embedding
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from charforge.errors import InvalidInput, NotFound
@@ -188,16 +189,22 @@ class ConsistencyDistiller:
         c = self.cfg.huber_c
         return (torch.sqrt((pred - target) ** 2 + c * c) - c).mean()
 
-    def train_step(self, fraction: float) -> float:
-        cfg = self.cfg
-        for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (self.step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * fraction)))
-        b = cfg.batch
+    def draw(self) -> tuple[torch.Tensor, ...]:
+        """A batch's random draws: rows, noise, solver-grid indices and guidance w (see `loss`)."""
+        cfg, b = self.cfg, self.cfg.batch
         idx = torch.randint(len(self._latents), (b,), generator=self.gen)
         noise = torch.randn((b, *self._latents.shape[1:]), generator=self.gen)
         n = torch.randint(0, cfg.ddim_steps, (b,), generator=self.gen)
         w = cfg.w_min + (cfg.w_max - cfg.w_min) * torch.rand(b, generator=self.gen)
-        loss = self.loss(idx, noise, n, w)
+        return idx, noise, n, w
+
+    def train_step(self, fraction: float, draws: tuple[torch.Tensor, ...] | None = None) -> float:
+        """One optimizer step (on `draws`, else on fresh ones) and the target's EMA update."""
+        cfg = self.cfg
+        warmup, cosine = min(1.0, (self.step + 1) / 50), 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * fraction))
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * warmup * cosine
+        loss = self.loss(*(draws or self.draw()))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
@@ -214,15 +221,18 @@ class ConsistencyDistiller:
         budget = budget or Budget.minutes(self.cfg.minutes)
         torch.set_num_threads(self.cfg.threads)
         self.prepare()
-        reserve, last_ckpt, last = 30.0, time.monotonic(), 0.0
+        reserve, last_ckpt, last, cap = 30.0, time.monotonic(), 0.0, self.cfg.max_steps
+        bar = tqdm(total=round(budget.remaining()), unit="s", desc="distill", mininterval=10.0)
         try:
-            while budget.remaining() > reserve + last and (self.cfg.max_steps is None or self.step < self.cfg.max_steps):
+            while budget.remaining() > reserve + last and (cap is None or self.step < cap):
                 began = time.monotonic()
                 fraction = min(1.0, self.elapsed / max(1.0, self.elapsed + budget.remaining() - reserve))
                 loss = self.train_step(fraction)
                 last = time.monotonic() - began
                 self.elapsed += last
                 self.step += 1
+                bar.update(round(last))
+                bar.set_postfix(step=self.step, loss=f"{loss:.4f}")
                 if self.step % 25 == 0:
                     self.history.append({"step": self.step, "elapsed": round(self.elapsed, 1), "loss": round(loss, 5)})
                     log.info("distill step %d loss %.5f (%.0fs, %.2fs/step)", self.step, loss, self.elapsed, last)
@@ -233,6 +243,8 @@ class ConsistencyDistiller:
             log.warning("interrupted: saving step %d (continue with --resume)", self.step)
             self.save()
             raise
+        finally:
+            bar.close()
         self.save()
 
     def save(self) -> None:

@@ -2,11 +2,14 @@
 
 Prompts come from identities held out of training, so the figures measure composition, not recall.
 Samples use the plain diffusers StableDiffusionPipeline (DDIM, classifier-free guidance), i.e. what
-any SD tool would produce from the shipped folder.
+any SD tool would produce from the shipped folder; a few-step student (a UNet that takes the guidance
+scale as an input, like portrait-mini-fast) is sampled by diffusers' LatentConsistencyModelPipeline
+with its own LCMScheduler, one UNet call per step.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -30,11 +33,17 @@ VAE_SEED = 4242  # renders of the PSNR measurement (held-out identities)
 
 
 def load_pipeline(model: str | Path | None = None):
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import DDIMScheduler, LatentConsistencyModelPipeline, StableDiffusionPipeline
 
     folder = Path(model) if model is not None else SHIPPED
     if not (folder / "model_index.json").is_file():
         raise ModelLoadError(f"{folder} is not a diffusers model folder (no model_index.json)")
+    unet_config = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    if unet_config.get("time_cond_proj_dim") is not None:  # a guidance-embedding student: its own scheduler
+        pipe = LatentConsistencyModelPipeline.from_pretrained(str(folder), safety_checker=None,
+                                                              requires_safety_checker=False)  # fmt: skip
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
     pipe = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
