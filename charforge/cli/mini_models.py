@@ -174,9 +174,14 @@ def train_bgm_mini(
 
 @eval_app.command("portrait-mini")
 def eval_portrait_mini(
-    model: Annotated[Path | None, typer.Option(help="Diffusers folder (default: the shipped model).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Diffusers folder (default: the shipped model; e.g. charforge/models/portrait-mini-fast)."),
+    ] = None,
     samples: Annotated[int, typer.Option(min=1, help="Generated samples to score.")] = 200,
-    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps per sample.")] = 25,
+    steps: Annotated[
+        int, typer.Option(min=1, max=1000, help="Steps per sample: DDIM, or LCM for a few-step student (use 4).")
+    ] = 25,
     guidance: GuidanceOpt = 5.0,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
