@@ -6,7 +6,7 @@ Target (issue 16): ratio (student / teacher) <= 1/8 = 0.125. Runs are interleave
 medians compared, so load from other processes hits both sides alike. Text encoding and VAE decoding
 are included: they are what a caller waits for.
 
-    python benchmarks/bench_fast.py [--student FOLDER] [--teacher FOLDER] [--prompts 8] [--repeats 3] [--threads 1]
+    python benchmarks/bench_fast.py [--student DIR] [--teacher DIR] [--prompts 8] [--repeats 3] [--steps 4]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--teacher", default=str(default_model_path()))
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4, help="the student's LCM steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps a shared machine's noise out)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -52,7 +53,7 @@ def main() -> None:
         txt2img(teacher, prompt, seed=seed, steps=25, guidance=5.0, scheduler="ddim")
 
     def run_student(prompt: str, seed: int) -> None:
-        txt2img(student, prompt, seed=seed, steps=4, guidance=5.0, scheduler="lcm")
+        txt2img(student, prompt, seed=seed, steps=args.steps, guidance=5.0, scheduler="lcm")
 
     run_teacher(prompts(1)[0], 0)
     run_student(prompts(1)[0], 0)
@@ -66,7 +67,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - started)
     images = args.repeats * args.prompts
     t, s = statistics.median(times["teacher"]), statistics.median(times["student"])
-    rows = (("teacher 25 DDIM steps, CFG 5", "teacher", t), ("student  4 LCM steps, w=5  ", "student", s))
+    rows = (("teacher 25 DDIM steps, CFG 5", "teacher", t), (f"student {args.steps:2d} LCM steps, w=5  ", "student", s))
     for label, name, median in rows:
         print(f"{label}: median {median * 1000:8.1f} ms/image, {calls[name] / images:.0f} UNet calls")
     print(f"ratio student/teacher = {s / t:.3f}  (target <= 0.125; {images} images each, {args.threads} thread(s))")
