@@ -325,6 +325,8 @@ def distill_portrait_mini(
     cfg = config or DistillConfig(seed=seed, minutes=minutes)
     if threads is not None:
         cfg.threads = threads
+    if resume and teacher is None and (out / "checkpoint" / "state.json").is_file():
+        teacher = load_checkpoint(out / "checkpoint")[1]["teacher"]  # the run's own teacher
     distiller = ConsistencyDistiller(teacher or default_model_path(), out, cfg)
     if resume and not distiller.resume():
         raise InvalidInput(f"{out} holds no distillation checkpoint to resume")
