@@ -14,11 +14,11 @@ import typer
 
 from charforge.cli.options import (
     DeviceOpt,
-    GuidanceOpt,
     ModelOpt,
     PngOut,
     SeedOpt,
     WorkspaceOpt,
+    finite,
     fraction,
     one_of,
     open_image,
@@ -32,6 +32,10 @@ app = typer.Typer()
 # refused without importing diffusers; tests/cli/test_options.py keeps the two lists equal.
 SCHEDULERS = ("ddim", "dpm++", "euler", "euler-a", "lms", "lcm")
 
+# --fast: the shipped few-step student (charforge/models/portrait-mini-fast) and how it was distilled to
+# sample: LCM steps, one UNet call each, guidance taken as an input (trained for scales 3-7)
+FAST_STEPS, FAST_GUIDANCE, FAST_SCHEDULER = 4, 5.0, "lcm"
+
 
 @app.command("generate")
 def generate(
@@ -40,11 +44,22 @@ def generate(
     negative: Annotated[str, typer.Option(help="What to steer away from.")] = "",
     model: ModelOpt = None,
     seed: SeedOpt = None,
-    steps: Annotated[int, typer.Option(min=1, max=1000, help="Sampling steps.")] = 30,
-    guidance: GuidanceOpt = 7.5,
+    steps: Annotated[
+        int | None, typer.Option(min=1, max=1000, help=f"Sampling steps (default 30; {FAST_STEPS} with --fast).")
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(parser=finite(0.0), help=f"Guidance scale (default 7.5; {FAST_GUIDANCE:g} with --fast)."),
+    ] = None,
     scheduler: Annotated[
-        str, typer.Option(parser=one_of("scheduler", *SCHEDULERS), help=f"The sampler: {', '.join(SCHEDULERS)}.")
-    ] = "ddim",
+        str | None,
+        typer.Option(parser=one_of("scheduler", *SCHEDULERS),
+                     help=f"The sampler: {', '.join(SCHEDULERS)} (default ddim; lcm with --fast)."),
+    ] = None,
+    fast: Annotated[
+        bool,
+        typer.Option(help="Use the shipped few-step student (portrait-mini-fast): 4 LCM steps, one UNet call each."),
+    ] = False,
     width: Annotated[
         int | None, typer.Option(min=1, max=8192, help="Width in pixels (multiple of the VAE factor).")
     ] = None,
@@ -75,6 +90,15 @@ def generate(
         raise InvalidInput(
             f"--mask is {mask_image.size[0]}x{mask_image.size[1]} but --image is {source.size[0]}x{source.size[1]}"
         )
+    if fast:
+        if model is not None or config is not None:
+            raise InvalidInput("--fast uses the shipped few-step model; leave out --model/--config")
+        if scheduler not in (None, FAST_SCHEDULER):
+            raise InvalidInput(f"--fast samples with the {FAST_SCHEDULER} scheduler, got --scheduler {scheduler}")
+        model = "charforge-mini-fast"
+    steps = steps if steps is not None else FAST_STEPS if fast else 30
+    guidance = guidance if guidance is not None else FAST_GUIDANCE if fast else 7.5
+    scheduler = scheduler or (FAST_SCHEDULER if fast else "ddim")
     use_device(device)
 
     from charforge.engine import img2img, inpaint, load_model, save_png, txt2img

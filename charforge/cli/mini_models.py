@@ -126,6 +126,32 @@ def train_portrait_mini(
     typer.echo(str(folder))
 
 
+@train_app.command("portrait-mini-fast")
+def train_portrait_mini_fast(
+    out: RunDirOpt,
+    minutes: MinutesOpt = 90.0,
+    resume: ResumeOpt = False,
+    seed: TrainSeedOpt = 0,
+    teacher: Annotated[
+        Path | None, typer.Option(help="Diffusers folder of the teacher (default: the shipped portrait-mini).")
+    ] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Torch threads (1 when another job shares the cores).")] = 1,
+    device: DeviceOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Distil portrait-mini into a 4-step student (latent consistency distillation), then export it."""
+    started = time.monotonic()
+    _check_run(out, resume, device)
+    _check_model_folder(teacher)
+    if resume and not (out / "checkpoint").exists():
+        raise InvalidInput(f"{out} holds no run to resume")
+    from charforge.recipes.portrait_mini.distill import distill_portrait_mini
+    from charforge.recipes.training.budget import Budget
+
+    typer.echo(str(distill_portrait_mini(out, minutes=minutes, resume=resume, teacher=teacher, seed=seed,
+                                         threads=threads, budget=Budget.minutes(minutes, started))))  # fmt: skip
+
+
 @train_app.command("bgm-mini")
 def train_bgm_mini(
     out: RunDirOpt,
@@ -148,9 +174,14 @@ def train_bgm_mini(
 
 @eval_app.command("portrait-mini")
 def eval_portrait_mini(
-    model: Annotated[Path | None, typer.Option(help="Diffusers folder (default: the shipped model).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Diffusers folder (default: the shipped model; e.g. charforge/models/portrait-mini-fast)."),
+    ] = None,
     samples: Annotated[int, typer.Option(min=1, help="Generated samples to score.")] = 200,
-    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps per sample.")] = 25,
+    steps: Annotated[
+        int, typer.Option(min=1, max=1000, help="Steps per sample: DDIM, or LCM for a few-step student (use 4).")
+    ] = 25,
     guidance: GuidanceOpt = 5.0,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,

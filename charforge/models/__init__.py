@@ -27,12 +27,21 @@ def default_model_path() -> Path:
     return HERE / "portrait-mini"
 
 
+def fast_model_path() -> Path:
+    """The few-step student of the portrait model (4 LCM steps, guidance as an input): `generate --fast`."""
+    return Path(__file__).resolve().parent / "portrait-mini-fast"
+
+
 def default_bgm_model_path() -> Path:
     """The spectrogram mini model shipped inside the package (the default for music)."""
     return HERE / "bgm-mini"
 
 
-SHIPPED_MODELS = {"charforge-mini": "portrait-mini", "charforge-mini-bgm": "bgm-mini"}
+SHIPPED_MODELS = {
+    "charforge-mini": "portrait-mini",
+    "charforge-mini-fast": "portrait-mini-fast",
+    "charforge-mini-bgm": "bgm-mini",
+}
 """Names of the shipped models, usable wherever a model reference is (`load_model("charforge-mini")`,
 `--model charforge-mini`, a card's `model`): the same reference works from any directory, where the
 folder path would be relative to the checkout."""
