@@ -251,7 +251,8 @@ def edit_latents(
     inversion = identity.inversion
     tokenizer = model.tokenizer
     source = inversion.prompt
-    branches = [b for c in conds for b in c.branches()]
+    per_cond = [c.branches() for c in conds]
+    branches = [b for bs in per_cond for b in bs]
     targets = [b.prompt for b in branches]
     schedule = dict(cross_replace_steps=table.edit.cross_replace, self_replace_steps=table.edit.self_replace)
     word_swap = all(len(t.split()) == len(source.split()) for t in targets)
@@ -279,9 +280,9 @@ def edit_latents(
     parts = part_maps(model, identity, table)
     groups: list[dict[int, float | torch.Tensor]] = []
     first_rows, row = [0], 1
-    for c in conds:
+    for bs in per_cond:
         group: dict[int, float | torch.Tensor] = {}
-        for k, b in enumerate(c.branches()):
+        for k, b in enumerate(bs):
             shares = sum(share * parts[p] for p, share in b.parts.items()) if b.parts else 1.0
             group[row + k] = b.strength * shares
         groups.append(group)

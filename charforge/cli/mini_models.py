@@ -46,6 +46,7 @@ MinutesOpt = Annotated[
 ]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")]
 TrainSeedOpt = Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of weights, data order and noise.")]
+ThreadsOpt = Annotated[int, typer.Option(min=1, help="Torch threads (1 when another job shares the cores).")]
 
 
 def _check_run(out: Path, resume: bool, device: str | None) -> None:
@@ -135,7 +136,7 @@ def train_portrait_mini_fast(
     teacher: Annotated[
         Path | None, typer.Option(help="Diffusers folder of the teacher (default: the shipped portrait-mini).")
     ] = None,
-    threads: Annotated[int, typer.Option(min=1, help="Torch threads (1 when another job shares the cores).")] = 1,
+    threads: ThreadsOpt = 1,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -158,7 +159,7 @@ def train_bgm_mini(
     minutes: MinutesOpt = 45.0,
     resume: ResumeOpt = False,
     seed: TrainSeedOpt = 0,
-    threads: Annotated[int, typer.Option(min=1, help="Torch threads (1 when another training shares the cores).")] = 1,
+    threads: ThreadsOpt = 1,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:

@@ -337,7 +337,7 @@ def conditioning(
         terms.append(Term(phrase, tuple(names), e, word, attention, strength))
     terms_t = tuple(terms)
     target = swap_phrase(base_prompt, table.neutral_phrase, _compose(terms_t, table.joiner)) if terms_t else base_prompt
-    composed = used_calibration and calibration is not None and calibration.by_strength
+    composed = calibration is not None and used_calibration and calibration.by_strength
     shares = part_shares(terms_t, table) if composed and len(terms_t) > 1 else ()
     return Conditioning(
         state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner, composed, shares

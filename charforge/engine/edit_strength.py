@@ -40,8 +40,9 @@ class EditStrength(Hook):
         if any(row < 1 for row in rows) or len(set(rows)) != len(rows):
             raise InvalidInput("edit strengths apply to distinct target rows (1 and up); row 0 is the source")
         self.trajectory = trajectory
-        self.groups = [{row: _checked(s) for row, s in group.items()} for group in groups if group]
-        self.groups = [g for g in self.groups if len(g) > 1 or not _is_one(next(iter(g.values())))]
+        checked = [{row: _checked(s) for row, s in group.items()} for group in groups if group]
+        # a lone row at strength 1 is the plain edit: nothing to do for it
+        self.groups = [g for g in checked if len(g) > 1 or not _is_one(next(iter(g.values())))]
 
     def before_scheduler_step(
         self, ctx: StepContext, latents: torch.Tensor, noise_pred: torch.Tensor

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -241,8 +242,6 @@ def _face_change(part: dict[str, Any]) -> dict[str, list[tuple[float, float, flo
 
 def save_parts(parts: Sequence[dict[str, Any]], folder: str) -> None:
     """Keep every drawn picture of a sweep (one .npz per character), so another judge can read them later."""
-    from pathlib import Path
-
     Path(folder).mkdir(parents=True, exist_ok=True)
     for part in parts:
         np.savez_compressed(
@@ -253,8 +252,6 @@ def save_parts(parts: Sequence[dict[str, Any]], folder: str) -> None:
 
 def load_parts(folder: str) -> list[dict[str, Any]]:
     """The pictures `save_parts` kept, in character order."""
-    from pathlib import Path
-
     parts = []
     for path in sorted(Path(folder).glob("*.npz")):
         with np.load(path) as data:
