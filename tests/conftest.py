@@ -9,12 +9,20 @@ suite offline and every code path a few seconds on CPU. The folders are written 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# librosa compiles its numba kernels with `cache=True` into its own package folder; two pytest-xdist
+# workers writing that cache at once can leave a half-written entry that the other loads and crashes
+# on (a segfault in beat tracking, seen in a fresh virtual environment). One cache folder per worker.
+if "PYTEST_XDIST_WORKER" in os.environ and "NUMBA_CACHE_DIR" not in os.environ:
+    os.environ["NUMBA_CACHE_DIR"] = str(
+        Path(tempfile.gettempdir()) / f"charforge-numba-{os.getuid()}-{os.environ['PYTEST_XDIST_WORKER']}"
+    )
 # Each test chooses its database itself (SQLite in its temp workspace, or the test PostgreSQL server).
 os.environ.pop("CHARFORGE_DB", None)
 # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine extra threads only
