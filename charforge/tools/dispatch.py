@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from charforge.character.index import PictureIndex
 from charforge.errors import CharforgeError
 from charforge.forge import Forge, Job
 from charforge.store.models import EmotionSource
@@ -66,6 +67,7 @@ class Toolbox:
         self.source = EmotionSource(source)
         self.worker = worker
         self.rate = RateLimiter(self.limits.renders_per_minute, clock)
+        self.pictures = PictureIndex(forge.repository)
 
     def call_tool(self, name: object, arguments: object = None) -> dict[str, Any]:
         try:
