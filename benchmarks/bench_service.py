@@ -2,6 +2,7 @@
 through the job queue against calling `Character.feel` directly.
 
     python benchmarks/bench_service.py [--model DIR] [--steps 10] [--requests 500] [--clients 8] [--states 6]
+                                       [--service-batch N]
 
 (a) Cached: a real `charforge serve` process on a loopback port; `--clients` threads, each with its own
     keep-alive connection, send `--requests` POSTs in total for a state whose CG is cached (every call
@@ -11,7 +12,9 @@ through the job queue against calling `Character.feel` directly.
 (b) Uncached: the same `--states` new states rendered (i) by `Character.feel` in this process and
     (ii) by the service (POST all, then poll each job every 0.25 s), each side on a fresh copy of the same
     workspace, model already loaded on both sides (one warm-up render each), torch on `--threads`
-    threads on both sides. Throughput ratio service/direct (target >= 0.9).
+    threads on both sides. Throughput ratio service/direct (target >= 0.9). The service's worker draws
+    the jobs waiting for one character together (`serve --batch`, default 8); `--service-batch 1` makes
+    it draw each job alone, as `Character.feel` does.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ POLL_SECONDS = 0.25
 class Served:
     """`charforge serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, workspace: Path, threads: int) -> None:
+    def __init__(self, workspace: Path, threads: int, batch: int | None = None) -> None:
         import socket
 
         with socket.socket() as s:
@@ -56,7 +59,8 @@ class Served:
         env.pop("CHARFORGE_API_KEY", None)
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from charforge.cli.main import main; main()", "serve", "--port", str(port),
-             "--workspace", str(workspace), "--renders-per-minute", "10000"],
+             "--workspace", str(workspace), "--renders-per-minute", "10000",
+             *(["--batch", str(batch)] if batch is not None else [])],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -128,6 +132,8 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cached-only", action="store_true", help="skip the uncached throughput comparison")
+    parser.add_argument("--service-batch", type=int, default=None,
+                        help="the server's `serve --batch` (default: its own, 8; 1: every job drawn alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.model is None:
@@ -159,7 +165,7 @@ def main() -> None:
 
         # (b) uncached through the queue, then (a) cached round trips on the same server
         shutil.copytree(template, Path(tmp) / "served")
-        server = Served(Path(tmp) / "served", args.threads)
+        server = Served(Path(tmp) / "served", args.threads, args.service_batch)
         try:
             server.feel_all([warm])
             if not args.cached_only:
