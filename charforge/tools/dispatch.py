@@ -47,7 +47,8 @@ def error(code: str, message: str, **details: Any) -> dict[str, Any]:
 
 
 class Toolbox:
-    """The tools bound to one workspace, with its limits and the worker that renders queued jobs.
+    """The tools bound to one workspace, with its limits, the worker that renders queued jobs and the
+    in-memory index that answers cached pictures without a query (`charforge.character.index`).
 
     Without a worker, jobs wait in the table for the next worker started on this workspace (another
     process, or this one after a restart).
