@@ -12,7 +12,8 @@ through the job queue against calling `Character.feel` directly.
 (b) Uncached: the same `--states` new states rendered (i) by `Character.feel` in this process and
     (ii) by the service (POST all, then poll each job every 0.25 s), each side on a fresh copy of the same
     workspace, model already loaded on both sides (one warm-up render each), torch on `--threads`
-    threads on both sides. Throughput ratio service/direct (target >= 0.9). The service's worker draws
+    threads on both sides. Throughput ratio service/direct (target >= 0.9), and the CPU time per render
+    of this process (direct) and of the server (worker, requests and polls). The service's worker draws
     the jobs waiting for one character together (`serve --batch`, default 8); `--service-batch 1` makes
     it draw each job alone, as `Character.feel` does.
 """
@@ -152,16 +153,16 @@ def main() -> None:
         warm = {"joy": 0.8}
 
         # (b) uncached: direct, in this process
-        direct = served = float("nan")
+        direct = served = direct_cpu = served_cpu = float("nan")
         if not args.cached_only:
             shutil.copytree(template, Path(tmp) / "direct")
             with Forge.open(Path(tmp) / "direct") as forge:
                 mira = forge.get("mira")
                 mira.feel(warm)
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 for state in states:
                     assert not mira.feel(state).cached
-                direct = time.perf_counter() - start
+                direct, direct_cpu = time.perf_counter() - start, time.process_time() - start_cpu
 
         # (b) uncached through the queue, then (a) cached round trips on the same server
         shutil.copytree(template, Path(tmp) / "served")
@@ -169,9 +170,9 @@ def main() -> None:
         try:
             server.feel_all([warm])
             if not args.cached_only:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), server.cpu_seconds()
                 server.feel_all(states)
-                served = time.perf_counter() - start
+                served, served_cpu = time.perf_counter() - start, server.cpu_seconds() - start_cpu
             cached_round_trips(server.url, 20, 2)  # warm-up connections and caches
             single = cached_round_trips(server.url, 100, 1)
             cpu = server.cpu_seconds()
@@ -190,7 +191,9 @@ def main() -> None:
         return
     print(f"uncached, {len(states)} states at {args.steps} steps: "
           f"direct Character.feel {len(states) / direct:.3f} renders/s, "
-          f"service queue {len(states) / served:.3f} renders/s, ratio {direct / served:.2f} (target >= 0.9)")
+          f"service queue {len(states) / served:.3f} renders/s, ratio {direct / served:.2f} (target >= 0.9); "
+          f"CPU per render: direct {direct_cpu / len(states):.3f} s, server {served_cpu / len(states):.3f} s "
+          f"(less sensitive to other load); load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
