@@ -368,11 +368,11 @@ def part_shares(terms: tuple[Term, ...], table: ExpressionTable) -> tuple[dict[s
     """Per term, the share of its change each face part takes in a mixture.
 
     A part goes fully to the emotion that shows most there and to the others in proportion to how much
-    they show there, (shows / most)^k (k = `edit.part_sharpness`), so anger with disgust gets angry
+    they show there, (shows / most)^k (k = `edit.part_sharpness`), so anger with disgust leans to angry
     brows over a disgusted mouth rather than two half-faces cancelling each other. Intensity is already
-    each term's strength, so it does not count twice here (on held-out calibration characters, read by
-    the calibration judge, weighting parts by intensity too hid the weaker emotion: 32% of mixtures
-    showed both, against 57% this way and 55% with no parts at all).
+    each term's strength, so it does not count twice here (weighting parts by intensity too hid the
+    weaker emotion). The shipped k was chosen on held-out calibration characters read by the
+    calibration judge; the model card lists the variants measured.
     """
     k = table.edit.part_sharpness
     out: list[dict[str, float]] = [{} for _ in terms]

