@@ -11,7 +11,7 @@ import torch
 from conftest import TINY_WORDS, build_tiny_tokenizer
 from helpers.characters import make_character
 
-from charforge.character.feel import edit_latents
+from charforge.character.edits import edit_latents
 from charforge.character.identity import character_model, load_identity
 from charforge.emotion.conditioning import conditioning, expression_table
 from charforge.engine.attention import Reweight, word_columns
