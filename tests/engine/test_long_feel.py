@@ -46,7 +46,7 @@ def test_an_expression_past_token_77_is_weighted(mira, caplog, monkeypatch):
             super().__init__(*args, **kwargs)
             built.append(self)
 
-    monkeypatch.setattr("charforge.character.feel.Reweight", Recorded)
+    monkeypatch.setattr("charforge.character.edits.Reweight", Recorded)
     latents = {}
     with caplog.at_level(logging.WARNING, logger="charforge"):
         for name, t in (("plain", table), ("strong", strong)):
