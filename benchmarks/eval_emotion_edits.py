@@ -36,7 +36,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from charforge.cards import load_cards  # noqa: E402
-from charforge.character.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask  # noqa: E402
+from charforge.character.edits import (  # noqa: E402
+    composite,
+    decode_pictures,
+    edit_latents,
+    edit_mask,
+    fast_edit_latents,
+    pixel_mask,
+    student_of,
+)
 from charforge.character.identity import build_identity, character_model, load_identity  # noqa: E402
 from charforge.demo import cast_dir  # noqa: E402
 from charforge.emotion.conditioning import conditioning, expression_table  # noqa: E402
@@ -81,6 +89,9 @@ def main() -> None:
     parser.add_argument("--characters", type=int, default=6)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("CHARFORGE_TORCH_THREADS", "1")))
+    parser.add_argument("--fast", action="store_true", help="edits drawn by the few-step student")
+    parser.add_argument("--fast-steps", type=int, default=4)
+    parser.add_argument("--fast-strength", type=float, default=1.0)
     parser.add_argument("--sheet", default=None, help="also write a contact sheet of every edit to this PNG")
     parser.add_argument("--json", dest="json_out", action="store_true", help="print the summary as JSON only")
     parser.add_argument(
@@ -98,6 +109,8 @@ def main() -> None:
     rows: list[dict] = []
     sheet_rows = []
     mask_iou = []
+    edit_seconds: list[float] = []
+    student = student_of(args.model) if args.fast else None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, Forge.open(tmp, identity_builder=build_identity) as forge:
         for name, prompt, seed in prompts(args.characters):
@@ -121,7 +134,13 @@ def main() -> None:
             conds = [conditioning(state, character.prompt, table) for _, state in wanted]
             raw, final = [], []
             for start in range(0, len(conds), 8):
-                latents = edit_latents(model, identity, conds[start : start + 8], table)
+                began = time.process_time()
+                if args.fast:
+                    latents = fast_edit_latents(student, identity, conds[start : start + 8], table,
+                                                steps=args.fast_steps, strength=args.fast_strength)  # fmt: skip
+                else:
+                    latents = edit_latents(model, identity, conds[start : start + 8], table)
+                edit_seconds.append(time.process_time() - began)
                 pictures = decode_pictures(model, latents[1:])
                 raw += pictures
                 final += composite(pictures, identity.base, cells)
@@ -176,6 +195,9 @@ def main() -> None:
                                "median": round(statistics.median(r["face_change"] for r in rows), 2)},
         "base_read_as_neutral": round(statistics.mean(r["base_predicted"] == "neutral" for r in rows), 3),
         "face_mask_iou_vs_renderer": round(float(np.mean(mask_iou)), 3),
+        "edit_cpu_seconds_per_call_of_8": round(statistics.median(edit_seconds), 3),
+        "sampler": f"student, {args.fast_steps} LCM steps, strength {args.fast_strength}" if args.fast
+        else f"teacher, {args.steps} DDIM steps (inversion replay)",
         "seconds_total": round(seconds, 1),
     }  # fmt: skip
     if args.sheet:

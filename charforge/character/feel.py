@@ -26,10 +26,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 
 from charforge.canonical import canonical_hash
 from charforge.character.cache import KEY_VERSION, FeelResult, edit_params, state_conditioning, state_key
+from charforge.character.edits import (
+    composite,
+    decode_pictures,
+    edit_latents,
+    edit_mask,
+    latent_mask,
+    pixel_mask,
+)
 from charforge.character.expressions import character_table
 from charforge.character.identity import (
     Identity,
@@ -50,12 +57,8 @@ from charforge.emotion.conditioning import (
     Conditioning,
     ExpressionTable,
 )
-from charforge.engine import ModelBundle, decode_pixels, to_uint8
+from charforge.engine import ModelBundle, to_uint8
 from charforge.engine import inpaint as engine_inpaint
-from charforge.engine.attention import Controller, LocalBlend, Refine, Replace, Reweight
-from charforge.engine.attention.tokens import chunk_count, max_columns, word_columns
-from charforge.engine.edit import replay
-from charforge.engine.edit_strength import EditStrength
 from charforge.errors import InvalidInput
 from charforge.paths import sha256_bytes, validate_slug
 from charforge.progress import progress as progress_bar
@@ -69,19 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RENDER_BATCH = 8  # edits denoised together in one loop call by `feel_many`
-
-
-def latent_mask(mask: torch.Tensor, factor: int, dilation: int) -> torch.Tensor:
-    """Pixel mask (H, W) -> latent cells (h, w) holding any masked pixel, grown by `dilation` cells."""
-    cells = F.max_pool2d(mask.float()[None, None], kernel_size=factor, stride=factor)
-    if dilation:
-        cells = F.max_pool2d(cells, kernel_size=2 * dilation + 1, stride=1, padding=dilation)
-    return cells[0, 0]
-
-
-def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Latent cells (h, w) -> the bool pixel mask (H, W) they cover."""
-    return F.interpolate(cells.float()[None, None], size=size, mode="nearest")[0, 0].bool()
 
 
 def feel_key(character: Character, state: EmotionState | Mapping[str, float]) -> str:
@@ -199,98 +189,6 @@ def render_edits(
     if table.edit.composite and cells is not None:
         pictures = composite(pictures, identity.base, cells)
     return pictures
-
-
-def decode_pictures(model: ModelBundle, latents: torch.Tensor) -> list[np.ndarray]:
-    """Latents -> uint8 (H, W, 3) pictures."""
-    return to_uint8(decode_pixels(model, latents))
-
-
-def composite(pictures: Sequence[np.ndarray], base: np.ndarray, cells: torch.Tensor) -> list[np.ndarray]:
-    """Each picture inside the latent-cell mask, the base outside it.
-
-    Outside the mask an edit's latents are the base's, but decoding is not exact (the VAE's loss on a
-    picture it did not draw, its receptive field across the border), so the base's own pixels go there.
-    """
-    inside = pixel_mask(cells, base.shape[:2]).numpy()[..., None]
-    return [np.where(inside, p, base) for p in pictures]
-
-
-def edit_mask(model: ModelBundle, identity: Identity, table: ExpressionTable) -> torch.Tensor | None:
-    """The latent cells (h, w) an expression edit may change: the dilated region mask, if there is one."""
-    region = table.edit.region
-    if region not in identity.masks:
-        return None
-    return latent_mask(identity.masks[region], model.vae_scale_factor, table.edit.mask_dilation)
-
-
-def part_maps(model: ModelBundle, identity: Identity, table: ExpressionTable) -> dict[str, torch.Tensor]:
-    """Latent (h, w) maps of the face parts a mixture blends: "upper" (brows, eyes) above
-    `edit.part_split` of the face region's height, "lower" (mouth) below, with a one-cell ramp between."""
-    h, w = identity.inversion.x_T.shape[-2:]
-    region = identity.masks.get(table.edit.region)
-    top, bottom = 0.0, float(h * model.vae_scale_factor)
-    if region is not None and bool(region.any()):
-        rows = torch.nonzero(region.any(1)).flatten()
-        top, bottom = float(rows[0]), float(rows[-1] + 1)
-    split = (top + table.edit.part_split * (bottom - top)) / model.vae_scale_factor  # in latent cells
-    centres = torch.arange(h, dtype=torch.float32) + 0.5
-    lower = (centres - split + 0.5).clamp(0.0, 1.0)[:, None].expand(h, w)
-    return {"upper": 1.0 - lower, "lower": lower.clone()}
-
-
-def edit_latents(
-    model: ModelBundle, identity: Identity, conds: Sequence[Conditioning], table: ExpressionTable,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Final latents of an edit call: row 0 the source (the base CG's latent), then one row per conditioning.
-
-    Each conditioning is drawn by its branches (one prompt, or one per emotion when composed), all
-    denoised in the one loop call; the rows of one conditioning are kept one picture by `EditStrength`.
-    """
-    inversion = identity.inversion
-    tokenizer = model.tokenizer
-    source = inversion.prompt
-    per_cond = [c.branches() for c in conds]
-    branches = [b for bs in per_cond for b in bs]
-    targets = [b.prompt for b in branches]
-    schedule = dict(cross_replace_steps=table.edit.cross_replace, self_replace_steps=table.edit.self_replace)
-    word_swap = all(len(t.split()) == len(source.split()) for t in targets)
-    controllers: list[Controller] = [(Replace if word_swap else Refine)(tokenizer, source, targets, **schedule)]
-    chunks = chunk_count(tokenizer, source)  # replay encodes the targets in as many chunks as the source
-    weights = {}
-    for row, b in enumerate(branches, start=1):
-        weight_row = torch.ones(max_columns(tokenizer, source))
-        for words, weight in b.weights.items():
-            try:
-                weight_row[word_columns(tokenizer, b.prompt, words, chunks)] = weight
-            except InvalidInput as error:  # the composed prompt holds its words: they were cut off with its tail
-                log.warning("%s; drawn unweighted", error)
-        weights[row] = weight_row
-    controllers.append(Reweight(weights))
-
-    cells = edit_mask(model, identity, table)
-    if cells is not None:
-        controllers.append(LocalBlend(mask=cells))
-    else:  # no mask of the region: confine the edit to where the expression words attend
-        log.warning("no %r mask; limiting the edit to where the expression words attend", table.edit.region)
-        words = list(dict.fromkeys(t.words for c in conds for t in c.terms))
-        controllers.append(LocalBlend(tokenizer, [source, *targets], words, dilation=table.edit.mask_dilation))
-
-    parts = part_maps(model, identity, table)
-    groups: list[dict[int, float | torch.Tensor]] = []
-    first_rows, row = [0], 1
-    for bs in per_cond:
-        group: dict[int, float | torch.Tensor] = {}
-        for k, b in enumerate(bs):
-            shares = sum(share * parts[p] for p, share in b.parts.items()) if b.parts else 1.0
-            group[row + k] = b.strength * shares
-        groups.append(group)
-        first_rows.append(row)
-        row += len(group)
-    hooks = [EditStrength(inversion.trajectory, groups)]
-    latents = replay(model, inversion, targets, controllers, hooks=hooks, progress=progress)
-    return latents[first_rows]
 
 
 # inpainting -----------------------------------------------------------------------------------------------

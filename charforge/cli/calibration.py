@@ -24,7 +24,7 @@ MINI = "portrait-mini"
 
 app = typer.Typer()
 eval_app = typer.Typer()
-_MODES = ("edit", "plain")
+_MODES = ("edit", "fast", "plain")
 
 
 def _check(mode: str, characters: int, steps: int, workers: int = 1) -> None:
@@ -45,6 +45,15 @@ def _mini_folder(model: Path | None) -> Path:
     return folder
 
 
+def _student_folder(folder: Path) -> Path:
+    from charforge.models import student_path
+
+    student = student_path(folder)
+    if student is None:
+        raise InvalidInput(f"no few-step student is installed for {folder}")
+    return student
+
+
 @app.command("calibrate")
 def calibrate(
     ctx: typer.Context,
@@ -60,6 +69,9 @@ def calibrate(
             help=f"With '{MINI}': measure by the calibration judge (not the evaluation's), or by face change.",
         ),
     ] = True,
+    fast: Annotated[
+        bool, typer.Option(help=f"With '{MINI}': measure its few-step student's edits; stored beside the student.")
+    ] = False,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -74,18 +86,21 @@ def calibrate(
         from charforge.engine.loading import weights_hash
 
         folder = _mini_folder(model)
+        target = _student_folder(folder) if fast else folder  # the calibration is of its weights, stored there
         result = calibrate_mini(
-            weights_hash(str(folder)) or "",
+            weights_hash(str(target)) or "",
             calibration_cast(characters),
             str(folder),
             steps,
             workers=min(workers, characters),
             judged=judged,
+            mode="fast" if fast else "edit",
         )
-        path = save_calibration(result, folder)
+        path = save_calibration(result, target)
     else:
-        if model is not None:
-            raise InvalidInput("--model only applies to portrait-mini; a character is measured with its own model")
+        if model is not None or fast:
+            raise InvalidInput("--model and --fast only apply to portrait-mini; a character is measured with its "
+                               "own model")  # fmt: skip
         from charforge.character.expressions import character_table
         from charforge.character.identity import current_model_hash
 
@@ -111,7 +126,8 @@ def calibrate(
 def eval_emotions(
     model: Annotated[Path | None, typer.Option(help="portrait-mini folder (default: the shipped model).")] = None,
     mode: Annotated[
-        str, typer.Option(help="edit: as `feel` draws (invert + edit); plain: generations of the prompt.")
+        str, typer.Option(help="edit: as `feel` draws (invert + edit); fast: the same edits drawn "
+                         "by the model's few-step student; plain: generations of the prompt.")
     ] = "edit",
     characters: Annotated[int, typer.Option(help="Held-out characters.")] = 6,
     steps: Annotated[int, typer.Option(help="Sampling steps of each picture.")] = 20,
@@ -136,7 +152,7 @@ def eval_emotions(
     from charforge.recipes.portrait_mini.emotion_eval import judge_sweep, load_parts, sweep
 
     folder = _mini_folder(model)
-    calibration = load_calibration(folder) if calibrated else None
+    calibration = load_calibration(_student_folder(folder) if mode == "fast" else folder) if calibrated else None
     if from_pictures is not None:
         try:
             parts = load_parts(str(from_pictures))

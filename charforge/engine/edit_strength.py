@@ -24,7 +24,8 @@ from charforge.validation import finite
 
 class EditStrength(Hook):
     """Scales (and composes) target rows' changes from the source's prediction, which the inverted
-    `trajectory` implies.
+    `trajectory` implies (or, with no trajectory, the source row's own prediction: an edit that
+    denoises the source afresh, as a few-step student does, instead of replaying an inversion).
 
     `groups` lists target rows (1..) with their strengths, each a number or a (h, w) map of the latent
     (a mixture gives each emotion its own face parts); the rows of one group draw one picture:
@@ -35,7 +36,7 @@ class EditStrength(Hook):
     linear in the prediction; that is what lets the source's prediction be read from two trajectory latents.
     """
 
-    def __init__(self, trajectory: torch.Tensor, groups: Sequence[Mapping[int, float | torch.Tensor]]) -> None:
+    def __init__(self, trajectory: torch.Tensor | None, groups: Sequence[Mapping[int, float | torch.Tensor]]) -> None:
         rows = [row for group in groups for row in group]
         if any(row < 1 for row in rows) or len(set(rows)) != len(rows):
             raise InvalidInput("edit strengths apply to distinct target rows (1 and up); row 0 is the source")
@@ -49,9 +50,12 @@ class EditStrength(Hook):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.groups:
             return latents, noise_pred
-        if not isinstance(ctx.scheduler, DDIMScheduler):
+        if self.trajectory is None:
+            source = noise_pred[0]
+        elif isinstance(ctx.scheduler, DDIMScheduler):
+            source = self.source_prediction(ctx, noise_pred)
+        else:
             raise InvalidInput(f"edit strength needs a DDIM replay, not {type(ctx.scheduler).__name__}")
-        source = self.source_prediction(ctx, noise_pred)
         out = noise_pred.clone()
         for group in self.groups:
             composed = source + sum(_on(s, source) * (noise_pred[row] - source) for row, s in group.items())

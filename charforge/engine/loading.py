@@ -224,7 +224,12 @@ def load_model(
 
 def _place(pipe: Any, device: torch.device, dtype: torch.dtype) -> None:
     """Every weight module on `device` in `dtype`, frozen; an SDXL VAE marked `force_upcast` stays in
-    fp32, because it overflows in fp16 (its pipelines upcast it for every encode and decode)."""
+    fp32, because it overflows in fp16 (its pipelines upcast it for every encode and decode).
+
+    The convolutional modules (UNet, VAE) keep their 4-D weights channels-last, diffusers' documented
+    speed-up: oneDNN and the native CPU kernels convolve NHWC without reordering. On this project's
+    models it makes a one-row UNet call ~7% and a VAE decode ~18% faster (benchmarks/bench_fast.py),
+    the same numbers to ~1e-6."""
     sdxl = pipe.unet.config.get("addition_embed_type") == "text_time"
     for name in WEIGHT_COMPONENTS:
         module = getattr(pipe, name, None)
@@ -233,6 +238,8 @@ def _place(pipe: Any, device: torch.device, dtype: torch.dtype) -> None:
         module_dtype = torch.float32 if sdxl and name == "vae" and module.config.get("force_upcast") else dtype
         if module.device != device or module.dtype != module_dtype:
             module.to(device=device, dtype=module_dtype)
+        if name in ("unet", "vae"):
+            module.to(memory_format=torch.channels_last)
         module.eval().requires_grad_(False)
 
 
@@ -382,5 +389,5 @@ def _hash_modules(pipe: Any) -> str:
             continue
         for key, tensor in sorted(module.state_dict().items()):
             total.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-            total.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            total.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return total.hexdigest()

@@ -32,6 +32,18 @@ def fast_model_path() -> Path:
     return Path(__file__).resolve().parent / "portrait-mini-fast"
 
 
+def student_path(ref: str | os.PathLike | None) -> Path | None:
+    """The installed few-step student of the model `ref` (None: the default model), or None if it has none.
+
+    The shipped portrait model's student is the shipped portrait-mini-fast; no other model has one yet.
+    """
+    ref = resolve_model_ref(ref)
+    if ref is not None and Path(ref).expanduser().resolve() != default_model_path():
+        return None
+    folder = fast_model_path()
+    return folder if (folder / "model_index.json").is_file() else None
+
+
 def default_bgm_model_path() -> Path:
     """The spectrogram mini model shipped inside the package (the default for music)."""
     return HERE / "bgm-mini"

@@ -51,7 +51,7 @@ def test_cache_key_follows_state_identity_and_parameters(mira):
 
 
 def test_edit_keeps_every_latent_outside_the_dilated_face_mask(mira):
-    from charforge.character.feel import edit_latents, edit_mask
+    from charforge.character.edits import edit_latents, edit_mask
 
     model = character_model(mira)
     identity = load_identity(mira, model)
@@ -68,7 +68,7 @@ def test_edit_keeps_every_latent_outside_the_dilated_face_mask(mira):
 
 
 def test_pixels_outside_the_dilated_face_mask_are_the_base_cgs(mira):
-    from charforge.character.feel import edit_mask, pixel_mask
+    from charforge.character.edits import edit_mask, pixel_mask
 
     model = character_model(mira)
     identity = load_identity(mira, model)
@@ -103,22 +103,22 @@ def test_batched_edits_match_single_edits(mira):
 def test_a_mixture_is_conditioned_on_its_composed_prompt_never_an_average(mira, monkeypatch):
     """The targets handed to the one replay path are each state's one composed prompt (text, which replay
     encodes beside the source prompt), never a blend of embeddings."""
-    from charforge.character import feel as feel_module
+    from charforge.character import edits as edits_module
 
     seen = {}
-    real = feel_module.replay
+    real = edits_module.replay
 
     def spy(model, inversion, targets, *args, **kwargs):
         seen["targets"] = list(targets)
         return real(model, inversion, targets, *args, **kwargs)
 
-    monkeypatch.setattr(feel_module, "replay", spy)
+    monkeypatch.setattr(edits_module, "replay", spy)
     model = character_model(mira)
     identity = load_identity(mira, model)
     table = expression_table()
     conds = [conditioning({"anger": 0.5, "disgust": 0.5}, mira.prompt, table),
              conditioning({"joy": 0.6, "surprise": 0.4}, mira.prompt, table)]
-    feel_module.edit_latents(model, identity, conds, table)
+    edits_module.edit_latents(model, identity, conds, table)
     assert seen["targets"] == [c.target_prompt for c in conds]
     assert conds[0].target_prompt.endswith("moderately grimacing disgustedly and moderately frowning angrily")
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from charforge.character.feel import decode_pictures, edit_latents, edit_mask, pixel_mask
+from charforge.character.edits import decode_pictures, edit_latents, edit_mask, pixel_mask
 from charforge.character.identity import build_identity, character_model, load_identity
 from charforge.emotion.conditioning import conditioning, expression_table
 from charforge.forge import Forge

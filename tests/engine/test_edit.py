@@ -45,7 +45,7 @@ def _replace(model, source=PROMPT, target=PROMPT, cross=0.6, self_=0.4):
 def test_replace_with_identical_prompts_reproduces_the_source(model, inversions, method):
     inversion = inversions[method]
     result = edit(model, inversion, PROMPT, [_replace(model)])
-    torch.testing.assert_close(result.latents[1:], reconstruct_latents(model, inversion), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(result.latents[1:], reconstruct_latents(model, inversion), atol=1e-4, rtol=1e-4)
 
 
 def test_direct_source_branch_is_exact_and_the_shortcut_changes_nothing(model, inversions, latent):

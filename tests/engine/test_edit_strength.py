@@ -78,3 +78,22 @@ def test_a_strength_map_changes_only_where_it_is_not_zero(model, inversion):
     assert (latents[1, :, : h // 2] - source[:, : h // 2]).abs().max() > 1e-3
     with pytest.raises(InvalidInput):
         EditStrength(inversion.trajectory, [{1: torch.full((h, w), float("nan"))}])
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "lcm"])
+def test_without_a_trajectory_the_source_rows_own_prediction_is_the_reference(model, scheduler):
+    """A few-step student's edit denoises its source afresh: strength 0 then draws the source row itself
+    (rows share their noise, also the fresh noise an LCM step adds), 1 the plain prompt."""
+    from charforge.engine import txt2img
+
+    def draw(hooks=()):
+        return txt2img(model, [PROMPT, TARGET], seed=4, steps=4, guidance=5.0, scheduler=scheduler, hooks=hooks).latents
+
+    plain = draw()
+    assert (plain[1] - plain[0]).abs().max() > 1e-2
+    zero = draw([EditStrength(None, [{1: 0.0}])])
+    torch.testing.assert_close(zero[1], zero[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(zero[0], plain[0], atol=0, rtol=0)  # the source row is never touched
+    torch.testing.assert_close(draw([EditStrength(None, [{1: 1.0}])]), plain, atol=0, rtol=0)
+    half = draw([EditStrength(None, [{1: 0.5}])])
+    assert 0 < (half[1] - plain[0]).abs().max() < (plain[1] - plain[0]).abs().max()

@@ -44,6 +44,22 @@ def test_a_built_pipeline_is_adopted_as_is(tiny_model_dir):
     assert bundle.model_hash == load_model(pipe, device="cpu").model_hash  # tensor hash is deterministic
 
 
+def test_conv_weights_are_channels_last_and_compute_the_same(tiny_model_dir):
+    bundle = load_model(tiny_model_dir, device="cpu")
+    plain = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None, requires_safety_checker=False)
+    for module in (bundle.unet, bundle.vae):
+        convs = [p for p in module.parameters() if p.ndim == 4 and p.shape[1] > 1]
+        assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert not plain.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(2, 77, bundle.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = bundle.unet(latents, 500, encoder_hidden_states=text).sample
+        theirs = plain.unet(latents, 500, encoder_hidden_states=text).sample
+        assert (ours - theirs).abs().max() < 1e-5
+        assert (bundle.vae.decode(latents).sample - plain.vae.decode(latents).sample).abs().max() < 1e-5
+
+
 def test_dtype_and_device_can_be_overridden(tiny_model_dir):
     bundle = load_model(tiny_model_dir, device="cpu", dtype=torch.bfloat16)
     assert bundle.unet.dtype == bundle.vae.dtype == bundle.text_encoder.dtype == torch.bfloat16

@@ -111,3 +111,38 @@ def test_blended_inpaint_equals_inpaint_pipeline_on_a_plain_model(tiny_model):
         output_type="np",
     ).images
     assert np.abs(_ours(ours) - theirs).max() <= 1e-4
+
+
+def test_a_tiny_autoencoder_model_equals_the_pipelines_and_encodes_without_sampling(tiny_model_dir, tmp_path):
+    """A model whose VAE is diffusers' `AutoencoderTiny` (TAESD, what people swap in for speed) has no
+    posterior to sample: img2img equals diffusers' pipeline on it, and inversion's encoding is its latent."""
+    import json
+    import shutil
+
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    from charforge.engine import load_model, prepare_image
+    from charforge.engine.inversion import encode_mean
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "taesd")
+    kl = AutoencoderKL.from_pretrained(folder / "vae")
+    levels = len(kl.config.block_out_channels)
+    torch.manual_seed(0)
+    AutoencoderTiny(encoder_block_out_channels=(8,) * levels, decoder_block_out_channels=(8,) * levels,
+                    latent_channels=kl.config.latent_channels, num_encoder_blocks=(1,) * levels,
+                    num_decoder_blocks=(1,) * levels).save_pretrained(folder / "vae")  # fmt: skip
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "vae": ["diffusers", "AutoencoderTiny"]}))
+    model = load_model(folder, device="cpu")
+    assert isinstance(model.vae, AutoencoderTiny) and model.vae_scale_factor == 2 ** (levels - 1)
+
+    image = _image()
+    ours = img2img(model, image, PROMPT, strength=0.6, seed=5, steps=5, guidance=6.0)
+    theirs = _pipeline(StableDiffusionImg2ImgPipeline, model, "ddim")(
+        PROMPT, image=image, strength=0.6, num_inference_steps=5, guidance_scale=6.0,
+        generator=torch.Generator("cpu").manual_seed(5), output_type="np",
+    ).images  # fmt: skip
+    assert np.abs(_ours(ours) - theirs).max() <= 1e-4
+    pixels = prepare_image(model, image)
+    with torch.no_grad():
+        torch.testing.assert_close(encode_mean(model, pixels), model.vae.encode(pixels).latents)

@@ -11,7 +11,7 @@ import torch
 from conftest import TINY_WORDS, build_tiny_tokenizer
 from helpers.characters import make_character
 
-from charforge.character.feel import edit_latents
+from charforge.character.edits import edit_latents
 from charforge.character.identity import character_model, load_identity
 from charforge.emotion.conditioning import conditioning, expression_table
 from charforge.engine.attention import Reweight, word_columns
@@ -46,7 +46,7 @@ def test_an_expression_past_token_77_is_weighted(mira, caplog, monkeypatch):
             super().__init__(*args, **kwargs)
             built.append(self)
 
-    monkeypatch.setattr("charforge.character.feel.Reweight", Recorded)
+    monkeypatch.setattr("charforge.character.edits.Reweight", Recorded)
     latents = {}
     with caplog.at_level(logging.WARNING, logger="charforge"):
         for name, t in (("plain", table), ("strong", strong)):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from charforge.character.feel import edit_latents, edit_mask, pixel_mask
+from charforge.character.edits import edit_latents, edit_mask, pixel_mask
 from charforge.character.identity import build_identity, character_model, load_identity
 from charforge.emotion.conditioning import conditioning, expression_table
 

@@ -40,6 +40,6 @@ def forbid_model(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the model was used")
 
-    monkeypatch.setattr("charforge.character.feel.replay", refuse)
+    monkeypatch.setattr("charforge.character.edits.replay", refuse)
     monkeypatch.setattr("charforge.character.feel.character_model", refuse)
     monkeypatch.setattr("charforge.engine.cache.load_model", refuse)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 
 from charforge.engine.hooks import Hook, StepContext
 from charforge.engine.inversion.result import InversionResult
@@ -54,9 +55,10 @@ def inversion_schedulers(model: ModelBundle, steps: int) -> tuple[DDIMScheduler,
 
 @torch.no_grad()
 def encode_mean(model: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
-    """The VAE posterior's mean, scaled: inversion must be deterministic, so no posterior sample."""
-    dist = model.vae.encode(pixels.to(model.device, model.vae.dtype)).latent_dist
-    return scale_latents(model, dist.mode(), encode=True).to(model.dtype)
+    """The VAE posterior's mean, scaled: inversion must be deterministic, so no posterior sample (a tiny
+    autoencoder's encoding is deterministic already)."""
+    encoded = model.vae.encode(pixels.to(model.device, model.vae.dtype))
+    return scale_latents(model, retrieve_latents(encoded, sample_mode="argmax"), encode=True).to(model.dtype)
 
 
 def check_model(model: ModelBundle, inversion: InversionResult) -> None:

@@ -90,7 +90,7 @@ def sittings(
 ) -> Iterator[Iterator[Sitting]]:
     """Characters of `cast` one by one, created in a scratch workspace (edit mode) or not at all (plain)."""
     table = table or expression_table()
-    if mode == "edit":
+    if mode in ("edit", "fast"):
         from charforge.character.identity import build_identity
         from charforge.forge import Forge
 
@@ -99,6 +99,7 @@ def sittings(
                 character_sitting(
                     forge.create(m.name, prompt=m.prompt, seed=m.seed, model=model, build_options={"steps": steps}),
                     table,
+                    fast=mode == "fast",
                 )
                 for m in cast
             )
@@ -140,16 +141,18 @@ def sittings(
     yield each()
 
 
-def character_sitting(character: Any, table: ExpressionTable) -> Sitting:
-    """A stored character drawn the way `feel` draws it (edits of its inverted base CG, composited)."""
-    from charforge.character.feel import composite, decode_pictures, edit_latents, edit_mask, pixel_mask
+def character_sitting(character: Any, table: ExpressionTable, fast: bool = False) -> Sitting:
+    """A stored character drawn the way `feel` draws it (edits of its inverted base CG, composited;
+    `fast`: the same edits drawn by the model's few-step student, `edits.fast_edit_latents`)."""
+    from charforge.character import edits
     from charforge.character.identity import character_model, load_identity
 
+    student = edits.student_of(character.model_ref) if fast else None
     bundle = character_model(character)
     identity = load_identity(character, bundle)
-    cells = edit_mask(bundle, identity, table)
+    cells = edits.edit_mask(bundle, identity, table)
     inside = (
-        pixel_mask(cells, identity.base.shape[:2]).numpy()
+        edits.pixel_mask(cells, identity.base.shape[:2]).numpy()
         if cells is not None
         else np.ones(identity.base.shape[:2], dtype=bool)
     )
@@ -157,10 +160,12 @@ def character_sitting(character: Any, table: ExpressionTable) -> Sitting:
     def draw(conds: Sequence[Conditioning]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for start in range(0, len(conds), 8):
-            latents = edit_latents(bundle, identity, list(conds[start : start + 8]), table)
-            pictures = decode_pictures(bundle, latents[1:])
+            chunk = list(conds[start : start + 8])
+            latents = edits.fast_edit_latents(student, identity, chunk, table) if student else edits.edit_latents(
+                bundle, identity, chunk, table)  # fmt: skip
+            pictures = edits.decode_pictures(bundle, latents[1:])
             sitting.outside_psnr.extend(psnr_outside(p, identity.base, inside) for p in pictures)
-            out += composite(pictures, identity.base, cells) if cells is not None else pictures
+            out += edits.composite(pictures, identity.base, cells) if cells is not None else pictures
         return out
 
     member = Member(character.name, character.prompt, character.seed)
@@ -432,20 +437,23 @@ def _settings(table: ExpressionTable) -> list[tuple[str, str, float, float]]:
     return [(e, word, attention, s) for e in BASIS for s in table.strength.calibrate]
 
 
-def _calibrate_member(member: Member, model: str | None, steps: int, judged: bool) -> tuple[np.ndarray, np.ndarray]:
+def _calibrate_member(
+    member: Member, model: str | None, steps: int, judged: bool, mode: str = "edit"
+) -> tuple[np.ndarray, np.ndarray]:
     """One character's responses, read by the calibration judge (not the evaluation's: see `judge.py`)."""
     torch.set_num_threads(1)
     table = expression_table()
-    with sittings([member], "edit", model, steps, table) as people:
+    with sittings([member], mode, model, steps, table) as people:
         return measure_settings(next(people), table, load_judge(CALIBRATION_WEIGHTS) if judged else None)
 
 
 def calibrate_mini(
-    model_hash: str, cast: Sequence[Member], model: str | None, steps: int, workers: int = 1, judged: bool = True
+    model_hash: str, cast: Sequence[Member], model: str | None, steps: int, workers: int = 1, judged: bool = True,
+    mode: str = "edit",
 ) -> Calibration:
     """The calibration of a charforge-mini folder on `cast` (by the judge, or by face change), one
-    worker process per character."""
-    jobs = [(m, model, steps, judged) for m in cast]
+    worker process per character; `mode="fast"` measures the edits of the folder's few-step student."""
+    jobs = [(m, model, steps, judged, mode) for m in cast]
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -454,13 +462,8 @@ def calibrate_mini(
             parts = list(pool.map(_calibrate_member, *zip(*jobs)))
     else:
         parts = [_calibrate_member(*job) for job in jobs]
-    return _curves(
-        model_hash,
-        "judge" if judged else "face-change",
-        expression_table(),
-        [p[0] for p in parts],
-        [p[1] for p in parts],
-    )
+    method = "judge" if judged else "face-change"
+    return _curves(model_hash, method, expression_table(), [p[0] for p in parts], [p[1] for p in parts])
 
 
 def calibrate(
