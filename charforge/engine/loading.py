@@ -243,6 +243,17 @@ def _place(pipe: Any, device: torch.device, dtype: torch.dtype) -> None:
         module.eval().requires_grad_(False)
 
 
+def vae_latents(encoded: Any, generator: torch.Generator | None = None, sample_mode: str = "sample") -> torch.Tensor:
+    """diffusers' `retrieve_latents` (a posterior's sample or mode, or a tiny autoencoder's latents).
+
+    Its module is the img2img pipeline's, whose import pulls in transformers' image processors and
+    their torchvision advisories; imported quietly, they stay off a CLI's stderr.
+    """
+    with _quiet_loading():
+        from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+    return retrieve_latents(encoded, generator, sample_mode)
+
+
 @contextmanager
 def _quiet_loading() -> Iterator[None]:
     """Loading takes seconds; per-component bars and warnings would bury the one line that matters."""

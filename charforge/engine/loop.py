@@ -23,11 +23,10 @@ from typing import Any
 
 import torch
 from diffusers.models.embeddings import get_timestep_embedding
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 from diffusers.utils.torch_utils import randn_tensor
 
 from charforge.engine.hooks import BatchLayout, Hook, StepContext
-from charforge.engine.loading import ModelBundle
+from charforge.engine.loading import ModelBundle, vae_latents
 from charforge.engine.prompts import PromptEmbeds
 from charforge.progress import progress as progress_bar
 from charforge.validation import finite
@@ -269,11 +268,11 @@ def encode_images(model: ModelBundle, images: torch.Tensor, generators: Generato
     """Pixels in [-1, 1] (B, 3, H, W) -> scaled latents, sampling the VAE posterior like diffusers does."""
     images = images.to(device=model.device, dtype=model.vae.dtype)
     if isinstance(generators, list) and len(generators) > 1:
-        parts = [retrieve_latents(model.vae.encode(images[i : i + 1]), generators[i]) for i in range(len(images))]
+        parts = [vae_latents(model.vae.encode(images[i : i + 1]), generators[i]) for i in range(len(images))]
         latents = torch.cat(parts)
     else:
         generator = generators[0] if isinstance(generators, list) else generators
-        latents = retrieve_latents(model.vae.encode(images), generator)  # a tiny autoencoder has no posterior
+        latents = vae_latents(model.vae.encode(images), generator)  # a tiny autoencoder has no posterior
     return scale_latents(model, latents, encode=True).to(model.dtype)  # an upcast VAE answers in fp32
 
 

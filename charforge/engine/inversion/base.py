@@ -16,11 +16,10 @@ from typing import Any, ClassVar
 
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 
 from charforge.engine.hooks import Hook, StepContext
 from charforge.engine.inversion.result import InversionResult
-from charforge.engine.loading import ModelBundle
+from charforge.engine.loading import ModelBundle, vae_latents
 from charforge.engine.loop import denoise, scale_latents
 from charforge.engine.prompts import PromptEmbeds, encode_negative, encode_text
 from charforge.errors import InvalidInput, ModelLoadError, StaleIdentity
@@ -58,7 +57,7 @@ def encode_mean(model: ModelBundle, pixels: torch.Tensor) -> torch.Tensor:
     """The VAE posterior's mean, scaled: inversion must be deterministic, so no posterior sample (a tiny
     autoencoder's encoding is deterministic already)."""
     encoded = model.vae.encode(pixels.to(model.device, model.vae.dtype))
-    return scale_latents(model, retrieve_latents(encoded, sample_mode="argmax"), encode=True).to(model.dtype)
+    return scale_latents(model, vae_latents(encoded, sample_mode="argmax"), encode=True).to(model.dtype)
 
 
 def check_model(model: ModelBundle, inversion: InversionResult) -> None:
