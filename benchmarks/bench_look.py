@@ -77,11 +77,12 @@ def expression_phrases(worded: bool) -> dict[str, str]:
     return {name: expression_phrase({} if name == "neutral" else {name: 1.0}) for name in EXPRESSIONS}
 
 
-def training_renders(model, character, count: int, steps: int, guidance: float, read, phrases: dict[str, str]):
-    """`count` renders of the full caption (`TRAIN_EXPRESSIONS` cycling) that the classifier reads as the character."""
+def training_renders(model, character, count: int, steps: int, guidance: float, read, phrases: dict[str, str],
+                     expressions: tuple[str, ...] = TRAIN_EXPRESSIONS):  # fmt: skip
+    """`count` renders of the full caption (`expressions` cycling) that the classifier reads as the character."""
     kept, tried = [], 0
     for seed in TRAIN_SEEDS:
-        name = TRAIN_EXPRESSIONS[len(kept) % len(TRAIN_EXPRESSIONS)]
+        name = expressions[len(kept) % len(expressions)]
         phrase = phrases[name]
         prompt = character.with_expression(name, 1.0).caption()
         gen = txt2img(model, prompt, seed=seed, steps=steps, guidance=guidance)
@@ -133,6 +134,8 @@ def main() -> None:
     parser.add_argument("--lora-text-encoder", action=argparse.BooleanOptionalAction, default=LORA_TEXT_ENCODER,
                         help="the LoRA adapts the text encoder too")
     parser.add_argument("--lora-targets", nargs="+", default=list(UNET_TARGETS), help="UNet modules the LoRA adapts")
+    parser.add_argument("--train-expressions", nargs="+", choices=list(EXPRESSIONS), default=list(TRAIN_EXPRESSIONS),
+                        help="faces of the training renders, cycling")
     parser.add_argument("--no-baseline", action="store_true", help="skip the no-adapter rows")
     parser.add_argument("--worded", action="store_true",
                         help="expressions as the model's captions word them (\"extremely smiling happily\")")
@@ -151,8 +154,10 @@ def main() -> None:
     character = [p for p in sample_portraits(77, args.character + 1, held_out=True)][args.character]
     print(f"character: {character.with_expression('neutral', 1.0).caption()}")
     phrases = expression_phrases(args.worded)
-    renders, tried = training_renders(model, character, 5, args.steps, args.guidance, read, phrases)
-    print(f"training renders: {len(renders)} kept of {tried} tried (classifier agrees on all four)")
+    renders, tried = training_renders(model, character, 5, args.steps, args.guidance, read, phrases,
+                                      tuple(args.train_expressions))  # fmt: skip
+    print(f"training renders: {len(renders)} kept of {tried} tried (classifier agrees on all four): "
+          + ", ".join(phrase for _, phrase in renders))  # fmt: skip
     images = [image for image, _ in renders]
 
     rows = {}
