@@ -99,6 +99,7 @@ class _Edit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     part_split: float = Field(default=0.55, gt=0.0, lt=1.0)  # where "upper" ends, as a fraction of the face's height
     part_sharpness: float = Field(default=4.0, ge=0.0, le=16.0)  # exponent of the per-part blend of a mixture
+    compound_share: float = Field(default=0.0, ge=0.0, le=1.0)  # a mixture's share drawn by its one composed prompt
     cross_replace: float = Field(ge=0.0, le=1.0)
     self_replace: float = Field(ge=0.0, le=1.0)
     mask_dilation: int = Field(ge=0, le=8)
@@ -226,6 +227,7 @@ class Conditioning:
     joiner: str = "and"
     composed: bool = False  # drawn as one edit per term, composed (`branches`), not as the one target prompt
     part_shares: tuple[dict[str, float], ...] = ()  # per term, the share of each face part it draws
+    compound_share: float = 0.0  # in a composed mixture, the share of the change drawn by the one composed prompt
 
     @property
     def is_neutral(self) -> bool:
@@ -248,14 +250,31 @@ class Conditioning:
     def branches(self) -> tuple[Branch, ...]:
         """The prompts an edit draws this state with: the one target prompt at full strength, or, when
         `composed`, one prompt per term (the base prompt showing only that term) at the term's strength,
-        whose changes the edit adds up (`charforge.engine.edit_strength`)."""
+        whose changes the edit adds up (`charforge.engine.edit_strength`).
+
+        A composed mixture may also draw `compound_share` of its change with the one composed prompt
+        (at the strongest term's strength), the per-term prompts the rest: the composed prompt is how a
+        model trained on mixture captions draws both feelings as one face, the per-term prompts carry
+        each emotion's own strength.
+        """
         if not self.composed:
             return (Branch(self.target_prompt, 1.0, self.token_weights()),)
         shares = self.part_shares or tuple({} for _ in self.terms)
-        return tuple(
-            Branch(swap_phrase(self.base_prompt, self.neutral_phrase, t.words), t.strength, {t.words: t.attention}, p)
+        compound = self.compound_share if len(self.terms) > 1 else 0.0
+        per_term = tuple(
+            Branch(
+                swap_phrase(self.base_prompt, self.neutral_phrase, t.words),
+                (1.0 - compound) * t.strength,
+                {t.words: t.attention},
+                p,
+            )
             for t, p in zip(self.terms, shares)
         )
+        if compound <= 0.0:
+            return per_term
+        strongest = max(t.strength for t in self.terms)
+        whole = Branch(self.target_prompt, compound * strongest, self.token_weights())
+        return (whole, *per_term) if compound < 1.0 else (whole,)
 
     def describe(self) -> str:
         """One line a person can read: the composed expression and each term's attention weight (and strength)."""
@@ -340,7 +359,8 @@ def conditioning(
     composed = calibration is not None and used_calibration and calibration.by_strength
     shares = part_shares(terms_t, table) if composed and len(terms_t) > 1 else ()
     return Conditioning(
-        state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner, composed, shares
+        state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner, composed, shares,
+        table.edit.compound_share,
     )
 
 

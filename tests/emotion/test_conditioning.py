@@ -14,6 +14,7 @@ from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini.render import EXPRESSIONS, INTENSITY_WORDS, JOINER, sample_portraits
 
 BASE = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background, looking calm"
+PER_EMOTION_ONLY = expression_table({"edit": {"compound_share": 0.0}})
 THRESHOLD = emotion_table().neutral_threshold
 
 
@@ -125,7 +126,7 @@ def test_a_strength_curve_starts_at_calm_and_stops_at_its_peak():
 
 def test_strength_calibrations_compose_one_branch_per_emotion():
     cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in ("anger", "disgust", "joy")})
-    cond = conditioning({"anger": 0.7, "disgust": 0.3}, BASE, calibration=cal)
+    cond = conditioning({"anger": 0.7, "disgust": 0.3}, BASE, PER_EMOTION_ONLY, calibration=cal)
     assert cond.composed and cond.calibrated
     branches = {b.prompt.rsplit(", ", 1)[1]: b for b in cond.branches()}
     assert set(branches) == {"extremely frowning angrily", "extremely grimacing disgustedly"}
@@ -141,16 +142,40 @@ def test_strength_calibrations_compose_one_branch_per_emotion():
 
 def test_a_composed_mixture_gives_each_face_part_to_the_emotion_that_shows_most_there():
     cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in BASIS})
-    cond = conditioning({"anger": 0.5, "disgust": 0.5}, BASE, calibration=cal)
+    cond = conditioning({"anger": 0.5, "disgust": 0.5}, BASE, PER_EMOTION_ONLY, calibration=cal)
     parts = {b.prompt.rsplit(", ", 1)[1]: b.parts for b in cond.branches()}
     anger, disgust = parts["extremely frowning angrily"], parts["extremely grimacing disgustedly"]
     assert anger["upper"] == 1.0 and disgust["lower"] == 1.0  # angry brows over a disgusted mouth
     assert disgust["upper"] < 0.1 and anger["lower"] < 0.1
-    weaker = conditioning({"anger": 0.3, "disgust": 0.7}, BASE, calibration=cal)
+    weaker = conditioning({"anger": 0.3, "disgust": 0.7}, BASE, PER_EMOTION_ONLY, calibration=cal)
     weak_parts = {b.prompt.rsplit(", ", 1)[1]: b.parts for b in weaker.branches()}
     assert weak_parts == parts  # intensity is each branch's strength, not counted again in its parts
     single = conditioning({"anger": 0.5}, BASE, calibration=cal)
     assert single.branches()[0].parts == {}  # one emotion draws the whole face
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5, 0.75])
+def test_a_compound_share_splits_a_mixture_between_its_composed_prompt_and_its_emotions(share):
+    cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in BASIS})
+    state = {"anger": 0.7, "disgust": 0.3}
+    alone = {b.prompt: b for b in conditioning(state, BASE, PER_EMOTION_ONLY, calibration=cal).branches()}
+    cond = conditioning(state, BASE, expression_table({"edit": {"compound_share": share}}), calibration=cal)
+    whole, *rest = cond.branches()
+    assert whole.prompt == cond.target_prompt and whole.parts == {}  # the composed prompt draws the whole face
+    assert whole.strength == pytest.approx(share * max(t.strength for t in cond.terms))
+    assert {b.prompt for b in rest} == set(alone)
+    for b in rest:  # each emotion keeps its own strength and parts, scaled by the rest of the change
+        assert b.strength == pytest.approx((1 - share) * alone[b.prompt].strength) and b.parts == alone[b.prompt].parts
+    single = conditioning({"anger": 0.7}, BASE, expression_table({"edit": {"compound_share": share}}), calibration=cal)
+    assert [b.prompt for b in single.branches()] != [cond.target_prompt] and len(single.branches()) == 1
+    assert single.branches()[0].strength == alone[next(p for p in alone if "angrily" in p)].strength
+
+
+def test_a_full_compound_share_draws_a_mixture_with_its_one_composed_prompt():
+    cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in BASIS})
+    cond = conditioning({"joy": 0.4, "surprise": 0.6}, BASE, expression_table({"edit": {"compound_share": 1.0}}), cal)
+    (whole,) = cond.branches()
+    assert whole.prompt == cond.target_prompt and whole.strength == max(t.strength for t in cond.terms)
 
 
 def test_calibration_round_trips_through_json(tmp_path):
