@@ -2,6 +2,7 @@
 through the job queue against calling `Character.feel` directly.
 
     python benchmarks/bench_service.py [--model DIR] [--steps 10] [--requests 500] [--clients 8] [--states 6]
+                                       [--service-batch N]
 
 (a) Cached: a real `charforge serve` process on a loopback port; `--clients` threads, each with its own
     keep-alive connection, send `--requests` POSTs in total for a state whose CG is cached (every call
@@ -11,7 +12,10 @@ through the job queue against calling `Character.feel` directly.
 (b) Uncached: the same `--states` new states rendered (i) by `Character.feel` in this process and
     (ii) by the service (POST all, then poll each job every 0.25 s), each side on a fresh copy of the same
     workspace, model already loaded on both sides (one warm-up render each), torch on `--threads`
-    threads on both sides. Throughput ratio service/direct (target >= 0.9).
+    threads on both sides. Throughput ratio service/direct (target >= 0.9), and the CPU time per render
+    of this process (direct) and of the server (worker, requests and polls). The service's worker draws
+    the jobs waiting for one character together (`serve --batch`, default 8); `--service-batch 1` makes
+    it draw each job alone, as `Character.feel` does.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ POLL_SECONDS = 0.25
 class Served:
     """`charforge serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, workspace: Path, threads: int) -> None:
+    def __init__(self, workspace: Path, threads: int, batch: int | None = None) -> None:
         import socket
 
         with socket.socket() as s:
@@ -56,7 +60,8 @@ class Served:
         env.pop("CHARFORGE_API_KEY", None)
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from charforge.cli.main import main; main()", "serve", "--port", str(port),
-             "--workspace", str(workspace), "--renders-per-minute", "10000"],
+             "--workspace", str(workspace), "--renders-per-minute", "10000",
+             *(["--batch", str(batch)] if batch is not None else [])],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -128,6 +133,8 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cached-only", action="store_true", help="skip the uncached throughput comparison")
+    parser.add_argument("--service-batch", type=int, default=None,
+                        help="the server's `serve --batch` (default: its own, 8; 1: every job drawn alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.model is None:
@@ -146,26 +153,26 @@ def main() -> None:
         warm = {"joy": 0.8}
 
         # (b) uncached: direct, in this process
-        direct = served = float("nan")
+        direct = served = direct_cpu = served_cpu = float("nan")
         if not args.cached_only:
             shutil.copytree(template, Path(tmp) / "direct")
             with Forge.open(Path(tmp) / "direct") as forge:
                 mira = forge.get("mira")
                 mira.feel(warm)
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 for state in states:
                     assert not mira.feel(state).cached
-                direct = time.perf_counter() - start
+                direct, direct_cpu = time.perf_counter() - start, time.process_time() - start_cpu
 
         # (b) uncached through the queue, then (a) cached round trips on the same server
         shutil.copytree(template, Path(tmp) / "served")
-        server = Served(Path(tmp) / "served", args.threads)
+        server = Served(Path(tmp) / "served", args.threads, args.service_batch)
         try:
             server.feel_all([warm])
             if not args.cached_only:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), server.cpu_seconds()
                 server.feel_all(states)
-                served = time.perf_counter() - start
+                served, served_cpu = time.perf_counter() - start, server.cpu_seconds() - start_cpu
             cached_round_trips(server.url, 20, 2)  # warm-up connections and caches
             single = cached_round_trips(server.url, 100, 1)
             cpu = server.cpu_seconds()
@@ -184,7 +191,9 @@ def main() -> None:
         return
     print(f"uncached, {len(states)} states at {args.steps} steps: "
           f"direct Character.feel {len(states) / direct:.3f} renders/s, "
-          f"service queue {len(states) / served:.3f} renders/s, ratio {direct / served:.2f} (target >= 0.9)")
+          f"service queue {len(states) / served:.3f} renders/s, ratio {direct / served:.2f} (target >= 0.9); "
+          f"CPU per render: direct {direct_cpu / len(states):.3f} s, server {served_cpu / len(states):.3f} s "
+          f"(less sensitive to other load); load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

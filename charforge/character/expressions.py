@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from charforge.emotion.calibration import Calibration, load_calibration, workspace_relpath
 from charforge.emotion.conditioning import ExpressionTable, expression_table
+from charforge.files import FileMemo
 from charforge.models import default_model_path, weights_hash
 
 if TYPE_CHECKING:
@@ -31,27 +32,36 @@ def model_family(ref: str | None) -> str:
     """
     if ref is None:
         return "mini"
-    config = Path(ref).expanduser() / "text_encoder" / "config.json"
     try:
-        vocab = json.loads(config.read_text(encoding="utf-8")).get("vocab_size", CLIP_VOCAB)
+        vocab = _vocab_size(Path(ref).expanduser() / "text_encoder" / "config.json")
     except (OSError, ValueError):
         return "sd"
     return "mini" if int(vocab) < CLIP_VOCAB else "sd"
 
 
-def character_table(character: Character) -> ExpressionTable:
-    """The expression table of the character's model family, with the character's overrides."""
-    return expression_table(character.settings.get("expressions"), family=model_family(character.model_ref))
+def _read_vocab_size(config: Path) -> object:
+    return json.loads(config.read_text(encoding="utf-8")).get("vocab_size", CLIP_VOCAB)
 
 
-def model_calibration(character: Character) -> Calibration | None:
-    """The calibration of the character's model: the workspace's own measurement of these weights
-    (`charforge calibrate NAME`), else the one shipped beside a charforge-mini folder.
+_vocab_size = FileMemo(_read_vocab_size)  # asked on every cached lookup: a `stat` while the file is unchanged
+
+
+def character_table(character: Character, family: str | None = None) -> ExpressionTable:
+    """The expression table of the character's model family (`family`: already known), with the
+    character's overrides (its `settings["expressions"]`: all a table takes from the character)."""
+    family = model_family(character.model_ref) if family is None else family
+    return expression_table(character.settings.get("expressions"), family=family)
+
+
+def model_calibration(character: Character, model_hash: str | None = None) -> Calibration | None:
+    """The calibration of the character's model (`model_hash`: its weights' hash, already known): the
+    workspace's own measurement of these weights (`charforge calibrate NAME`), else the one shipped
+    beside a charforge-mini folder.
 
     A calibration measured on other weights than the model's current ones is ignored (with a warning).
     """
     ref = character.model_ref
-    current = weights_hash(ref) or character.model_hash
+    current = model_hash or weights_hash(ref) or character.model_hash
     found = None
     if current:
         found = load_calibration(character.store.workspace.resolve(workspace_relpath(current)))

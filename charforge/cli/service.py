@@ -88,6 +88,9 @@ def serve(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model for characters created over HTTP.")] = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Render queued jobs in this process.")] = True,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=64, help="Waiting CG jobs of one character drawn in one loop call.")
+    ] = 8,
     renders_per_minute: RateOpt = 6,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -100,8 +103,8 @@ def serve(
     from charforge.service import ServiceSettings, create_app
     from charforge.tools.limits import Limits
 
-    settings = ServiceSettings(workspace=workspace_at(ctx).root, api_key=api_key, model=model,
-                               worker=worker, limits=Limits(renders_per_minute=renders_per_minute))  # fmt: skip
+    settings = ServiceSettings(workspace=workspace_at(ctx).root, api_key=api_key, model=model, worker=worker,
+                               batch=batch, limits=Limits(renders_per_minute=renders_per_minute))  # fmt: skip
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"charforge studio: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)")
     # uvloop and httptools come with the `service` extra (uvicorn picks them); no access log: it is below

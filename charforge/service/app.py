@@ -37,7 +37,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         forge = Forge.open(settings.workspace)
-        worker = Worker(forge)
+        worker = Worker(forge, batch=settings.batch)
         app.state.forge = forge
         app.state.model = settings.model
         app.state.worker = worker if settings.worker else None

@@ -21,6 +21,7 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     limits: Limits = Limits()
     worker: bool = True  # False: accept and queue jobs, leave rendering to another process
+    batch: int = Field(default=8, ge=1, le=64)  # waiting CG jobs of one character the worker draws together
 
 
 def is_loopback(host: str) -> bool:

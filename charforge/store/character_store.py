@@ -218,13 +218,16 @@ class CharacterStore:
     def record_emotion(
         self, state: EmotionState | Mapping[str, float], *, source: EmotionSource | str = EmotionSource.API
     ) -> EmotionEntry:
-        """Append a state to the history and make it the current one (an append: never a conflict)."""
+        """Append a state to the history and make it the current one (an append: never a conflict).
+
+        Afterwards `row` is the row as this append left it (whatever it was before), so a handle made
+        from an older snapshot is current once it has recorded a state."""
         state = EmotionState.coerce(state)
         source = parse_enum(EmotionSource, source, "emotion source")
         intensities, digest = state.intensities(), state.canonical_hash()
-        with self.repository.db.write() as session:
-            row = characters.record_state(session, self.row, intensities, digest)
-            entry = emotions.append(session, row.id, intensities, digest, source.value, row.version)
+        with self.repository.db.append() as conn:  # leaves `Database.stamp` alone: nothing cached changes
+            row = characters.record_state(conn, self.row, intensities, digest)
+            entry = emotions.append(conn, row.id, intensities, digest, source.value, row.version)
         self.row = row
         return entry
 

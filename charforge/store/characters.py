@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -69,22 +69,32 @@ def commit_change(session: Session, rec: CharacterRecord) -> CharacterRow:
     return CharacterRow.of(rec)
 
 
-def record_state(session: Session, row: CharacterRow, state: dict[str, float], state_hash: str) -> CharacterRow:
+_TABLE = CharacterRecord.__table__
+# Built once: a chat server records a state per turn, and building the statements cost more than running them.
+_LOCK_ROW = select(*ROW).where(CharacterRecord.id == bindparam("id")).with_for_update()
+_SET_STATE = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("row_id"), _TABLE.c.version == bindparam("old"))
+    .values(current_state=bindparam("state"), current_state_hash=bindparam("hash"), updated_at=bindparam("now"),
+            version=bindparam("new"))
+)  # fmt: skip
+
+
+def record_state(
+    session: Session | Connection, row: CharacterRow, state: dict[str, float], state_hash: str
+) -> CharacterRow:
     """Make `state` the current one, whatever the version (an append, never a conflict): the row read with
     SELECT ... FOR UPDATE (see `current`), then one UPDATE that moves the version on by one.
 
     Core statements instead of the ORM's unit of work: a chat server records a state per turn while
     holding the write lock, and every other writer waits for as long as this takes.
     """
-    rec = session.execute(select(*ROW).where(CharacterRecord.id == row.id).with_for_update()).one_or_none()
+    rec = session.execute(_LOCK_ROW, {"id": row.id}).one_or_none()
     if rec is None:
         raise NotFound(f"character {row.name!r} no longer exists")
-    now, table = utcnow(), CharacterRecord.__table__
-    changed = session.execute(
-        update(table)
-        .where(table.c.id == rec.id, table.c.version == rec.version)
-        .values(current_state=state, current_state_hash=state_hash, updated_at=now, version=rec.version + 1)
-    )
+    now = utcnow()
+    values = {"state": state, "hash": state_hash, "now": now}
+    changed = session.execute(_SET_STATE, {"row_id": rec.id, "old": rec.version, "new": rec.version + 1, **values})
     if changed.rowcount != 1:  # only if the row changed under a lock that should have excluded that
         raise ConflictError(f"character {rec.slug!r} was changed by another writer; refresh and retry")
     return replace(CharacterRow.of(rec), current_state=dict(state), version=rec.version + 1, updated_at=now)

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 from charforge.errors import CharforgeError, ConflictError, IntegrityError, InvalidInput, StorageError
+from charforge.store.watch import ChangeWatch, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 BUSY_TIMEOUT_S = 30.0
 
 
-def _sqlite_engine(url: URL, *, immediate: bool, foreign_keys: bool, timeout: float) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": timeout})
+def _sqlite_engine(
+    url: URL, *, immediate: bool, foreign_keys: bool, timeout: float, shared: bool = False
+) -> Engine:
+    """`shared`: one connection used by several threads in turn (the caller serialises them)."""
+    engine = create_engine(url, connect_args={"timeout": timeout, **({"check_same_thread": False} if shared else {})})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -138,6 +142,11 @@ class Database:
         self._reader = _make_engine(self.url, immediate=False, foreign_keys=True, timeout=busy_timeout)
         self._writer = _make_engine(self.url, immediate=True, foreign_keys=True, timeout=busy_timeout)
         self._writers = _writer_lock(self.url) if self.dialect == "sqlite" else None
+        self._watch = (
+            ChangeWatch(_sqlite_engine(self.url, immediate=True, foreign_keys=True, timeout=busy_timeout, shared=True))
+            if self.dialect == "sqlite"
+            else None
+        )
 
     @classmethod
     def from_url(cls, url: str | URL, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Database:
@@ -159,6 +168,8 @@ class Database:
     def close(self) -> None:
         self._reader.dispose()
         self._writer.dispose()
+        if self._watch is not None:
+            self._watch.close()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -189,6 +200,36 @@ class Database:
                 if not _mapped(exc):
                     raise
                 raise storage_error(exc, self) from exc
+
+    @contextmanager
+    def append(self) -> Iterator[Connection]:
+        """A write transaction for appends that change nothing anyone caches (the emotion history).
+
+        On SQLite it runs on the connection `stamp` watches, in this process's write turn, so these
+        appends leave the stamp alone; elsewhere it is a plain write (and there is no stamp).
+        """
+        if self._watch is None:
+            with self.write() as session:
+                yield session.connection()
+            return
+        with self._write_turn():
+            try:
+                with self._watch.append() as conn:
+                    yield conn
+            except DBAPIError as exc:
+                if not _mapped(exc):
+                    raise
+                raise storage_error(exc, self) from exc
+
+    def stamp(self) -> Stamp | None:
+        """A value that stays equal while nothing but `append`s of this `Database` has been committed,
+        by anyone; caches of rows may be kept while it does. None: this database cannot tell (not SQLite)."""
+        if self._watch is None:
+            return None
+        try:
+            return self._watch.stamp()
+        except DBAPIError as exc:
+            raise storage_error(exc, self) from exc
 
     @contextmanager
     def _write_turn(self) -> Iterator[None]:

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.orm import Session
 
 from charforge.emotion.state import EmotionState
 from charforge.store.models import EmotionRecord, utcnow
 from charforge.store.records import EmotionEntry
 
+_APPEND = insert(EmotionRecord.__table__)  # built once (see `append`)
+
 
 def append(
-    session: Session, character_id: int, state: dict[str, float], state_hash: str, source: str, version: int
+    session: Session | Connection, character_id: int, state: dict[str, float], state_hash: str, source: str,
+    version: int,
 ) -> EmotionEntry:
-    """Add one state to the history, as one INSERT (no ORM object: a chat server records a state per turn)."""
-    now, table = utcnow(), EmotionRecord.__table__
+    """Add one state to the history, as one INSERT built once (no ORM object: a chat server records a
+    state per turn)."""
+    now = utcnow()
     session.execute(
-        insert(table).values(
-            character_id=character_id, state=state, state_hash=state_hash, source=source,
-            character_version=version, created_at=now,
-        )
+        _APPEND,
+        {"character_id": character_id, "state": state, "state_hash": state_hash, "source": source,
+         "character_version": version, "created_at": now},
     )  # fmt: skip
     return EmotionEntry(EmotionState(**state), state_hash, source, version, now)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -155,9 +155,10 @@ class JobRepository:
         with self.db.read() as session:
             return Counter(session.scalars(select(JobRecord.status).where(JobRecord.id.in_(ids))))
 
-    def claim(self, ids: Iterable[int], worker: str, limit: int) -> list[Job]:
+    def claim(self, ids: Iterable[int], worker: str, limit: int, *, alone: Collection[str] = ()) -> list[Job]:
         """Take up to `limit` queued jobs among `ids`, all of one kind and one character (so they can be
-        rendered together), oldest first. Empty when nothing is left to take."""
+        rendered together), oldest first; one only when the oldest is of a kind in `alone` (work that runs
+        one job at a time: the others would show as running while they wait). Empty when nothing is left."""
         ids = list(ids)
         with self.db.write() as session:
             first = session.scalar(
@@ -170,7 +171,7 @@ class JobRepository:
                 select(JobRecord.id).where(
                     JobRecord.id.in_(ids), JobRecord.status == JobStatus.QUEUED.value,
                     JobRecord.kind == first.kind, JobRecord.character_id == first.character_id,
-                ).order_by(JobRecord.id).limit(limit)
+                ).order_by(JobRecord.id).limit(1 if first.kind in alone else limit)
             ).all()  # fmt: skip
             take = {"status": JobStatus.RUNNING.value, "worker": worker, "attempts": JobRecord.attempts + 1,
                     "progress": 0.0}  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from charforge.character.index import PictureIndex
 from charforge.errors import CharforgeError
 from charforge.forge import Forge, Job
 from charforge.store.models import EmotionSource
@@ -46,7 +47,8 @@ def error(code: str, message: str, **details: Any) -> dict[str, Any]:
 
 
 class Toolbox:
-    """The tools bound to one workspace, with its limits and the worker that renders queued jobs.
+    """The tools bound to one workspace, with its limits, the worker that renders queued jobs and the
+    in-memory index that answers cached pictures without a query (`charforge.character.index`).
 
     Without a worker, jobs wait in the table for the next worker started on this workspace (another
     process, or this one after a restart).
@@ -66,6 +68,7 @@ class Toolbox:
         self.source = EmotionSource(source)
         self.worker = worker
         self.rate = RateLimiter(self.limits.renders_per_minute, clock)
+        self.pictures = PictureIndex(forge.repository)
 
     def call_tool(self, name: object, arguments: object = None) -> dict[str, Any]:
         try:

@@ -6,7 +6,7 @@ restart can run it again; every verb it calls is cached, so running a job twice 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from charforge.emotion import EmotionState
@@ -68,6 +68,22 @@ RUNNERS: dict[str, Callable[[Character, Mapping[str, Any]], Asset]] = {
     "bgm": _bgm,
     "inpaint": _inpaint,
 }
+BATCHED = frozenset({"feel"})
+"""Kinds whose queued jobs of one character are rendered together: `feel_many` denoises a batch of
+emotion edits in one loop call, which on a CPU costs about half as much per picture as one call each
+(6 states on charforge-mini, 1 thread: 0.21 s against 0.38-0.41 s of CPU per picture)."""
+
+
+def run_batch(forge: Forge, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """Claimed jobs of one `BATCHED` kind and one character, rendered in one go; one result per job, in order."""
+    from charforge.character.feel import feel_many  # torch: only once a picture has to be drawn
+
+    kinds = {job.kind for job in jobs}
+    if kinds != {"feel"} or len({job.character for job in jobs}) != 1 or jobs[0].character is None:
+        raise InvalidInput(f"jobs {[job.id for job in jobs]} are not feel jobs of one character")
+    states = [EmotionState(**job.params["state"]) for job in jobs]
+    results = feel_many(forge.get(jobs[0].character), states, batch=len(states))
+    return [{"asset": asset_out(result.asset).model_dump()} for result in results]
 
 
 def run_job(forge: Forge, job: Job) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from charforge.tools.render import asset_out, job_out, state_out
 
 if TYPE_CHECKING:
     from charforge.character import Character
+    from charforge.character.index import PictureIndex
     from charforge.forge import Forge
     from charforge.store import EmotionSource
     from charforge.store.records import Job
@@ -40,6 +41,7 @@ class Toolbox(Protocol):
 
     forge: Forge
     source: EmotionSource
+    pictures: PictureIndex
 
     def check_seconds(self, seconds: float) -> float: ...
 
@@ -74,9 +76,7 @@ def get_character(box: Toolbox, args: GetCharacterArgs) -> CharacterOut:
 
 
 def _picture(box: Toolbox, character: Character, state: EmotionState) -> RenderOut:
-    from charforge.character.cache import cached_picture
-
-    found = cached_picture(character, state)
+    found = box.pictures.picture(character, state)
     if found is not None:
         return RenderOut(
             character=character.name, state=state_out(found.state), cached=True, asset=asset_out(found.asset)
@@ -89,9 +89,8 @@ def _picture(box: Toolbox, character: Character, state: EmotionState) -> RenderO
 
 
 def set_emotion(box: Toolbox, args: SetEmotionArgs) -> RenderOut:
-    character = box.forge.get(args.name)
     state = EmotionState.from_mapping(args.emotions)
-    character.record_emotion(state, source=box.source)
+    character = box.pictures.record(args.name, state, source=box.source)
     if args.reason:
         log.info("%s feels %s because: %s", character.name, state, args.reason)
     return _picture(box, character, state)

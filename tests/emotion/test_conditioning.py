@@ -142,16 +142,25 @@ def test_strength_calibrations_compose_one_branch_per_emotion():
 
 def test_a_composed_mixture_gives_each_face_part_to_the_emotion_that_shows_most_there():
     cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in BASIS})
-    cond = conditioning({"anger": 0.5, "disgust": 0.5}, BASE, PER_EMOTION_ONLY, calibration=cal)
+    sharp = expression_table({"edit": {"compound_share": 0.0, "part_sharpness": 4.0}})
+    cond = conditioning({"anger": 0.5, "disgust": 0.5}, BASE, sharp, calibration=cal)
     parts = {b.prompt.rsplit(", ", 1)[1]: b.parts for b in cond.branches()}
     anger, disgust = parts["extremely frowning angrily"], parts["extremely grimacing disgustedly"]
     assert anger["upper"] == 1.0 and disgust["lower"] == 1.0  # angry brows over a disgusted mouth
     assert disgust["upper"] < 0.1 and anger["lower"] < 0.1
-    weaker = conditioning({"anger": 0.3, "disgust": 0.7}, BASE, PER_EMOTION_ONLY, calibration=cal)
+    weaker = conditioning({"anger": 0.3, "disgust": 0.7}, BASE, sharp, calibration=cal)
     weak_parts = {b.prompt.rsplit(", ", 1)[1]: b.parts for b in weaker.branches()}
     assert weak_parts == parts  # intensity is each branch's strength, not counted again in its parts
     single = conditioning({"anger": 0.5}, BASE, calibration=cal)
     assert single.branches()[0].parts == {}  # one emotion draws the whole face
+    # the sharpness sets how much the other emotion keeps: in proportion to how much it shows there at 1
+    table = sharp.edit.model_copy(update={"part_sharpness": 1.0})
+    linear = conditioning({"anger": 0.5, "disgust": 0.5}, BASE, sharp.model_copy(update={"edit": table}), cal)
+    lin = {b.prompt.rsplit(", ", 1)[1]: b.parts for b in linear.branches()}
+    shows = sharp.emotions
+    assert lin["extremely grimacing disgustedly"]["upper"] == pytest.approx(
+        shows["disgust"].parts["upper"] / shows["anger"].parts["upper"])
+    assert disgust["upper"] < lin["extremely grimacing disgustedly"]["upper"] < 1.0
 
 
 @pytest.mark.parametrize("share", [0.25, 0.5, 0.75])

@@ -164,3 +164,39 @@ def test_game_client_example_polls_then_downloads_once(server, tmp_path):
     assert client.download(server.url, None, asset, out) is True
     assert hashlib.sha256(out.read_bytes()).hexdigest() == asset["sha256"]
     assert client.download(server.url, None, asset, out) is False  # unchanged: 304, no bytes
+
+
+@pytest.mark.slow  # starts a `charforge serve` process
+def test_every_acknowledged_emotion_survives_a_killed_server_in_order(workspace, tmp_path):
+    """Four clients record states at once; the server is then killed (SIGKILL, no shutdown at all): every
+    state it answered is in the history, and each client's in the order it sent them."""
+    import threading
+
+    sent: dict[int, list[float]] = {t: [] for t in range(4)}
+    errors: list[str] = []
+
+    def client(server, t: int) -> None:
+        with requests.Session() as session:
+            for i in range(12):
+                fear = round(0.05 + 0.01 * (12 * t + i), 2)  # one distinct state per (client, turn)
+                answer = session.post(server.url + "/characters/mira/emotion", json={"emotions": {"fear": fear}},
+                                      timeout=30)  # fmt: skip
+                if answer.status_code not in (200, 202):
+                    errors.append(answer.text)
+                    return
+                sent[t].append(fear)
+
+    with serve(workspace, "--no-worker", "--renders-per-minute", "1000", log_dir=tmp_path) as server:
+        clients = [threading.Thread(target=client, args=(server, t)) for t in range(4)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(120)
+        server.process.kill()
+        server.process.wait(30)
+    assert errors == [] and all(len(states) == 12 for states in sent.values())
+    with Forge.open(workspace) as forge:
+        history = [round(e.state.fear, 2) for e in forge.get("mira").store.history()]
+    assert sorted(history) == sorted(f for states in sent.values() for f in states)
+    for states in sent.values():
+        assert [f for f in history if f in states] == states
