@@ -32,6 +32,7 @@ from charforge.engine.adapters import (
     LORA_LR,
     LORA_RANK,
     LORA_STEPS,
+    LORA_TEXT_ENCODER,
     LORA_TIMESTEP_BIAS,
     Look,
     check_token,
@@ -164,12 +165,13 @@ def learn_lora(
     steps: int = LORA_STEPS,
     lr: float = LORA_LR,
     strength: float = 1.0,
-    text_encoder: bool = False,
+    text_encoder: bool = LORA_TEXT_ENCODER,
     captions: str | Sequence[str] | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> LearnResult:
-    """Teach the character's look as a rank-`rank` LoRA (with its token active, if it has one)."""
+    """Teach the character's look as a rank-`rank` LoRA of the UNet and (by default) the text encoder,
+    with the character's token active if it has one."""
     Look(strength=strength)  # validates the strength before minutes of training
     pictures = look_images(images, character)
     current = character_look(character)

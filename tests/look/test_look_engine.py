@@ -167,7 +167,7 @@ def test_exported_files_change_plain_diffusers_exactly_as_charforge(tmp_path, ti
 
 def test_a_kohya_lora_goes_through_diffusers_converters_to_the_same_effect(tmp_path, tiny_model):
     data = training_set(tiny_model, _pictures(), ["smiling", "sad"])
-    lora, _ = train_lora(tiny_model, data, rank=2, steps=3, lr=0.05)
+    lora, _ = train_lora(tiny_model, data, rank=2, steps=3, lr=0.05, text_encoder=False)  # kohya's UNet names
     kohya = {}
     for (
         key,
@@ -226,3 +226,25 @@ def test_timestep_bias_favours_the_noisy_end_and_stays_in_the_schedule(tiny_mode
     assert abs(uniform.median().item() / total - 0.5) < 0.05
     assert abs(biased.median().item() / total - torch.sigmoid(torch.tensor(2.0)).item()) < 0.03
     assert (biased < total / 2).float().mean() < 0.05  # the late, face-drawing half is rarely trained
+
+
+def test_a_lora_learns_the_text_encoder_by_default_and_takes_it_off_again(tiny_model):
+    """The default LoRA changes what the prompt means (its text-encoder layers), not only the UNet."""
+
+    def encode(prompt: str) -> torch.Tensor:
+        ids = tiny_model.tokenizer(prompt, padding="max_length", truncation=True, return_tensors="pt").input_ids
+        with torch.no_grad():
+            return tiny_model.text_encoder(ids)[0]
+
+    data = training_set(tiny_model, _pictures(), ["a girl, smiling", "a girl, crying"])
+    lora, _ = train_lora(tiny_model, data, rank=2, steps=3, lr=0.05)
+    unet_only, _ = train_lora(tiny_model, data, rank=2, steps=3, lr=0.05, text_encoder=False)
+    assert {k.split(".")[0] for k in lora} == {"unet", "text_encoder"}
+    assert {k.split(".")[0] for k in unet_only} == {"unet"}
+    bare = encode(PLAIN)
+    with wearing(tiny_model, Look(lora=lora)):
+        worn = encode(PLAIN)
+    with wearing(tiny_model, Look(lora=unet_only)):
+        assert torch.equal(encode(PLAIN), bare)
+    assert (worn - bare).abs().max() > 1e-6
+    assert torch.equal(encode(PLAIN), bare)
