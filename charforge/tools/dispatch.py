@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +70,8 @@ class Toolbox:
         self.worker = worker
         self.rate = RateLimiter(self.limits.renders_per_minute, clock)
         self.pictures = PictureIndex(forge.repository)
+        # the same request from several threads at once must find one job, not queue (and bill) one each
+        self._queueing = threading.Lock()
 
     def call_tool(self, name: object, arguments: object = None) -> dict[str, Any]:
         try:
@@ -130,6 +133,10 @@ class Toolbox:
 
     def queue(self, kind: str, character: str, params: dict[str, Any]) -> Job:
         """A job for model work: the same unfinished job if one is already queued, else a new one within limits."""
+        with self._queueing:
+            return self._queue(kind, character, params)
+
+    def _queue(self, kind: str, character: str, params: dict[str, Any]) -> Job:
         unfinished = [j for status in UNFINISHED for j in self.forge.jobs(status)]
         for job in unfinished:
             if job.kind == kind and job.character == character and job.params == params:

@@ -47,6 +47,28 @@ def test_render_does_not_change_the_current_state_and_the_same_job_is_not_queued
     assert cast.get("mira").current_state().is_neutral and cast.get("mira").store.history() == []
 
 
+def test_the_same_render_asked_by_eight_threads_at_once_is_one_job(cast):
+    import threading
+
+    box = Toolbox(cast, limits=Limits(renders_per_minute=2))  # no worker: jobs wait in the table
+    gate = threading.Barrier(8)
+    outcomes = []
+
+    def ask() -> None:
+        gate.wait()
+        outcomes.append(box.call_tool("render", {"name": "mira", "state": {"fear": 0.7}}))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    # one job for all eight, and it costs one render of the limit, not eight
+    assert len({ok(o)["job"]["id"] for o in outcomes}) == 1 and len(outcomes) == 8
+    assert len(cast.jobs("queued")) == 1
+    ok(box.call_tool("render", {"name": "mira", "state": {"fear": 0.2}}))  # the second render of the minute
+
+
 def test_renders_per_character_per_minute_are_limited_and_cache_hits_are_free(cast):
     now = [0.0]
     box = Toolbox(cast, limits=Limits(renders_per_minute=2), clock=lambda: now[0])
