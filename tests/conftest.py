@@ -77,6 +77,25 @@ def build_tiny_tokenizer(**options):
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, **options)
 
 
+def save_tiny_lcm_student(folder):
+    """A tiny LCM-style student (a UNet that takes the guidance scale, diffusers' `time_cond_proj_dim`)
+    saved as a diffusers folder at `folder`, which is returned."""
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
+
+    parts = build_tiny_components()
+    torch.manual_seed(0)
+    parts["unet"] = UNet2DConditionModel(
+        sample_size=TINY_IMAGE_SIZE // 2, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
+        time_cond_proj_dim=64,
+    ).eval()  # fmt: skip
+    parts["scheduler"] = LCMScheduler.from_config(parts["scheduler"].config)
+    LatentConsistencyModelPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False).save_pretrained(folder)  # fmt: skip
+    return folder
+
+
 def build_tiny_components(in_channels: int = 4) -> dict:
     """Seeded tiny UNet/VAE/CLIP/DDIM in SD-1.x layout (cross-attention in down, mid and up blocks)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel

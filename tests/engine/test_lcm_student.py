@@ -7,26 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_IMAGE_SIZE, build_tiny_components
-from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
+from conftest import save_tiny_lcm_student
+from diffusers import LatentConsistencyModelPipeline
 
 from charforge.engine import load_model, make_scheduler, txt2img
 
 
 @pytest.fixture(scope="module")
 def lcm_student(tmp_path_factory):
-    parts = build_tiny_components()
-    torch.manual_seed(0)
-    parts["unet"] = UNet2DConditionModel(
-        sample_size=TINY_IMAGE_SIZE // 2, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
-        time_cond_proj_dim=64,
-    ).eval()  # fmt: skip
-    parts["scheduler"] = LCMScheduler.from_config(parts["scheduler"].config)
-    folder = tmp_path_factory.mktemp("lcm-student")
-    LatentConsistencyModelPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False).save_pretrained(folder)  # fmt: skip
+    folder = save_tiny_lcm_student(tmp_path_factory.mktemp("lcm-student"))
     return load_model(folder, device="cpu", dtype=torch.float32)
 
 
