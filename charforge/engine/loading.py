@@ -16,9 +16,10 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -249,9 +250,14 @@ def vae_latents(encoded: Any, generator: torch.Generator | None = None, sample_m
     Its module is the img2img pipeline's, whose import pulls in transformers' image processors and
     their torchvision advisories; imported quietly, they stay off a CLI's stderr.
     """
+    return _retrieve_latents()(encoded, generator, sample_mode)
+
+
+@cache
+def _retrieve_latents() -> Callable[..., torch.Tensor]:
     with _quiet_loading():
         from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
-    return retrieve_latents(encoded, generator, sample_mode)
+    return retrieve_latents
 
 
 @contextmanager
