@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -103,6 +104,17 @@ def train_portrait_mini(
         Path | None,
         typer.Option(help="Fine-tune this exported model folder (VAE kept, new caption words added) instead."),
     ] = None,
+    face_mix: Annotated[
+        str | None,
+        typer.Option(
+            help="A new fine-tune's shares of calm, one-, two- and three-emotion faces, e.g. 0.04,0.34,0.5,0.12 "
+            "(default: the renderer's 0.06,0.52,0.32,0.1)."
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(parser=finite(0.0, 1.0, low_open=True), help="A new fine-tune's learning rate (default 4e-4)."),
+    ] = None,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -113,18 +125,34 @@ def train_portrait_mini(
         raise InvalidInput(f"--decoder-minutes {decoder_minutes:g} leaves too little of --minutes {minutes:g}")
     if init_from is not None and not (init_from / "model_index.json").is_file():
         raise InvalidInput(f"--init-from {init_from} is not a diffusers model folder (no model_index.json)")
+    if (face_mix is not None or lr is not None) and init_from is None:
+        raise InvalidInput("--face-mix and --lr set up a new fine-tune: give --init-from")
+    mix = None if face_mix is None else _face_mix(face_mix)
     from charforge.recipes.portrait_mini.recipe import finetune_portrait_mini, is_finetune_run
     from charforge.recipes.portrait_mini.recipe import train_portrait_mini as run
     from charforge.recipes.training.budget import Budget
 
     if init_from is not None or (resume and is_finetune_run(out)):
+        from charforge.recipes.portrait_mini.recipe import FINETUNE_LR
+        from charforge.recipes.portrait_mini.render import FACE_MIX
+
         budget = Budget.minutes(minutes, started)
         typer.echo(str(finetune_portrait_mini(out, init_from, minutes, resume=resume, seed=seed, threads=threads,
-                                              budget=budget)))  # fmt: skip
+                                              budget=budget, face_mix=mix or FACE_MIX, lr=lr or FINETUNE_LR)))  # fmt: skip
         return
     folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads,
                  budget=Budget.minutes(minutes, started))  # fmt: skip
     typer.echo(str(folder))
+
+
+def _face_mix(text: str) -> tuple[float, float, float, float]:
+    try:
+        shares = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        shares = ()
+    if len(shares) != 4 or not all(math.isfinite(x) and x >= 0 for x in shares) or sum(shares) <= 0:
+        raise InvalidInput(f"--face-mix {text!r}: give four non-negative shares, e.g. 0.04,0.34,0.5,0.12")
+    return shares  # type: ignore[return-value]
 
 
 @train_app.command("portrait-mini-fast")
@@ -136,6 +164,13 @@ def train_portrait_mini_fast(
     teacher: Annotated[
         Path | None, typer.Option(help="Diffusers folder of the teacher (default: the shipped portrait-mini).")
     ] = None,
+    vae: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ship this VAE folder in the student instead of the teacher's (same latent space), e.g. the "
+            "tiny autoencoder from `charforge train portrait-mini-tiny-vae`."
+        ),
+    ] = None,
     threads: ThreadsOpt = 1,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
@@ -144,13 +179,41 @@ def train_portrait_mini_fast(
     started = time.monotonic()
     _check_run(out, resume, device)
     _check_model_folder(teacher)
+    if vae is not None and not (vae / "config.json").is_file():
+        raise InvalidInput(f"--vae {vae} is not a diffusers VAE folder (no config.json)")
     if resume and not (out / "checkpoint").exists():
         raise InvalidInput(f"{out} holds no run to resume")
     from charforge.recipes.portrait_mini.distill import distill_portrait_mini
     from charforge.recipes.training.budget import Budget
 
     typer.echo(str(distill_portrait_mini(out, minutes=minutes, resume=resume, teacher=teacher, seed=seed,
-                                         threads=threads, budget=Budget.minutes(minutes, started))))  # fmt: skip
+                                         threads=threads, budget=Budget.minutes(minutes, started),
+                                         vae=vae)))  # fmt: skip
+
+
+@train_app.command("portrait-mini-tiny-vae")
+def train_portrait_mini_tiny_vae(
+    out: RunDirOpt,
+    minutes: MinutesOpt = 50.0,
+    resume: ResumeOpt = False,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(help="Diffusers folder whose VAE is distilled (default: the shipped portrait-mini)."),
+    ] = None,
+    threads: ThreadsOpt = 1,
+    device: DeviceOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Distil portrait-mini's VAE into a tiny autoencoder (diffusers' AutoencoderTiny), then export it."""
+    _check_run(out, resume, device)
+    _check_model_folder(teacher)
+    if resume and not (out / "checkpoint").exists():
+        raise InvalidInput(f"{out} holds no run to resume")
+    from charforge.models import default_model_path
+    from charforge.recipes.portrait_mini.tiny_vae import distill_tiny_vae
+
+    teacher_vae = (teacher or default_model_path()) / "vae"
+    typer.echo(str(distill_tiny_vae(teacher_vae, out, minutes, threads=threads)))
 
 
 @train_app.command("bgm-mini")

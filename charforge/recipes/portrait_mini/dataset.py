@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
-from charforge.recipes.portrait_mini.render import Portrait, render, sample_portraits
+from charforge.recipes.portrait_mini.render import FACE_MIX, Portrait, render, sample_portraits
 
 
 class PortraitSource:
@@ -15,9 +17,18 @@ class PortraitSource:
     source costs no memory.
     """
 
-    def __init__(self, seed: int, count: int, *, held_out: bool | None = False, min_intensity: float = 0.3) -> None:
-        self.portraits: list[Portrait] = list(sample_portraits(seed, count, held_out=held_out,
-                                                               min_intensity=min_intensity))
+    def __init__(
+        self,
+        seed: int,
+        count: int,
+        *,
+        held_out: bool | None = False,
+        min_intensity: float = 0.3,
+        mix: Sequence[float] = FACE_MIX,
+    ) -> None:
+        self.portraits: list[Portrait] = list(
+            sample_portraits(seed, count, held_out=held_out, min_intensity=min_intensity, mix=mix)
+        )
         # rendered pixels are kept (12 KB each): both training phases revisit every image
         self._pixels = np.zeros((count, 64, 64, 3), dtype=np.uint8)
         self._done = np.zeros(count, dtype=bool)

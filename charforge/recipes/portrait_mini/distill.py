@@ -23,6 +23,7 @@ teacher's VAE (cached beside the checkpoint); the teacher's text encoder is froz
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import shutil
@@ -268,15 +269,21 @@ class ConsistencyDistiller:
         log.info("resumed at step %d (%.0fs trained)", self.step, self.elapsed)
         return True
 
-    def export(self, folder: str | Path, use_target: bool = True) -> Path:
+    def export(self, folder: str | Path, use_target: bool = True, vae: str | Path | None = None) -> Path:
         """A `LatentConsistencyModelPipeline` folder: the student (its EMA target by default), the teacher's
-        VAE, text encoder and tokenizer files as they are, diffusers' LCMScheduler, the vocabulary."""
+        VAE, text encoder and tokenizer files as they are, diffusers' LCMScheduler, the vocabulary.
+
+        `vae` ships another VAE folder of the same latent space instead of the teacher's, e.g. the tiny
+        autoencoder distilled from it (`tiny_vae`), whose decoder is several times faster."""
         folder = Path(folder)
+        vae_dir = Path(vae) if vae is not None else self.teacher_dir / "vae"
+        vae_class = json.loads((vae_dir / "config.json").read_text(encoding="utf-8"))["_class_name"]
         tmp = folder.with_name(folder.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        for part in ("vae", "text_encoder", "tokenizer"):
+        shutil.copytree(vae_dir, tmp / "vae")
+        for part in ("text_encoder", "tokenizer"):
             shutil.copytree(self.teacher_dir / part, tmp / part)
         (self.target if use_target else self.student).save_pretrained(str(tmp / "unet"), safe_serialization=True)
         self.lcm.save_pretrained(str(tmp / "scheduler"))
@@ -290,10 +297,8 @@ class ConsistencyDistiller:
             "text_encoder": ["transformers", "CLIPTextModel"],
             "tokenizer": ["transformers", "CLIPTokenizer"],
             "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
+            "vae": ["diffusers", vae_class],
         }
-        import json
-
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
         write_vocabulary(tmp, caption_words())
         if folder.exists():
@@ -318,8 +323,10 @@ def distill_portrait_mini(
     threads: int | None = None,
     budget: Budget | None = None,
     config: DistillConfig | None = None,
+    vae: str | Path | None = None,
 ) -> Path:
-    """Distil (or resume distilling) the teacher into `out`; export the student to `out/model`."""
+    """Distil (or resume distilling) the teacher into `out`; export the student to `out/model`
+    (with `vae` instead of the teacher's VAE, if given)."""
     budget = budget or Budget.minutes(minutes)
     out = Path(out)
     cfg = config or DistillConfig(seed=seed, minutes=minutes)
@@ -331,21 +338,23 @@ def distill_portrait_mini(
     if resume and not distiller.resume():
         raise InvalidInput(f"{out} holds no distillation checkpoint to resume")
     distiller.run(budget)
-    return distiller.export(out / "model")
+    return distiller.export(out / "model", vae=vae)
 
 
-def export_run(out: str | Path, folder: str | Path, teacher: str | Path | None = None) -> Path:
+def export_run(
+    out: str | Path, folder: str | Path, teacher: str | Path | None = None, vae: str | Path | None = None
+) -> Path:
     """Export a run's current checkpoint (e.g. while it still trains) to `folder`."""
     tensors, meta = load_checkpoint(Path(out) / "checkpoint")
     cfg = DistillConfig(**meta["config"])
     distiller = ConsistencyDistiller(teacher or meta["teacher"], out, cfg, source=[])
     distiller.target.load_state_dict(tensors["target"])
     distiller.step = meta["step"]
-    return distiller.export(folder)
+    return distiller.export(folder, vae=vae)
 
 
-if __name__ == "__main__":  # export a checkpoint of a run that is still training
+if __name__ == "__main__":  # export a checkpoint of a run that is still training: RUN FOLDER [VAE]
     import sys
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sys.stdout.write(f"{export_run(sys.argv[1], sys.argv[2])}\n")
+    sys.stdout.write(f"{export_run(sys.argv[1], sys.argv[2], vae=(sys.argv[3:] or [None])[0])}\n")

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from charforge.engine.images import psnr, unit_pixels
+from charforge.engine.loading import vae_latents
 from charforge.errors import ModelLoadError
 from charforge.recipes.portrait_mini.classifier import HEADS, accuracy, load_classifier, render_set
 from charforge.recipes.portrait_mini.judge import dominant, load_judge
@@ -65,7 +66,7 @@ def vae_psnr(pipe, count: int = 200) -> float:
     recon = []
     for start in range(0, count, 50):
         x = images[start:start + 50]
-        recon.append(pipe.vae.decode(pipe.vae.encode(x).latent_dist.mode()).sample)
+        recon.append(pipe.vae.decode(vae_latents(pipe.vae.encode(x), sample_mode="argmax")).sample)
     return psnr(unit_pixels(torch.cat(recon)), unit_pixels(images))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -25,9 +26,11 @@ from charforge.recipes.portrait_mini.architecture import (
     vae_config,
 )
 from charforge.recipes.portrait_mini.dataset import PortraitSource
+from charforge.recipes.portrait_mini.render import FACE_MIX
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
 from charforge.recipes.training.budget import Budget
+from charforge.recipes.training.checkpoint import load_checkpoint
 from charforge.recipes.training.runs import grow_run, load_run
 
 log = logging.getLogger(__name__)
@@ -132,6 +135,8 @@ def init_from_model(
     seed: int = 0,
     dataset_size: int = DATASET_SIZE,
     threads: int | None = None,
+    face_mix: Sequence[float] = FACE_MIX,
+    lr: float = FINETUNE_LR,
 ) -> LatentDiffusionTrainer:
     """A UNet-phase run in `out` warm-started from the exported model folder `model` (VAE kept as is).
 
@@ -165,11 +170,12 @@ def init_from_model(
     }
     spec = ModelSpec(plain(vae.config), plain(unet.config), text_cfg, scheduler_config(), tok)
     cfg = recipe_config(seed, minutes)
-    cfg.vae_fraction, cfg.unet_lr, cfg.text_lr, cfg.unet_batch = 0.0, FINETUNE_LR, FINETUNE_LR, FINETUNE_BATCH
+    cfg.vae_fraction, cfg.unet_lr, cfg.text_lr, cfg.unet_batch = 0.0, lr, lr, FINETUNE_BATCH
+    cfg.extra["face_mix"] = list(face_mix)  # the data of a resumed run must be the same portraits
     if threads is not None:
         cfg.threads = threads
     torch.set_num_threads(cfg.threads)
-    source = PortraitSource(DATA_SEED + seed, dataset_size)
+    source = PortraitSource(DATA_SEED + seed, dataset_size, mix=face_mix)
     trainer = LatentDiffusionTrainer(spec, source, cfg, out)
     trainer.vae.load_state_dict(vae.state_dict())
     trainer.unet.load_state_dict(unet.state_dict())
@@ -225,23 +231,28 @@ def finetune_portrait_mini(
     seed: int = 0,
     threads: int | None = None,
     budget: Budget | None = None,
+    face_mix: Sequence[float] = FACE_MIX,
+    lr: float = FINETUNE_LR,
 ) -> Path:
     """Fine-tune an exported model (`init_from`) on the current renderer's data; export to `out/model`.
 
     `budget` is the whole call's wall-clock time (default: `minutes` from now), the warm start's
-    latent encoding and the export included.
+    latent encoding and the export included. `face_mix` (shares of calm, one-, two- and three-emotion
+    faces) and `lr` are a new run's; a resumed run keeps the ones it started with.
     """
     budget = budget or Budget.minutes(minutes)
     out = Path(out)
     if resume and (out / "spec.json").is_file():
-        trainer = load_run(out, PortraitSource(DATA_SEED + seed, DATASET_SIZE))
+        _, meta = load_checkpoint(out / "checkpoint")
+        mix = meta["config"].get("extra", {}).get("face_mix", FACE_MIX)
+        trainer = load_run(out, PortraitSource(DATA_SEED + seed, DATASET_SIZE, mix=mix))
         trainer.cfg.minutes, trainer.cfg.decoder_minutes, trainer.cfg.unet_batch = minutes, 0.0, FINETUNE_BATCH
         if threads is not None:
             trainer.cfg.threads = threads
     else:
         if init_from is None:
             raise InvalidInput("a new fine-tune needs --init-from MODEL_FOLDER")
-        trainer = init_from_model(init_from, out, minutes, seed=seed, threads=threads)
+        trainer = init_from_model(init_from, out, minutes, seed=seed, threads=threads, face_mix=face_mix, lr=lr)
     trainer.run(budget)
     return export_portrait_mini(trainer, out / "model")
 

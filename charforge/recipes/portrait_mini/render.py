@@ -10,7 +10,7 @@ Expressions are drawn large and bold: at 64x64 a subtle mouth is invisible to a 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -265,9 +265,14 @@ FACE_MIX: tuple[float, float, float, float] = (0.06, 0.52, 0.32, 0.10)
 MIXTURE_MIN = 0.2  # each emotion of a mixture is at least this strong, so each part can be seen
 
 
-def random_state(rng: np.random.Generator, *, min_intensity: float = CALM_BELOW) -> dict[str, float]:
-    """A calm face, one emotion (intensity uniform in [min_intensity, 1]) or a mixture of two or three."""
-    kind = int(rng.choice(4, p=FACE_MIX))
+def random_state(
+    rng: np.random.Generator, *, min_intensity: float = CALM_BELOW, mix: Sequence[float] = FACE_MIX
+) -> dict[str, float]:
+    """A calm face, one emotion (intensity uniform in [min_intensity, 1]) or a mixture of two or three.
+
+    `mix` gives the four kinds' shares (as `FACE_MIX`); a focused fine-tune shifts them towards mixtures.
+    """
+    kind = int(rng.choice(4, p=np.asarray(mix, dtype=float) / sum(mix)))
     if kind == 0:
         return {}
     names = [EMOTIONS[k] for k in rng.permutation(len(EMOTIONS))[:kind]]
@@ -275,7 +280,9 @@ def random_state(rng: np.random.Generator, *, min_intensity: float = CALM_BELOW)
     return {e: round(float(rng.uniform(low, 1.0)), 3) for e in names}
 
 
-def random_portrait(rng: np.random.Generator, *, min_intensity: float = CALM_BELOW) -> Portrait:
+def random_portrait(
+    rng: np.random.Generator, *, min_intensity: float = CALM_BELOW, mix: Sequence[float] = FACE_MIX
+) -> Portrait:
     """Uniform over identity attributes; the face from `random_state`."""
 
     def pick(options) -> str:
@@ -293,17 +300,22 @@ def random_portrait(rng: np.random.Generator, *, min_intensity: float = CALM_BEL
         expression="neutral",
         intensity=0.0,
     )
-    return base.with_state(random_state(rng, min_intensity=min_intensity))
+    return base.with_state(random_state(rng, min_intensity=min_intensity, mix=mix))
 
 
 def sample_portraits(
-    seed: int, count: int, *, held_out: bool | None = False, min_intensity: float = CALM_BELOW
+    seed: int,
+    count: int,
+    *,
+    held_out: bool | None = False,
+    min_intensity: float = CALM_BELOW,
+    mix: Sequence[float] = FACE_MIX,
 ) -> Iterator[Portrait]:
     """`count` portraits from `seed`; held_out=False -> training combos only, True -> held-out only, None -> any."""
     rng = np.random.default_rng(seed)
     made = 0
     while made < count:
-        p = random_portrait(rng, min_intensity=min_intensity)
+        p = random_portrait(rng, min_intensity=min_intensity, mix=mix)
         if held_out is None or is_held_out(p) == held_out:
             made += 1
             yield p
