@@ -136,9 +136,11 @@ def train_portrait_mini(
         from charforge.recipes.portrait_mini.recipe import FINETUNE_LR
         from charforge.recipes.portrait_mini.render import FACE_MIX
 
-        budget = Budget.minutes(minutes, started)
-        typer.echo(str(finetune_portrait_mini(out, init_from, minutes, resume=resume, seed=seed, threads=threads,
-                                              budget=budget, face_mix=mix or FACE_MIX, lr=lr or FINETUNE_LR)))  # fmt: skip
+        folder = finetune_portrait_mini(
+            out, init_from, minutes, resume=resume, seed=seed, threads=threads,
+            budget=Budget.minutes(minutes, started), face_mix=mix or FACE_MIX, lr=lr or FINETUNE_LR,
+        )  # fmt: skip
+        typer.echo(str(folder))
         return
     folder = run(out, minutes=minutes, resume=resume, seed=seed, decoder_minutes=decoder_minutes, threads=threads,
                  budget=Budget.minutes(minutes, started))  # fmt: skip
