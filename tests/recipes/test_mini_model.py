@@ -14,6 +14,7 @@ from charforge.errors import InvalidInput
 from charforge.recipes.portrait_mini.evaluate import SHIPPED, load_pipeline
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer
 from charforge.recipes.training import LatentDiffusionTrainer
+from charforge.recipes.training.checkpoint import load_checkpoint
 from charforge.recipes.training.runs import grow_run, load_run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -136,6 +137,14 @@ def test_train_cli_refuses_to_overwrite_a_run_and_bad_minutes(tmp_path, cli):
     assert code == 2 and "model_index.json" in err
     code, _, err = cli("eval", "portrait-mini", "--model", tmp_path, "--samples", "1")
     assert code == 2 and "model_index.json" in err
+    code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "ft", "--face-mix", "0,0,1,0")
+    assert code == 2 and "--init-from" in err
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model_index.json").write_text("{}")
+    code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "ft", "--init-from", tmp_path / "m",
+                       "--face-mix", "1,2")  # fmt: skip
+    assert code == 2 and "four non-negative shares" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ft").exists()
 
 
 # --- the shipped model ---------------------------------------------------------------------------
@@ -207,7 +216,11 @@ def test_a_warm_start_keeps_the_old_model_and_grows_the_vocabulary(tmp_path):
                            block_out_channels=(8, 8, 8))  # 64x64 renders -> 16x16 latents, like the real model
     old = LatentDiffusionTrainer(spec, ToySource(), tiny_config(), tmp_path / "old")
     old.export(tmp_path / "old" / "model")
-    trainer = init_from_model(tmp_path / "old" / "model", tmp_path / "ft", minutes=1.0, dataset_size=6, threads=1)
+    trainer = init_from_model(tmp_path / "old" / "model", tmp_path / "ft", minutes=1.0, dataset_size=6, threads=1,
+                              face_mix=(0, 0, 1, 0))  # fmt: skip
+    assert all(len(p.state()) == 2 for p in trainer.source.portraits)
+    # a resumed run draws the same portraits: the mix is kept with the run
+    assert load_checkpoint(tmp_path / "ft" / "checkpoint")[1]["config"]["extra"]["face_mix"] == [0, 0, 1, 0]
     new_tok = trainer.spec.tokenizer
     assert len(new_tok) > len(spec.tokenizer)
     prompt = "portrait of a girl with red hair, looking calm"

@@ -41,6 +41,14 @@ def test_same_portrait_renders_identically_and_seeds_differ():
     assert a != list(sample_portraits(6, 4, held_out=None))
 
 
+def test_a_face_mix_sets_the_shares_of_calm_single_and_mixed_faces():
+    counts = [len(p.state()) for p in sample_portraits(8, 400, held_out=None, mix=(0.0, 0.2, 0.8, 0.0))]
+    assert set(counts) == {1, 2} and 0.7 < counts.count(2) / len(counts) < 0.9
+    assert list(sample_portraits(8, 5, held_out=None)) == list(
+        sample_portraits(8, 5, held_out=None, mix=render.FACE_MIX)
+    )
+
+
 def test_masks_partition_the_image_and_match_the_drawn_colours():
     for p in _portraits(12):
         image, masks = render.render(p)
