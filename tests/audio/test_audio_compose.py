@@ -82,6 +82,7 @@ def test_first_tile_is_txt2img_and_continuing_keeps_what_was_there(spec_model) -
     assert np.abs(longer[:, W : 2 * W - keep] - one[:, keep:]).mean() > 0.5 * unrelated
 
 
+@pytest.mark.slow
 def test_same_arguments_same_samples_and_the_seed_matters(spec_model) -> None:
     first = compose.generate_clip(spec_model, CALM, seconds=8.0, steps=2, seed=3)
     again = compose.generate_clip(spec_model, CALM, seconds=8.0, steps=2, seed=3)

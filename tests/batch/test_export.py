@@ -47,6 +47,7 @@ def cast(forge_copy, tiny_model_dir, tiny_bgm_model_dir):
     return forge_copy("export-cast", build)
 
 
+@pytest.mark.slow
 def test_sillytavern_pack_has_one_image_per_label_named_by_it(cast, tmp_path):
     result = export_pack(cast, ["mira"], "sillytavern", tmp_path / "st")
     folder = tmp_path / "st" / "Mira"  # SillyTavern looks sprites up by the character's name
@@ -77,6 +78,7 @@ _IMAGE = re.compile(r'image ([-0-9a-zA-Z_]+) ([-0-9a-zA-Z_]+) = "([^"<>]+)"')
 _AUDIO = re.compile(r'define audio\.([A-Za-z_][0-9A-Za-z_]*) = "<loop ([0-9.]+)>([^"]+)"')
 
 
+@pytest.mark.slow
 def test_renpy_rpy_parses_as_image_and_audio_statements(cast, tmp_path):
     labels = ["joy", "sadness", "neutral"]
     export_pack(cast, ["ren-2"], "renpy", tmp_path / "game", labels=labels,

@@ -67,6 +67,7 @@ def test_plan_records_one_job_per_asset_and_labels_sharing_a_state_share_one(for
     assert len(dry.items) == 1 and dry.items[0].job is None and len(forge.jobs()) == 5
 
 
+@pytest.mark.slow
 def test_regenerate_renders_each_asset_once_and_a_rerun_renders_nothing(forge, mira, monkeypatch):
     request = Request(("mira",), ("joy", "sadness", "anger", "neutral"), (0.5, 1.0))
     first = regenerate(forge, request, batch=3)
@@ -229,6 +230,7 @@ def test_label_sets():
         label_set("emoji")
 
 
+@pytest.mark.slow
 def test_regenerate_with_bgm_makes_one_loop_per_mood_plan(forge, mira, tiny_bgm_model_dir):
     mira.update(settings={**mira.settings, "music": {"model": str(tiny_bgm_model_dir)}})
     request = Request(("mira",), ("joy", "sadness"), (1.0,), bgm=True, bgm_options={"seconds": 6.0, "steps": 2})

@@ -48,6 +48,7 @@ def _unet_calls(*models):
             hook.remove()
 
 
+@pytest.mark.slow
 def test_a_fast_edit_keeps_every_latent_outside_the_face_mask_and_changes_the_face(mira, student_dir):
     student = load_model(student_dir, device="cpu", dtype=torch.float32)
     identity = load_identity(mira, character_model(mira))

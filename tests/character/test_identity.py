@@ -78,6 +78,7 @@ def _changed_copy(model_dir, target):
     return target
 
 
+@pytest.mark.slow
 def test_model_change_is_stale_until_reinvert(mira, tiny_model_dir, tmp_path):
     first = mira.feel(joy=0.8, record=False)
     base_before = mira.store.get_identity("base_image").tensors["pixels"].clone()

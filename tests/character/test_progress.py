@@ -18,6 +18,7 @@ def terminal(monkeypatch):
     monkeypatch.setattr("charforge.progress.on_terminal", lambda stream: True)
 
 
+@pytest.mark.slow
 def test_create_and_feel_show_their_steps_only_when_asked(tmp_path, tiny_model_dir, capsys):
     from charforge.character.identity import build_identity
 

@@ -27,6 +27,7 @@ def test_bad_options_are_one_line_and_exit_2(cli, tmp_path):
     assert code == 2 and "no kept sweep pictures" in err
 
 
+@pytest.mark.slow
 def test_kept_sweep_pictures_are_judged_again_as_drawn(tmp_path):
     import numpy as np
 

@@ -34,6 +34,7 @@ def test_the_prompt_puts_the_expression_in_the_second_chunk():
     assert min(word_columns(_TOKENIZER, PROMPT, "looking calm")) > 77
 
 
+@pytest.mark.slow
 def test_an_expression_past_token_77_is_weighted(mira, caplog, monkeypatch):
     model = character_model(mira)
     identity = load_identity(mira, model)

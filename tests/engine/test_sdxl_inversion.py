@@ -59,6 +59,7 @@ def snr_db(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     return 10 * torch.log10(reference.pow(2).mean() / (estimate - reference).pow(2).mean()).item()
 
 
+@pytest.mark.slow
 def test_null_text_reconstruction_beats_ddim_at_guidance_7_5(model, latent, inversions):
     snr = {method: snr_db(reconstruct_latents(model, inv), latent) for method, inv in inversions.items()}
     pivot = invert_latent(model, latent, PROMPT, "ddim", steps=STEPS, guidance=1.0)

@@ -33,6 +33,7 @@ def mira(forge):
     return forge.get("mira")
 
 
+@pytest.mark.slow
 def test_a_learnt_token_changes_the_identity_hash_and_is_stale_until_reinverted(mira):
     before = identity_hash(mira)
     result = learn_token(mira, steps=2, vectors=2)
@@ -71,6 +72,7 @@ def test_export_then_import_is_bit_exact(forge, tiny_model_dir, mira, tmp_path):
     assert again.read_bytes() == lora_file.read_bytes()
 
 
+@pytest.mark.slow
 def test_characters_sharing_the_model_wear_only_their_own_look(forge, tiny_model_dir, mira):
     plain = _character(forge, tiny_model_dir, "plain")
     model = character_model(plain)

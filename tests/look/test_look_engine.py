@@ -65,6 +65,7 @@ def _render(model, prompt=PLAIN) -> torch.Tensor:
     return txt2img(model, prompt, seed=3, steps=STEPS, guidance=5.0).pixels
 
 
+@pytest.mark.slow
 def test_render_a_then_b_with_its_look_then_a_again_is_bit_identical(tiny_model, learnt):
     vectors, lora = learnt
     before = _state(tiny_model)
@@ -228,6 +229,7 @@ def test_timestep_bias_favours_the_noisy_end_and_stays_in_the_schedule(tiny_mode
     assert (biased < total / 2).float().mean() < 0.05  # the late, face-drawing half is rarely trained
 
 
+@pytest.mark.slow
 def test_a_lora_learns_the_text_encoder_by_default_and_takes_it_off_again(tiny_model):
     """The default LoRA changes what the prompt means (its text-encoder layers), not only the UNet."""
 
