@@ -179,6 +179,7 @@ def test_loop_refuses_what_cannot_loop() -> None:
 # -- transitions ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_transition_runs_from_one_state_to_the_other_in_one_continuous_file(spec_model) -> None:
     segments = 3
     clip = compose.transition(spec_model, CALM, LIVELY, segments=segments, seed_from=0, seed_to=1, steps=4)
@@ -245,6 +246,7 @@ def test_a_loop_longer_than_the_clip_holds_is_refused() -> None:
         compose.make_loop(music.render(spec, 5.0, SR), SR, min_seconds=5.0)
 
 
+@pytest.mark.slow
 def test_a_character_loop_is_at_least_the_seconds_asked(spec_model) -> None:
     from charforge.audio.mood import mood_table, plan_music
     from charforge.character.bgm import render_plan

@@ -76,6 +76,7 @@ def test_anchoring_takes_the_fine_structure_from_the_sketch_and_the_envelope_fro
         assert np.abs(_grey(same) - target.astype(float)).max() <= 2
 
 
+@pytest.mark.slow
 def test_the_default_render_path_is_steered_and_can_be_turned_off(spec_model) -> None:
     assert PLAN.sketch == mood_table().sketch and PLAN.sketch.enabled
     free_plan = plan_music(-0.6, 0.5, music_table(None, sketch=False))

@@ -82,6 +82,7 @@ def test_regenerate_renders_each_asset_once_and_a_rerun_renders_nothing(forge, m
     assert second.summary.rendered == 0 and all(i.cached for i in second.plan.items) and not second.plan.todo
 
 
+@pytest.mark.slow
 def test_a_failing_batch_marks_its_jobs_failed_and_a_rerun_retries_them(forge, mira, monkeypatch):
     import charforge.character.feel as feel_module
 

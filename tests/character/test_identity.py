@@ -101,6 +101,7 @@ def test_model_change_is_stale_until_reinvert(mira, tiny_model_dir, tmp_path):
     assert load_identity(mira).mask_sources["face"] == "user"  # user masks survive a reinvert
 
 
+@pytest.mark.slow
 def test_stale_identity_through_the_cli(mira, tiny_model_dir, tmp_path, cli):
     mira.update(model=str(_changed_copy(tiny_model_dir, tmp_path / "changed")))
     ws = str(mira.store.workspace.root)
@@ -153,6 +154,7 @@ def test_mask_cli_sets_and_exports(mira, tmp_path, cli):
     assert code == 2 and "must match" in err
 
 
+@pytest.mark.slow
 def test_cli_create_renders_unless_told_not_to(tmp_path, tiny_model_dir, cli):
     ws = str(tmp_path / "ws")
     code, out, err = cli("create", "mira", "--prompt", PROMPT, "--model", str(tiny_model_dir), "--json", "-w", ws)

@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 VAE_PSNR_FLOOR = 28.0
 
 
+@pytest.mark.slow
 def test_training_resumes_after_a_crash_and_exports_a_loadable_ema_pipeline(tmp_path):
     from diffusers import StableDiffusionPipeline
 
@@ -56,6 +57,7 @@ def test_training_resumes_after_a_crash_and_exports_a_loadable_ema_pipeline(tmp_
     assert images.shape == (1, 16, 16, 3)
 
 
+@pytest.mark.slow
 def test_decoder_phase_keeps_the_latent_space_and_a_finished_run_reloads_identically(tmp_path):
     from safetensors.torch import load_file
 
@@ -83,6 +85,7 @@ def test_decoder_phase_keeps_the_latent_space_and_a_finished_run_reloads_identic
     assert all(torch.equal(encoder[k], v) for k, v in again.vae.encoder.state_dict().items())
 
 
+@pytest.mark.slow
 def test_a_grown_run_starts_as_the_old_model_and_trains_its_new_modules(tmp_path):
     old = LatentDiffusionTrainer(tiny_spec(tmp_path), ToySource(), tiny_config(decoder_minutes=0.0), tmp_path / "old")
     old.run()

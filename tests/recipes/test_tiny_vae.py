@@ -44,6 +44,7 @@ def _distiller(teacher_dir, run_dir) -> TinyVaeDistiller:
     return TinyVaeDistiller(teacher_dir / "vae", run_dir, source=_source(), config=CONFIG, batch=4)
 
 
+@pytest.mark.slow
 def test_training_brings_the_tiny_decoder_towards_the_kl_decoder(teacher_dir, tmp_path):
     distiller = _distiller(teacher_dir, tmp_path / "run")
     distiller.prepare()

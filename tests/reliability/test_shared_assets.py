@@ -19,6 +19,7 @@ from charforge.forge import Forge
 SAME = b"\x89PNG identical bytes rendered by two characters"
 
 
+@pytest.mark.slow
 def test_delete_holding_the_lock_then_a_store_of_the_same_bytes_keeps_the_file(tmp_path):
     ws = tmp_path / "ws"
     with Forge.open(ws) as forge:
