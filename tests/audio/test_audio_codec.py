@@ -140,6 +140,7 @@ def test_fixed_scale_keeps_loudness_and_output_is_peak_safe() -> None:
     assert np.max(np.abs(faint)) == pytest.approx(10 ** (-1 / 20), rel=1e-4)  # peak preset normalises up
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["major", "minor"])
 @pytest.mark.parametrize("bpm", [70, 140])
 def test_procedural_mode_and_tempo_survive_full_round_trip(mode: str, bpm: int) -> None:

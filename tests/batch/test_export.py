@@ -66,6 +66,7 @@ def test_sillytavern_pack_has_one_image_per_label_named_by_it(cast, tmp_path):
     assert result.to_dict()["labels"]["mira"] == list(SILLYTAVERN)
 
 
+@pytest.mark.slow
 def test_export_of_rendered_states_does_not_run_the_model(cast, tmp_path, monkeypatch):
     export_pack(cast, ["mira"], "folder", tmp_path / "a")
 

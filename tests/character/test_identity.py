@@ -114,6 +114,7 @@ def test_stale_identity_through_the_cli(mira, tiny_model_dir, tmp_path, cli):
     assert code == 0 and out.strip().endswith(".png")
 
 
+@pytest.mark.slow
 def test_rerender_draws_a_fresh_base(mira):
     mira.update(seed=8)
     before = mira.store.get_identity("base_image").tensors["pixels"].clone()

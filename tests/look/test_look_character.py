@@ -48,6 +48,7 @@ def test_a_learnt_token_changes_the_identity_hash_and_is_stale_until_reinverted(
     assert mira.store.get_identity(IdentityKind.INVERTED_LATENTS).metadata["look"]
 
 
+@pytest.mark.slow
 def test_lora_strength_is_part_of_the_identity(mira, tmp_path):
     learn_lora(mira, steps=2, rank=2)
     out = export_look(mira, "lora", tmp_path / "look.safetensors")

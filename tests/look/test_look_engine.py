@@ -92,6 +92,7 @@ def test_render_a_then_b_with_its_look_then_a_again_is_bit_identical(tiny_model,
     assert not getattr(tiny_model.unet, "peft_config", None) and worn_key(tiny_model) is None
 
 
+@pytest.mark.slow
 def test_wearing_the_same_look_again_does_not_reload(tiny_model, learnt, monkeypatch):
     vectors, lora = learnt
     look = Look({"<tokb>": vectors}, lora)
@@ -166,6 +167,7 @@ def test_exported_files_change_plain_diffusers_exactly_as_charforge(tmp_path, ti
     assert np.abs(ours - bare).max() > 1e-3  # the look changed the picture (the token spelt out otherwise)
 
 
+@pytest.mark.slow
 def test_a_kohya_lora_goes_through_diffusers_converters_to_the_same_effect(tmp_path, tiny_model):
     data = training_set(tiny_model, _pictures(), ["smiling", "sad"])
     lora, _ = train_lora(tiny_model, data, rank=2, steps=3, lr=0.05, text_encoder=False)  # kohya's UNet names
