@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_IMAGE_SIZE, build_tiny_components
-from diffusers import LCMScheduler, StableDiffusionPipeline
+from conftest import TINY_IMAGE_SIZE
+from diffusers import LCMScheduler
 
 from charforge.engine import load_model, txt2img
 from charforge.engine.loop import guidance_embedding
@@ -20,14 +20,6 @@ from charforge.recipes.portrait_mini.distill import (
 )
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-teacher")
-    StableDiffusionPipeline(**build_tiny_components(), safety_checker=None, feature_extractor=None,
-                            requires_safety_checker=False).save_pretrained(folder)  # fmt: skip
-    return folder
-
-
 def _source(n: int = 4) -> list[tuple[torch.Tensor, str]]:
     gen = torch.Generator().manual_seed(3)
     colours = ["red", "blue", "green", "black"]
@@ -35,17 +27,17 @@ def _source(n: int = 4) -> list[tuple[torch.Tensor, str]]:
             for i in range(n)]  # fmt: skip
 
 
-def _distiller(teacher_dir, run_dir, **kw) -> ConsistencyDistiller:
+def _distiller(tiny_model_dir, run_dir, **kw) -> ConsistencyDistiller:
     cfg = DistillConfig(dataset_size=4, batch=2, cond_dim=32, threads=1, **kw)
-    distiller = ConsistencyDistiller(teacher_dir, run_dir, cfg, source=_source())
+    distiller = ConsistencyDistiller(tiny_model_dir, run_dir, cfg, source=_source())
     distiller.prepare()
     return distiller
 
 
-def test_student_starts_as_the_teacher_for_every_guidance(teacher_dir):
+def test_student_starts_as_the_teacher_for_every_guidance(tiny_model_dir):
     from diffusers import UNet2DConditionModel
 
-    teacher = UNet2DConditionModel.from_pretrained(str(teacher_dir / "unet")).eval()
+    teacher = UNet2DConditionModel.from_pretrained(str(tiny_model_dir / "unet")).eval()
     student = student_from_teacher(teacher, 32).eval()
     x, hidden = torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32)
     t = torch.tensor([999, 400])
@@ -56,8 +48,8 @@ def test_student_starts_as_the_teacher_for_every_guidance(teacher_dir):
             assert (out - ref).abs().max() <= 1e-5
 
 
-def test_guidance_input_is_the_loops(teacher_dir, tmp_path):
-    model = load_model(teacher_dir, device="cpu", dtype=torch.float32)
+def test_guidance_input_is_the_loops(tiny_model_dir, tmp_path):
+    model = load_model(tiny_model_dir, device="cpu", dtype=torch.float32)
     model.unet.register_to_config(time_cond_proj_dim=32)
     ours = guidance_condition(torch.full((3,), 4.0), 32)  # w = scale - 1
     assert torch.equal(ours, guidance_embedding(model, 5.0, 3))
@@ -73,8 +65,8 @@ def test_boundary_scalings_are_lcm_schedulers():
         assert float(c_skip[i]) == pytest.approx(float(skip)) and float(c_out[i]) == pytest.approx(float(out))
 
 
-def test_distillation_lowers_the_loss_on_a_fixed_batch(teacher_dir, tmp_path):
-    distiller = _distiller(teacher_dir, tmp_path / "run", lr=1e-3, target_decay=0.5)
+def test_distillation_lowers_the_loss_on_a_fixed_batch(tiny_model_dir, tmp_path):
+    distiller = _distiller(tiny_model_dir, tmp_path / "run", lr=1e-3, target_decay=0.5)
     draws = distiller.draw()
     with torch.no_grad():
         before = float(distiller.loss(*draws))
@@ -86,11 +78,11 @@ def test_distillation_lowers_the_loss_on_a_fixed_batch(teacher_dir, tmp_path):
     assert after < 0.8 * before
 
 
-def test_resume_and_export_sample_in_four_single_pass_steps(teacher_dir, tmp_path):
+def test_resume_and_export_sample_in_four_single_pass_steps(tiny_model_dir, tmp_path):
     run = tmp_path / "run"
-    first = _distiller(teacher_dir, run, max_steps=1)
+    first = _distiller(tiny_model_dir, run, max_steps=1)
     first.run()
-    again = _distiller(teacher_dir, run)
+    again = _distiller(tiny_model_dir, run)
     assert again.resume() and again.step == 1
     for a, b in zip(again.student.parameters(), first.student.parameters()):
         assert torch.equal(a, b)

@@ -8,8 +8,8 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_IMAGE_SIZE, build_tiny_components
-from diffusers import AutoencoderTiny, LCMScheduler, StableDiffusionPipeline
+from conftest import TINY_IMAGE_SIZE
+from diffusers import AutoencoderTiny, LCMScheduler
 
 from charforge.engine import load_model, txt2img
 from charforge.recipes.portrait_mini.distill import ConsistencyDistiller, DistillConfig
@@ -27,26 +27,18 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-teacher")
-    StableDiffusionPipeline(**build_tiny_components(), safety_checker=None, feature_extractor=None,
-                            requires_safety_checker=False).save_pretrained(folder)  # fmt: skip
-    return folder
-
-
 def _source(n: int = 8) -> list[tuple[torch.Tensor, str]]:
     gen = torch.Generator().manual_seed(3)
     return [(torch.rand(3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, generator=gen) * 2 - 1, "") for _ in range(n)]
 
 
-def _distiller(teacher_dir, run_dir) -> TinyVaeDistiller:
-    return TinyVaeDistiller(teacher_dir / "vae", run_dir, source=_source(), config=CONFIG, batch=4)
+def _distiller(tiny_model_dir, run_dir) -> TinyVaeDistiller:
+    return TinyVaeDistiller(tiny_model_dir / "vae", run_dir, source=_source(), config=CONFIG, batch=4)
 
 
 @pytest.mark.slow
-def test_training_brings_the_tiny_decoder_towards_the_kl_decoder(teacher_dir, tmp_path):
-    distiller = _distiller(teacher_dir, tmp_path / "run")
+def test_training_brings_the_tiny_decoder_towards_the_kl_decoder(tiny_model_dir, tmp_path):
+    distiller = _distiller(tiny_model_dir, tmp_path / "run")
     distiller.prepare()
     before = distiller.decoder_error()
     for _ in range(12):
@@ -54,10 +46,10 @@ def test_training_brings_the_tiny_decoder_towards_the_kl_decoder(teacher_dir, tm
     assert distiller.decoder_error() < 0.5 * before
 
 
-def test_a_run_resumes_exactly_and_exports_a_diffusers_tiny_autoencoder(teacher_dir, tmp_path):
-    first = _distiller(teacher_dir, tmp_path / "run")
+def test_a_run_resumes_exactly_and_exports_a_diffusers_tiny_autoencoder(tiny_model_dir, tmp_path):
+    first = _distiller(tiny_model_dir, tmp_path / "run")
     first.run(Budget.minutes(5), max_steps=3)
-    again = _distiller(teacher_dir, tmp_path / "run")
+    again = _distiller(tiny_model_dir, tmp_path / "run")
     assert again.resume() and again.step == 3
     for a, b in zip(again.tiny.parameters(), first.tiny.parameters()):
         assert torch.equal(a, b)
@@ -69,10 +61,10 @@ def test_a_run_resumes_exactly_and_exports_a_diffusers_tiny_autoencoder(teacher_
         torch.testing.assert_close(loaded.decode(latent).sample, again.tiny.decode(latent).sample)
 
 
-def test_a_student_exported_with_the_tiny_vae_samples_through_it(teacher_dir, tmp_path):
-    vae = _distiller(teacher_dir, tmp_path / "vae-run").export(tmp_path / "vae")
+def test_a_student_exported_with_the_tiny_vae_samples_through_it(tiny_model_dir, tmp_path):
+    vae = _distiller(tiny_model_dir, tmp_path / "vae-run").export(tmp_path / "vae")
     cfg = DistillConfig(dataset_size=4, batch=2, cond_dim=32, threads=1)
-    distiller = ConsistencyDistiller(teacher_dir, tmp_path / "run", cfg, source=_source(4))
+    distiller = ConsistencyDistiller(tiny_model_dir, tmp_path / "run", cfg, source=_source(4))
     folder = distiller.export(tmp_path / "student", vae=vae)
     assert json.loads((folder / "model_index.json").read_text())["vae"] == ["diffusers", "AutoencoderTiny"]
     model = load_model(folder, device="cpu", dtype=torch.float32)

@@ -14,7 +14,6 @@ MSE; the encoder learns the scaled posterior mean. Resumable safetensors checkpo
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from charforge.recipes.portrait_mini.dataset import PortraitSource
 from charforge.recipes.training.budget import Budget
@@ -73,8 +73,6 @@ class TinyVaeDistiller:
     def prepare(self) -> None:
         path = self.run_dir / "data.safetensors"
         if path.is_file():
-            from safetensors.torch import load_file
-
             data = load_file(str(path))
         else:
             source = self.source if self.source is not None else PortraitSource(DATA_SEED, DATA_SIZE)
@@ -86,8 +84,6 @@ class TinyVaeDistiller:
                 means.append(dist.mean)
                 stds.append(dist.std)
             data = {k: torch.cat(v).contiguous() for k, v in (("images", images), ("mean", means), ("std", stds))}
-            from safetensors.torch import save_file
-
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_file(data, str(path))
         self.images, self.mean, self.std = data["images"].float(), data["mean"], data["std"]
@@ -166,18 +162,3 @@ def distill_tiny_vae(teacher_vae: str | Path, out: str | Path, minutes: float, t
         log.info("resumed at step %d", distiller.step)
     distiller.run(budget)
     return distiller.export(Path(out) / "vae")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out")
-    parser.add_argument("--teacher-vae", default=str(Path(__file__).parents[2] / "models" / "portrait-mini" / "vae"))
-    parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    print(distill_tiny_vae(args.teacher_vae, args.out, args.minutes, args.threads))
-
-
-if __name__ == "__main__":
-    main()
