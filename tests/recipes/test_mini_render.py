@@ -257,3 +257,20 @@ def test_extended_tokenizer_keeps_old_ids_and_makes_new_words_whole(tmp_path):
     assert new("portrait of a girl, smiling happily").input_ids == old("portrait of a girl, smiling happily").input_ids
     for word in caption_words():
         assert len(new(word, add_special_tokens=False).input_ids) == 1, word
+
+
+@pytest.mark.parametrize(
+    ("state", "named"),
+    [
+        ({}, {"neutral"}),
+        ({"anger": 0.9, "disgust": 0.7}, {"anger"}),  # extremely anger, very disgust
+        ({"anger": 0.7, "disgust": 0.75}, {"anger", "disgust"}),  # "very ... and very ...": a tie in words
+        ({"joy": 0.45, "fear": 0.3, "trust": 0.55}, {"joy", "trust"}),
+    ],
+)
+def test_the_strongest_emotion_a_caption_names_is_the_top_intensity_word(state, named):
+    p = render.random_portrait(np.random.default_rng(0))
+    first, *rest = state.items() or [("neutral", 0.0)]
+    portrait = render.Portrait(**{**p.__dict__, "expression": first[0], "intensity": first[1], "blend": tuple(rest)})
+    assert portrait.named_strongest == named
+    assert portrait.dominant in named  # the hidden strongest is always among those the words name

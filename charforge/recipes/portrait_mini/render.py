@@ -177,6 +177,17 @@ class Portrait:
         state = self.state()
         return max(state, key=lambda e: (state[e], -EMOTIONS.index(e))) if state else "neutral"
 
+    @property
+    def named_strongest(self) -> frozenset[str]:
+        """The emotions in the caption's highest intensity-word band ("very A and very B" names both:
+        captions carry bands, not the intensities `dominant` compares)."""
+        state = self.state()
+        if not state:
+            return frozenset({"neutral"})
+        band = {e: band_centre(intensity_word(i)) for e, i in state.items()}
+        top = max(band.values())
+        return frozenset(e for e, b in band.items() if b == top)
+
     def caption(self) -> str:
         accessory = {"none": "", "glasses": "wearing glasses, ", "hat": "wearing a hat, "}[self.accessory]
         return (
