@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import batch
 from helpers.batch import check_store, db_args
 from helpers.characters import forbid_model
 
 from charforge.emotion.labels import SILLYTAVERN, label_set, label_state
 from charforge.errors import InvalidInput
 from charforge.jobs import Request, plan, regenerate
+
+forge, mira = batch.forge, batch.mira  # the batch modules' fixtures (SQLite and PostgreSQL)
 
 
 def test_plan_records_one_job_per_asset_and_labels_sharing_a_state_share_one(forge, mira):

@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import batch
 from helpers.batch import check_store, claim_all, db_args
 
 from charforge.forge import Forge
 from charforge.jobs import Request, plan, regenerate
 from charforge.paths import sha256_bytes
 
+forge, mira = batch.forge, batch.mira  # the batch modules' fixtures (SQLite and PostgreSQL)
 REPO = Path(__file__).resolve().parents[1]
 
 

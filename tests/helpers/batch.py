@@ -3,9 +3,24 @@ module, and it imports the store only, not the models, so three of them start in
 
 from __future__ import annotations
 
+import pytest
+
 from charforge.forge import Forge
 from charforge.paths import sha256_bytes
 from charforge.store.models import JobStatus
+
+
+@pytest.fixture
+def forge(any_forge):
+    """Tests using it run on SQLite and on PostgreSQL."""
+    return any_forge
+
+
+@pytest.fixture
+def mira(forge, tiny_model_dir):
+    from helpers.characters import make_character  # imports the models: only where a test asks for mira
+
+    return make_character(forge, tiny_model_dir)
 
 
 def db_args(forge: Forge) -> list[str]:
