@@ -50,6 +50,19 @@ class _Expression(BaseModel):
     scale: float = Field(default=1.0, gt=0.0, le=1.0)
     # how much the emotion shows in each face part ("upper": brows and eyes, "lower": mouth), 0..1
     parts: dict[str, float] = Field(default_factory=dict)
+    # emotions this one is drawn away from, each with the fraction of its change that is subtracted
+    # (composable diffusion's negation: a model that draws trust half as joy gets trust minus some joy)
+    unlike: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("unlike")
+    @classmethod
+    def _known_emotions(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(BASIS))
+        if unknown:
+            raise ValueError(f"unknown emotion {unknown[0]!r} in unlike (known: {', '.join(BASIS)})")
+        if any(not 0.0 < v <= 1.0 for v in value.values()):
+            raise ValueError("an unlike fraction is a number in (0, 1]")
+        return value
 
     @field_validator("parts")
     @classmethod
@@ -186,6 +199,7 @@ class Term:
     word: str  # intensity word, e.g. "very"
     attention: float  # cross-attention weight of the term's words
     strength: float = 1.0  # edit strength of the term (charforge.engine.edit_strength)
+    unlike: tuple[tuple[str, float], ...] = ()  # (words drawn away from, fraction of the term's strength)
 
     @property
     def words(self) -> str:
@@ -200,6 +214,7 @@ class Term:
             "word": self.word,
             "attention": round(self.attention, 4),
             "strength": round(self.strength, 4),
+            "unlike": [[words, round(fraction, 4)] for words, fraction in self.unlike],
         }
 
 
@@ -255,7 +270,8 @@ class Conditioning:
         A composed mixture may also draw `compound_share` of its change with the one composed prompt
         (at the strongest term's strength), the per-term prompts the rest: the composed prompt is how a
         model trained on mixture captions draws both feelings as one face, the per-term prompts carry
-        each emotion's own strength.
+        each emotion's own strength. A term's `unlike` words follow as branches of negative strength,
+        in the same face parts as the term: its change minus a fraction of theirs.
         """
         if not self.composed:
             return (Branch(self.target_prompt, 1.0, self.token_weights()),)
@@ -270,11 +286,16 @@ class Conditioning:
             )
             for t, p in zip(self.terms, shares)
         )
+        contrasts = tuple(
+            Branch(swap_phrase(self.base_prompt, self.neutral_phrase, words), -fraction * t.strength, {}, p)
+            for t, p in zip(self.terms, shares)
+            for words, fraction in t.unlike
+        )
         if compound <= 0.0:
-            return per_term
+            return (*per_term, *contrasts)
         strongest = max(t.strength for t in self.terms)
         whole = Branch(self.target_prompt, compound * strongest, self.token_weights())
-        return (whole, *per_term) if compound < 1.0 else (whole,)
+        return (whole, *per_term, *contrasts) if compound < 1.0 else (whole, *contrasts)
 
     def describe(self) -> str:
         """One line a person can read: the composed expression and each term's attention weight (and strength)."""
@@ -353,7 +374,12 @@ def conditioning(
         setting = calibration.setting(names[0], e) if calibration is not None else None
         used_calibration |= setting is not None
         word, attention, strength = setting or (table.word_for(e), table.attention.default, 1.0)
-        terms.append(Term(phrase, tuple(names), e, word, attention, strength))
+        unlike = tuple(
+            (f"{word} {table.emotions[other].phrase}", fraction)
+            for other, fraction in table.emotions[names[0]].unlike.items()
+            if getattr(state, other) < threshold  # never drawn away from an emotion the state asks for
+        )
+        terms.append(Term(phrase, tuple(names), e, word, attention, strength, unlike))
     terms_t = tuple(terms)
     target = swap_phrase(base_prompt, table.neutral_phrase, _compose(terms_t, table.joiner)) if terms_t else base_prompt
     composed = calibration is not None and used_calibration and calibration.by_strength

@@ -5,7 +5,8 @@ like "very smiling" gives an edit no intensity. This hook scales each step's *ch
 every step the source branch's own noise prediction is known exactly from the inverted trajectory
 (the one that moves x_t to the next trajectory latent), and each target row's guided prediction
 becomes `source + s * (target - source)`. With s = 0 the row redraws the source picture exactly, with
-s = 1 it is the plain edit, in between the change grows continuously, and s > 1 exaggerates it. Each
+s = 1 it is the plain edit, in between the change grows continuously, and s > 1 exaggerates it
+(s < 0 draws away from the prompt: composable diffusion's negation, in a group with other rows). Each
 step's contribution is scaled once (unlike blending latents after each step, which would shrink the
 early, structure-forming steps geometrically), so the face changes by amounts that rise smoothly with s.
 """
@@ -81,8 +82,8 @@ def _checked(strength: float | torch.Tensor) -> float | torch.Tensor:
         low, high = float(strength.min()), float(strength.max())
     else:
         strength = low = high = finite(strength, "edit strength")
-    if low < 0.0 or high > 3.0:
-        raise InvalidInput(f"edit strength must be in [0, 3], got {low:g}..{high:g}")
+    if low < -3.0 or high > 3.0:
+        raise InvalidInput(f"edit strength must be in [-3, 3], got {low:g}..{high:g}")
     return strength
 
 

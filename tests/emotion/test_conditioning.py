@@ -187,6 +187,23 @@ def test_a_full_compound_share_draws_a_mixture_with_its_one_composed_prompt():
     assert whole.prompt == cond.target_prompt and whole.strength == max(t.strength for t in cond.terms)
 
 
+def test_an_unlike_emotion_is_drawn_away_from_unless_the_state_asks_for_it():
+    cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in BASIS})
+    table = expression_table({"emotions": {"trust": {"unlike": {"joy": 0.4}}}, "edit": {"compound_share": 0.0}})
+    cond = conditioning({"trust": 0.8}, BASE, table, calibration=cal)
+    (trust,) = cond.terms
+    assert trust.unlike == (("extremely smiling happily", 0.4),)
+    toward, away = cond.branches()
+    assert away.prompt.endswith(", extremely smiling happily") and away.strength == pytest.approx(-0.4 * toward.strength)
+    assert away.weights == {} and away.parts == toward.parts
+    mixed = conditioning({"trust": 0.6, "joy": 0.4}, BASE, table, calibration=cal)  # joy asked for: no negation
+    assert all(b.strength > 0 for b in mixed.branches()) and len(mixed.branches()) == 2
+    assert conditioning({"trust": 0.8}, BASE, table).branches()[0].strength == 1.0  # uncalibrated: one prompt
+    for bad in ({"joy": 1.5}, {"joy": 0.0}, {"pride": 0.3}):
+        with pytest.raises(InvalidInput):
+            expression_table({"emotions": {"trust": {"unlike": bad}}})
+
+
 def test_calibration_round_trips_through_json(tmp_path):
     cal = _calibration({"fear": [("very", 1.0, 0.6)]})
     path = save_calibration(cal, tmp_path)

@@ -1,5 +1,6 @@
 """Edit strength on a tiny model: 0 redraws the source exactly, 1 is the plain edit, the change grows
-with the strength, and a composed group is one picture equal to its lone non-zero member."""
+with the strength, a composed group is one picture equal to its lone non-zero member, and a negative
+strength draws away from its prompt."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_a_composed_group_is_one_picture_equal_to_its_only_active_member(model, 
 
 def test_bad_strengths_are_refused():
     trajectory = torch.zeros(3, 4, 8, 8)
-    for groups in ([{0: 0.5}], [{1: 0.5}, {1: 0.2}], [{1: float("nan")}], [{1: -0.1}], [{1: 9.0}]):
+    for groups in ([{0: 0.5}], [{1: 0.5}, {1: 0.2}], [{1: float("nan")}], [{1: -9.0}], [{1: 9.0}]):
         with pytest.raises(InvalidInput):
             EditStrength(trajectory, groups)
 
@@ -97,3 +98,12 @@ def test_without_a_trajectory_the_source_rows_own_prediction_is_the_reference(mo
     torch.testing.assert_close(draw([EditStrength(None, [{1: 1.0}])]), plain, atol=0, rtol=0)
     half = draw([EditStrength(None, [{1: 0.5}])])
     assert 0 < (half[1] - plain[0]).abs().max() < (plain[1] - plain[0]).abs().max()
+
+
+def test_a_negative_strength_draws_away_from_its_prompt(model, inversion):
+    source_final = inversion.trajectory[-1]
+    cancelled = _edit(model, inversion, [TARGET, TARGET], [{1: 0.7, 2: -0.7}])  # a change minus itself
+    torch.testing.assert_close(cancelled[1], source_final, atol=1e-5, rtol=1e-5)
+    towards, away = _edit(model, inversion, [TARGET, TARGET], [{1: 0.5}, {2: -0.5}])[1:]
+    cosine = torch.nn.functional.cosine_similarity((towards - source_final).flatten(), (away - source_final).flatten(), 0)
+    assert cosine < -0.5, float(cosine)
