@@ -367,6 +367,7 @@ def conditioning(
         names, total = by_phrase.get(entry.phrase, ([], 0.0))
         by_phrase[entry.phrase] = ([*names, name], min(1.0, total + value * entry.scale))
 
+    asked = {name for names, _ in by_phrase.values() for name in names}
     ranked = sorted(by_phrase.items(), key=lambda item: -item[1][1])[: table.max_mixture]
     terms = []
     used_calibration = False
@@ -374,11 +375,7 @@ def conditioning(
         setting = calibration.setting(names[0], e) if calibration is not None else None
         used_calibration |= setting is not None
         word, attention, strength = setting or (table.word_for(e), table.attention.default, 1.0)
-        unlike = tuple(
-            (f"{word} {table.emotions[other].phrase}", fraction)
-            for other, fraction in table.emotions[names[0]].unlike.items()
-            if getattr(state, other) < threshold  # never drawn away from an emotion the state asks for
-        )
+        unlike = unlike_terms(table, names[0], word, asked)  # never drawn away from what the state asks for
         terms.append(Term(phrase, tuple(names), e, word, attention, strength, unlike))
     terms_t = tuple(terms)
     target = swap_phrase(base_prompt, table.neutral_phrase, _compose(terms_t, table.joiner)) if terms_t else base_prompt
@@ -387,6 +384,18 @@ def conditioning(
     return Conditioning(
         state, base_prompt, table.neutral_phrase, terms_t, target, used_calibration, table.joiner, composed, shares,
         table.edit.compound_share,
+    )
+
+
+def unlike_terms(
+    table: ExpressionTable, emotion: str, word: str, asked: set[str] | frozenset[str] = frozenset()
+) -> tuple[tuple[str, float], ...]:
+    """(words, fraction) of each emotion `emotion` is drawn away from (`unlike`), said with `word`,
+    leaving out those in `asked`; a calibration measures the emotion with them, as it is drawn."""
+    return tuple(
+        (f"{word} {table.emotions[other].phrase}", fraction)
+        for other, fraction in table.emotions[emotion].unlike.items()
+        if other not in asked
     )
 
 

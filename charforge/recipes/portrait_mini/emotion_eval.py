@@ -34,6 +34,7 @@ from charforge.emotion.conditioning import (
     conditioning,
     expression_table,
     swap_phrase,
+    unlike_terms,
 )
 from charforge.emotion.table import BASIS
 from charforge.recipes.portrait_mini import render
@@ -413,7 +414,8 @@ def setting_conditioning(
     emotion: str, word: str, attention: float, base_prompt: str, table: ExpressionTable, strength: float = 1.0
 ) -> Conditioning:
     """The conditioning of one measured setting: `emotion` drawn with `word` at `attention` and `strength`."""
-    term = Term(table.emotions[emotion].phrase, (emotion,), 1.0, word, attention, strength)
+    unlike = unlike_terms(table, emotion, word, {emotion})
+    term = Term(table.emotions[emotion].phrase, (emotion,), 1.0, word, attention, strength, unlike)
     target = swap_phrase(base_prompt, table.neutral_phrase, term.words)
     state = conditioning({emotion: 1.0}, base_prompt, table).state
     return Conditioning(state, base_prompt, table.neutral_phrase, (term,), target, True, table.joiner, composed=True)
