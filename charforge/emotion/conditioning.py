@@ -207,6 +207,7 @@ class Term:
         return f"{self.word} {self.phrase}"
 
     def to_dict(self) -> dict[str, Any]:
+        drawn_away = {"unlike": [[w, round(f, 4)] for w, f in self.unlike]} if self.unlike else {}
         return {
             "phrase": self.phrase,
             "emotions": list(self.emotions),
@@ -214,7 +215,7 @@ class Term:
             "word": self.word,
             "attention": round(self.attention, 4),
             "strength": round(self.strength, 4),
-            "unlike": [[words, round(fraction, 4)] for words, fraction in self.unlike],
+            **drawn_away,  # only when there is any: the cache keys of every other state stay as they were
         }
 
 

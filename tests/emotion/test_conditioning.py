@@ -193,6 +193,9 @@ def test_an_unlike_emotion_is_drawn_away_from_unless_the_state_asks_for_it():
     cond = conditioning({"trust": 0.8}, BASE, table, calibration=cal)
     (trust,) = cond.terms
     assert trust.unlike == (("extremely smiling happily", 0.4),)
+    assert trust.to_dict()["unlike"] == [["extremely smiling happily", 0.4]]  # part of the cached picture's key
+    plain_trust = conditioning({"trust": 0.8}, BASE, calibration=cal).terms[0]
+    assert "unlike" not in plain_trust.to_dict()  # a table without it keeps every stored picture's key
     toward, away = cond.branches()
     assert away.prompt.endswith(", extremely smiling happily") and away.strength == pytest.approx(-0.4 * toward.strength)
     assert away.weights == {} and away.parts == toward.parts
