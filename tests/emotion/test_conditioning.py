@@ -189,22 +189,22 @@ def test_a_full_compound_share_draws_a_mixture_with_its_one_composed_prompt():
 
 def test_an_unlike_emotion_is_drawn_away_from_unless_the_state_asks_for_it():
     cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in BASIS})
-    table = expression_table({"emotions": {"trust": {"unlike": {"joy": 0.4}}}, "edit": {"compound_share": 0.0}})
-    cond = conditioning({"trust": 0.8}, BASE, table, calibration=cal)
-    (trust,) = cond.terms
-    assert trust.unlike == (("extremely smiling happily", 0.4),)
-    assert trust.to_dict()["unlike"] == [["extremely smiling happily", 0.4]]  # part of the cached picture's key
-    plain_trust = conditioning({"trust": 0.8}, BASE, calibration=cal).terms[0]
-    assert "unlike" not in plain_trust.to_dict()  # a table without it keeps every stored picture's key
+    table = expression_table({"emotions": {"fear": {"unlike": {"sadness": 0.4}}}, "edit": {"compound_share": 0.0}})
+    cond = conditioning({"fear": 0.8}, BASE, table, calibration=cal)
+    (fear,) = cond.terms
+    assert fear.unlike == (("extremely crying sadly", 0.4),)
+    assert fear.to_dict()["unlike"] == [["extremely crying sadly", 0.4]]  # part of the cached picture's key
+    plain_fear = conditioning({"fear": 0.8}, BASE, calibration=cal).terms[0]
+    assert "unlike" not in plain_fear.to_dict()  # a table without it keeps every stored picture's key
     toward, away = cond.branches()
-    assert away.prompt.endswith(", extremely smiling happily") and away.strength == pytest.approx(-0.4 * toward.strength)
+    assert away.prompt.endswith(", extremely crying sadly") and away.strength == pytest.approx(-0.4 * toward.strength)
     assert away.weights == {} and away.parts == toward.parts
-    mixed = conditioning({"trust": 0.6, "joy": 0.4}, BASE, table, calibration=cal)  # joy asked for: no negation
+    mixed = conditioning({"fear": 0.6, "sadness": 0.4}, BASE, table, calibration=cal)  # sadness asked for
     assert all(b.strength > 0 for b in mixed.branches()) and len(mixed.branches()) == 2
-    assert conditioning({"trust": 0.8}, BASE, table).branches()[0].strength == 1.0  # uncalibrated: one prompt
+    assert conditioning({"fear": 0.8}, BASE, table).branches()[0].strength == 1.0  # uncalibrated: one prompt
     for bad in ({"joy": 1.5}, {"joy": 0.0}, {"pride": 0.3}):
         with pytest.raises(InvalidInput):
-            expression_table({"emotions": {"trust": {"unlike": bad}}})
+            expression_table({"emotions": {"fear": {"unlike": bad}}})
 
 
 def test_calibration_round_trips_through_json(tmp_path):

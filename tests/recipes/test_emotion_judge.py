@@ -85,11 +85,11 @@ def test_a_measured_setting_is_one_prompt_with_its_word_and_weight():
 
 
 def test_a_measured_setting_is_drawn_away_from_its_unlike_emotions_as_feel_draws_it():
-    table = expression_table({"emotions": {"trust": {"unlike": {"joy": 0.3}}}})
-    cond = setting_conditioning("trust", "extremely", 1.0, held_out_cast(1)[0].prompt, table, strength=0.4)
+    table = expression_table({"emotions": {"fear": {"unlike": {"sadness": 0.3}}}})
+    cond = setting_conditioning("fear", "extremely", 1.0, held_out_cast(1)[0].prompt, table, strength=0.4)
     toward, away = cond.branches()
     assert toward.strength == 0.4 and away.strength == -0.3 * 0.4
-    assert away.prompt.endswith(", extremely smiling happily")
+    assert away.prompt.endswith(", extremely crying sadly")
 
 
 def test_summary_figures_follow_the_readings():
