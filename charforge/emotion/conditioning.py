@@ -44,6 +44,16 @@ def _phrase(value: str) -> str:
     return value
 
 
+def _checked_map(value: dict[str, float], known: tuple[str, ...], what: str, valid, message: str) -> dict[str, float]:
+    """`value` if its keys are all `known` and `valid` holds for every number; else one error naming the first fault."""
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what.format(unknown[0])} (known: {', '.join(known)})")
+    if not all(valid(v) for v in value.values()):
+        raise ValueError(message)
+    return value
+
+
 class _Expression(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     phrase: str
@@ -57,22 +67,14 @@ class _Expression(BaseModel):
     @field_validator("unlike")
     @classmethod
     def _known_emotions(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(BASIS))
-        if unknown:
-            raise ValueError(f"unknown emotion {unknown[0]!r} in unlike (known: {', '.join(BASIS)})")
-        if any(not 0.0 < v <= 1.0 for v in value.values()):
-            raise ValueError("an unlike fraction is a number in (0, 1]")
-        return value
+        return _checked_map(value, BASIS, "emotion {!r} in unlike", lambda v: 0.0 < v <= 1.0,
+                            "an unlike fraction is a number in (0, 1]")  # fmt: skip
 
     @field_validator("parts")
     @classmethod
     def _known_parts(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(PARTS))
-        if unknown:
-            raise ValueError(f"unknown face part {unknown[0]!r} (known: {', '.join(PARTS)})")
-        if any(not 0.0 <= v <= 1.0 for v in value.values()):
-            raise ValueError("how much an emotion shows in a part is a number in [0, 1]")
-        return value
+        return _checked_map(value, PARTS, "face part {!r}", lambda v: 0.0 <= v <= 1.0,
+                            "how much an emotion shows in a part is a number in [0, 1]")  # fmt: skip
 
     @field_validator("phrase")
     @classmethod
