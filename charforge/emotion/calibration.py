@@ -27,6 +27,10 @@ from charforge.validation import invalid_input
 
 FILENAME = "emotion_calibration.json"
 _HASH = re.compile(r"^[0-9a-f]{8,128}$")
+# A strength curve ends at its first setting within this fraction of its strongest response: past
+# that knee more strength buys no face a judge reads as stronger, only a larger change, and the
+# decoder carries a larger change a little beyond the face (its norms and attention are global).
+PLATEAU = 0.02
 
 
 def workspace_relpath(model_hash: str) -> PurePosixPath:
@@ -65,6 +69,7 @@ class Calibration(BaseModel):
 
         Settings that read weaker than an earlier one are dropped, so the chain is monotone by
         construction; perceived strength is the response above calm over the strongest response above calm.
+        A chain over edit strengths stops at its knee (`PLATEAU`), which then counts as full strength.
         """
         curve = self.emotions[emotion]
         # over edit strengths the chain follows strength and ends where the response peaks; over words
@@ -78,6 +83,9 @@ class Calibration(BaseModel):
             level = (point.response - curve.calm) / top
             if level > 0 and (not chain or level > chain[-1][0]):
                 chain.append((level, point))
+        if self.by_strength and chain:
+            knee = next(i for i, (level, _) in enumerate(chain) if level >= 1.0 - PLATEAU)
+            chain = [(level / chain[knee][0], p) for level, p in chain[: knee + 1]]
         return chain
 
     @property

@@ -124,6 +124,17 @@ def test_a_strength_curve_starts_at_calm_and_stops_at_its_peak():
     assert cal.setting("joy", level / 2)[2] == pytest.approx(0.05 * (level / 2) / ((0.3 - 0.1) / 0.9))
 
 
+def test_a_strength_curve_ends_at_its_knee_where_more_strength_reads_no_stronger():
+    # past 0.3 the response creeps up by 1.5%: full intensity is drawn at 0.3, not at twice the change
+    cal = _strength_calibration({"joy": [(0.1, 0.5), (0.2, 0.9), (0.3, 0.985), (0.6, 1.0)]})
+    assert [p.strength for _, p in cal.chain("joy")] == [0.1, 0.2, 0.3]
+    assert cal.setting("joy", 1.0)[2] == pytest.approx(0.3)
+    assert cal.setting("joy", 0.9 / 0.985)[2] == pytest.approx(0.2)  # levels count from the knee
+    # a curve still rising by more than the plateau keeps its last point
+    steep = _strength_calibration({"joy": [(0.1, 0.5), (0.2, 0.9), (0.3, 0.97), (0.6, 1.0)]})
+    assert steep.setting("joy", 1.0)[2] == pytest.approx(0.6)
+
+
 def test_strength_calibrations_compose_one_branch_per_emotion():
     cal = _strength_calibration({e: [(0.1, 0.5), (0.3, 1.0)] for e in ("anger", "disgust", "joy")})
     cond = conditioning({"anger": 0.7, "disgust": 0.3}, BASE, PER_EMOTION_ONLY, calibration=cal)
