@@ -35,6 +35,7 @@ def test_mode_margin_is_signed_towards_the_winner() -> None:
     assert major.mode_margin > 0 and -1 <= major.correlation <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["major", "minor"])
 @pytest.mark.parametrize("bpm", [70, 140])
 @pytest.mark.parametrize("lead", ["pad", "pluck"])

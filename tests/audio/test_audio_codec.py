@@ -43,6 +43,7 @@ def test_riffusion_preset_matches_riffusion_numbers() -> None:
     assert {"riffusion", "mini"} <= set(preset_names())
 
 
+@pytest.mark.slow
 def test_riffusion_image_geometry_and_orientation() -> None:
     codec = SpectrogramCodec("riffusion")
     p = codec.preset
@@ -66,6 +67,7 @@ def test_riffusion_image_geometry_and_orientation() -> None:
     assert np.median(pixels) >= 240
 
 
+@pytest.mark.slow
 def test_image_width_tiles_exactly_with_hop() -> None:
     codec = SpectrogramCodec("mini")
     p = codec.preset
@@ -76,6 +78,7 @@ def test_image_width_tiles_exactly_with_hop() -> None:
     assert codec.image_to_audio(image, seed=0).shape == (40 * p.hop_length,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("preset", "columns", "mean_bound", "p95_bound"), [("mini", 128, 6.0, 20.0), ("riffusion", 96, 4.0, 16.0)])
 def test_known_signal_survives_image_audio_image(preset: str, columns: int, mean_bound: float, p95_bound: float) -> None:
     codec = SpectrogramCodec(preset)
@@ -91,6 +94,7 @@ def test_known_signal_survives_image_audio_image(preset: str, columns: int, mean
     assert np.argmin(first.mean(axis=1)) == np.argmin(second.mean(axis=1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["mini", "riffusion"])
 def test_mel_to_linear_is_a_non_negative_least_squares_solution(preset: str) -> None:
     import librosa
@@ -106,6 +110,7 @@ def test_mel_to_linear_is_a_non_negative_least_squares_solution(preset: str) -> 
     assert np.linalg.norm(basis @ linear - mel) <= 0.02 * np.linalg.norm(mel)
 
 
+@pytest.mark.slow
 def test_same_image_and_seed_give_identical_samples() -> None:
     codec = SpectrogramCodec("mini")
     p = codec.preset
@@ -117,6 +122,7 @@ def test_same_image_and_seed_give_identical_samples() -> None:
     assert np.max(np.abs(a - c)) > 0.05 * np.max(np.abs(a))
 
 
+@pytest.mark.slow
 def test_rgb_image_decodes_like_grey() -> None:
     codec = SpectrogramCodec("mini")
     p = codec.preset
@@ -125,6 +131,7 @@ def test_rgb_image_decodes_like_grey() -> None:
     assert np.array_equal(codec.image_to_mel(np.asarray(grey.convert("RGB"))), codec.image_to_mel(grey))
 
 
+@pytest.mark.slow
 def test_fixed_scale_keeps_loudness_and_output_is_peak_safe() -> None:
     codec = SpectrogramCodec("mini")
     p = codec.preset
@@ -182,6 +189,7 @@ def test_silent_image_decodes_to_silence() -> None:
     assert y.shape == (8 * codec.preset.hop_length,) and not np.any(y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".wav", ".ogg"])
 def test_write_audio_round_trip(tmp_path, suffix: str) -> None:
     if suffix not in writable_suffixes():
@@ -209,6 +217,7 @@ def test_write_audio_rejects_bad_targets_without_debris(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_octave_replication_fills_the_band_above_f_max_with_the_octave_below() -> None:
     from charforge.audio.codec import replicate_octaves
 
@@ -226,6 +235,7 @@ def test_octave_replication_fills_the_band_above_f_max_with_the_octave_below() -
         replicate_octaves(linear, p, 0.0)
 
 
+@pytest.mark.slow
 def test_a_high_band_adds_energy_above_4khz_and_keeps_the_pitch_class() -> None:
     codec = SpectrogramCodec("mini")
     sr = codec.preset.sample_rate

@@ -53,6 +53,7 @@ def test_preset_follows_the_model_size(spec_model, tiny_model) -> None:
         compose.generate_clip(tiny_model, CALM, seconds=2.0, steps=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seconds", [2.0, 13.0])
 def test_clip_has_the_requested_length_and_is_peak_safe(spec_model, seconds) -> None:
     clip = compose.generate_clip(spec_model, CALM, seconds=seconds, steps=STEPS)
@@ -63,6 +64,7 @@ def test_clip_has_the_requested_length_and_is_peak_safe(spec_model, seconds) -> 
     assert np.std(clip.samples) > 1e-3  # music, not silence
 
 
+@pytest.mark.slow
 def test_first_tile_is_txt2img_and_continuing_keeps_what_was_there(spec_model) -> None:
     one = _pixels(compose.generate_strip(spec_model, CALM, seconds=MINI.seconds_per_image, steps=STEPS))
     longer = _pixels(compose.generate_strip(spec_model, CALM, seconds=13.0, steps=STEPS, overlap=0.25))
@@ -137,6 +139,7 @@ def _assert_seamless(clip: np.ndarray, loop: np.ndarray, bpm: float | None) -> N
     assert round(bars) >= 1 and abs(bars - round(bars)) < 0.01, bars
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "bpm, mode, lead, offset",
     [(70, "minor", "piano", 0.37), (123, "major", "pluck", 1.1), (140, "minor", "pad", 0.05)],
@@ -147,6 +150,7 @@ def test_loop_is_whole_bars_with_a_seam_smoother_than_the_music(bpm, mode, lead,
     _assert_seamless(clip, compose.make_loop(clip, SR), bpm)
 
 
+@pytest.mark.slow
 def test_loop_of_decoded_spectrogram_music() -> None:
     """Griffin-Lim output (what generated clips are) loops as cleanly as the synthesised original."""
     codec = SpectrogramCodec("mini")
@@ -155,6 +159,7 @@ def test_loop_of_decoded_spectrogram_music() -> None:
     _assert_seamless(decoded, compose.make_loop(decoded, SR), 100)
 
 
+@pytest.mark.slow
 def test_loop_of_a_generated_clip(spec_model) -> None:
     clip = compose.generate_clip(spec_model, LIVELY, seconds=8.0, steps=2)
     loop = compose.make_loop(clip.samples, clip.sample_rate)
@@ -162,6 +167,7 @@ def test_loop_of_a_generated_clip(spec_model) -> None:
     _assert_seamless(clip.samples, loop, None)  # random weights: seam only, the tempo means nothing
 
 
+@pytest.mark.slow
 def test_loop_refuses_what_cannot_loop() -> None:
     spec = music.MusicSpec(tonic=0, mode="major", bpm=90, seed=1)
     with pytest.raises(InvalidInput, match="at least 2 s"):
@@ -228,6 +234,7 @@ def test_slerp_keeps_the_norm_of_gaussian_noise() -> None:
     assert compose.slerp(a, b, 0.0) is a and compose.slerp(a, b, 1.0) is b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bpm, seconds", [(70, 5.0), (123, 4.0), (140, 6.2)])
 def test_a_loop_asked_for_seconds_is_the_fewest_whole_bars_that_long(bpm, seconds) -> None:
     """Never less than asked (issue #19): rounded up to whole bars at the tempo heard, never down."""
@@ -240,6 +247,7 @@ def test_a_loop_asked_for_seconds_is_the_fewest_whole_bars_that_long(bpm, second
     _assert_seamless(clip, loop, bpm)
 
 
+@pytest.mark.slow
 def test_a_loop_longer_than_the_clip_holds_is_refused() -> None:
     spec = music.MusicSpec(tonic=2, mode="major", bpm=120, lead="piano", density=0.6, seed=3)
     with pytest.raises(InvalidInput, match="whole bar"):

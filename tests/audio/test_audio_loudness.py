@@ -12,6 +12,7 @@ from charforge.recipes.bgm_mini import music
 SR = 22050
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [-16.0, -23.0])
 def test_procedural_clips_of_any_level_land_on_target_under_the_ceiling(target: float) -> None:
     rng = np.random.default_rng(2)

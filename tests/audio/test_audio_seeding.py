@@ -13,6 +13,7 @@ from charforge.recipes.bgm_mini import evaluate, listeners
 SR = 22050
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("tonic", "mode"), [(0, "minor"), (2, "major"), (5, "minor"), (8, "major"),
                                              (9, "minor"), (11, "major"), (3, "minor"), (6, "major")])
 def test_the_sketch_is_heard_in_its_key(tonic, mode) -> None:
@@ -23,6 +24,7 @@ def test_the_sketch_is_heard_in_its_key(tonic, mode) -> None:
         assert (key.tonic, key.mode) == (tonic, mode), (profile, key.name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arousal", [-0.6, 0.1, 0.5, 0.9])
 def test_the_sketch_plays_the_plans_continuous_tempo(arousal) -> None:
     plan = plan_music(0.3, arousal)
@@ -34,6 +36,7 @@ def test_the_sketch_plays_the_plans_continuous_tempo(arousal) -> None:
         assert track(y, SR) == pytest.approx(plan.bpm, rel=0.035), name
 
 
+@pytest.mark.slow
 def test_every_mood_of_the_grid_gets_its_own_sketch() -> None:
     """Same seed, different moods: never identical, never a gain-scaled copy (valence moves the mode
     and the brightness, arousal the tempo and density)."""

@@ -30,6 +30,7 @@ def _grey(image) -> np.ndarray:
     return np.asarray(image, dtype=np.float64)
 
 
+@pytest.mark.slow
 def test_a_steered_tile_is_the_engines_img2img_of_the_sketch(spec_model) -> None:
     sketch = steer.sketch_image(PLAN, 5, 2 * MINI.seconds_per_image, MINI)
     strip = compose.generate_strip(spec_model, PLAN.prompt, seconds=MINI.seconds_per_image, seed=5, steps=STEPS,

@@ -100,6 +100,7 @@ def test_renpy_rpy_parses_as_image_and_audio_statements(cast, tmp_path):
         assert 0.0 <= float(m[2]) < info.duration
 
 
+@pytest.mark.slow
 def test_godot_tres_has_the_header_and_one_animation_per_label(cast, tmp_path):
     export_pack(cast, ["mira"], "godot", tmp_path / "g")
     folder = tmp_path / "g" / "mira"
@@ -117,6 +118,7 @@ def test_godot_tres_has_the_header_and_one_animation_per_label(cast, tmp_path):
     assert body.count("[") - body.count("]") == 0 and body.count("{") == body.count("}")
 
 
+@pytest.mark.slow
 def test_folder_index_matches_the_files(cast, tmp_path):
     export_pack(cast, None, "folder", tmp_path / "f", labels=["joy", "anger"], intensity=0.5)
     for name in ("mira", "ren-2"):

@@ -29,6 +29,7 @@ def forge(forge, tiny_bgm_model_dir):
     return forge
 
 
+@pytest.mark.slow
 def test_bgm_is_rendered_once_per_plan_and_cached(forge):
     mira = forge.get("mira")
     first = mira.bgm({"joy": 0.9}, seconds=SECONDS, steps=2)
@@ -45,6 +46,7 @@ def test_bgm_is_rendered_once_per_plan_and_cached(forge):
     assert len(mira.store.assets("bgm")) == 2
 
 
+@pytest.mark.slow
 def test_current_state_is_the_default_and_every_mood_leaves_at_the_loudness_target(forge):
     mira = forge.get("mira")
     mira.record_emotion({"sadness": 1.0})
@@ -57,6 +59,7 @@ def test_current_state_is_the_default_and_every_mood_leaves_at_the_loudness_targ
         assert true_peak_dbtp(samples, rate) <= result.plan.true_peak_dbtp + 0.1  # 16-bit rounding
 
 
+@pytest.mark.slow
 def test_loudness_target_is_a_setting(forge):
     mira = forge.get("mira")
     mira.update(settings={**mira.settings, "music": {**mira.settings["music"], "loudness_lufs": -23.0}})
@@ -104,6 +107,7 @@ def test_bad_arguments_raise_before_rendering(forge):
     assert mira.store.assets("bgm") == []
 
 
+@pytest.mark.slow
 def test_cli_character_and_mood_forms(tmp_path, forge, tiny_bgm_model_dir, cli):
     ws = str(forge.workspace.root)
     forge.get("mira").record_emotion({"anger": 0.9})
@@ -138,6 +142,7 @@ def test_cli_bad_input_is_one_line_exit_2(forge, args, tmp_path, monkeypatch, cl
     assert forge.get("mira").store.assets("bgm") == []
 
 
+@pytest.mark.slow
 def test_transition_is_one_cached_file_from_one_mood_to_the_other(forge, cli):
     mira = forge.get("mira")
     mira.record_emotion({"sadness": 0.9})

@@ -86,6 +86,7 @@ def test_neutral_is_the_base_cg_itself(mira):
     assert result.conditioning.is_neutral and result.state == EmotionState()
 
 
+@pytest.mark.slow
 def test_batched_edits_match_single_edits(mira):
     from charforge.character.feel import feel_many, render_edits
 
@@ -130,6 +131,7 @@ def test_feel_records_the_state_unless_told_not_to(mira):
     assert mira.refresh().current_state() == EmotionState(sadness=0.6)
 
 
+@pytest.mark.slow
 def test_feel_builds_a_missing_identity_first(forge, tiny_model_dir):
     plain = forge.create("plain", prompt=PROMPT, seed=3, model=str(tiny_model_dir), build_identity=False,
                          settings={"identity": {"steps": 2}})

@@ -30,6 +30,7 @@ def mira(forge_copy, tiny_model_dir):
     return forge_copy("identity-mira", lambda f: make_character(f, tiny_model_dir)).get("mira")
 
 
+@pytest.mark.slow
 def test_create_stores_base_inversion_and_masks(forge, tiny_model_dir):
     mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir), build_options={"steps": STEPS})
     model = character_model(mira)
@@ -46,6 +47,7 @@ def test_create_stores_base_inversion_and_masks(forge, tiny_model_dir):
     assert np.abs(pixels.astype(int) - identity.base.astype(int)).max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["influence", "attention"])
 def test_derived_masks_are_disjoint_regions_named_by_their_words(forge, tiny_model_dir, method):
     options = {"steps": STEPS, "mask_method": method}
@@ -123,6 +125,7 @@ def test_rerender_draws_a_fresh_base(mira):
     assert [h["action"] for h in load_identity(mira).history] == ["create", "rerender"]
 
 
+@pytest.mark.slow
 def test_user_masks_are_validated_and_win_over_attention(forge, tiny_model_dir):
     mira = forge.create("mira", prompt=PROMPT, seed=7, model=str(tiny_model_dir), build_options={"steps": STEPS})
     size = mira.store.get_identity("base_image").tensors["pixels"].shape[0]

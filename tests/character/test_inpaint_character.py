@@ -49,6 +49,7 @@ def test_inpainting_with_a_mask_picture(mira):
     assert np.array_equal(drawn[~inside], base[~inside])
 
 
+@pytest.mark.slow
 def test_adopt_reinverts_and_records_the_change(mira):
     identity = load_identity(mira)
     old_trajectory = identity.inversion.trajectory
@@ -72,6 +73,7 @@ def test_adopt_reinverts_and_records_the_change(mira):
     assert np.array_equal(face[outfit], adopted.base[outfit])
 
 
+@pytest.mark.slow
 def test_inpaint_cli(mira, cli):
     ws = str(mira.store.workspace.root)
     code, out, err = cli("inpaint", "mira", "--region", "outfit", "--prompt", "red outfit", "--adopt", "--json", "-w", ws)

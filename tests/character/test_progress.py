@@ -35,6 +35,7 @@ def test_create_and_feel_show_their_steps_only_when_asked(tmp_path, tiny_model_d
         assert not shown.cached and "denoising" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_music_shows_its_tiles_only_when_asked(tmp_path, tiny_bgm_model_dir, capsys):
     with Forge.open(tmp_path / "ws") as forge:
         mira = forge.create("mira", prompt=PROMPT, seed=5, build_identity=False,

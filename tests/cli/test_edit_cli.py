@@ -22,6 +22,7 @@ def picture(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_invert_writes_inversion_and_reconstruction_and_prints_psnr(cli, tiny_model_dir, tiny_model, picture, tmp_path):
     out = tmp_path / "inv"
     code, stdout, err = cli("invert", picture, "--prompt", PROMPT, "--steps", 3, "--model", tiny_model_dir, "--out", out)
@@ -37,6 +38,7 @@ def test_invert_writes_inversion_and_reconstruction_and_prints_psnr(cli, tiny_mo
     assert reported == pytest.approx(psnr(torch.from_numpy(written), torch.from_numpy(source)), abs=0.05)
 
 
+@pytest.mark.slow
 def test_edit_from_image_and_from_inversion_folder(cli, tiny_model_dir, picture, tmp_path):
     out = tmp_path / "edited.png"
     args = ("--prompt", PROMPT, "--to", "a portrait of a crying girl with red hair", "--steps", 3, "--model", tiny_model_dir)
@@ -49,6 +51,7 @@ def test_edit_from_image_and_from_inversion_folder(cli, tiny_model_dir, picture,
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_attention_map_for_a_prompt_and_an_image(cli, tiny_model_dir, picture, tmp_path):
     code, _, err = cli("attention", PROMPT, "--word", "smiling", "--steps", 2, "--model", tiny_model_dir, "--out", tmp_path / "m.png")
     assert code == 0, err

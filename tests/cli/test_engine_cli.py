@@ -21,6 +21,7 @@ def inputs(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_generate_writes_the_same_image_as_the_api_with_its_parameters(cli, tiny_model_dir, tiny_model, tmp_path):
     out = tmp_path / "girl.png"
     code, stdout, err = cli(

@@ -143,6 +143,7 @@ def usage_cases(folder: Path) -> list[tuple[list[str], str]]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_usage_errors_are_one_line_exit_2_and_never_import_torch(inputs, tmp_path):
     cases = usage_cases(inputs)
     env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "CHARFORGE_HOME": str(tmp_path / "ws")}

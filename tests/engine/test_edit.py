@@ -41,6 +41,7 @@ def _replace(model, source=PROMPT, target=PROMPT, cross=0.6, self_=0.4):
     return Replace(model.tokenizer, source, [target], cross_replace_steps=cross, self_replace_steps=self_)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["null-text", "negative-prompt"])
 def test_replace_with_identical_prompts_reproduces_the_source(model, inversions, method):
     inversion = inversions[method]
@@ -48,6 +49,7 @@ def test_replace_with_identical_prompts_reproduces_the_source(model, inversions,
     torch.testing.assert_close(result.latents[1:], reconstruct_latents(model, inversion), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_direct_source_branch_is_exact_and_the_shortcut_changes_nothing(model, inversions, latent):
     inversion = inversions["direct"]
     fast = edit(model, inversion, TARGET, [_replace(model, target=TARGET)])
@@ -57,6 +59,7 @@ def test_direct_source_branch_is_exact_and_the_shortcut_changes_nothing(model, i
     torch.testing.assert_close(fast.latents[1:], full.latents[1:], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_direct_with_offset_targets_reproduces_the_source_for_identical_prompts(model, inversions, latent):
     inversion = inversions["direct"]
     same = edit(model, inversion, PROMPT, [_replace(model)], offset_targets=True)
@@ -101,6 +104,7 @@ class _SteerWord(Controller):
         return probs
 
 
+@pytest.mark.slow
 def test_local_blend_keeps_everything_outside_its_mask(model):
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     inversion = invert(model, image, PROMPT, "direct", steps=STEPS)
@@ -122,6 +126,7 @@ def test_local_blend_keeps_everything_outside_its_mask(model):
     assert (result.pixels[..., :12] - round_trip[..., :12]).abs().mean() < vae_error
 
 
+@pytest.mark.slow
 def test_masactrl_from_the_last_step_is_a_no_op(model, inversions):
     inversion = inversions["direct"]
     plain = edit(model, inversion, TARGET, [])

@@ -37,6 +37,7 @@ def _edit(model, inversion, targets, groups=None):
     return replay(model, inversion, targets, [control], hooks=hooks)
 
 
+@pytest.mark.slow
 def test_strength_zero_redraws_the_source_and_one_is_the_plain_edit(model, inversion):
     source_final = inversion.trajectory[-1:]
     zero = _edit(model, inversion, [TARGET], [{1: 0.0}])
@@ -46,6 +47,7 @@ def test_strength_zero_redraws_the_source_and_one_is_the_plain_edit(model, inver
     torch.testing.assert_close(_edit(model, inversion, [TARGET], [{1: 1.0}]), plain, atol=0, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_change_grows_with_the_strength(model, inversion):
     strengths = [0.1, 0.4, 0.7, 1.0, 1.5]
     latents = _edit(model, inversion, [TARGET] * len(strengths), [{k + 1: s} for k, s in enumerate(strengths)])
@@ -53,6 +55,7 @@ def test_the_change_grows_with_the_strength(model, inversion):
     assert all(a < b for a, b in zip(change, change[1:])), change
 
 
+@pytest.mark.slow
 def test_a_composed_group_is_one_picture_equal_to_its_only_active_member(model, inversion):
     group = _edit(model, inversion, [OTHER, TARGET], [{1: 0.0, 2: 0.6}])
     torch.testing.assert_close(group[1], group[2], atol=0, rtol=0)
@@ -81,6 +84,7 @@ def test_a_strength_map_changes_only_where_it_is_not_zero(model, inversion):
         EditStrength(inversion.trajectory, [{1: torch.full((h, w), float("nan"))}])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["ddim", "lcm"])
 def test_without_a_trajectory_the_source_rows_own_prediction_is_the_reference(model, scheduler):
     """A few-step student's edit denoises its source afresh: strength 0 then draws the source row itself
@@ -100,6 +104,7 @@ def test_without_a_trajectory_the_source_rows_own_prediction_is_the_reference(mo
     assert 0 < (half[1] - plain[0]).abs().max() < (plain[1] - plain[0]).abs().max()
 
 
+@pytest.mark.slow
 def test_a_negative_strength_draws_away_from_its_prompt(model, inversion):
     source_final = inversion.trajectory[-1]
     cancelled = _edit(model, inversion, [TARGET, TARGET], [{1: 0.7, 2: -0.7}])  # a change minus itself

@@ -137,6 +137,7 @@ def test_loss_guidance_moves_the_colour_towards_the_target(tiny_model):
     assert torch.all(torch.sign(moved) == torch.sign(wanted)), (moved, wanted)
 
 
+@pytest.mark.slow
 def test_loss_guidance_on_latents_pulls_x0_to_the_target(tiny_model):
     target = torch.tensor([1.0, -1.0, 0.5, 0.0])[None, :, None, None]
     loss = lambda x0: (x0.mean((2, 3), keepdim=True) - target).pow(2).sum()  # noqa: E731
@@ -148,6 +149,7 @@ def test_loss_guidance_on_latents_pulls_x0_to_the_target(tiny_model):
     assert distances[2] < 0.2 * distances[0], distances
 
 
+@pytest.mark.slow
 def test_a_batch_of_prompts_equals_the_single_runs(tiny_model):
     prompts, seeds = ["a girl with red hair", "a cat in the city"], [3, 9]
     batch = txt2img(tiny_model, prompts, negative=["blue", "night"], seed=seeds, steps=STEPS, scheduler="euler-a")
@@ -192,6 +194,7 @@ def test_skipped_rows_keep_their_latents_and_leave_the_others_unchanged(tiny_mod
     assert hook.layouts[0].position(1) == 1 and hook.layouts[0].position(0) is None
 
 
+@pytest.mark.slow
 def test_unguided_rows_get_the_conditional_prediction_only(tiny_model):
     prompts = ["a girl with red hair", "a girl with blue hair"]
     scheduler = make_scheduler("ddim", tiny_model.scheduler.config)

@@ -57,6 +57,7 @@ def test_grid_from_a_non_ddim_config_is_safe():
     assert torch.equal(inverse.timesteps.flip(0), forward.timesteps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prediction_type, floor_db", [("epsilon", 20.0), ("v_prediction", 15.0)])
 def test_ddim_round_trip_at_guidance_one(prediction_type, floor_db, latent):
     model = smooth_tiny_model(prediction_type)
@@ -87,6 +88,7 @@ def test_guided_reconstruction_needs_more_than_ddim(model, latent):
     assert results["direct"].step_tensors["offsets"].shape == (steps, 4, 16, 16)
 
 
+@pytest.mark.slow
 def test_save_load_and_tamper_detection(model, latent, tmp_path):
     inversion = invert_latent(model, latent, PROMPT, "direct", steps=4, guidance=7.5)
     folder = inversion.save_pretrained(tmp_path / "inv")

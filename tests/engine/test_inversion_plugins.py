@@ -74,6 +74,7 @@ def toy(monkeypatch):
     return SourceNegativeDirect.name
 
 
+@pytest.mark.slow
 def test_a_registered_method_inverts_and_reconstructs_exactly(model, latent, toy):
     assert toy in METHODS and len(METHODS) == 5
     inversion = invert_latent(model, latent, PROMPT, toy, steps=STEPS, guidance=7.5)
@@ -84,6 +85,7 @@ def test_a_registered_method_inverts_and_reconstructs_exactly(model, latent, toy
     assert (reconstruct_latents(model, ddim) - latent).abs().max() > 1e-2
 
 
+@pytest.mark.slow
 def test_a_registered_method_survives_storage(model, latent, toy, tmp_path):
     inversion = invert_latent(model, latent, PROMPT, toy, steps=STEPS, guidance=7.5)
     loaded = InversionResult.from_pretrained(inversion.save_pretrained(tmp_path / "inv"))
@@ -92,6 +94,7 @@ def test_a_registered_method_survives_storage(model, latent, toy, tmp_path):
     assert torch.equal(reconstruct_latents(model, loaded), reconstruct_latents(model, from_row))
 
 
+@pytest.mark.slow
 def test_a_registered_method_edits(model, latent, toy):
     inversion = invert_latent(model, latent, PROMPT, toy, steps=STEPS, guidance=7.5)
     replace = Replace(model.tokenizer, PROMPT, [TARGET], cross_replace_steps=0.5, self_replace_steps=0.3)

@@ -75,6 +75,7 @@ def test_a_word_past_token_77_lands_in_the_second_chunk_where_the_encoder_put_it
         word_columns(model.tokenizer, SOURCE, "smiling", chunks=1)  # a prompt cut to one chunk
 
 
+@pytest.mark.slow
 def test_reweighting_a_word_in_the_second_chunk_changes_the_picture(model):
     tok = model.tokenizer
 
@@ -96,6 +97,7 @@ def test_reweighting_a_word_in_the_second_chunk_changes_the_picture(model):
     assert (dropped_maps[..., column] - maps[..., column]).abs().max() > 0  # and later maps follow
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cross", [0.8, {"default_": 1.0, "smiling": 0.5}], ids=["copied", "mapped"])
 def test_replace_with_identical_long_prompts_reproduces_the_source(model, cross):
     """Copied: the target gets the source's queries and keys. Mapped: the word's columns go free half
@@ -108,6 +110,7 @@ def test_replace_with_identical_long_prompts_reproduces_the_source(model, cross)
     assert (out - _plain(model, [SOURCE, SOURCE]).pixels).abs().max() <= SAME
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [SWAPPED, STRETCHED], ids=["one-token", "five-token"])
 def test_a_word_swap_past_token_77_changes_the_target_only(model, target):
     replace = Replace(model.tokenizer, SOURCE, [target], cross_replace_steps=0.8, self_replace_steps=0.4)

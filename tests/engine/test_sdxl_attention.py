@@ -4,6 +4,7 @@ its conditioning (pooled text, size numbers per row) go through the same process
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from charforge.engine import txt2img
@@ -54,6 +55,7 @@ def test_replace_with_local_blend_keeps_the_source_outside_the_mask(tiny_sdxl):
     assert (out.latents[1:] - out.latents[:1]).abs().max() > CHANGED
 
 
+@pytest.mark.slow
 def test_refine_and_reweight_change_only_the_target(tiny_sdxl):
     tok = tiny_sdxl.tokenizer
     plain = _plain(tiny_sdxl).pixels[:1]
@@ -70,6 +72,7 @@ def test_refine_and_reweight_change_only_the_target(tiny_sdxl):
     assert (weighted[:1] - plain).abs().max() <= SAME and (weighted[1:] - plain).abs().max() > CHANGED
 
 
+@pytest.mark.slow
 def test_masactrl_queries_the_source(tiny_sdxl):
     plain = _plain(tiny_sdxl, [SOURCE, TARGET]).pixels
     plain_target = plain[1:]

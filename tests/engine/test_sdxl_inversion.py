@@ -80,6 +80,7 @@ def test_replace_with_identical_prompts_reproduces_the_source(model, inversions,
     torch.testing.assert_close(result.latents[1:], reconstruct_latents(model, inversion), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_direct_edit_keeps_the_source_exact_with_the_shortcut(model, inversions, latent):
     """The shortcut leaves the source out of the UNet batch or drops its unconditional pass: the
     remaining rows must still get their own SDXL conditioning."""
@@ -91,6 +92,7 @@ def test_direct_edit_keeps_the_source_exact_with_the_shortcut(model, inversions,
     torch.testing.assert_close(fast.latents[1:], full.latents[1:], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_refine_reweight_local_blend_and_masactrl_edit_an_inverted_sdxl_picture(model, inversions):
     inversion = inversions["null-text"]
     base = reconstruct_latents(model, inversion)

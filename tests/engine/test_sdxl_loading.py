@@ -41,6 +41,7 @@ def test_nine_channel_sdxl_loads_the_inpaint_pipeline(tiny_sdxl_inpaint):
     )
 
 
+@pytest.mark.slow
 def test_force_upcast_vae_stays_fp32_under_a_half_precision_unet(tiny_sdxl_dir):
     bundle = load_model(tiny_sdxl_dir, device="cpu", dtype=torch.float16)
     assert bundle.unet.dtype == torch.float16 and bundle.text_encoder_2.dtype == torch.float16

@@ -36,6 +36,7 @@ def _warnings(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "vocabulary" in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_unknown_words_are_named_once_per_model(closed_model_dir, tiny_model_dir, caplog):
     from charforge.engine import encode_prompts, load_model, txt2img
 

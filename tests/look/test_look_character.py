@@ -57,6 +57,7 @@ def test_lora_strength_is_part_of_the_identity(mira, tmp_path):
     assert identity_hash(mira) != first
 
 
+@pytest.mark.slow
 def test_export_then_import_is_bit_exact(forge, tiny_model_dir, mira, tmp_path):
     learn_token(mira, steps=2, vectors=2, token="<mi>")
     learn_lora(mira, steps=2, rank=2)
@@ -111,6 +112,7 @@ def test_cli_learn_export_import(mira, forge, tiny_model_dir, cli, tmp_path):
     assert code == 0 and "<ivy>" in out, err
 
 
+@pytest.mark.slow
 def test_cli_learn_lora_takes_the_library_rank_unless_given(mira, cli):
     from charforge.engine.adapters import LORA_RANK
 

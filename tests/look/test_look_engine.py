@@ -145,6 +145,7 @@ def test_pickles_and_foreign_files_are_refused(tmp_path):
         read_embedding(tmp_path / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_exported_files_change_plain_diffusers_exactly_as_charforge(tmp_path, tiny_model, tiny_model_dir, learnt):
     from diffusers import StableDiffusionPipeline
 
@@ -190,6 +191,7 @@ def test_a_kohya_lora_goes_through_diffusers_converters_to_the_same_effect(tmp_p
     assert (ours - theirs).abs().max() <= 1e-5 and not torch.equal(ours, _render(tiny_model))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_training_and_returns_the_best_checkpoint(tiny_model):
     from charforge.engine.adapters.textual_inversion import TokenEncoder, initial_vectors
     from charforge.engine.adapters.training import fit

@@ -63,6 +63,7 @@ def test_every_caption_word_is_one_token(tmp_path) -> None:
     assert all(tok.tokenize(w) == [f"{w}</w>"] for w in mood_table().valence.words + mood_table().arousal.words)
 
 
+@pytest.mark.slow
 def test_images_are_full_band_spectrograms_of_the_drawn_music() -> None:
     source = BGMSource(11, 6)
     x, caption = source[4]
@@ -82,6 +83,7 @@ def test_images_are_full_band_spectrograms_of_the_drawn_music() -> None:
         source.image(6)
 
 
+@pytest.mark.slow
 def test_prerender_cache_is_reused_only_when_it_matches(tmp_path) -> None:
     cache = tmp_path / "spectrograms.npy"
     first = BGMSource(5, 4)

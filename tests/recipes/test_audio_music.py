@@ -52,6 +52,7 @@ def test_loudness_scales_level_and_never_clips() -> None:
     assert np.max(np.abs(loud)) <= 1.0
 
 
+@pytest.mark.slow
 def test_density_adds_notes() -> None:
     sparse, busy = _spec(density=0.1, drums=False, bass=False), _spec(density=0.9, drums=False, bass=False)
     assert (sparse.notes_per_beat, busy.notes_per_beat) == (1, 4)
@@ -108,6 +109,7 @@ def test_an_independent_listener_hears_the_labelled_mode() -> None:
     assert min(tonic_hits.values()) >= n - 2, tonic_hits
 
 
+@pytest.mark.slow
 def test_minor_keys_use_the_harmonic_minor_leading_tone_and_the_bass_holds_the_tonic() -> None:
     spec = _spec(tonic=9, mode="minor", drums=False, lead="pluck")  # A minor: G# is the leading tone
     chroma = librosa.feature.chroma_cqt(y=music.render_loop(spec, SR), sr=SR).mean(axis=1)
@@ -117,6 +119,7 @@ def test_minor_keys_use_the_harmonic_minor_leading_tone_and_the_bass_holds_the_t
     assert int(np.argmax(low)) == 9  # the bass octave's strongest pitch class is the tonic
 
 
+@pytest.mark.slow
 def test_brightness_raises_the_melody_and_the_timbre() -> None:
     def centroid(brightness: float) -> float:
         y = music.render_loop(_spec(brightness=brightness, drums=False, bass=False), SR)

@@ -65,6 +65,7 @@ def test_boundary_scalings_are_lcm_schedulers():
         assert float(c_skip[i]) == pytest.approx(float(skip)) and float(c_out[i]) == pytest.approx(float(out))
 
 
+@pytest.mark.slow
 def test_distillation_lowers_the_loss_on_a_fixed_batch(tiny_model_dir, tmp_path):
     distiller = _distiller(tiny_model_dir, tmp_path / "run", lr=1e-3, target_decay=0.5)
     draws = distiller.draw()
@@ -78,6 +79,7 @@ def test_distillation_lowers_the_loss_on_a_fixed_batch(tiny_model_dir, tmp_path)
     assert after < 0.8 * before
 
 
+@pytest.mark.slow
 def test_resume_and_export_sample_in_four_single_pass_steps(tiny_model_dir, tmp_path):
     run = tmp_path / "run"
     first = _distiller(tiny_model_dir, run, max_steps=1)

@@ -18,6 +18,7 @@ def judge():
     return load_judge()
 
 
+@pytest.mark.slow
 def test_judge_reads_intensity_in_order_on_held_out_identities(judge):
     people = [p.with_expression("neutral", 0.0) for p in render.sample_portraits(CHECK_SEED, 6, held_out=True)]
     levels = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]

@@ -205,6 +205,7 @@ def test_shipped_classifier_reads_held_out_renders():
     assert acc["hair_colour"] >= 0.97 and min(acc.values()) >= 0.9
 
 
+@pytest.mark.slow
 def test_a_warm_start_keeps_the_old_model_and_grows_the_vocabulary(tmp_path):
     """init_from_model: old token ids, embeddings, UNet and VAE carried over; new words get new rows."""
     from transformers import CLIPTextModel

@@ -42,6 +42,7 @@ def test_delete_holding_the_lock_then_a_store_of_the_same_bytes_keeps_the_file(t
     assert health(ws) == []
 
 
+@pytest.mark.slow
 def test_deletes_racing_identical_stores_never_orphan_a_row(tmp_path, monkeypatch):
     """Many rounds of delete-vs-store of the same bytes from two threads with their own connections.
 
@@ -91,6 +92,7 @@ def test_deletes_racing_identical_stores_never_orphan_a_row(tmp_path, monkeypatc
     assert health(ws) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill", [False, True])
 def test_a_killed_delete_leaves_shared_files_of_others(tmp_path, kill):
     ws = tmp_path / "ws"

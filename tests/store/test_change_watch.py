@@ -13,6 +13,7 @@ from charforge import Forge
 from charforge.errors import NotFound
 
 
+@pytest.mark.slow
 def test_own_appends_keep_the_stamp_and_every_other_commit_moves_it(tmp_path):
     with Forge.open(tmp_path) as forge, Forge.open(tmp_path) as other:
         mira = forge.create("mira", prompt="portrait of a girl")

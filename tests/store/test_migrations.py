@@ -126,6 +126,7 @@ def _fill_first_revision(url: str) -> None:
 TABLES = ("characters", "identity_artifacts", "emotion_history", "assets")
 
 
+@pytest.mark.slow
 def test_data_survives_upgrade_from_the_first_revision(tmp_path, url):
     ws = tmp_path / "ws"
     ws.mkdir()

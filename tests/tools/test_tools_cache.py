@@ -4,6 +4,7 @@ with the old picture."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from charforge.forge import Forge
@@ -26,6 +27,7 @@ def drawn(toolbox, emotions):
     return again["asset"]
 
 
+@pytest.mark.slow
 def test_a_new_identity_is_never_answered_with_the_old_picture(toolbox):
     joy = {"joy": 0.8}
     old = drawn(toolbox, joy)
