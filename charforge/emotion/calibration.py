@@ -27,9 +27,9 @@ from charforge.validation import invalid_input
 
 FILENAME = "emotion_calibration.json"
 _HASH = re.compile(r"^[0-9a-f]{8,128}$")
-# A strength curve ends at its first setting within this fraction of its strongest response: past
-# that knee more strength buys no face a judge reads as stronger, only a larger change, and the
-# decoder carries a larger change a little beyond the face (its norms and attention are global).
+# A strength curve ends at its first setting within this fraction of its strongest response. Its
+# last few points differ by less than the judge's own noise (joy: 0.999 of the top at 0.3, the top at
+# 0.4), so which of them is "the peak" is chance; the knee is where the curve stops rising for real.
 PLATEAU = 0.02
 
 
