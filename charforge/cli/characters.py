@@ -14,7 +14,19 @@ from rich.console import Console
 from rich.table import Table
 
 from charforge.cards import CharacterCard, load_cards
-from charforge.cli.options import DeviceOpt, JsonOpt, ModelOpt, SeedOpt, WorkspaceOpt, YesOpt, confirm, use_device
+from charforge.cli.edit import check_method
+from charforge.cli.options import (
+    DeviceOpt,
+    IdentityMethodOpt,
+    IdentityStepsOpt,
+    JsonOpt,
+    ModelOpt,
+    SeedOpt,
+    WorkspaceOpt,
+    YesOpt,
+    confirm,
+    use_device,
+)
 from charforge.cli.workspace import echo_json, get_character, open_forge
 from charforge.errors import InvalidInput
 from charforge.models import check_model_ref
@@ -75,6 +87,8 @@ def create(
     no_render: Annotated[
         bool, typer.Option("--no-render", help="Store the definition only; build the identity later.")
     ] = False,
+    steps: IdentityStepsOpt = None,
+    method: IdentityMethodOpt = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
@@ -82,9 +96,14 @@ def create(
     """Create a character: render its base CG, invert it and store the identity (unless --no-render)."""
     if prompt is None:
         raise InvalidInput("create needs --prompt TEXT describing the character")
+    if method is not None:
+        check_method(method)
+    # kept in the character's settings, so a later reinvert or rerender builds the identity the same way
+    identity = {k: v for k, v in {"steps": steps, "method": method}.items() if v is not None}
     card = CharacterCard.build(
-        name=name, prompt=prompt, negative_prompt=negative, seed=seed, model=model, display_name=display_name
-    )
+        name=name, prompt=prompt, negative_prompt=negative, seed=seed, model=model, display_name=display_name,
+        settings={"identity": identity} if identity else {},
+    )  # fmt: skip
     use_device(device)
     with open_forge(ctx, create=True) as forge:
         if not no_render:

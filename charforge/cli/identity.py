@@ -14,6 +14,8 @@ import typer
 from charforge.cli.edit import check_method
 from charforge.cli.options import (
     DeviceOpt,
+    IdentityMethodOpt,
+    IdentityStepsOpt,
     JsonOpt,
     SeedOpt,
     WorkspaceOpt,
@@ -78,8 +80,8 @@ def reinvert(
     ctx: typer.Context,
     name: NameArg,
     rerender: Annotated[bool, typer.Option("--rerender", help="Draw a fresh base CG from prompt and seed.")] = False,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, max=200, help="Inversion steps.")] = None,
-    method: Annotated[str | None, typer.Option("--method", help="ddim, null-text, negative-prompt or direct.")] = None,
+    steps: IdentityStepsOpt = None,
+    method: IdentityMethodOpt = None,
     device: DeviceOpt = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,

@@ -208,6 +208,11 @@ SeedOpt = Annotated[
 ]
 StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Denoising steps.")]
 GuidanceOpt = Annotated[float, typer.Option("--guidance", parser=finite(0.0), help="Classifier-free guidance scale.")]
+# how an identity is built (create, reinvert); unset: the character's settings.identity, else the defaults
+IdentityStepsOpt = Annotated[
+    int | None, typer.Option("--steps", min=1, max=200, help="Inversion steps (edits run on the same grid).")
+]
+IdentityMethodOpt = Annotated[str | None, typer.Option("--method", help="ddim, null-text, negative-prompt or direct.")]
 ModelOpt = Annotated[
     str | None,
     typer.Option(

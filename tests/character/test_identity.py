@@ -170,3 +170,24 @@ def test_cli_create_renders_unless_told_not_to(tmp_path, tiny_model_dir, cli):
     code, out, err = cli("create", "ivy", "--prompt", PROMPT, "--model", str(tmp_path / "nothing"), "-w", ws)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert [c["name"] for c in json.loads(cli("list", "--json", "-w", ws)[1])] == ["mira", "nell"]
+
+
+@pytest.mark.slow
+def test_cli_create_builds_the_identity_as_asked_and_keeps_the_choice_for_reinvert(tmp_path, tiny_model_dir, cli):
+    ws = str(tmp_path / "ws")
+    code, out, err = cli("create", "mira", "--prompt", PROMPT, "--model", str(tiny_model_dir), "--steps", "3",
+                         "--method", "ddim", "--json", "-w", ws)  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["settings"]["identity"] == {"steps": 3, "method": "ddim"}
+    with Forge.open(ws) as forge:
+        inversion = forge.get("mira").store.get_identity("inverted_latents").metadata["inversion"]
+        assert (inversion["steps"], inversion["method"]) == (3, "ddim")
+    code, out, err = cli("reinvert", "mira", "--json", "-w", ws)  # no options: the character's own
+    assert code == 0, err
+    with Forge.open(ws) as forge:
+        inversion = forge.get("mira").store.get_identity("inverted_latents").metadata["inversion"]
+        assert (inversion["steps"], inversion["method"]) == (3, "ddim")
+    for bad in (("--method", "nope"), ("--steps", "0"), ("--steps", "201")):
+        code, out, err = cli("create", "ivy", "--prompt", PROMPT, "--model", str(tiny_model_dir), *bad, "-w", ws)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and bad[0] in err
+    assert [c["name"] for c in json.loads(cli("list", "--json", "-w", ws)[1])] == ["mira"]
