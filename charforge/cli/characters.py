@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charforge.cards import CharacterCard, load_cards
-from charforge.cli.edit import check_method
+from charforge.cli.edit import identity_choices
 from charforge.cli.options import (
     DeviceOpt,
     IdentityMethodOpt,
@@ -96,10 +96,8 @@ def create(
     """Create a character: render its base CG, invert it and store the identity (unless --no-render)."""
     if prompt is None:
         raise InvalidInput("create needs --prompt TEXT describing the character")
-    if method is not None:
-        check_method(method)
     # kept in the character's settings, so a later reinvert or rerender builds the identity the same way
-    identity = {k: v for k, v in {"steps": steps, "method": method}.items() if v is not None}
+    identity = identity_choices(steps, method)
     card = CharacterCard.build(
         name=name, prompt=prompt, negative_prompt=negative, seed=seed, model=model, display_name=display_name,
         settings={"identity": identity} if identity else {},

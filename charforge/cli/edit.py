@@ -45,6 +45,13 @@ def check_method(method: str) -> None:
         raise InvalidInput(f"unknown --method '{method}' (choose from {', '.join(METHODS)})")
 
 
+def identity_choices(steps: int | None, method: str | None) -> dict[str, int | str]:
+    """The identity-build options a command was given (create, reinvert), the method checked first."""
+    if method is not None:
+        check_method(method)
+    return {k: v for k, v in {"steps": steps, "method": method}.items() if v is not None}
+
+
 def _save_png(image, out: Path) -> None:
     atomic_write(out, lambda stream: image.save(stream, format="PNG"))
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from charforge.cli.edit import check_method
+from charforge.cli.edit import identity_choices
 from charforge.cli.options import (
     DeviceOpt,
     IdentityMethodOpt,
@@ -88,9 +88,7 @@ def reinvert(
 ) -> None:
     """Rebuild a character's identity with its current model (fixes a stale identity)."""
     validate_slug(name)
-    if method is not None:
-        check_method(method)
-    options = {k: v for k, v in {"steps": steps, "method": method}.items() if v is not None}
+    options = identity_choices(steps, method)
     use_device(device)
     with open_forge(ctx) as forge:
         character = get_character(forge, name)
