@@ -115,6 +115,13 @@ def train_portrait_mini(
         float | None,
         typer.Option(parser=finite(0.0, 1.0, low_open=True), help="A new fine-tune's learning rate (default 4e-4)."),
     ] = None,
+    emphasis: Annotated[
+        str | None,
+        typer.Option(
+            help="A new fine-tune's relative weights of emotions in its faces, e.g. trust=3,anticipation=1.5 "
+            "(default: 1 each)."
+        ),
+    ] = None,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -125,9 +132,10 @@ def train_portrait_mini(
         raise InvalidInput(f"--decoder-minutes {decoder_minutes:g} leaves too little of --minutes {minutes:g}")
     if init_from is not None and not (init_from / "model_index.json").is_file():
         raise InvalidInput(f"--init-from {init_from} is not a diffusers model folder (no model_index.json)")
-    if (face_mix is not None or lr is not None) and init_from is None:
-        raise InvalidInput("--face-mix and --lr set up a new fine-tune: give --init-from")
+    if (face_mix is not None or lr is not None or emphasis is not None) and init_from is None:
+        raise InvalidInput("--face-mix, --lr and --emphasis set up a new fine-tune: give --init-from")
     mix = None if face_mix is None else _face_mix(face_mix)
+    weights = None if emphasis is None else _emphasis(emphasis)
     from charforge.recipes.portrait_mini.recipe import finetune_portrait_mini, is_finetune_run
     from charforge.recipes.portrait_mini.recipe import train_portrait_mini as run
     from charforge.recipes.training.budget import Budget
@@ -139,6 +147,7 @@ def train_portrait_mini(
         folder = finetune_portrait_mini(
             out, init_from, minutes, resume=resume, seed=seed, threads=threads,
             budget=Budget.minutes(minutes, started), face_mix=mix or FACE_MIX, lr=lr or FINETUNE_LR,
+            emphasis=weights,
         )  # fmt: skip
         typer.echo(str(folder))
         return
@@ -155,6 +164,26 @@ def _face_mix(text: str) -> tuple[float, float, float, float]:
     if len(shares) != 4 or not all(math.isfinite(x) and x >= 0 for x in shares) or sum(shares) <= 0:
         raise InvalidInput(f"--face-mix {text!r}: give four non-negative shares, e.g. 0.04,0.34,0.5,0.12")
     return shares  # type: ignore[return-value]
+
+
+def _emphasis(text: str) -> dict[str, float]:
+    from charforge.recipes.portrait_mini.face import EMOTIONS
+
+    weights: dict[str, float] = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = math.nan
+        if name not in EMOTIONS or not math.isfinite(weight) or weight <= 0:
+            raise InvalidInput(
+                f"--emphasis {text!r}: give emotion=weight pairs with positive weights, "
+                f"emotions from {', '.join(EMOTIONS)}"
+            )
+        weights[name] = weight
+    return weights
 
 
 @train_app.command("portrait-mini-fast")

@@ -147,6 +147,10 @@ def test_train_cli_refuses_to_overwrite_a_run_and_bad_minutes(tmp_path, cli):
     code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "ft", "--init-from", tmp_path / "m",
                        "--face-mix", "1,2")  # fmt: skip
     assert code == 2 and "four non-negative shares" in err and len(err.strip().splitlines()) == 1
+    for bad in ("trust=0", "hope=2", "trust"):
+        code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "ft", "--init-from", tmp_path / "m",
+                           "--emphasis", bad)  # fmt: skip
+        assert code == 2 and "--emphasis" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "ft").exists()
 
 

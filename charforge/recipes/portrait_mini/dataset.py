@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,9 +25,10 @@ class PortraitSource:
         held_out: bool | None = False,
         min_intensity: float = 0.3,
         mix: Sequence[float] = FACE_MIX,
+        emphasis: Mapping[str, float] | None = None,
     ) -> None:
         self.portraits: list[Portrait] = list(
-            sample_portraits(seed, count, held_out=held_out, min_intensity=min_intensity, mix=mix)
+            sample_portraits(seed, count, held_out=held_out, min_intensity=min_intensity, mix=mix, emphasis=emphasis)
         )
         # rendered pixels are kept (12 KB each): both training phases revisit every image
         self._pixels = np.zeros((count, 64, 64, 3), dtype=np.uint8)

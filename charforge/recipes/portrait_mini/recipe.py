@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -137,6 +137,7 @@ def init_from_model(
     threads: int | None = None,
     face_mix: Sequence[float] = FACE_MIX,
     lr: float = FINETUNE_LR,
+    emphasis: Mapping[str, float] | None = None,
 ) -> LatentDiffusionTrainer:
     """A UNet-phase run in `out` warm-started from the exported model folder `model` (VAE kept as is).
 
@@ -172,10 +173,11 @@ def init_from_model(
     cfg = recipe_config(seed, minutes)
     cfg.vae_fraction, cfg.unet_lr, cfg.text_lr, cfg.unet_batch = 0.0, lr, lr, FINETUNE_BATCH
     cfg.extra["face_mix"] = list(face_mix)  # the data of a resumed run must be the same portraits
+    cfg.extra["emphasis"] = dict(emphasis or {})
     if threads is not None:
         cfg.threads = threads
     torch.set_num_threads(cfg.threads)
-    source = PortraitSource(DATA_SEED + seed, dataset_size, mix=face_mix)
+    source = PortraitSource(DATA_SEED + seed, dataset_size, mix=face_mix, emphasis=emphasis)
     trainer = LatentDiffusionTrainer(spec, source, cfg, out)
     trainer.vae.load_state_dict(vae.state_dict())
     trainer.unet.load_state_dict(unet.state_dict())
@@ -233,26 +235,33 @@ def finetune_portrait_mini(
     budget: Budget | None = None,
     face_mix: Sequence[float] = FACE_MIX,
     lr: float = FINETUNE_LR,
+    emphasis: Mapping[str, float] | None = None,
 ) -> Path:
     """Fine-tune an exported model (`init_from`) on the current renderer's data; export to `out/model`.
 
     `budget` is the whole call's wall-clock time (default: `minutes` from now), the warm start's
     latent encoding and the export included. `face_mix` (shares of calm, one-, two- and three-emotion
-    faces) and `lr` are a new run's; a resumed run keeps the ones it started with.
+    faces), `emphasis` (how often each emotion is drawn, as `render.random_state`) and `lr` are a new
+    run's; a resumed run keeps the ones it started with.
     """
     budget = budget or Budget.minutes(minutes)
     out = Path(out)
     if resume and (out / "spec.json").is_file():
         _, meta = load_checkpoint(out / "checkpoint")
-        mix = meta["config"].get("extra", {}).get("face_mix", FACE_MIX)
-        trainer = load_run(out, PortraitSource(DATA_SEED + seed, DATASET_SIZE, mix=mix))
+        extra = meta["config"].get("extra", {})
+        source = PortraitSource(
+            DATA_SEED + seed, DATASET_SIZE, mix=extra.get("face_mix", FACE_MIX), emphasis=extra.get("emphasis")
+        )
+        trainer = load_run(out, source)
         trainer.cfg.minutes, trainer.cfg.decoder_minutes, trainer.cfg.unet_batch = minutes, 0.0, FINETUNE_BATCH
         if threads is not None:
             trainer.cfg.threads = threads
     else:
         if init_from is None:
             raise InvalidInput("a new fine-tune needs --init-from MODEL_FOLDER")
-        trainer = init_from_model(init_from, out, minutes, seed=seed, threads=threads, face_mix=face_mix, lr=lr)
+        trainer = init_from_model(
+            init_from, out, minutes, seed=seed, threads=threads, face_mix=face_mix, lr=lr, emphasis=emphasis
+        )
     trainer.run(budget)
     return export_portrait_mini(trainer, out / "model")
 

@@ -10,7 +10,7 @@ Expressions are drawn large and bold: at 64x64 a subtle mouth is invisible to a 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -277,22 +277,37 @@ MIXTURE_MIN = 0.2  # each emotion of a mixture is at least this strong, so each 
 
 
 def random_state(
-    rng: np.random.Generator, *, min_intensity: float = CALM_BELOW, mix: Sequence[float] = FACE_MIX
+    rng: np.random.Generator,
+    *,
+    min_intensity: float = CALM_BELOW,
+    mix: Sequence[float] = FACE_MIX,
+    emphasis: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """A calm face, one emotion (intensity uniform in [min_intensity, 1]) or a mixture of two or three.
 
     `mix` gives the four kinds' shares (as `FACE_MIX`); a focused fine-tune shifts them towards mixtures.
+    `emphasis` weighs how often an emotion is picked (default 1 each), so a fine-tune can show more of
+    the faces a model draws worst; without it the draws are the ones every shipped model was trained on.
     """
     kind = int(rng.choice(4, p=np.asarray(mix, dtype=float) / sum(mix)))
     if kind == 0:
         return {}
-    names = [EMOTIONS[k] for k in rng.permutation(len(EMOTIONS))[:kind]]
+    if emphasis:
+        weights = np.array([float(emphasis.get(e, 1.0)) for e in EMOTIONS])
+        picked = rng.choice(len(EMOTIONS), size=kind, replace=False, p=weights / weights.sum())
+    else:
+        picked = rng.permutation(len(EMOTIONS))[:kind]
+    names = [EMOTIONS[k] for k in picked]
     low = min_intensity if kind == 1 else max(min_intensity, MIXTURE_MIN)
     return {e: round(float(rng.uniform(low, 1.0)), 3) for e in names}
 
 
 def random_portrait(
-    rng: np.random.Generator, *, min_intensity: float = CALM_BELOW, mix: Sequence[float] = FACE_MIX
+    rng: np.random.Generator,
+    *,
+    min_intensity: float = CALM_BELOW,
+    mix: Sequence[float] = FACE_MIX,
+    emphasis: Mapping[str, float] | None = None,
 ) -> Portrait:
     """Uniform over identity attributes; the face from `random_state`."""
 
@@ -311,7 +326,7 @@ def random_portrait(
         expression="neutral",
         intensity=0.0,
     )
-    return base.with_state(random_state(rng, min_intensity=min_intensity, mix=mix))
+    return base.with_state(random_state(rng, min_intensity=min_intensity, mix=mix, emphasis=emphasis))
 
 
 def sample_portraits(
@@ -321,12 +336,13 @@ def sample_portraits(
     held_out: bool | None = False,
     min_intensity: float = CALM_BELOW,
     mix: Sequence[float] = FACE_MIX,
+    emphasis: Mapping[str, float] | None = None,
 ) -> Iterator[Portrait]:
     """`count` portraits from `seed`; held_out=False -> training combos only, True -> held-out only, None -> any."""
     rng = np.random.default_rng(seed)
     made = 0
     while made < count:
-        p = random_portrait(rng, min_intensity=min_intensity, mix=mix)
+        p = random_portrait(rng, min_intensity=min_intensity, mix=mix, emphasis=emphasis)
         if held_out is None or is_held_out(p) == held_out:
             made += 1
             yield p
