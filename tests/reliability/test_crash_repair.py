@@ -48,7 +48,8 @@ def identity_consistent(ws) -> None:
 @pytest.mark.slow
 def test_create_killed_while_building_the_identity_is_finished_by_the_same_create(tmp_path, tiny_model_dir):
     ws = tmp_path / "ws"
-    create = ("create", "mira", "--prompt", PROMPT, "--seed", 7, "--model", tiny_model_dir, "-w", ws, "--json")
+    create = ("create", "mira", "--prompt", PROMPT, "--seed", 7, "--model", tiny_model_dir, "--steps", 3,
+              "-w", ws, "--json")  # fmt: skip
     run_killed_at("create-row-written", tmp_path, *create)  # the row exists, no identity yet
     run_killed_at("identity-partly-written", tmp_path, *create)  # killed inside the identity transaction
     with sqlite3.connect(ws / "charforge.db") as conn:
