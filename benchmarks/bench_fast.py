@@ -26,7 +26,7 @@ from charforge.models import default_model_path, fast_model_path  # noqa: E402
 
 def prompts(count: int) -> list[str]:
     """Captions of held-out identities (the evaluation's kind of prompt), fixed by seed."""
-    from charforge.recipes.portrait_mini.render import sample_portraits
+    from charforge.recipes.portrait_mini.population import sample_portraits
 
     return [p.caption() for p in sample_portraits(2024, count, held_out=True, min_intensity=0.3)]
 

@@ -30,12 +30,12 @@ from charforge.engine import default_model_path, load_model, txt2img  # noqa: E4
 from charforge.engine.edit import edit, prompt_edit_controllers, reconstruct  # noqa: E402
 from charforge.engine.images import decode_pixels, prepare_image, psnr, unit_pixels  # noqa: E402
 from charforge.engine.inversion import DEFAULT_METHOD, METHODS, encode_mean, invert  # noqa: E402
-from charforge.recipes.portrait_mini import render  # noqa: E402
+from charforge.recipes.portrait_mini import population, render  # noqa: E402
 
 # A held-out renderer portrait is the "real" image: inverting one of the model's own generations is
 # too easy (its latent lies on the sampler's trajectory, so even plain DDIM inversion at high guidance
 # finds it again), which hides the failure null-text and direct inversion exist to fix.
-PERSON = next(iter(render.sample_portraits(2024, 1, held_out=True))).with_expression("joy", 1.0)
+PERSON = next(iter(population.sample_portraits(2024, 1, held_out=True))).with_expression("joy", 1.0)
 SOURCE = PERSON.caption()  # the shipped model's caption language: the expression is the last two words
 TARGET = PERSON.with_expression("sadness", 1.0).caption()
 

@@ -1,7 +1,7 @@
 """Does a learnt look carry a held-out character? Textual-inversion token and LoRA vs no adapter, side by side.
 
 On the default portrait model, for one identity combination held out of its training
-(`recipes.portrait_mini.render.is_held_out`), five renders of the character (its full caption, seeds
+(`recipes.portrait_mini.population.is_held_out`), five renders of the character (its full caption, seeds
 the classifier agrees with; calm, trusting, joyful, sad and angry faces, each captioned with its
 expression's phrase) teach a token and, separately, a LoRA. Then `samples` pictures are drawn
 with short prompts that name only an expression, cycling through all nine, on seeds not used for
@@ -46,7 +46,8 @@ from charforge.engine.adapters.lora import (
 )
 from charforge.recipes.portrait_mini.classifier import load_classifier
 from charforge.recipes.portrait_mini.judge import dominant, load_judge
-from charforge.recipes.portrait_mini.render import EXPRESSIONS, expression_phrase, sample_portraits
+from charforge.recipes.portrait_mini.population import sample_portraits
+from charforge.recipes.portrait_mini.render import EXPRESSIONS, expression_phrase
 
 LOOK = ("hair_colour", "hair_style", "outfit", "background")
 TOKEN = "<look>"

@@ -25,7 +25,7 @@ from charforge.engine import default_model_path, load_model, txt2img  # noqa: E4
 from charforge.engine.edit import edit, prompt_edit_controllers  # noqa: E402
 from charforge.engine.images import psnr  # noqa: E402
 from charforge.engine.inversion import invert  # noqa: E402
-from charforge.recipes.portrait_mini import render  # noqa: E402
+from charforge.recipes.portrait_mini import population, render  # noqa: E402
 from charforge.recipes.portrait_mini.classifier import load_classifier  # noqa: E402
 
 TARGETS = ("joy", "sadness", "anger", "surprise")
@@ -54,7 +54,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = load_model(default_model_path(), device="cpu", dtype=torch.float32)
     judge = load_classifier()
-    portraits = [p.with_expression("neutral", 1.0) for p in render.sample_portraits(2024, args.count, held_out=True)]
+    cast = population.sample_portraits(2024, args.count, held_out=True)
+    portraits = [p.with_expression("neutral", 1.0) for p in cast]
 
     rows: dict[str, dict[str, list[float]]] = {name: {"expr": [], "kept": [], "psnr": []} for name in SETTINGS}
     with torch.no_grad():

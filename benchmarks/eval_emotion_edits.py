@@ -50,7 +50,7 @@ from charforge.demo import cast_dir  # noqa: E402
 from charforge.emotion.conditioning import conditioning, expression_table  # noqa: E402
 from charforge.engine import txt2img  # noqa: E402
 from charforge.forge import Forge  # noqa: E402
-from charforge.recipes.portrait_mini import render  # noqa: E402
+from charforge.recipes.portrait_mini import population, render  # noqa: E402
 from charforge.recipes.portrait_mini.dataset import image_to_tensor  # noqa: E402
 from charforge.recipes.portrait_mini.judge import dominant, load_judge  # noqa: E402
 
@@ -78,7 +78,7 @@ def prompts(count: int) -> list[tuple[str, str, int]]:
     cast = [(card.name, card.prompt, card.resolved_seed()) for _, card in load_cards(cast_dir())]
     extra = [
         (f"held{k}", p.with_expression("neutral", 1.0).caption(), 100 + k)
-        for k, p in enumerate(render.sample_portraits(2024, max(0, count - len(cast)), held_out=True))
+        for k, p in enumerate(population.sample_portraits(2024, max(0, count - len(cast)), held_out=True))
     ]
     return (cast + extra)[:count]
 

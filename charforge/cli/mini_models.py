@@ -141,8 +141,8 @@ def train_portrait_mini(
     from charforge.recipes.training.budget import Budget
 
     if init_from is not None or (resume and is_finetune_run(out)):
+        from charforge.recipes.portrait_mini.population import FACE_MIX
         from charforge.recipes.portrait_mini.recipe import FINETUNE_LR
-        from charforge.recipes.portrait_mini.render import FACE_MIX
 
         folder = finetune_portrait_mini(
             out, init_from, minutes, resume=resume, seed=seed, threads=threads,

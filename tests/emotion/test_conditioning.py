@@ -11,7 +11,8 @@ from charforge.emotion import BASIS, EmotionState, emotion_table
 from charforge.emotion.calibration import Calibration, Curve, Point, load_calibration, save_calibration
 from charforge.emotion.conditioning import conditioning, expression_table, swap_phrase
 from charforge.errors import InvalidInput
-from charforge.recipes.portrait_mini.render import EXPRESSIONS, INTENSITY_WORDS, JOINER, sample_portraits
+from charforge.recipes.portrait_mini.population import sample_portraits
+from charforge.recipes.portrait_mini.render import EXPRESSIONS, INTENSITY_WORDS, JOINER
 
 BASE = "portrait of a girl with long red hair, green eyes, fair skin, blue outfit, pink background, looking calm"
 PER_EMOTION_ONLY = expression_table({"edit": {"compound_share": 0.0}})

@@ -24,9 +24,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def portrait():
-    from charforge.recipes.portrait_mini import render
+    from charforge.recipes.portrait_mini import population, render
 
-    person = next(iter(render.sample_portraits(2024, 1, held_out=True))).with_expression("neutral", 1.0)
+    person = next(iter(population.sample_portraits(2024, 1, held_out=True))).with_expression("neutral", 1.0)
     pixels, masks = render.render(person)
     return person, PIL.Image.fromarray(pixels), masks
 

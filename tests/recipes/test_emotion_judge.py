@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from charforge.emotion.conditioning import expression_table
 from charforge.emotion.table import BASIS
-from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini import population, render
 from charforge.recipes.portrait_mini.emotion_eval import PAIRS, distinct_levels, held_out_cast, setting_conditioning
 from charforge.recipes.portrait_mini.judge import CHECK_SEED, load_judge, render_faces
 
@@ -20,7 +20,7 @@ def judge():
 
 @pytest.mark.slow
 def test_judge_reads_intensity_in_order_on_held_out_identities(judge):
-    people = [p.with_expression("neutral", 0.0) for p in render.sample_portraits(CHECK_SEED, 6, held_out=True)]
+    people = [p.with_expression("neutral", 0.0) for p in population.sample_portraits(CHECK_SEED, 6, held_out=True)]
     levels = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     for j, emotion in enumerate(BASIS):
         faces = render_faces([p.with_state({emotion: v}) for p in people for v in levels])
@@ -30,7 +30,7 @@ def test_judge_reads_intensity_in_order_on_held_out_identities(judge):
 
 
 def test_judge_names_both_emotions_of_a_mixture(judge):
-    people = list(render.sample_portraits(CHECK_SEED + 5, len(PAIRS), held_out=True))
+    people = list(population.sample_portraits(CHECK_SEED + 5, len(PAIRS), held_out=True))
     mixed = [p.with_state({a: w, b: 1 - w}) for p, (a, b), w in zip(people, PAIRS, [0.3, 0.5, 0.7] * 10)]
     read = judge.intensities(render_faces(mixed)).numpy()
     hits = [set(np.argsort(-r)[:2]) == {BASIS.index(a), BASIS.index(b)} for r, (a, b) in zip(read, PAIRS)]
@@ -38,14 +38,14 @@ def test_judge_names_both_emotions_of_a_mixture(judge):
 
 
 def test_judge_tells_trust_and_anticipation_from_joy_and_surprise(judge):
-    people = list(render.sample_portraits(CHECK_SEED + 7, 12, held_out=True))
+    people = list(population.sample_portraits(CHECK_SEED + 7, 12, held_out=True))
     for emotion in ("trust", "anticipation", "joy", "surprise"):
         read = judge.intensities(render_faces([p.with_state({emotion: 0.7}) for p in people])).numpy()
         assert (read.argmax(1) == BASIS.index(emotion)).mean() >= 0.9, emotion
 
 
 def test_calm_faces_read_low(judge):
-    people = [p.with_expression("neutral", 0.0) for p in render.sample_portraits(CHECK_SEED + 9, 20, held_out=True)]
+    people = [p.with_expression("neutral", 0.0) for p in population.sample_portraits(CHECK_SEED + 9, 20, held_out=True)]
     assert judge.intensities(render_faces(people)).numpy().max() < 0.15
 
 
@@ -60,7 +60,7 @@ def test_eval_cast_is_held_out_and_calm():
     assert len({m.prompt for m in cast}) == 6
     for m in cast:
         p = render.portrait_from_caption(m.prompt)
-        assert render.is_held_out(p) and p.state() == {} and m.prompt.endswith("looking calm")
+        assert population.is_held_out(p) and p.state() == {} and m.prompt.endswith("looking calm")
 
 
 def test_calibration_is_measured_on_other_characters_than_the_evaluation():
@@ -68,7 +68,7 @@ def test_calibration_is_measured_on_other_characters_than_the_evaluation():
 
     calibrating = calibration_cast(6)
     assert not {m.prompt for m in calibrating} & {m.prompt for m in held_out_cast(12)}
-    assert all(render.is_held_out(render.portrait_from_caption(m.prompt)) for m in calibrating)
+    assert all(population.is_held_out(render.portrait_from_caption(m.prompt)) for m in calibrating)
 
 
 def test_the_calibration_judge_is_another_judge():

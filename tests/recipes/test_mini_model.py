@@ -119,8 +119,9 @@ def test_a_loss_weight_map_of_the_wrong_shape_is_named(tmp_path):
 def test_portrait_face_weight_covers_the_rendered_face():
     import numpy as np
 
+    from charforge.recipes.portrait_mini.population import sample_portraits
     from charforge.recipes.portrait_mini.recipe import face_loss_weight
-    from charforge.recipes.portrait_mini.render import render, sample_portraits
+    from charforge.recipes.portrait_mini.render import render
 
     weight = np.array(face_loss_weight(16))
     face = np.mean([render(p)[1]["face"] for p in sample_portraits(0, 8, held_out=None)], axis=0)

@@ -7,18 +7,17 @@ import pytest
 from scipy import ndimage
 
 from charforge.errors import InvalidInput
-from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini import population, render
 from charforge.recipes.portrait_mini.dataset import PortraitSource
 from charforge.recipes.portrait_mini.face import EMOTIONS, PARTS, face_of, ownership
+from charforge.recipes.portrait_mini.population import is_held_out, sample_portraits
 from charforge.recipes.portrait_mini.render import (
     BACKGROUND_COLOURS,
     EXPRESSIONS,
     HAIR_COLOURS,
     MASK_NAMES,
     Portrait,
-    is_held_out,
     portrait_from_caption,
-    sample_portraits,
 )
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words, extend_tokenizer
 
@@ -45,13 +44,13 @@ def test_a_face_mix_sets_the_shares_of_calm_single_and_mixed_faces():
     counts = [len(p.state()) for p in sample_portraits(8, 400, held_out=None, mix=(0.0, 0.2, 0.8, 0.0))]
     assert set(counts) == {1, 2} and 0.7 < counts.count(2) / len(counts) < 0.9
     assert list(sample_portraits(8, 5, held_out=None)) == list(
-        sample_portraits(8, 5, held_out=None, mix=render.FACE_MIX)
+        sample_portraits(8, 5, held_out=None, mix=population.FACE_MIX)
     )
 
 
 def test_an_emphasis_draws_an_emotion_more_often_and_none_keeps_the_shipped_data():
     emphasised = [p.state() for p in sample_portraits(8, 600, held_out=None, emphasis={"trust": 4.0})]
-    shares = {e: sum(e in s for s in emphasised) for e in render.EMOTIONS}
+    shares = {e: sum(e in s for s in emphasised) for e in EMOTIONS}
     assert shares["trust"] > 2 * max(v for e, v in shares.items() if e != "trust")
     assert all(len(s) <= 3 for s in emphasised)  # a mixture still names each emotion once
     assert list(sample_portraits(8, 20, held_out=None)) == list(sample_portraits(8, 20, held_out=None, emphasis={}))
@@ -277,7 +276,7 @@ def test_extended_tokenizer_keeps_old_ids_and_makes_new_words_whole(tmp_path):
     ],
 )
 def test_the_strongest_emotion_a_caption_names_is_the_top_intensity_word(state, named):
-    p = render.random_portrait(np.random.default_rng(0))
+    p = population.random_portrait(np.random.default_rng(0))
     first, *rest = state.items() or [("neutral", 0.0)]
     portrait = render.Portrait(**{**p.__dict__, "expression": first[0], "intensity": first[1], "blend": tuple(rest)})
     assert portrait.named_strongest == named

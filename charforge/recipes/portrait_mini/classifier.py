@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from charforge.errors import ModelLoadError
 from charforge.files import atomic_write
-from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini import population, render
 from charforge.recipes.portrait_mini.dataset import image_to_tensor
 from charforge.recipes.portrait_mini.render import Portrait
 
@@ -105,7 +105,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def render_set(
     seed: int, count: int, *, held_out: bool | None, min_intensity: float = 0.3
 ) -> tuple[torch.Tensor, list[Portrait]]:
-    portraits = list(render.sample_portraits(seed, count, held_out=held_out, min_intensity=min_intensity))
+    portraits = list(population.sample_portraits(seed, count, held_out=held_out, min_intensity=min_intensity))
     images = torch.stack([image_to_tensor(render.render(p)[0]) for p in portraits])
     return images, portraits
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from charforge.recipes.portrait_mini.render import FACE_MIX, Portrait, render, sample_portraits
+from charforge.recipes.portrait_mini.population import FACE_MIX, sample_portraits
+from charforge.recipes.portrait_mini.render import Portrait, render
 
 
 class PortraitSource:

@@ -37,7 +37,7 @@ from charforge.emotion.conditioning import (
     unlike_terms,
 )
 from charforge.emotion.table import BASIS
-from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini import population, render
 from charforge.recipes.portrait_mini.dataset import image_to_tensor
 from charforge.recipes.portrait_mini.judge import CALIBRATION_WEIGHTS, EmotionJudge, load_judge, render_faces
 
@@ -59,7 +59,7 @@ class Member:
 
 def held_out_cast(count: int, seed: int = CAST_SEED) -> list[Member]:
     """`count` calm characters of identities held out of training (the evaluation's cast by default)."""
-    people = render.sample_portraits(seed, count, held_out=True)
+    people = population.sample_portraits(seed, count, held_out=True)
     base = 300 if seed == CAST_SEED else 700
     return [Member(f"held{k}", p.with_expression("neutral", 0.0).caption(), base + k) for k, p in enumerate(people)]
 
@@ -192,7 +192,7 @@ def read(judge: EmotionJudge, pictures: Sequence[np.ndarray]) -> np.ndarray:
 
 def judge_noise(judge: EmotionJudge, count: int = 400) -> np.ndarray:
     """Per emotion, the judge's RMS error on renders of held-out identities: the finest step it can resolve."""
-    people = list(render.sample_portraits(CAST_SEED + 1, count, held_out=True))
+    people = list(population.sample_portraits(CAST_SEED + 1, count, held_out=True))
     truth = np.array([[p.state().get(e, 0.0) for e in BASIS] for p in people])
     pred = judge.intensities(render_faces(people)).numpy()
     return np.sqrt(((pred - truth) ** 2).mean(0))

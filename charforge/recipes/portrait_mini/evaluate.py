@@ -24,7 +24,7 @@ from charforge.engine.loading import vae_latents
 from charforge.errors import ModelLoadError
 from charforge.recipes.portrait_mini.classifier import HEADS, accuracy, load_classifier, render_set
 from charforge.recipes.portrait_mini.judge import dominant, load_judge
-from charforge.recipes.portrait_mini.render import sample_portraits
+from charforge.recipes.portrait_mini.population import sample_portraits
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from charforge.errors import ModelLoadError
-from charforge.recipes.portrait_mini import render
+from charforge.recipes.portrait_mini import population, render
 from charforge.recipes.portrait_mini.classifier import augment
 from charforge.recipes.portrait_mini.dataset import image_to_tensor
 from charforge.recipes.portrait_mini.render import EMOTIONS, Portrait
@@ -90,7 +90,7 @@ def render_faces(portraits: list[Portrait]) -> torch.Tensor:
 
 
 def judge_set(seed: int, count: int, *, held_out: bool) -> tuple[torch.Tensor, list[Portrait]]:
-    portraits = list(render.sample_portraits(seed, count, held_out=held_out))
+    portraits = list(population.sample_portraits(seed, count, held_out=held_out))
     return render_faces(portraits), portraits
 
 

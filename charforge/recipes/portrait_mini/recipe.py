@@ -26,7 +26,7 @@ from charforge.recipes.portrait_mini.architecture import (
     vae_config,
 )
 from charforge.recipes.portrait_mini.dataset import PortraitSource
-from charforge.recipes.portrait_mini.render import FACE_MIX
+from charforge.recipes.portrait_mini.population import FACE_MIX
 from charforge.recipes.portrait_mini.tokenizer import build_tokenizer, caption_words
 from charforge.recipes.training import LatentDiffusionTrainer, ModelSpec, TrainConfig
 from charforge.recipes.training.budget import Budget
@@ -241,7 +241,7 @@ def finetune_portrait_mini(
 
     `budget` is the whole call's wall-clock time (default: `minutes` from now), the warm start's
     latent encoding and the export included. `face_mix` (shares of calm, one-, two- and three-emotion
-    faces), `emphasis` (how often each emotion is drawn, as `render.random_state`) and `lr` are a new
+    faces), `emphasis` (how often each emotion is drawn, as `population.random_state`) and `lr` are a new
     run's; a resumed run keeps the ones it started with.
     """
     budget = budget or Budget.minutes(minutes)
