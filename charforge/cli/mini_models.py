@@ -122,6 +122,14 @@ def train_portrait_mini(
             "(default: 1 each)."
         ),
     ] = None,
+    decoder_only: Annotated[
+        bool,
+        typer.Option(
+            "--decoder-only",
+            help="A new fine-tune's only part is the VAE's decoder, face-weighted (the latent space, UNet and "
+            "inversions stay valid).",
+        ),
+    ] = False,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -132,8 +140,8 @@ def train_portrait_mini(
         raise InvalidInput(f"--decoder-minutes {decoder_minutes:g} leaves too little of --minutes {minutes:g}")
     if init_from is not None and not (init_from / "model_index.json").is_file():
         raise InvalidInput(f"--init-from {init_from} is not a diffusers model folder (no model_index.json)")
-    if (face_mix is not None or lr is not None or emphasis is not None) and init_from is None:
-        raise InvalidInput("--face-mix, --lr and --emphasis set up a new fine-tune: give --init-from")
+    if (face_mix is not None or lr is not None or emphasis is not None or decoder_only) and init_from is None:
+        raise InvalidInput("--face-mix, --lr, --emphasis and --decoder-only set up a new fine-tune: give --init-from")
     mix = None if face_mix is None else _face_mix(face_mix)
     weights = None if emphasis is None else _emphasis(emphasis)
     from charforge.recipes.portrait_mini.recipe import finetune_portrait_mini, is_finetune_run
@@ -147,7 +155,7 @@ def train_portrait_mini(
         folder = finetune_portrait_mini(
             out, init_from, minutes, resume=resume, seed=seed, threads=threads,
             budget=Budget.minutes(minutes, started), face_mix=mix or FACE_MIX, lr=lr or FINETUNE_LR,
-            emphasis=weights,
+            emphasis=weights, decoder_only=decoder_only,
         )  # fmt: skip
         typer.echo(str(folder))
         return

@@ -253,3 +253,27 @@ def test_a_warm_start_keeps_the_old_model_and_grows_the_vocabulary(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(InvalidInput, match="init-from"):
         finetune_portrait_mini(tmp_path / "other", None, minutes=1.0)
+
+
+@pytest.mark.slow
+def test_a_decoder_only_fine_tune_keeps_the_latent_space_and_the_unet(tmp_path):
+    """Only the decoder learns: the encoder (hence every stored latent and inversion) and UNet stay exact."""
+    from charforge.recipes.portrait_mini.recipe import init_from_model
+
+    spec = tiny_spec(tmp_path)
+    spec.vae_config.update(down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                           block_out_channels=(8, 8, 8))  # fmt: skip
+    old = LatentDiffusionTrainer(spec, ToySource(), tiny_config(), tmp_path / "old")
+    old.export(tmp_path / "old" / "model")
+    trainer = init_from_model(tmp_path / "old" / "model", tmp_path / "dec", minutes=1.0, dataset_size=6, threads=1,
+                              decoder_only=True, lr=1e-2)  # fmt: skip
+    assert trainer.phase == "decoder" and len(trainer.cfg.decoder_weight) == 64
+    trainer.cfg.max_steps = 3
+    trainer.run()
+    assert trainer.phase == "done"
+    assert load_checkpoint(tmp_path / "dec" / "checkpoint")[1]["config"]["extra"]["decoder_only"] is True
+    new, before = trainer.vae.state_dict(), old.vae.state_dict()
+    moved = {k for k in new if not torch.equal(new[k], before[k])}
+    assert moved and all(k.startswith(("decoder.", "post_quant_conv.")) for k in moved)
+    for a, b in zip(trainer.unet.state_dict().values(), old.unet.state_dict().values()):
+        assert torch.equal(a, b)

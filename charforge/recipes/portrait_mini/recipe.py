@@ -19,6 +19,7 @@ from charforge.models import write_vocabulary
 from charforge.recipes.portrait_mini import render
 from charforge.recipes.portrait_mini.architecture import (
     GROWN_PREFIXES,
+    IMAGE_SIZE,
     LATENT_SIZE,
     scheduler_config,
     text_config,
@@ -138,8 +139,13 @@ def init_from_model(
     face_mix: Sequence[float] = FACE_MIX,
     lr: float = FINETUNE_LR,
     emphasis: Mapping[str, float] | None = None,
+    decoder_only: bool = False,
 ) -> LatentDiffusionTrainer:
     """A UNet-phase run in `out` warm-started from the exported model folder `model` (VAE kept as is).
+
+    `decoder_only`: a decoder-phase run instead, face-weighted, the encoder and so the latent space kept,
+    so `model`'s UNet, and every inversion made with it, still fit. That is the run to take when the
+    decoder, not the UNet, is what loses a face (a round trip of the renders reads weaker than they do).
 
     The tokenizer is `model`'s plus the renderer's new caption words (old ids and tokenisations
     unchanged); the text encoder grows one embedding row per new token, initialised from a related
@@ -174,6 +180,10 @@ def init_from_model(
     cfg.vae_fraction, cfg.unet_lr, cfg.text_lr, cfg.unet_batch = 0.0, lr, lr, FINETUNE_BATCH
     cfg.extra["face_mix"] = list(face_mix)  # the data of a resumed run must be the same portraits
     cfg.extra["emphasis"] = dict(emphasis or {})
+    cfg.extra["decoder_only"] = decoder_only
+    if decoder_only:
+        cfg.decoder_minutes, cfg.decoder_lr = minutes, lr
+        cfg.decoder_weight = face_loss_weight(IMAGE_SIZE)
     if threads is not None:
         cfg.threads = threads
     torch.set_num_threads(cfg.threads)
@@ -196,6 +206,8 @@ def init_from_model(
     for ema, module in ((trainer.ema_unet, trainer.unet), (trainer.ema_text, trainer.text_encoder)):
         ema.shadow_params = [p.detach().clone() for p in module.parameters()]
     trainer.phase, trainer.finished = "unet", {"vae": {"step": 0, "elapsed": 0.0}}
+    if decoder_only:
+        trainer.phase, trainer.finished["unet"] = "decoder", {"step": 0, "elapsed": 0.0}
     _encode_with(trainer, vae.config.scaling_factor, out / "latents.safetensors", save_file)
     trainer.save()
     log.info("warm start from %s: %d new tokens", model, len(added))
@@ -236,13 +248,14 @@ def finetune_portrait_mini(
     face_mix: Sequence[float] = FACE_MIX,
     lr: float = FINETUNE_LR,
     emphasis: Mapping[str, float] | None = None,
+    decoder_only: bool = False,
 ) -> Path:
     """Fine-tune an exported model (`init_from`) on the current renderer's data; export to `out/model`.
 
     `budget` is the whole call's wall-clock time (default: `minutes` from now), the warm start's
     latent encoding and the export included. `face_mix` (shares of calm, one-, two- and three-emotion
-    faces), `emphasis` (how often each emotion is drawn, as `population.random_state`) and `lr` are a new
-    run's; a resumed run keeps the ones it started with.
+    faces), `emphasis` (how often each emotion is drawn, as `population.random_state`), `lr` and
+    `decoder_only` (as `init_from_model`) are a new run's; a resumed run keeps the ones it started with.
     """
     budget = budget or Budget.minutes(minutes)
     out = Path(out)
@@ -253,15 +266,17 @@ def finetune_portrait_mini(
             DATA_SEED + seed, DATASET_SIZE, mix=extra.get("face_mix", FACE_MIX), emphasis=extra.get("emphasis")
         )
         trainer = load_run(out, source)
-        trainer.cfg.minutes, trainer.cfg.decoder_minutes, trainer.cfg.unet_batch = minutes, 0.0, FINETUNE_BATCH
+        trainer.cfg.minutes, trainer.cfg.unet_batch = minutes, FINETUNE_BATCH
+        trainer.cfg.decoder_minutes = minutes if extra.get("decoder_only") else 0.0
         if threads is not None:
             trainer.cfg.threads = threads
     else:
         if init_from is None:
             raise InvalidInput("a new fine-tune needs --init-from MODEL_FOLDER")
         trainer = init_from_model(
-            init_from, out, minutes, seed=seed, threads=threads, face_mix=face_mix, lr=lr, emphasis=emphasis
-        )
+            init_from, out, minutes, seed=seed, threads=threads, face_mix=face_mix, lr=lr, emphasis=emphasis,
+            decoder_only=decoder_only,
+        )  # fmt: skip
     trainer.run(budget)
     return export_portrait_mini(trainer, out / "model")
 

@@ -49,6 +49,9 @@ class TrainConfig:
     # optional latent-resolution map (rows of floats) that weights the UNet loss per position, for data
     # whose important detail sits at a known place and would otherwise be a sliver of the loss
     loss_weight: list[list[float]] | None = None
+    # the same at picture resolution for the decoder phase: a decoder that blurs a few face pixels can
+    # erase an expression the latents still hold
+    decoder_weight: list[list[float]] | None = None
     threads: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 

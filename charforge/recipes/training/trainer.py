@@ -423,6 +423,13 @@ class LatentDiffusionTrainer:
         params = self._decoder_parameters()
         for p in params:
             p.requires_grad_(True)
+        weight = None
+        if self.cfg.decoder_weight is not None:
+            weight = torch.tensor(self.cfg.decoder_weight, dtype=torch.float32)
+            size = tuple(self.source[0][0].shape[-2:])
+            if tuple(weight.shape) != size or (weight < 0).any():
+                raise InvalidInput(f"decoder_weight must be a non-negative {size} map, got shape {tuple(weight.shape)}")
+            weight = weight / weight.mean()
 
         def step(fraction: float) -> float:
             for group in self.decoder_opt.param_groups:
@@ -430,7 +437,8 @@ class LatentDiffusionTrainer:
             idx = torch.randint(len(mean), (self.cfg.decoder_batch,), generator=self.gen)
             x, _ = batch(self.source, idx)
             z = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=self.gen)
-            loss = F.mse_loss(self.vae.decode(z).sample, x)
+            picture = self.vae.decode(z).sample
+            loss = F.mse_loss(picture, x) if weight is None else ((picture - x) ** 2 * weight).mean()
             self.decoder_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.decoder_opt.step()
