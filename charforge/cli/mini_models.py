@@ -239,6 +239,10 @@ def train_portrait_mini_tiny_vae(
         Path | None,
         typer.Option(help="Diffusers folder whose VAE is distilled (default: the shipped portrait-mini)."),
     ] = None,
+    face_weight: Annotated[
+        float,
+        typer.Option(parser=finite(1.0, 20.0), help="How much more a face pixel counts in the decoder's loss."),
+    ] = 1.0,
     threads: ThreadsOpt = 1,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
@@ -252,7 +256,7 @@ def train_portrait_mini_tiny_vae(
     from charforge.recipes.portrait_mini.tiny_vae import distill_tiny_vae
 
     teacher_vae = (teacher or default_model_path()) / "vae"
-    typer.echo(str(distill_tiny_vae(teacher_vae, out, minutes, threads=threads)))
+    typer.echo(str(distill_tiny_vae(teacher_vae, out, minutes, threads=threads, face_weight=face_weight)))
 
 
 @train_app.command("bgm-mini")

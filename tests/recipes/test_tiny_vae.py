@@ -46,6 +46,21 @@ def test_training_brings_the_tiny_decoder_towards_the_kl_decoder(tiny_model_dir,
     assert distiller.decoder_error() < 0.5 * before
 
 
+def test_a_face_weight_counts_face_pixels_more_and_one_counts_all_alike(tiny_model_dir, tmp_path):
+    from charforge.recipes.portrait_mini import render
+    from charforge.recipes.portrait_mini.population import sample_portraits
+
+    weighted = TinyVaeDistiller(tiny_model_dir / "vae", tmp_path / "a", source=_source(), config=CONFIG, face_weight=4.0)
+    weighted.prepare()
+    face = render.render(next(iter(sample_portraits(0, 1))), size=TINY_IMAGE_SIZE)[1]["face"]
+    w = weighted.weight
+    assert w.shape == (TINY_IMAGE_SIZE, TINY_IMAGE_SIZE) and abs(float(w.mean()) - 1.0) < 1e-6
+    assert float(w[torch.from_numpy(face)].mean()) > 2 * float(w[~torch.from_numpy(face)].mean())
+    uniform = _distiller(tiny_model_dir, tmp_path / "b")
+    uniform.prepare()
+    assert torch.equal(uniform.weight, torch.ones_like(uniform.weight))
+
+
 def test_a_run_resumes_exactly_and_exports_a_diffusers_tiny_autoencoder(tiny_model_dir, tmp_path):
     first = _distiller(tiny_model_dir, tmp_path / "run")
     first.run(Budget.minutes(5), max_steps=3)

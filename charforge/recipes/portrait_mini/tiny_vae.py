@@ -9,7 +9,8 @@ folder is a complete VAE for img2img.
 
 Training: renders of training identities, encoded once by the KL VAE (posterior mean and std); each
 step draws a posterior sample, decodes it with the KL decoder (the target) and with the tiny decoder,
-MSE; the encoder learns the scaled posterior mean. Resumable safetensors checkpoints.
+MSE (optionally weighted towards the face ellipse, as the teacher's losses are: an expression is a few
+pixels); the encoder learns the scaled posterior mean. Resumable safetensors checkpoints.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from charforge.recipes.portrait_mini.dataset import PortraitSource
+from charforge.recipes.portrait_mini.recipe import face_loss_weight
 from charforge.recipes.training.budget import Budget
 from charforge.recipes.training.checkpoint import load_checkpoint, load_optimizer, optimizer_tensors, save_checkpoint
 
@@ -58,10 +60,11 @@ class TinyVaeDistiller:
         source: Any = None,
         config: dict[str, Any] | None = None,
         batch: int = BATCH,
+        face_weight: float = 1.0,
     ) -> None:
         from diffusers import AutoencoderKL, AutoencoderTiny
 
-        self.run_dir, self.source, self.batch = Path(run_dir), source, batch
+        self.run_dir, self.source, self.batch, self.face_weight = Path(run_dir), source, batch, face_weight
         self.teacher = AutoencoderKL.from_pretrained(str(teacher_vae)).eval().requires_grad_(False)
         torch.manual_seed(seed)
         self.tiny = AutoencoderTiny(**(config or TINY_CONFIG))
@@ -87,6 +90,8 @@ class TinyVaeDistiller:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_file(data, str(path))
         self.images, self.mean, self.std = data["images"].float(), data["mean"], data["std"]
+        weight = torch.tensor(face_loss_weight(self.images.shape[-1], self.face_weight))
+        self.weight = weight / weight.mean()
         self.scale = float(self.teacher.config.scaling_factor)
 
     def train_step(self, lr: float) -> float:
@@ -99,7 +104,7 @@ class TinyVaeDistiller:
             target = self.teacher.decode(latent).sample
         picture = self.tiny.decode(latent * self.scale).sample
         encoded = self.tiny.encode(self.images[idx]).latents
-        loss = F.mse_loss(picture, target) + F.mse_loss(encoded, self.mean[idx] * self.scale)
+        loss = ((picture - target) ** 2 * self.weight).mean() + F.mse_loss(encoded, self.mean[idx] * self.scale)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.tiny.parameters(), 1.0)
@@ -154,10 +159,13 @@ class TinyVaeDistiller:
         return folder
 
 
-def distill_tiny_vae(teacher_vae: str | Path, out: str | Path, minutes: float, threads: int = 1) -> Path:
+def distill_tiny_vae(
+    teacher_vae: str | Path, out: str | Path, minutes: float, threads: int = 1, face_weight: float = 1.0
+) -> Path:
+    """Distil (or, resumed, go on distilling: also from a new decoder of the same latent space) into `out`."""
     budget = Budget.minutes(minutes)
     torch.set_num_threads(threads)
-    distiller = TinyVaeDistiller(teacher_vae, out)
+    distiller = TinyVaeDistiller(teacher_vae, out, face_weight=face_weight)
     if distiller.resume():
         log.info("resumed at step %d", distiller.step)
     distiller.run(budget)
