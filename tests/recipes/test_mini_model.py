@@ -202,6 +202,28 @@ def test_shipped_vae_round_trip_on_held_out_renders():
 
 @shipped
 @pytest.mark.slow
+def test_shipped_vae_keeps_every_expression_it_is_given():
+    """A face the decoder cannot draw, no UNet can: the round trip of a full-intensity render must read,
+    by the evaluation's judge, at least 80% as strongly as the render (a decoder once read trust at 27%)."""
+    from charforge.emotion.table import BASIS
+    from charforge.recipes.portrait_mini import render
+    from charforge.recipes.portrait_mini.dataset import image_to_tensor
+    from charforge.recipes.portrait_mini.judge import load_judge
+    from charforge.recipes.portrait_mini.population import sample_portraits
+
+    vae, judge = load_pipeline().vae, load_judge()
+    people = list(sample_portraits(779, 6, held_out=True))
+    for k, emotion in enumerate(BASIS):
+        renders = torch.stack([image_to_tensor(render.render(p.with_state({emotion: 1.0}))[0]) for p in people])
+        with torch.no_grad():
+            trip = vae.decode(vae.encode(renders).latent_dist.mean).sample.clamp(-1, 1)
+            trip = ((trip + 1) * 127.5).round() / 127.5 - 1  # as a stored picture is: 8-bit
+        drawn, kept = judge.intensities(renders)[:, k].mean(), judge.intensities(trip)[:, k].mean()
+        assert kept >= 0.8 * drawn, f"{emotion}: round trip reads {kept:.2f}, the render {drawn:.2f}"
+
+
+@shipped
+@pytest.mark.slow
 def test_shipped_classifier_reads_held_out_renders():
     from charforge.recipes.portrait_mini.classifier import accuracy, load_classifier, render_set
 
