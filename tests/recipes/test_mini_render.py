@@ -52,7 +52,6 @@ def test_an_emphasis_draws_an_emotion_more_often_and_none_keeps_the_shipped_data
     emphasised = [p.state() for p in sample_portraits(8, 600, held_out=None, emphasis={"trust": 4.0})]
     shares = {e: sum(e in s for s in emphasised) for e in EMOTIONS}
     assert shares["trust"] > 2 * max(v for e, v in shares.items() if e != "trust")
-    assert all(len(s) <= 3 for s in emphasised)  # a mixture still names each emotion once
     assert list(sample_portraits(8, 20, held_out=None)) == list(sample_portraits(8, 20, held_out=None, emphasis={}))
 
 
