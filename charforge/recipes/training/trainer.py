@@ -41,6 +41,17 @@ log = logging.getLogger(__name__)
 _PHASES = ("vae", "unet", "decoder", "done")
 
 
+def _weight_map(name: str, rows: list[list[float]] | None, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """A configured per-position loss weight, checked against the maps it weighs and scaled to mean 1
+    (so weighting moves where the loss looks, not its size)."""
+    if rows is None:
+        return None
+    weight = torch.tensor(rows, dtype=torch.float32)
+    if tuple(weight.shape) != shape or (weight < 0).any():
+        raise InvalidInput(f"{name} must be a non-negative {shape} map, got shape {tuple(weight.shape)}")
+    return weight / weight.mean()
+
+
 def _cosine(base: float, fraction: float, step: int, warmup: int = 100) -> float:
     """Cosine decay over the phase's time budget to 5% of base, after a short linear warm-up."""
     f = min(max(fraction, 0.0), 1.0)
@@ -377,14 +388,7 @@ class LatentDiffusionTrainer:
         self.text_encoder.train()
         self.vae.requires_grad_(False)
         n_train = self.scheduler.config.num_train_timesteps
-        weight = None
-        if self.cfg.loss_weight is not None:
-            weight = torch.tensor(self.cfg.loss_weight, dtype=torch.float32)
-            if weight.shape != mean.shape[-2:] or (weight < 0).any():
-                raise InvalidInput(
-                    f"loss_weight must be a non-negative {tuple(mean.shape[-2:])} map, got shape {tuple(weight.shape)}"
-                )
-            weight = weight / weight.mean()
+        weight = _weight_map("loss_weight", self.cfg.loss_weight, tuple(mean.shape[-2:]))
 
         def step(fraction: float) -> float:
             self.unet_opt.param_groups[0]["lr"] = _cosine(self.cfg.unet_lr, fraction, self.step)
@@ -423,13 +427,7 @@ class LatentDiffusionTrainer:
         params = self._decoder_parameters()
         for p in params:
             p.requires_grad_(True)
-        weight = None
-        if self.cfg.decoder_weight is not None:
-            weight = torch.tensor(self.cfg.decoder_weight, dtype=torch.float32)
-            size = tuple(self.source[0][0].shape[-2:])
-            if tuple(weight.shape) != size or (weight < 0).any():
-                raise InvalidInput(f"decoder_weight must be a non-negative {size} map, got shape {tuple(weight.shape)}")
-            weight = weight / weight.mean()
+        weight = _weight_map("decoder_weight", self.cfg.decoder_weight, tuple(self.source[0][0].shape[-2:]))
 
         def step(fraction: float) -> float:
             for group in self.decoder_opt.param_groups:
