@@ -45,12 +45,21 @@ from charforge.models import student_path
 
 log = logging.getLogger(__name__)
 
-def latent_mask(mask: torch.Tensor, factor: int, dilation: int) -> torch.Tensor:
-    """Pixel mask (H, W) -> latent cells (h, w) holding any masked pixel, grown by `dilation` cells."""
+
+def latent_mask(mask: torch.Tensor, factor: int, dilation: int, edge: float = 1.0) -> torch.Tensor:
+    """Pixel mask (H, W) -> latent cells (h, w) holding any masked pixel, grown by `dilation` cells;
+    the d-th ring of growth weighs `edge ** d` (1 inside the mask).
+
+    An edge below 1 fades an edit out across the growth: the decoder's receptive field spans several
+    cells, so a full-strength change in the outermost ring still reaches pixels beyond the mask. A local
+    blend applies the weight at every step, so a ring's final change is far smaller than its weight.
+    """
     cells = F.max_pool2d(mask.float()[None, None], kernel_size=factor, stride=factor)
-    if dilation:
-        cells = F.max_pool2d(cells, kernel_size=2 * dilation + 1, stride=1, padding=dilation)
-    return cells[0, 0]
+    rings = cells
+    for d in range(1, dilation + 1):
+        grown = F.max_pool2d(cells, kernel_size=2 * d + 1, stride=1, padding=d)
+        rings = torch.maximum(rings, grown * edge**d)
+    return rings[0, 0]
 
 
 def pixel_mask(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -74,11 +83,12 @@ def composite(pictures: Sequence[np.ndarray], base: np.ndarray, cells: torch.Ten
 
 
 def edit_mask(model: ModelBundle, identity: Identity, table: ExpressionTable) -> torch.Tensor | None:
-    """The latent cells (h, w) an expression edit may change: the dilated region mask, if there is one."""
+    """The latent cells (h, w) an expression edit may change, and by how much (1 in the region, fading
+    over its dilation): the dilated region mask, if there is one."""
     region = table.edit.region
     if region not in identity.masks:
         return None
-    return latent_mask(identity.masks[region], model.vae_scale_factor, table.edit.mask_dilation)
+    return latent_mask(identity.masks[region], model.vae_scale_factor, table.edit.mask_dilation, table.edit.mask_edge)
 
 
 def part_maps(model: ModelBundle, identity: Identity, table: ExpressionTable) -> dict[str, torch.Tensor]:

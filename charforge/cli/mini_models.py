@@ -130,6 +130,14 @@ def train_portrait_mini(
             "inversions stay valid).",
         ),
     ] = False,
+    locality: Annotated[
+        float,
+        typer.Option(
+            parser=finite(0.0, 100.0),
+            help="With --decoder-only: weight of a term that keeps a change of the face's latents out of the "
+            "decoded pixels around it (default 0: none).",
+        ),
+    ] = 0.0,
     device: DeviceOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -140,8 +148,14 @@ def train_portrait_mini(
         raise InvalidInput(f"--decoder-minutes {decoder_minutes:g} leaves too little of --minutes {minutes:g}")
     if init_from is not None and not (init_from / "model_index.json").is_file():
         raise InvalidInput(f"--init-from {init_from} is not a diffusers model folder (no model_index.json)")
-    if (face_mix is not None or lr is not None or emphasis is not None or decoder_only) and init_from is None:
-        raise InvalidInput("--face-mix, --lr, --emphasis and --decoder-only set up a new fine-tune: give --init-from")
+    if (face_mix is not None or lr is not None or emphasis is not None or decoder_only or locality) and (
+        init_from is None
+    ):
+        raise InvalidInput(
+            "--face-mix, --lr, --emphasis, --decoder-only and --locality set up a new fine-tune: give --init-from"
+        )
+    if locality and not decoder_only:
+        raise InvalidInput("--locality trains the decoder: give it with --decoder-only")
     mix = None if face_mix is None else _face_mix(face_mix)
     weights = None if emphasis is None else _emphasis(emphasis)
     from charforge.recipes.portrait_mini.recipe import finetune_portrait_mini, is_finetune_run
@@ -155,7 +169,7 @@ def train_portrait_mini(
         folder = finetune_portrait_mini(
             out, init_from, minutes, resume=resume, seed=seed, threads=threads,
             budget=Budget.minutes(minutes, started), face_mix=mix or FACE_MIX, lr=lr or FINETUNE_LR,
-            emphasis=weights, decoder_only=decoder_only,
+            emphasis=weights, decoder_only=decoder_only, locality=locality,
         )  # fmt: skip
         typer.echo(str(folder))
         return

@@ -152,6 +152,12 @@ def test_train_cli_refuses_to_overwrite_a_run_and_bad_minutes(tmp_path, cli):
         code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "ft", "--init-from", tmp_path / "m",
                            "--emphasis", bad)  # fmt: skip
         assert code == 2 and "--emphasis" in err and len(err.strip().splitlines()) == 1
+    for extra in ((), ("--init-from", tmp_path / "m")):  # a locality term is a new decoder fine-tune's
+        code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "ft", *extra, "--locality", "2")
+        assert code == 2 and "--locality" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("train", "portrait-mini", "--out", tmp_path / "ft", "--init-from", tmp_path / "m",
+                       "--decoder-only", "--locality", "-1")  # fmt: skip
+    assert code == 2 and "--locality" in err
     assert not (tmp_path / "ft").exists()
 
 

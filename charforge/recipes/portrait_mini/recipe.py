@@ -66,6 +66,18 @@ def face_loss_weight(size: int = LATENT_SIZE, weight: float = FACE_WEIGHT) -> li
     return torch.where(inside, weight, 1.0).tolist()
 
 
+def edit_cells(source: PortraitSource, count: int = 256) -> list[list[float]]:
+    """The latent cells an expression edit may change on the renderer's portraits: the union of their
+    face masks, grown as the expression table grows a character's face mask."""
+    from charforge.character.edits import latent_mask
+    from charforge.emotion.conditioning import expression_table
+
+    dilation = expression_table().edit.mask_dilation
+    faces = [torch.from_numpy(render.render(p)[1]["face"]) for p in source.portraits[:count]]
+    cells = torch.stack([latent_mask(f, IMAGE_SIZE // LATENT_SIZE, dilation) for f in faces]).amax(0)
+    return cells.tolist()
+
+
 def recipe_config(seed: int, minutes: float, decoder_minutes: float = 0.0) -> TrainConfig:
     # small VAE batches: on 2 CPU cores the autoencoder is limited by optimizer steps, not by data
     return TrainConfig(
@@ -140,12 +152,16 @@ def init_from_model(
     lr: float = FINETUNE_LR,
     emphasis: Mapping[str, float] | None = None,
     decoder_only: bool = False,
+    locality: float = 0.0,
 ) -> LatentDiffusionTrainer:
     """A UNet-phase run in `out` warm-started from the exported model folder `model` (VAE kept as is).
 
     `decoder_only`: a decoder-phase run instead, face-weighted, the encoder and so the latent space kept,
     so `model`'s UNet, and every inversion made with it, still fit. That is the run to take when the
     decoder, not the UNet, is what loses a face (a round trip of the renders reads weaker than they do).
+    `locality` (with `decoder_only`) weighs a term that keeps a change of the face's latent cells
+    (`edit_cells`) from reaching decoded pixels outside them: the decoder's convolutions and mid-block
+    attention otherwise carry an expression edit a few pixels into the hair and background.
 
     The tokenizer is `model`'s plus the renderer's new caption words (old ids and tokenisations
     unchanged); the text encoder grows one embedding row per new token, initialised from a related
@@ -158,6 +174,8 @@ def init_from_model(
 
     from charforge.recipes.portrait_mini.tokenizer import extend_tokenizer
 
+    if locality and not decoder_only:
+        raise InvalidInput("--locality trains the decoder: give it with --decoder-only")
     model, out = Path(model), Path(out)
     if (out / "checkpoint").exists():
         raise InvalidInput(f"{out} already holds a training run; pass --resume to continue it")
@@ -181,13 +199,14 @@ def init_from_model(
     cfg.extra["face_mix"] = list(face_mix)  # the data of a resumed run must be the same portraits
     cfg.extra["emphasis"] = dict(emphasis or {})
     cfg.extra["decoder_only"] = decoder_only
-    if decoder_only:
-        cfg.decoder_minutes, cfg.decoder_lr = minutes, lr
-        cfg.decoder_weight = face_loss_weight(IMAGE_SIZE)
     if threads is not None:
         cfg.threads = threads
     torch.set_num_threads(cfg.threads)
     source = PortraitSource(DATA_SEED + seed, dataset_size, mix=face_mix, emphasis=emphasis)
+    if decoder_only:
+        cfg.decoder_minutes, cfg.decoder_lr = minutes, lr
+        cfg.decoder_weight = face_loss_weight(IMAGE_SIZE)
+        cfg.decoder_locality, cfg.locality_cells = locality, edit_cells(source) if locality else None
     trainer = LatentDiffusionTrainer(spec, source, cfg, out)
     trainer.vae.load_state_dict(vae.state_dict())
     trainer.unet.load_state_dict(unet.state_dict())
@@ -249,13 +268,15 @@ def finetune_portrait_mini(
     lr: float = FINETUNE_LR,
     emphasis: Mapping[str, float] | None = None,
     decoder_only: bool = False,
+    locality: float = 0.0,
 ) -> Path:
     """Fine-tune an exported model (`init_from`) on the current renderer's data; export to `out/model`.
 
     `budget` is the whole call's wall-clock time (default: `minutes` from now), the warm start's
     latent encoding and the export included. `face_mix` (shares of calm, one-, two- and three-emotion
     faces), `emphasis` (how often each emotion is drawn, as `population.random_state`), `lr` and
-    `decoder_only` (as `init_from_model`) are a new run's; a resumed run keeps the ones it started with.
+    `decoder_only` and `locality` (as `init_from_model`) are a new run's; a resumed run keeps the ones it
+    started with.
     """
     budget = budget or Budget.minutes(minutes)
     out = Path(out)
@@ -275,7 +296,7 @@ def finetune_portrait_mini(
             raise InvalidInput("a new fine-tune needs --init-from MODEL_FOLDER")
         trainer = init_from_model(
             init_from, out, minutes, seed=seed, threads=threads, face_mix=face_mix, lr=lr, emphasis=emphasis,
-            decoder_only=decoder_only,
+            decoder_only=decoder_only, locality=locality,
         )  # fmt: skip
     trainer.run(budget)
     return export_portrait_mini(trainer, out / "model")

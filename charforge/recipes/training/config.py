@@ -52,6 +52,11 @@ class TrainConfig:
     # the same at picture resolution for the decoder phase: a decoder that blurs a few face pixels can
     # erase an expression the latents still hold
     decoder_weight: list[list[float]] | None = None
+    # the decoder phase's locality term: swap the latent cells of `locality_cells` (a latent-resolution
+    # 0/1 map, e.g. where an edit may act) for another sample's and penalise, with this weight, any change
+    # the decoded picture shows outside them, so an edit that keeps the latents there keeps the pixels
+    decoder_locality: float = 0.0
+    locality_cells: list[list[float]] | None = None
     threads: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -427,7 +427,9 @@ class LatentDiffusionTrainer:
         params = self._decoder_parameters()
         for p in params:
             p.requires_grad_(True)
-        weight = _weight_map("decoder_weight", self.cfg.decoder_weight, tuple(self.source[0][0].shape[-2:]))
+        size = tuple(self.source[0][0].shape[-2:])
+        weight = _weight_map("decoder_weight", self.cfg.decoder_weight, size)
+        cells, outside = self._locality_cells(tuple(mean.shape[-2:]), size)
 
         def step(fraction: float) -> float:
             for group in self.decoder_opt.param_groups:
@@ -435,8 +437,14 @@ class LatentDiffusionTrainer:
             idx = torch.randint(len(mean), (self.cfg.decoder_batch,), generator=self.gen)
             x, _ = batch(self.source, idx)
             z = mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=self.gen)
-            picture = self.vae.decode(z).sample
+            if cells is None:
+                picture = self.vae.decode(z).sample
+            else:
+                other = mean[torch.randint(len(mean), (len(idx),), generator=self.gen)].float()
+                picture, swapped = self.vae.decode(torch.cat([z, torch.where(cells, other, z)])).sample.chunk(2)
             loss = F.mse_loss(picture, x) if weight is None else ((picture - x) ** 2 * weight).mean()
+            if cells is not None:
+                loss = loss + self.cfg.decoder_locality * ((swapped - picture.detach()) ** 2)[..., outside].mean()
             self.decoder_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.decoder_opt.step()
@@ -445,6 +453,20 @@ class LatentDiffusionTrainer:
         self._loop("decoder", step)
         self.vae.requires_grad_(False)
         self.vae.eval()
+
+    def _locality_cells(
+        self, latent: tuple[int, ...], size: tuple[int, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """The locality term's swapped latent cells and the pixels outside them (None: no such term)."""
+        if not self.cfg.decoder_locality:
+            return None, None
+        if self.cfg.locality_cells is None:
+            raise InvalidInput("decoder_locality needs locality_cells, the latent cells an edit may change")
+        cells = torch.tensor(self.cfg.locality_cells, dtype=torch.float32)
+        if tuple(cells.shape) != latent or not 0 < int((cells > 0).sum()) < cells.numel():
+            raise InvalidInput(f"locality_cells must be a {latent} map with some cells set and some not")
+        outside = F.interpolate(cells[None, None], size=size, mode="nearest")[0, 0] == 0
+        return cells[None, None] > 0, outside
 
     # --- export -----------------------------------------------------------------------------------
 
