@@ -11,7 +11,6 @@ from charforge.errors import InvalidInput
 from charforge.recipes.training import LatentDiffusionTrainer
 
 
-
 def _leak(trainer: LatentDiffusionTrainer) -> float:
     """Mean squared change of the decoded pictures outside the run's locality cells when the latents in
     them are swapped between samples."""
