@@ -65,6 +65,21 @@ def test_a_fast_edit_keeps_every_latent_outside_the_face_mask_and_changes_the_fa
         assert not torch.allclose(row[:, cells], latents[0][:, cells], atol=1e-3)  # inside: not the source
 
 
+def test_a_fast_edits_feathered_edge_keeps_its_share_of_the_rings_change(mira, student_dir):
+    student = load_model(student_dir, device="cpu", dtype=torch.float32)
+    identity = load_identity(mira, character_model(mira))
+    tables = {edge: expression_table({"edit": {"mask_dilation": 1, "mask_edge": edge}}) for edge in (1.0, 0.5)}
+    soft = edit_mask(student, identity, tables[0.5])
+    ring = (soft > 0) & (soft < 1)
+    assert ring.any()
+    conds = [conditioning({"anger": 1.0}, mira.prompt, tables[1.0])]
+    hard, feathered = (fast_edit_latents(student, identity, conds, tables[e])[1] for e in (1.0, 0.5))
+    base = encode_mean(student, prepare_image(student, PIL.Image.fromarray(identity.base)))[0]
+    torch.testing.assert_close(feathered[:, soft == 1], hard[:, soft == 1])
+    torch.testing.assert_close(feathered[:, ring] - base[:, ring], 0.5 * (hard[:, ring] - base[:, ring]))
+    assert torch.equal(feathered[:, soft == 0], base[:, soft == 0])
+
+
 def test_a_fast_edit_runs_the_student_once_per_step_and_never_the_teacher(mira, student_dir):
     teacher, student = character_model(mira), load_model(student_dir, device="cpu", dtype=torch.float32)
     identity = load_identity(mira, teacher)
