@@ -118,7 +118,7 @@ class _Edit(BaseModel):
     cross_replace: float = Field(ge=0.0, le=1.0)
     self_replace: float = Field(ge=0.0, le=1.0)
     mask_dilation: int = Field(ge=0, le=8)
-    mask_edge: float = Field(default=1.0, gt=0.0, le=1.0)  # weight of the dilation's first ring (d-th: edge**d)
+    mask_edge: float = Field(default=1.0, gt=0.0, le=1.0)  # share of its change the d-th dilation ring keeps: edge**d
     region: str
     composite: bool
 
