@@ -119,12 +119,14 @@ def part_maps(model: ModelBundle, identity: Identity, table: ExpressionTable) ->
 @dataclass
 class EditPlan:
     """What one edit call of a character draws: the target prompts (rows 1..), the attention
-    controllers, each conditioning's rows with their edit strengths, and the row of each picture."""
+    controllers, each conditioning's rows with their edit strengths, the row of each picture and the
+    edit mask's cells (None: the edit is confined by attention instead)."""
 
     targets: list[str]
     controllers: list[Controller]
     groups: list[dict[int, float | torch.Tensor]]
     first_rows: list[int]  # 0 (the source), then one row per conditioning
+    cells: torch.Tensor | None
 
 
 def edit_plan(
@@ -174,7 +176,7 @@ def edit_plan(
         groups.append(group)
         first_rows.append(row)
         row += len(group)
-    return EditPlan(targets, controllers, groups, first_rows)
+    return EditPlan(targets, controllers, groups, first_rows, cells)
 
 
 def edit_latents(
@@ -188,7 +190,7 @@ def edit_latents(
     latents = replay(model, identity.inversion, plan.targets, plan.controllers, hooks=hooks, progress=progress)[
         plan.first_rows
     ]
-    return feather(latents, latents[:1], edit_mask(model, identity, table))
+    return feather(latents, latents[:1], plan.cells)
 
 
 # the few-step student --------------------------------------------------------------------------------

@@ -154,8 +154,6 @@ def train_portrait_mini(
         raise InvalidInput(
             "--face-mix, --lr, --emphasis, --decoder-only and --locality set up a new fine-tune: give --init-from"
         )
-    if locality and not decoder_only:
-        raise InvalidInput("--locality trains the decoder: give it with --decoder-only")
     mix = None if face_mix is None else _face_mix(face_mix)
     weights = None if emphasis is None else _emphasis(emphasis)
     from charforge.recipes.portrait_mini.recipe import finetune_portrait_mini, is_finetune_run

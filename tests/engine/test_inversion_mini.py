@@ -88,13 +88,14 @@ def test_the_tables_feathered_mask_edge_keeps_more_of_the_picture_outside_the_ma
     from charforge.emotion.conditioning import expression_table
 
     person, image, masks = portrait
-    dilation, edge = expression_table().edit.mask_dilation, expression_table().edit.mask_edge
+    edit_table = expression_table().edit
+    dilation, edge = edit_table.mask_dilation, edit_table.mask_edge
     assert dilation >= 1 and edge < 1.0  # the shipped table feathers its edge
     face, factor = torch.from_numpy(masks["face"]), mini_model.vae_scale_factor
     source = person.caption()
     inversion = invert(mini_model, image, source, "direct", steps=STEPS)
-    outside = ~pixel_mask(latent_mask(face, factor, dilation), tuple(face.shape))
     hard = latent_mask(face, factor, dilation)
+    outside = ~pixel_mask(hard, tuple(face.shape))
     drawn = []
     for emotion in ("surprise", "anger", "joy"):
         target = person.with_expression(emotion, 1.0).caption()
